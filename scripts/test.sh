@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The one test command (README "Tests"): makes sure what the tests need is there, then runs
+# formatting, lints and every test. CI calls exactly this (.ci/run).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n==> %s\n' "$*"; }
+
+# Tests that need Redis use TEST_REDIS_URL (default: a local server), each on its own key
+# prefix. Make sure one answers: start the installed server, or install one as root.
+ensure_redis() {
+  local url="${TEST_REDIS_URL:-redis://127.0.0.1:6379}"
+  export TEST_REDIS_URL="$url"
+  local hostport="${url#redis://}"; hostport="${hostport%%/*}"; hostport="${hostport##*@}"
+  local host="${hostport%%:*}" port="${hostport##*:}"
+  [ "$port" = "$hostport" ] && port=6379
+  ping() { command -v redis-cli >/dev/null && redis-cli -h "$host" -p "$port" ping 2>/dev/null | grep -q PONG; }
+  if ping; then log "Redis answers at $host:$port"; return; fi
+  if ! command -v redis-server >/dev/null; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+      log "installing redis-server"
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+    else
+      echo "error: no Redis at $host:$port and redis-server is not installed." >&2
+      echo "Install it (Debian/Ubuntu: sudo apt-get install redis-server; macOS: brew install redis)" >&2
+      echo "or point TEST_REDIS_URL at a running server." >&2
+      exit 1
+    fi
+  fi
+  log "starting redis-server on $host:$port"
+  redis-server --daemonize yes --bind "$host" --port "$port" --save "" --appendonly no \
+    --dir /tmp --logfile "/tmp/crm-username-test-redis-$port.log"
+  for _ in $(seq 1 50); do ping && return; sleep 0.1; done
+  echo "error: redis-server did not start; see /tmp/crm-username-test-redis-$port.log" >&2
+  exit 1
+}
+
+ensure_redis
+
+log "cargo fmt --check"
+cargo fmt --all -- --check
+
+log "cargo clippy --all-targets -- -D warnings"
+cargo clippy --locked --all-targets -- -D warnings
+
+log "cargo test"
+INSTA_UPDATE=no cargo test --locked --all-targets

@@ -1,0 +1,101 @@
+//! The Salesforce user itself: missing, or inactive. And the all-clear.
+
+use crate::domain::{Finding, FindingCode, Org, Query, Severity, SfUser, Subject};
+
+use super::{Context, FindingBuilder};
+
+pub(crate) fn not_found(org: &Org, query: &Query, close: &[&SfUser]) -> Finding {
+    let what = match query.subject {
+        Subject::Id(_) => "the user id",
+        Subject::Login(_) => "the username or email",
+        Subject::Name(_) => "the name",
+    };
+    let subject = query.text.split(" for ").next().unwrap_or(&query.text);
+    let mut detail = format!(
+        "No user in the Salesforce org at {} has {what} {subject}.",
+        org.snapshot().salesforce.instance_url
+    );
+    if !close.is_empty() {
+        let names: Vec<&str> = close.iter().take(3).map(|u| u.username.as_str()).collect();
+        detail.push_str(&format!(" Close matches: {}.", names.join(", ")));
+    }
+    let mut finding =
+        FindingBuilder::new(FindingCode::SalesforceUserNotFound, Severity::Blocker, None)
+            .title(format!("No Salesforce user matches {subject}"))
+            .detail(detail);
+    finding = match close.first() {
+        Some(best) => finding.step(format!(
+            "Check the spelling: did you mean {}?",
+            best.username
+        )),
+        None => finding.step("Check the spelling of the username, email or name."),
+    };
+    finding
+        .step("Check the org: sandbox usernames end with the sandbox name (jane@acme.com.uat), production usernames do not.")
+        .step("If the user was created after the data was fetched, re-check with fresh data.")
+        .build()
+}
+
+pub(crate) fn inactive(ctx: &Context<'_>) -> Option<Finding> {
+    let user = ctx.user;
+    if user.is_active {
+        return None;
+    }
+    Some(
+        FindingBuilder::new(FindingCode::SalesforceUserInactive, Severity::Blocker, None)
+            .title(format!("Salesforce user {} is inactive", user.username))
+            .detail(format!(
+                "{} ({}, {}) has IsActive = false. Account Engagement only offers active Salesforce users as CRM usernames, and User Sync ignores inactive users.",
+                display_name(user), user.username, user.id
+            ))
+            .step(format!(
+                "In Salesforce Setup > Users, open {} and tick Active, then save (this takes a Salesforce licence).",
+                user.username
+            ))
+            .step("Or, if this person has another Salesforce user that is active, check and map that username instead.")
+            .step("Re-check once the connector has synced the change.")
+            .link(ctx.links.sf_user(user.id))
+            .build(),
+    )
+}
+
+pub(crate) fn no_blocker_found(ctx: &Context<'_>, bu: Option<usize>) -> Finding {
+    let user = ctx.user;
+    let Some(b) = bu else {
+        return FindingBuilder::new(FindingCode::NoBlockerFound, Severity::Info, None)
+            .title("No blocker found")
+            .detail(format!(
+                "{} is active. No Account Engagement business unit data is loaded, so mappings, email reservations, User Sync and user assignment could not be checked.",
+                user.username
+            ))
+            .step("Configure the business units (BUSINESS_UNITS_FILE) so that the bot can check Account Engagement users.")
+            .build();
+    };
+    let unit = ctx.bu(b);
+    FindingBuilder::new(FindingCode::NoBlockerFound, Severity::Info, Some(unit))
+        .title(format!("No blocker found in {}", unit.label()))
+        .detail(format!(
+            "{} is active, and no Account Engagement user in {} holds or reserves it; User Sync and user assignment allow it. It should be offered in the CRM username dropdown.",
+            user.username,
+            unit.label()
+        ))
+        .step(format!(
+            "Check that the Salesforce connector of {} is verified (Account Engagement Settings > Connectors).",
+            unit.label()
+        ))
+        .step("Reload the AE user's edit page: the dropdown is filled when the page opens.")
+        .step(format!(
+            "Re-check with fresh data: this answer uses data as of {}.",
+            ctx.org.snapshot().fetched_at.format("%Y-%m-%d %H:%M UTC")
+        ))
+        .link(ctx.links.user_sync_settings(unit))
+        .build()
+}
+
+pub(crate) fn display_name(user: &SfUser) -> &str {
+    if user.name.trim().is_empty() {
+        &user.username
+    } else {
+        &user.name
+    }
+}

@@ -1,0 +1,70 @@
+//! Scenario 3: with Salesforce User Sync on, the user's profile must map to an AE role.
+
+use crate::domain::{Finding, FindingCode, Severity, SfId};
+
+use super::{Context, FindingBuilder};
+
+pub(crate) fn profile_not_mapped_to_role(ctx: &Context<'_>, bu: usize) -> Option<Finding> {
+    let unit = ctx.bu(bu);
+    let user = ctx.user;
+    if !unit.user_sync {
+        return None;
+    }
+    // Without any profile data there is nothing to compare; better silent than a false blocker.
+    if user.profile_id.is_none() && user.profile_name.is_none() {
+        return None;
+    }
+    let mapped = unit.profile_roles.keys().any(|key| {
+        let by_id = SfId::parse(key.trim())
+            .ok()
+            .is_some_and(|id| Some(id) == user.profile_id);
+        let by_name = user
+            .profile_name
+            .as_deref()
+            .is_some_and(|name| name.trim().eq_ignore_ascii_case(key.trim()));
+        by_id || by_name
+    });
+    if mapped {
+        return None;
+    }
+    let profile = match (&user.profile_name, user.profile_id) {
+        (Some(name), Some(id)) => format!("{name} ({id})"),
+        (Some(name), None) => name.clone(),
+        (None, Some(id)) => id.to_string(),
+        (None, None) => String::new(),
+    };
+    let known: Vec<&str> = unit
+        .profile_roles
+        .keys()
+        .take(5)
+        .map(String::as_str)
+        .collect();
+    let known = match (known.len(), unit.profile_roles.len()) {
+        (0, _) => "none".to_owned(),
+        (n, total) if total > n => format!("{} and {} more", known.join(", "), total - n),
+        _ => known.join(", "),
+    };
+    let profile_label = user.profile_name.clone().unwrap_or_else(|| profile.clone());
+    let mut finding = FindingBuilder::new(FindingCode::ProfileNotMappedToRole, Severity::Blocker, Some(unit))
+        .title(format!(
+            "Profile {profile_label} has no Account Engagement role under User Sync in {}",
+            unit.label()
+        ))
+        .detail(format!(
+            "Salesforce User Sync is on in {}, and the profile of {}, {profile}, is not mapped to an Account Engagement role, so the username is not offered and no user is synced for it. Profiles mapped: {known}.",
+            unit.label(),
+            user.username
+        ))
+        .step(format!(
+            "In {}, open Account Engagement Settings > Connectors > Salesforce connector > Edit > User Sync.",
+            unit.label()
+        ))
+        .step(format!("Map the profile {profile_label} to an Account Engagement role, and save the settings."))
+        .step(format!("Create the user and map the CRM username {} (User Sync creates it within minutes).", user.username))
+        .step("Add the profile to profile_roles in the bot's business-unit settings, so the next check knows.")
+        .link(ctx.links.user_sync_settings(unit));
+    if let Some(id) = user.profile_id {
+        finding = finding.link(ctx.links.sf_profile(id));
+    }
+    Some(finding.build())
+}

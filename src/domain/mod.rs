@@ -1,0 +1,21 @@
+//! Plain data of the domain: no IO.
+
+mod account_engagement;
+mod business_unit;
+mod finding;
+mod org;
+mod query;
+mod salesforce;
+mod sf_id;
+mod snapshot;
+
+pub use account_engagement::{AeUser, bool_or_string, optional_sf_id};
+pub use business_unit::{
+    Assignment, BusinessUnit, DEFAULT_AE_URL, LinkTemplates, RecordRef, UserManagement,
+};
+pub use finding::*;
+pub use org::{Org, SearchResult};
+pub use query::{Query, QueryError, Subject, TargetRef};
+pub use salesforce::{GroupMember, PublicGroup, Role, RoleGroupKind, SalesforceOrg, SfUser};
+pub use sf_id::{SfId, SfIdError};
+pub use snapshot::{OrgSnapshot, SnapshotError, check_url};

@@ -1,0 +1,424 @@
+//! An org snapshot with the indexes a diagnosis needs, so that no lookup scans the org.
+
+use std::collections::HashMap;
+
+use super::{AeUser, BusinessUnit, OrgSnapshot, PublicGroup, RecordRef, Role, SfId, SfUser};
+
+type Idx = u32;
+
+/// Character histogram of a lower-cased string: a cheap lower bound on edit distance, so that
+/// "did you mean" only computes distances for the few strings that could be close.
+#[derive(Clone)]
+struct Histogram([u8; 40]);
+
+impl Histogram {
+    fn of(text: &str) -> Self {
+        let mut counts = [0u8; 40];
+        for b in text.bytes() {
+            let slot = match b {
+                b'a'..=b'z' => (b - b'a') as usize,
+                b'0'..=b'9' => 26 + (b - b'0') as usize,
+                b'.' => 36,
+                b'@' => 37,
+                b'_' | b'-' => 38,
+                _ => 39,
+            };
+            counts[slot] = counts[slot].saturating_add(1);
+        }
+        Histogram(counts)
+    }
+
+    /// Every edit changes the histogram by at most 2, so distance >= l1 / 2.
+    fn l1(&self, other: &Histogram) -> u32 {
+        self.0
+            .iter()
+            .zip(other.0.iter())
+            .map(|(a, b)| a.abs_diff(*b) as u32)
+            .sum()
+    }
+}
+
+struct BusinessUnitIndex {
+    by_salesforce_id: HashMap<SfId, Vec<Idx>>,
+    by_email: HashMap<String, Vec<Idx>>,
+    by_id: HashMap<u64, Idx>,
+}
+
+/// Matches of a search, best first, with how many there were in all.
+#[derive(Debug)]
+pub struct SearchResult<'a> {
+    pub users: Vec<&'a SfUser>,
+    pub total: usize,
+}
+
+pub struct Org {
+    snapshot: OrgSnapshot,
+    by_username: HashMap<String, Idx>,
+    by_email: HashMap<String, Vec<Idx>>,
+    by_id: HashMap<SfId, Idx>,
+    /// (lower-cased name word, user), sorted: prefix search by binary search.
+    name_words: Vec<(Box<str>, Idx)>,
+    /// (lower-cased username, user), sorted: finds sandbox variants (`jane@acme.com.uat`).
+    usernames_sorted: Vec<(Box<str>, Idx)>,
+    username_histograms: Vec<Histogram>,
+    name_histograms: Vec<Histogram>,
+    groups_of_member: HashMap<SfId, Vec<Idx>>,
+    group_by_id: HashMap<SfId, Idx>,
+    groups_by_name: HashMap<String, Vec<Idx>>,
+    role_by_id: HashMap<SfId, Idx>,
+    /// Role id -> the groups that stand for that role (see `PublicGroup::related_id`).
+    groups_of_role: HashMap<SfId, Vec<Idx>>,
+    roles_by_name: HashMap<String, Vec<Idx>>,
+    business_units: Vec<BusinessUnitIndex>,
+}
+
+fn push<K: std::hash::Hash + Eq>(map: &mut HashMap<K, Vec<Idx>>, key: K, idx: usize) {
+    map.entry(key).or_default().push(idx as Idx);
+}
+
+pub fn name_key(name: &str) -> String {
+    name.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase()
+}
+
+impl Org {
+    pub fn new(snapshot: OrgSnapshot) -> Self {
+        let sf = &snapshot.salesforce;
+        let users = &sf.users;
+        let mut by_username = HashMap::with_capacity(users.len());
+        let mut by_email = HashMap::with_capacity(users.len());
+        let mut by_id = HashMap::with_capacity(users.len());
+        let mut name_words = Vec::with_capacity(users.len() * 2);
+        let mut usernames_sorted = Vec::with_capacity(users.len());
+        let mut username_histograms = Vec::with_capacity(users.len());
+        let mut name_histograms = Vec::with_capacity(users.len());
+        for (i, user) in users.iter().enumerate() {
+            let username = user.username.to_lowercase();
+            username_histograms.push(Histogram::of(&username));
+            by_username.insert(username.clone(), i as Idx);
+            usernames_sorted.push((username.into_boxed_str(), i as Idx));
+            if !user.email.trim().is_empty() {
+                push(&mut by_email, user.email.trim().to_lowercase(), i);
+            }
+            by_id.insert(user.id, i as Idx);
+            let name = name_key(&user.name);
+            name_histograms.push(Histogram::of(&name));
+            for word in name.split(' ').filter(|w| !w.is_empty()) {
+                name_words.push((Box::from(word), i as Idx));
+            }
+        }
+        name_words.sort_unstable();
+        usernames_sorted.sort_unstable();
+
+        let group_by_id: HashMap<SfId, Idx> = sf
+            .groups
+            .iter()
+            .enumerate()
+            .map(|(i, g)| (g.id, i as Idx))
+            .collect();
+        let mut groups_of_member = HashMap::new();
+        for member in &sf.group_members {
+            if let Some(&g) = group_by_id.get(&member.group_id) {
+                push(&mut groups_of_member, member.member_id, g as usize);
+            }
+        }
+        let mut groups_by_name = HashMap::new();
+        let mut groups_of_role = HashMap::new();
+        for (i, group) in sf.groups.iter().enumerate() {
+            if let (Some(role), Some(_)) = (group.related_id, group.role_kind()) {
+                push(&mut groups_of_role, role, i);
+            }
+            push(&mut groups_by_name, group.name.to_lowercase(), i);
+            if let Some(dev) = &group.developer_name {
+                push(&mut groups_by_name, dev.to_lowercase(), i);
+            }
+        }
+        let role_by_id = sf
+            .roles
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.id, i as Idx))
+            .collect();
+        let mut roles_by_name = HashMap::new();
+        for (i, role) in sf.roles.iter().enumerate() {
+            push(&mut roles_by_name, role.name.to_lowercase(), i);
+        }
+
+        let business_units = snapshot
+            .business_units
+            .iter()
+            .map(|bu| {
+                let mut index = BusinessUnitIndex {
+                    by_salesforce_id: HashMap::new(),
+                    by_email: HashMap::new(),
+                    by_id: HashMap::with_capacity(bu.users.len()),
+                };
+                for (i, user) in bu.users.iter().enumerate() {
+                    if let Some(sf_id) = user.salesforce_id {
+                        push(&mut index.by_salesforce_id, sf_id, i);
+                    }
+                    if !user.email.trim().is_empty() {
+                        push(&mut index.by_email, user.email.trim().to_lowercase(), i);
+                    }
+                    index.by_id.insert(user.id, i as Idx);
+                }
+                index
+            })
+            .collect();
+
+        Org {
+            snapshot,
+            by_username,
+            by_email,
+            by_id,
+            name_words,
+            usernames_sorted,
+            username_histograms,
+            name_histograms,
+            groups_of_member,
+            group_by_id,
+            groups_by_name,
+            role_by_id,
+            groups_of_role,
+            roles_by_name,
+            business_units,
+        }
+    }
+
+    pub fn snapshot(&self) -> &OrgSnapshot {
+        &self.snapshot
+    }
+
+    pub fn business_units(&self) -> &[BusinessUnit] {
+        &self.snapshot.business_units
+    }
+
+    fn user(&self, idx: Idx) -> &SfUser {
+        &self.snapshot.salesforce.users[idx as usize]
+    }
+
+    pub fn user_by_username(&self, lower: &str) -> Option<&SfUser> {
+        self.by_username.get(lower).map(|&i| self.user(i))
+    }
+
+    pub fn user_by_id(&self, id: SfId) -> Option<&SfUser> {
+        self.by_id.get(&id).map(|&i| self.user(i))
+    }
+
+    pub fn users_by_email(&self, lower: &str) -> Vec<&SfUser> {
+        self.by_email
+            .get(lower)
+            .map(|ids| ids.iter().map(|&i| self.user(i)).collect())
+            .unwrap_or_default()
+    }
+
+    /// Users whose name equals `query` (lower-cased, single-spaced), or failing that, whose
+    /// name has a word starting with each word of the query.
+    pub fn search_name(&self, query: &str, limit: usize) -> SearchResult<'_> {
+        let words: Vec<&str> = query.split(' ').filter(|w| !w.is_empty()).collect();
+        let Some(first) = words.first() else {
+            return SearchResult {
+                users: Vec::new(),
+                total: 0,
+            };
+        };
+        let mut exact = Vec::new();
+        let mut partial = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for idx in self.word_prefix_matches(first) {
+            if !seen.insert(idx) {
+                continue;
+            }
+            let user = self.user(idx);
+            let name = name_key(&user.name);
+            if name == query {
+                exact.push(user);
+            } else if words[1..]
+                .iter()
+                .all(|w| name.split(' ').any(|nw| nw.starts_with(w)))
+            {
+                partial.push(user);
+            }
+        }
+        let mut users = if exact.is_empty() { partial } else { exact };
+        users.sort_by(|a, b| a.name.cmp(&b.name).then(a.username.cmp(&b.username)));
+        let total = users.len();
+        users.truncate(limit);
+        SearchResult { users, total }
+    }
+
+    fn word_prefix_matches<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = Idx> + 'a {
+        let start = self.name_words.partition_point(|(w, _)| &**w < prefix);
+        self.name_words[start..]
+            .iter()
+            .take_while(move |(w, _)| w.starts_with(prefix))
+            .map(|&(_, i)| i)
+    }
+
+    /// Close usernames for a login that matched nothing: sandbox variants of it first
+    /// (`jane@acme.com.uat` for `jane@acme.com`, and the reverse), then small typos.
+    pub fn closest_usernames(&self, login: &str, limit: usize) -> Vec<&SfUser> {
+        let mut found: Vec<(usize, &SfUser)> = Vec::new();
+        let dotted = format!("{login}.");
+        let start = self
+            .usernames_sorted
+            .partition_point(|(u, _)| &**u < dotted.as_str());
+        for (_, i) in self.usernames_sorted[start..]
+            .iter()
+            .take_while(|(u, _)| u.starts_with(&dotted))
+            .take(limit)
+        {
+            found.push((0, self.user(*i)));
+        }
+        if let Some((production, _)) = login.rsplit_once('.').filter(|(p, _)| {
+            p.contains('@') && p.rsplit('@').next().is_some_and(|d| d.contains('.'))
+        }) {
+            if let Some(user) = self.user_by_username(production) {
+                found.push((0, user));
+            }
+        }
+        self.typo_matches(
+            login,
+            &self.username_histograms,
+            |u| u.username.to_lowercase(),
+            &mut found,
+        );
+        finish_matches(found, limit)
+    }
+
+    /// Close names for a name that matched nothing.
+    pub fn closest_names(&self, name: &str, limit: usize) -> Vec<&SfUser> {
+        let mut found = Vec::new();
+        self.typo_matches(
+            name,
+            &self.name_histograms,
+            |u| name_key(&u.name),
+            &mut found,
+        );
+        finish_matches(found, limit)
+    }
+
+    fn typo_matches<'a>(
+        &'a self,
+        query: &str,
+        histograms: &[Histogram],
+        key: impl Fn(&SfUser) -> String,
+        found: &mut Vec<(usize, &'a SfUser)>,
+    ) {
+        let len = query.chars().count();
+        let max_distance = match len {
+            0..=4 => 1,
+            5..=9 => 2,
+            _ => 3,
+        };
+        let wanted = Histogram::of(query);
+        for (i, histogram) in histograms.iter().enumerate() {
+            if histogram.l1(&wanted) > 2 * max_distance as u32 {
+                continue;
+            }
+            let user = self.user(i as Idx);
+            let distance = strsim::levenshtein(query, &key(user));
+            if distance <= max_distance && distance > 0 {
+                found.push((distance, user));
+            }
+        }
+    }
+
+    pub fn groups_containing(&self, member: SfId) -> impl Iterator<Item = &PublicGroup> {
+        self.groups_of_member
+            .get(&member)
+            .into_iter()
+            .flatten()
+            .map(|&g| &self.snapshot.salesforce.groups[g as usize])
+    }
+
+    /// Groups that stand for this role (`Role`, `RoleAndSubordinates...`).
+    pub fn groups_of_role(&self, role: SfId) -> impl Iterator<Item = &PublicGroup> {
+        self.groups_of_role
+            .get(&role)
+            .into_iter()
+            .flatten()
+            .map(|&g| &self.snapshot.salesforce.groups[g as usize])
+    }
+
+    pub fn group(&self, id: SfId) -> Option<&PublicGroup> {
+        self.group_by_id
+            .get(&id)
+            .map(|&g| &self.snapshot.salesforce.groups[g as usize])
+    }
+
+    pub fn role(&self, id: SfId) -> Option<&Role> {
+        self.role_by_id
+            .get(&id)
+            .map(|&r| &self.snapshot.salesforce.roles[r as usize])
+    }
+
+    /// Does this settings reference name that group? (by id, name or developer name)
+    pub fn group_matches(&self, reference: &RecordRef, group: &PublicGroup) -> bool {
+        match reference {
+            RecordRef::Id(id) => *id == group.id,
+            RecordRef::Name(name) => {
+                self.groups_by_name
+                    .get(&name.to_lowercase())
+                    .is_some_and(|ids| {
+                        ids.iter()
+                            .any(|&g| self.snapshot.salesforce.groups[g as usize].id == group.id)
+                    })
+            }
+        }
+    }
+
+    /// Does this settings reference name that role? (by id or name)
+    pub fn role_matches(&self, reference: &RecordRef, role: &Role) -> bool {
+        match reference {
+            RecordRef::Id(id) => *id == role.id,
+            RecordRef::Name(name) => {
+                self.roles_by_name
+                    .get(&name.to_lowercase())
+                    .is_some_and(|ids| {
+                        ids.iter()
+                            .any(|&r| self.snapshot.salesforce.roles[r as usize].id == role.id)
+                    })
+            }
+        }
+    }
+
+    /// AE users of business unit `bu` (an index into `business_units()`) mapped to `sf_id`.
+    pub fn ae_users_mapped_to(&self, bu: usize, sf_id: SfId) -> impl Iterator<Item = &AeUser> {
+        self.ae_users_of(bu, self.business_units[bu].by_salesforce_id.get(&sf_id))
+    }
+
+    /// AE users of business unit `bu` whose email is `lower` (case-insensitive).
+    pub fn ae_users_with_email(&self, bu: usize, lower: &str) -> impl Iterator<Item = &AeUser> {
+        self.ae_users_of(bu, self.business_units[bu].by_email.get(lower))
+    }
+
+    pub fn ae_user_by_id(&self, bu: usize, id: u64) -> Option<&AeUser> {
+        self.business_units[bu]
+            .by_id
+            .get(&id)
+            .map(|&i| &self.snapshot.business_units[bu].users[i as usize])
+    }
+
+    fn ae_users_of<'a>(
+        &'a self,
+        bu: usize,
+        ids: Option<&'a Vec<Idx>>,
+    ) -> impl Iterator<Item = &'a AeUser> + 'a {
+        let users = &self.snapshot.business_units[bu].users;
+        ids.into_iter().flatten().map(move |&i| &users[i as usize])
+    }
+}
+
+fn finish_matches(mut found: Vec<(usize, &SfUser)>, limit: usize) -> Vec<&SfUser> {
+    found.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.username.cmp(&b.1.username)));
+    let mut seen = std::collections::HashSet::new();
+    found
+        .into_iter()
+        .filter(|(_, u)| seen.insert(u.id))
+        .map(|(_, u)| u)
+        .take(limit)
+        .collect()
+}

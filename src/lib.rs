@@ -1,0 +1,8 @@
+//! crm-username: explains why a Salesforce username is missing from the Account Engagement
+//! CRM username dropdown, and how to fix it.
+
+pub mod cli;
+pub mod demo;
+pub mod diagnose;
+pub mod domain;
+pub mod render;

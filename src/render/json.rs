@@ -1,0 +1,7 @@
+use crate::domain::Diagnosis;
+
+/// CONTRACT.md's `check --format json`, pretty-printed.
+pub fn json(diagnosis: &Diagnosis) -> String {
+    // Serialising plain data with string keys cannot fail.
+    serde_json::to_string_pretty(diagnosis).unwrap_or_default()
+}
