@@ -1,1 +1,67 @@
-fn main() {}
+//! Diagnosis cost once the org is loaded, and the cost of loading it.
+//! Run: `cargo bench --bench diagnosis` (BENCHMARKS.md has the figures).
+
+use std::hint::black_box;
+
+use chrono::{TimeZone, Utc};
+use criterion::{Criterion, criterion_group, criterion_main};
+
+use crm_username::diagnose::diagnose;
+use crm_username::domain::{Org, OrgSnapshot, Query};
+use crm_username::synthetic::{Params, generate, username};
+
+fn org(sf_users: usize, ae_users: usize) -> Org {
+    Org::new(generate(Params {
+        sf_users,
+        ae_users,
+        business_units: 3,
+        seed: 7,
+    }))
+}
+
+fn bench_diagnosis(c: &mut Criterion) {
+    let now = Utc.with_ymd_and_hms(2026, 1, 15, 12, 0, 0).unwrap();
+    for (label, sf, ae) in [("1k", 1_000, 200), ("100k", 100_000, 20_000)] {
+        let org = org(sf, ae);
+        let mut group = c.benchmark_group(format!("diagnose_{label}"));
+        let queries = [
+            ("username", username(sf / 2)),
+            (
+                "user_id",
+                crm_username::synthetic::user_id(sf / 3).to_string(),
+            ),
+            ("username_for_target", format!("{} for 5", username(sf / 4))),
+            ("name", format!("Jane Doe {}", sf / 5)),
+            (
+                "typo_not_found",
+                format!("usr{}@synthetic.example.com", sf / 6),
+            ),
+        ];
+        for (name, text) in queries {
+            let query = Query::parse(&text).unwrap();
+            group.bench_function(name, |b| {
+                b.iter(|| diagnose(black_box(&query), black_box(&org), now))
+            });
+        }
+        group.finish();
+    }
+}
+
+fn bench_load(c: &mut Criterion) {
+    let json = serde_json::to_string(&generate(Params {
+        sf_users: 100_000,
+        ae_users: 20_000,
+        business_units: 3,
+        seed: 7,
+    }))
+    .unwrap();
+    let mut group = c.benchmark_group("load_100k");
+    group.sample_size(10);
+    group.bench_function("parse_validate_index", |b| {
+        b.iter(|| Org::new(OrgSnapshot::from_json(black_box(&json), "bench").unwrap()))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench_diagnosis, bench_load);
+criterion_main!(benches);

@@ -29,6 +29,20 @@ pub struct Cli {
 pub enum Command {
     /// Diagnose one query, exactly as the Slack command would.
     Check(CheckArgs),
+    /// Print a synthetic org snapshot (JSON) of any size, for trying and benchmarking.
+    GenerateOrg(GenerateOrgArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct GenerateOrgArgs {
+    #[arg(long, default_value_t = 1_000)]
+    pub sf_users: usize,
+    #[arg(long, default_value_t = 200)]
+    pub ae_users: usize,
+    #[arg(long, default_value_t = 2)]
+    pub business_units: usize,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -69,6 +83,24 @@ pub fn main() -> ExitCode {
     };
     match cli.command {
         Command::Check(args) => check(&args),
+        Command::GenerateOrg(args) => generate_org(&args),
+    }
+}
+
+fn generate_org(args: &GenerateOrgArgs) -> ExitCode {
+    let snapshot = crate::synthetic::generate(crate::synthetic::Params {
+        sf_users: args.sf_users,
+        ae_users: args.ae_users,
+        business_units: args.business_units,
+        seed: args.seed,
+    });
+    let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
+    let written = serde_json::to_writer(&mut stdout, &snapshot)
+        .map_err(std::io::Error::from)
+        .and_then(|()| stdout.flush());
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => usage_error(format!("cannot write the org: {err}")),
     }
 }
 

@@ -7,7 +7,7 @@ mod org;
 mod query;
 mod salesforce;
 mod sf_id;
-mod snapshot;
+pub(crate) mod snapshot;
 
 pub use account_engagement::{AeUser, bool_or_string, optional_sf_id};
 pub use business_unit::{

@@ -1,6 +1,8 @@
 //! An org snapshot with the indexes a diagnosis needs, so that no lookup scans the org.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
+
+use super::snapshot::lower;
 
 use super::{AeUser, BusinessUnit, OrgSnapshot, PublicGroup, RecordRef, Role, SfId, SfUser};
 
@@ -53,12 +55,12 @@ pub struct SearchResult<'a> {
 
 pub struct Org {
     snapshot: OrgSnapshot,
-    by_username: HashMap<String, Idx>,
     by_email: HashMap<String, Vec<Idx>>,
     by_id: HashMap<SfId, Idx>,
     /// (lower-cased name word, user), sorted: prefix search by binary search.
     name_words: Vec<(Box<str>, Idx)>,
-    /// (lower-cased username, user), sorted: finds sandbox variants (`jane@acme.com.uat`).
+    /// (lower-cased username, user), sorted: exact lookups by binary search, and sandbox
+    /// variants (`jane@acme.com.uat`) as a prefix range.
     usernames_sorted: Vec<(Box<str>, Idx)>,
     username_histograms: Vec<Histogram>,
     name_histograms: Vec<Histogram>,
@@ -72,40 +74,48 @@ pub struct Org {
     business_units: Vec<BusinessUnitIndex>,
 }
 
+fn with_capacity<K, V>(n: usize) -> HashMap<K, V> {
+    HashMap::with_capacity_and_hasher(n, Default::default())
+}
+
 fn push<K: std::hash::Hash + Eq>(map: &mut HashMap<K, Vec<Idx>>, key: K, idx: usize) {
     map.entry(key).or_default().push(idx as Idx);
 }
 
+/// A name as compared: lower case, single spaces.
 pub fn name_key(name: &str) -> String {
-    name.split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-        .to_lowercase()
+    let mut key = String::with_capacity(name.len());
+    for word in name.split_whitespace() {
+        if !key.is_empty() {
+            key.push(' ');
+        }
+        key.extend(word.chars().flat_map(char::to_lowercase));
+    }
+    key
 }
 
 impl Org {
     pub fn new(snapshot: OrgSnapshot) -> Self {
         let sf = &snapshot.salesforce;
         let users = &sf.users;
-        let mut by_username = HashMap::with_capacity(users.len());
-        let mut by_email = HashMap::with_capacity(users.len());
-        let mut by_id = HashMap::with_capacity(users.len());
+        let mut by_email = with_capacity(users.len());
+        let mut by_id = with_capacity(users.len());
         let mut name_words = Vec::with_capacity(users.len() * 2);
         let mut usernames_sorted = Vec::with_capacity(users.len());
         let mut username_histograms = Vec::with_capacity(users.len());
         let mut name_histograms = Vec::with_capacity(users.len());
         for (i, user) in users.iter().enumerate() {
-            let username = user.username.to_lowercase();
+            let username: Box<str> = lower(&user.username).into();
             username_histograms.push(Histogram::of(&username));
-            by_username.insert(username.clone(), i as Idx);
-            usernames_sorted.push((username.into_boxed_str(), i as Idx));
-            if !user.email.trim().is_empty() {
-                push(&mut by_email, user.email.trim().to_lowercase(), i);
+            usernames_sorted.push((username, i as Idx));
+            let email = user.email.trim();
+            if !email.is_empty() {
+                push(&mut by_email, lower(email).into_owned(), i);
             }
             by_id.insert(user.id, i as Idx);
             let name = name_key(&user.name);
             name_histograms.push(Histogram::of(&name));
-            for word in name.split(' ').filter(|w| !w.is_empty()) {
+            for word in name.split(' ') {
                 name_words.push((Box::from(word), i as Idx));
             }
         }
@@ -118,14 +128,14 @@ impl Org {
             .enumerate()
             .map(|(i, g)| (g.id, i as Idx))
             .collect();
-        let mut groups_of_member = HashMap::new();
+        let mut groups_of_member = with_capacity(sf.group_members.len());
         for member in &sf.group_members {
             if let Some(&g) = group_by_id.get(&member.group_id) {
                 push(&mut groups_of_member, member.member_id, g as usize);
             }
         }
-        let mut groups_by_name = HashMap::new();
-        let mut groups_of_role = HashMap::new();
+        let mut groups_by_name = HashMap::default();
+        let mut groups_of_role = HashMap::default();
         for (i, group) in sf.groups.iter().enumerate() {
             if let (Some(role), Some(_)) = (group.related_id, group.role_kind()) {
                 push(&mut groups_of_role, role, i);
@@ -141,7 +151,7 @@ impl Org {
             .enumerate()
             .map(|(i, r)| (r.id, i as Idx))
             .collect();
-        let mut roles_by_name = HashMap::new();
+        let mut roles_by_name = HashMap::default();
         for (i, role) in sf.roles.iter().enumerate() {
             push(&mut roles_by_name, role.name.to_lowercase(), i);
         }
@@ -151,16 +161,20 @@ impl Org {
             .iter()
             .map(|bu| {
                 let mut index = BusinessUnitIndex {
-                    by_salesforce_id: HashMap::new(),
-                    by_email: HashMap::new(),
-                    by_id: HashMap::with_capacity(bu.users.len()),
+                    by_salesforce_id: with_capacity(bu.users.len()),
+                    by_email: with_capacity(bu.users.len()),
+                    by_id: with_capacity(bu.users.len()),
                 };
                 for (i, user) in bu.users.iter().enumerate() {
                     if let Some(sf_id) = user.salesforce_id {
                         push(&mut index.by_salesforce_id, sf_id, i);
                     }
                     if !user.email.trim().is_empty() {
-                        push(&mut index.by_email, user.email.trim().to_lowercase(), i);
+                        push(
+                            &mut index.by_email,
+                            lower(user.email.trim()).into_owned(),
+                            i,
+                        );
                     }
                     index.by_id.insert(user.id, i as Idx);
                 }
@@ -170,7 +184,6 @@ impl Org {
 
         Org {
             snapshot,
-            by_username,
             by_email,
             by_id,
             name_words,
@@ -200,7 +213,10 @@ impl Org {
     }
 
     pub fn user_by_username(&self, lower: &str) -> Option<&SfUser> {
-        self.by_username.get(lower).map(|&i| self.user(i))
+        self.usernames_sorted
+            .binary_search_by(|(u, _)| (**u).cmp(lower))
+            .ok()
+            .map(|at| self.user(self.usernames_sorted[at].1))
     }
 
     pub fn user_by_id(&self, id: SfId) -> Option<&SfUser> {
@@ -226,7 +242,7 @@ impl Org {
         };
         let mut exact = Vec::new();
         let mut partial = Vec::new();
-        let mut seen = std::collections::HashSet::new();
+        let mut seen = rustc_hash::FxHashSet::default();
         for idx in self.word_prefix_matches(first) {
             if !seen.insert(idx) {
                 continue;

@@ -1,7 +1,7 @@
 //! An org snapshot: everything the diagnosis reads, as of one moment. Loaded from the JSON
 //! format of CONTRACT.md (`--org FILE`, the demo org) or built by a refresh.
 
-use std::collections::HashSet;
+use rustc_hash::FxHashSet as HashSet;
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
@@ -54,30 +54,41 @@ impl OrgSnapshot {
 
     /// Parses and validates a snapshot; `source_name` names it in errors.
     pub fn from_json(text: &str, source_name: &str) -> Result<Self, SnapshotError> {
-        let mut de = serde_json::Deserializer::from_str(text);
-        let snapshot: OrgSnapshot = serde_path_to_error::deserialize(&mut de).map_err(|err| {
-            let path = match err.path().to_string() {
-                p if p == "." => "(document)".to_owned(),
-                p => p,
-            };
-            let inner = err.into_inner();
-            SnapshotError::Parse {
-                source_name: source_name.to_owned(),
-                line: inner.line(),
-                column: inner.column(),
-                path,
-                message: strip_position(&inner.to_string()),
-            }
-        })?;
-        de.end().map_err(|inner| SnapshotError::Parse {
+        // Tracking the path costs a third of the parse: only pay for it to explain an error.
+        let snapshot: OrgSnapshot = match serde_json::from_str(text) {
+            Ok(snapshot) => snapshot,
+            Err(_) => return Err(Self::explain_parse_error(text, source_name)),
+        };
+        snapshot.validate(source_name)?;
+        Ok(snapshot)
+    }
+
+    fn explain_parse_error(text: &str, source_name: &str) -> SnapshotError {
+        let parse_error = |path: String, inner: serde_json::Error| SnapshotError::Parse {
             source_name: source_name.to_owned(),
             line: inner.line(),
             column: inner.column(),
-            path: "(document)".to_owned(),
+            path,
             message: strip_position(&inner.to_string()),
-        })?;
-        snapshot.validate(source_name)?;
-        Ok(snapshot)
+        };
+        let mut de = serde_json::Deserializer::from_str(text);
+        match serde_path_to_error::deserialize::<_, OrgSnapshot>(&mut de) {
+            Err(err) => {
+                let path = match err.path().to_string() {
+                    p if p == "." => "(document)".to_owned(),
+                    p => p,
+                };
+                parse_error(path, err.into_inner())
+            }
+            Ok(_) => match de.end() {
+                Err(inner) => parse_error("(document)".to_owned(), inner),
+                Ok(()) => SnapshotError::Invalid {
+                    source_name: source_name.to_owned(),
+                    path: "(document)".to_owned(),
+                    message: "the document could not be read".to_owned(),
+                },
+            },
+        }
     }
 
     /// Checks what the JSON shape cannot: unique ids and usernames, URLs the links rely on.
@@ -92,8 +103,10 @@ impl OrgSnapshot {
         if let Some(url) = &self.salesforce.lightning_url {
             check_url(url).map_err(|m| invalid("salesforce.lightning_url".into(), m))?;
         }
-        let mut ids = HashSet::new();
-        let mut usernames = HashSet::new();
+        let mut ids =
+            HashSet::with_capacity_and_hasher(self.salesforce.users.len(), Default::default());
+        let mut usernames =
+            HashSet::with_capacity_and_hasher(self.salesforce.users.len(), Default::default());
         for (i, user) in self.salesforce.users.iter().enumerate() {
             if user.username.trim().is_empty() {
                 return Err(invalid(
@@ -107,7 +120,7 @@ impl OrgSnapshot {
                     format!("user id {} appears twice", user.id),
                 ));
             }
-            if !usernames.insert(user.username.to_lowercase()) {
+            if !usernames.insert(lower(&user.username)) {
                 return Err(invalid(
                     format!("salesforce.users[{i}].username"),
                     format!(
@@ -117,7 +130,7 @@ impl OrgSnapshot {
                 ));
             }
         }
-        let mut bu_ids = HashSet::new();
+        let mut bu_ids = HashSet::default();
         for (b, bu) in self.business_units.iter().enumerate() {
             if !bu_ids.insert(bu.id) {
                 return Err(invalid(
@@ -126,7 +139,7 @@ impl OrgSnapshot {
                 ));
             }
             check_url(&bu.ae_url).map_err(|m| invalid(format!("business_units[{b}].ae_url"), m))?;
-            let mut ae_ids = HashSet::new();
+            let mut ae_ids = HashSet::default();
             for (u, user) in bu.users.iter().enumerate() {
                 if !ae_ids.insert(user.id) {
                     return Err(invalid(
@@ -179,6 +192,15 @@ pub fn check_url(url: &str) -> Result<(), String> {
         return Err(format!("{url:?} is not a valid URL"));
     }
     Ok(())
+}
+
+/// Lower-cased, allocating only when something changes (most usernames are lower case).
+pub fn lower(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.chars().any(char::is_uppercase) {
+        std::borrow::Cow::Owned(text.to_lowercase())
+    } else {
+        std::borrow::Cow::Borrowed(text)
+    }
 }
 
 /// serde_json appends " at line L column C"; the error already carries both.

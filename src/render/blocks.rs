@@ -165,12 +165,15 @@ pub fn blocks(d: &Diagnosis) -> Value {
         .iter()
         .filter(|f| f.severity == Severity::Warning)
         .count();
+    let as_of = format!("data as of {}", d.data_as_of.format("%Y-%m-%d %H:%M UTC"));
+    let context = if d.salesforce_user.is_some() {
+        format!("{blockers} blocker(s), {warnings} warning(s) · {as_of}")
+    } else {
+        as_of
+    };
     blocks.push(json!({
         "type": "context",
-        "elements": [{"type": "mrkdwn", "text": format!(
-            "{blockers} blocker(s), {warnings} warning(s) · data as of {}",
-            d.data_as_of.format("%Y-%m-%d %H:%M UTC")
-        )}],
+        "elements": [{"type": "mrkdwn", "text": context}],
     }));
     blocks.push(json!({"type": "divider"}));
 

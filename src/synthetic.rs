@@ -1,0 +1,267 @@
+//! A synthetic org of any size, deterministic for a seed: for benchmarks, load tests and fakes.
+//! Every cause of the diagnosis occurs in it: inactive users, mappings to active and deleted AE
+//! users, email reservations and sync conflicts, unmapped profiles, business units managed in
+//! Salesforce with nested groups and a role tree, recent assignments.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+
+use crate::domain::{
+    AeUser, Assignment, BusinessUnit, GroupMember, LinkTemplates, OrgSnapshot, PublicGroup,
+    RecordRef, Role, SalesforceOrg, SfId, SfUser, UserManagement,
+};
+
+#[derive(Debug, Clone, Copy)]
+pub struct Params {
+    pub sf_users: usize,
+    pub ae_users: usize,
+    pub business_units: usize,
+    pub seed: u64,
+}
+
+/// splitmix64: small, fast and good enough to spread test data.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+    /// True with probability `percent` / 100.
+    fn chance(&mut self, percent: u64) -> bool {
+        self.next() % 100 < percent
+    }
+}
+
+const FIRST: [&str; 16] = [
+    "Jane", "John", "Maria", "Ahmed", "Wei", "Olga", "Pedro", "Aiko", "Liam", "Noor", "Sam", "Eva",
+    "Ravi", "Chloe", "Tomas", "Zara",
+];
+const LAST: [&str; 16] = [
+    "Doe", "Smith", "Garcia", "Khan", "Chen", "Ivanova", "Silva", "Tanaka", "Murphy", "Haddad",
+    "Lee", "Novak", "Patel", "Martin", "Berg", "Okafor",
+];
+const PROFILES: [&str; 5] = [
+    "Standard User",
+    "Marketing User",
+    "System Administrator",
+    "Sales Manager",
+    "Contract Manager",
+];
+
+/// Ids are `<prefix><kind letter><number>`, 15 characters, made unique per kind.
+fn make_id(prefix: &str, n: usize) -> SfId {
+    let text = format!("{prefix}Sy{n:010}");
+    SfId::parse(&text).unwrap_or_else(|_| unreachable!("generated ids are 15 alphanumerics"))
+}
+
+pub fn user_id(n: usize) -> SfId {
+    make_id("005", n)
+}
+
+pub fn username(n: usize) -> String {
+    format!("user{n}@synthetic.example.com")
+}
+
+pub fn generate(params: Params) -> OrgSnapshot {
+    let mut rng = Rng(params.seed);
+    let fetched_at: DateTime<Utc> = Utc
+        .with_ymd_and_hms(2026, 1, 15, 12, 0, 0)
+        .single()
+        .unwrap_or_default();
+    let n = params.sf_users.max(1);
+    let bus = params.business_units.max(1);
+
+    // Role tree: a CEO, one VP per business unit, managers under VPs, reps under managers.
+    let mut roles = vec![Role {
+        id: make_id("00E", 0),
+        name: "CEO".into(),
+        parent_role_id: None,
+    }];
+    for b in 0..bus {
+        roles.push(Role {
+            id: make_id("00E", 1 + b),
+            name: format!("VP Region {b}"),
+            parent_role_id: Some(make_id("00E", 0)),
+        });
+    }
+    let managers = (n / 200).max(bus);
+    for m in 0..managers {
+        roles.push(Role {
+            id: make_id("00E", 1 + bus + m),
+            name: format!("Manager {m}"),
+            parent_role_id: Some(make_id("00E", 1 + m % bus)),
+        });
+    }
+    let reps = (n / 50).max(managers);
+    let rep_base = 1 + bus + managers;
+    for r in 0..reps {
+        roles.push(Role {
+            id: make_id("00E", rep_base + r),
+            name: format!("Rep {r}"),
+            parent_role_id: Some(make_id("00E", 1 + bus + r % managers)),
+        });
+    }
+
+    // Public groups nested four wide; the last two hold each other (a cycle).
+    let group_count = (n / 100).max(4);
+    let groups: Vec<PublicGroup> = (0..group_count)
+        .map(|g| PublicGroup {
+            id: make_id("00G", g),
+            name: format!("Group {g}"),
+            developer_name: Some(format!("Group_{g}")),
+            group_type: "Regular".into(),
+            related_id: None,
+        })
+        .collect();
+    let mut group_members: Vec<GroupMember> = (1..group_count)
+        .map(|g| GroupMember {
+            group_id: make_id("00G", (g - 1) / 4),
+            member_id: make_id("00G", g),
+        })
+        .collect();
+    group_members.push(GroupMember {
+        group_id: make_id("00G", group_count - 1),
+        member_id: make_id("00G", group_count - 2),
+    });
+
+    let users: Vec<SfUser> = (0..n)
+        .map(|i| {
+            let profile = rng.below(PROFILES.len());
+            let username = username(i);
+            let email = if rng.chance(3) {
+                format!("u{i}.personal@synthetic.example.com")
+            } else {
+                username.clone()
+            };
+            let modified = if rng.chance(1) {
+                fetched_at - Duration::minutes(rng.below(50) as i64 + 5)
+            } else {
+                fetched_at - Duration::days(rng.below(700) as i64 + 1)
+            };
+            SfUser {
+                id: user_id(i),
+                username,
+                email,
+                name: format!(
+                    "{} {} {i}",
+                    FIRST[rng.below(FIRST.len())],
+                    LAST[rng.below(LAST.len())]
+                ),
+                is_active: !rng.chance(2),
+                profile_id: Some(make_id("00e", profile)),
+                profile_name: Some(PROFILES[profile].into()),
+                user_license: Some("Salesforce".into()),
+                role_id: rng
+                    .chance(90)
+                    .then(|| make_id("00E", rep_base + rng.below(reps))),
+                user_type: Some("Standard".into()),
+                modified_at: Some(modified),
+            }
+        })
+        .collect();
+    for (i, user) in users.iter().enumerate() {
+        if i % 3 == 0 {
+            group_members.push(GroupMember {
+                group_id: make_id("00G", rng.below(group_count)),
+                member_id: user.id,
+            });
+        }
+    }
+
+    // Business units alternate: user sync in AE, then user management in Salesforce.
+    let per_bu = params.ae_users / bus;
+    let mut next_ae_id = 1u64;
+    let business_units = (0..bus)
+        .map(|b| {
+            let managed_in_salesforce = b % 2 == 1;
+            let mut profile_roles = BTreeMap::new();
+            for p in PROFILES.iter().take(4) {
+                profile_roles.insert((*p).to_owned(), "Sales".to_owned());
+            }
+            let assignment = if managed_in_salesforce {
+                Assignment {
+                    users: vec![RecordRef::Id(user_id(0))],
+                    public_groups: vec![RecordRef::Id(make_id("00G", 1))],
+                    roles: Vec::new(),
+                    roles_and_subordinates: vec![RecordRef::Id(make_id("00E", 1 + b))],
+                }
+            } else {
+                Assignment::default()
+            };
+            let mut ae_users = Vec::with_capacity(per_bu);
+            for _ in 0..per_bu {
+                let sf = rng.below(n);
+                let kind = rng.below(100);
+                let id = next_ae_id;
+                next_ae_id += 1;
+                let (email, salesforce_id, is_deleted) = match kind {
+                    // Unmapped, email equal to a Salesforce username: a reservation.
+                    0..=2 => (username(sf), None, false),
+                    // Unmapped, email equal to a user's personal email: a sync conflict.
+                    3..=4 => (users[sf].email.clone(), None, false),
+                    // In the recycle bin, still mapped.
+                    5..=9 => (
+                        format!("ae{id}@synthetic.example.com"),
+                        Some(users[sf].id),
+                        true,
+                    ),
+                    // Mapped through a 15-character id (SfId keeps the 15 either way).
+                    _ => (
+                        format!("ae{id}@synthetic.example.com"),
+                        Some(users[sf].id),
+                        false,
+                    ),
+                };
+                ae_users.push(AeUser {
+                    id,
+                    email,
+                    username: format!("ae{id}"),
+                    first_name: FIRST[rng.below(FIRST.len())].into(),
+                    last_name: LAST[rng.below(LAST.len())].into(),
+                    role_name: Some("Sales".into()),
+                    salesforce_id,
+                    is_deleted,
+                    created_at: Some(fetched_at - Duration::days(30)),
+                    updated_at: Some(fetched_at - Duration::days(3)),
+                });
+            }
+            BusinessUnit {
+                id: make_id("0Uv", b),
+                name: format!("Business Unit {b}"),
+                ae_url: "https://pi.pardot.com".into(),
+                user_sync: !managed_in_salesforce || b % 4 == 3,
+                user_management: if managed_in_salesforce {
+                    UserManagement::Salesforce
+                } else {
+                    UserManagement::AccountEngagement
+                },
+                profile_roles,
+                assignment,
+                links: LinkTemplates::default(),
+                users: ae_users,
+            }
+        })
+        .collect();
+
+    OrgSnapshot {
+        fetched_at,
+        salesforce: SalesforceOrg {
+            org_id: Some(make_id("00D", 0)),
+            instance_url: "https://synthetic.my.salesforce.com".into(),
+            lightning_url: None,
+            users,
+            roles,
+            groups,
+            group_members,
+        },
+        business_units,
+    }
+}
