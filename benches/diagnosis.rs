@@ -31,7 +31,8 @@ fn bench_diagnosis(c: &mut Criterion) {
                 crm_username::synthetic::user_id(sf / 3).to_string(),
             ),
             ("username_for_target", format!("{} for 5", username(sf / 4))),
-            ("name", format!("Jane Doe {}", sf / 5)),
+            ("name", org.snapshot().salesforce.users[sf / 5].name.clone()),
+            ("name_not_found", "Jnae Xoe".to_owned()),
             (
                 "typo_not_found",
                 format!("usr{}@synthetic.example.com", sf / 6),

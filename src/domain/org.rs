@@ -30,13 +30,63 @@ impl Histogram {
         Histogram(counts)
     }
 
-    /// Every edit changes the histogram by at most 2, so distance >= l1 / 2.
-    fn l1(&self, other: &Histogram) -> u32 {
-        self.0
-            .iter()
-            .zip(other.0.iter())
-            .map(|(a, b)| a.abs_diff(*b) as u32)
-            .sum()
+    /// A lower bound on the edit distance: each edit removes at most one surplus character
+    /// on either side, so the distance is at least the larger surplus.
+    fn distance_bound(&self, other: &Histogram) -> u32 {
+        let (mut more, mut fewer) = (0u32, 0u32);
+        for (a, b) in self.0.iter().zip(other.0.iter()) {
+            if a > b {
+                more += u32::from(a - b);
+            } else {
+                fewer += u32::from(b - a);
+            }
+        }
+        more.max(fewer)
+    }
+}
+
+/// Levenshtein distance when it is at most `max`; `None` as soon as it cannot be. Only the
+/// diagonal band of width `2 * max + 1` is computed, since cells outside it exceed `max`.
+pub fn bounded_levenshtein<T: PartialEq>(a: &[T], b: &[T], max: usize) -> Option<usize> {
+    if a.len().abs_diff(b.len()) > max {
+        return None;
+    }
+    let over = max + 1;
+    let mut prev: Vec<usize> = (0..=b.len()).map(|j| j.min(over)).collect();
+    let mut cur = vec![over; b.len() + 1];
+    for (i, x) in a.iter().enumerate() {
+        let row = i + 1;
+        let from = row.saturating_sub(max).max(1);
+        let to = (row + max).min(b.len());
+        cur[0] = row.min(over);
+        if from > 1 {
+            cur[from - 1] = over;
+        }
+        let mut row_min = if from == 1 { cur[0] } else { over };
+        for j in from..=to {
+            let substitute = prev[j - 1] + usize::from(*x != b[j - 1]);
+            let value = substitute.min(prev[j] + 1).min(cur[j - 1] + 1).min(over);
+            cur[j] = value;
+            row_min = row_min.min(value);
+        }
+        if to < b.len() {
+            cur[to + 1] = over;
+        }
+        if row_min > max {
+            return None;
+        }
+        std::mem::swap(&mut prev, &mut cur);
+    }
+    Some(prev[b.len()]).filter(|&d| d <= max)
+}
+
+fn distance(a: &str, b: &str, max: usize) -> Option<usize> {
+    if a.is_ascii() && b.is_ascii() {
+        bounded_levenshtein(a.as_bytes(), b.as_bytes(), max)
+    } else {
+        let a: Vec<char> = a.chars().collect();
+        let b: Vec<char> = b.chars().collect();
+        bounded_levenshtein(&a, &b, max)
     }
 }
 
@@ -59,9 +109,11 @@ pub struct Org {
     by_id: HashMap<SfId, Idx>,
     /// (lower-cased name word, user), sorted: prefix search by binary search.
     name_words: Vec<(Box<str>, Idx)>,
-    /// (lower-cased username, user), sorted: exact lookups by binary search, and sandbox
+    /// Lower-cased usernames, by user.
+    usernames: Vec<Box<str>>,
+    /// Users sorted by lower-cased username: exact lookups by binary search, and sandbox
     /// variants (`jane@acme.com.uat`) as a prefix range.
-    usernames_sorted: Vec<(Box<str>, Idx)>,
+    usernames_sorted: Vec<Idx>,
     username_histograms: Vec<Histogram>,
     name_histograms: Vec<Histogram>,
     groups_of_member: HashMap<SfId, Vec<Idx>>,
@@ -101,13 +153,15 @@ impl Org {
         let mut by_email = with_capacity(users.len());
         let mut by_id = with_capacity(users.len());
         let mut name_words = Vec::with_capacity(users.len() * 2);
+        let mut usernames = Vec::with_capacity(users.len());
         let mut usernames_sorted = Vec::with_capacity(users.len());
         let mut username_histograms = Vec::with_capacity(users.len());
         let mut name_histograms = Vec::with_capacity(users.len());
         for (i, user) in users.iter().enumerate() {
             let username: Box<str> = lower(&user.username).into();
             username_histograms.push(Histogram::of(&username));
-            usernames_sorted.push((username, i as Idx));
+            usernames.push(username);
+            usernames_sorted.push(i as Idx);
             let email = user.email.trim();
             if !email.is_empty() {
                 push(&mut by_email, lower(email).into_owned(), i);
@@ -120,7 +174,8 @@ impl Org {
             }
         }
         name_words.sort_unstable();
-        usernames_sorted.sort_unstable();
+        usernames_sorted
+            .sort_unstable_by(|&a, &b| usernames[a as usize].cmp(&usernames[b as usize]));
 
         let group_by_id: HashMap<SfId, Idx> = sf
             .groups
@@ -187,6 +242,7 @@ impl Org {
             by_email,
             by_id,
             name_words,
+            usernames,
             usernames_sorted,
             username_histograms,
             name_histograms,
@@ -214,9 +270,9 @@ impl Org {
 
     pub fn user_by_username(&self, lower: &str) -> Option<&SfUser> {
         self.usernames_sorted
-            .binary_search_by(|(u, _)| (**u).cmp(lower))
+            .binary_search_by(|&i| (*self.usernames[i as usize]).cmp(lower))
             .ok()
-            .map(|at| self.user(self.usernames_sorted[at].1))
+            .map(|at| self.user(self.usernames_sorted[at]))
     }
 
     pub fn user_by_id(&self, id: SfId) -> Option<&SfUser> {
@@ -234,7 +290,8 @@ impl Org {
     /// name has a word starting with each word of the query.
     pub fn search_name(&self, query: &str, limit: usize) -> SearchResult<'_> {
         let words: Vec<&str> = query.split(' ').filter(|w| !w.is_empty()).collect();
-        let Some(first) = words.first() else {
+        // Walk the query word with the fewest matching name words; check the others per user.
+        let Some(driver) = words.iter().min_by_key(|w| self.word_prefix_range(w).len()) else {
             return SearchResult {
                 users: Vec::new(),
                 total: 0,
@@ -243,7 +300,7 @@ impl Org {
         let mut exact = Vec::new();
         let mut partial = Vec::new();
         let mut seen = rustc_hash::FxHashSet::default();
-        for idx in self.word_prefix_matches(first) {
+        for &(_, idx) in &self.name_words[self.word_prefix_range(driver)] {
             if !seen.insert(idx) {
                 continue;
             }
@@ -251,7 +308,7 @@ impl Org {
             let name = name_key(&user.name);
             if name == query {
                 exact.push(user);
-            } else if words[1..]
+            } else if words
                 .iter()
                 .all(|w| name.split(' ').any(|nw| nw.starts_with(w)))
             {
@@ -265,12 +322,10 @@ impl Org {
         SearchResult { users, total }
     }
 
-    fn word_prefix_matches<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = Idx> + 'a {
+    fn word_prefix_range(&self, prefix: &str) -> std::ops::Range<usize> {
         let start = self.name_words.partition_point(|(w, _)| &**w < prefix);
-        self.name_words[start..]
-            .iter()
-            .take_while(move |(w, _)| w.starts_with(prefix))
-            .map(|&(_, i)| i)
+        let len = self.name_words[start..].partition_point(|(w, _)| w.starts_with(prefix));
+        start..start + len
     }
 
     /// Close usernames for a login that matched nothing: sandbox variants of it first
@@ -280,13 +335,13 @@ impl Org {
         let dotted = format!("{login}.");
         let start = self
             .usernames_sorted
-            .partition_point(|(u, _)| &**u < dotted.as_str());
-        for (_, i) in self.usernames_sorted[start..]
+            .partition_point(|&i| &*self.usernames[i as usize] < dotted.as_str());
+        for &i in self.usernames_sorted[start..]
             .iter()
-            .take_while(|(u, _)| u.starts_with(&dotted))
+            .take_while(|&&i| self.usernames[i as usize].starts_with(dotted.as_str()))
             .take(limit)
         {
-            found.push((0, self.user(*i)));
+            found.push((0, self.user(i)));
         }
         if let Some((production, _)) = login.rsplit_once('.').filter(|(p, _)| {
             p.contains('@') && p.rsplit('@').next().is_some_and(|d| d.contains('.'))
@@ -298,7 +353,7 @@ impl Org {
         self.typo_matches(
             login,
             &self.username_histograms,
-            |u| u.username.to_lowercase(),
+            |i| std::borrow::Cow::Borrowed(&*self.usernames[i as usize]),
             &mut found,
         );
         finish_matches(found, limit)
@@ -310,7 +365,7 @@ impl Org {
         self.typo_matches(
             name,
             &self.name_histograms,
-            |u| name_key(&u.name),
+            |i| std::borrow::Cow::Owned(name_key(&self.user(i).name)),
             &mut found,
         );
         finish_matches(found, limit)
@@ -320,7 +375,7 @@ impl Org {
         &'a self,
         query: &str,
         histograms: &[Histogram],
-        key: impl Fn(&SfUser) -> String,
+        key: impl Fn(Idx) -> std::borrow::Cow<'a, str>,
         found: &mut Vec<(usize, &'a SfUser)>,
     ) {
         let len = query.chars().count();
@@ -331,13 +386,11 @@ impl Org {
         };
         let wanted = Histogram::of(query);
         for (i, histogram) in histograms.iter().enumerate() {
-            if histogram.l1(&wanted) > 2 * max_distance as u32 {
+            if histogram.distance_bound(&wanted) > max_distance as u32 {
                 continue;
             }
-            let user = self.user(i as Idx);
-            let distance = strsim::levenshtein(query, &key(user));
-            if distance <= max_distance && distance > 0 {
-                found.push((distance, user));
+            if let Some(d) = distance(query, &key(i as Idx), max_distance).filter(|&d| d > 0) {
+                found.push((d, self.user(i as Idx)));
             }
         }
     }
@@ -437,4 +490,71 @@ fn finish_matches(mut found: Vec<(usize, &SfUser)>, limit: usize) -> Vec<&SfUser
         .map(|(_, u)| u)
         .take(limit)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounded_levenshtein_matches_the_plain_distance_within_the_bound() {
+        let pairs = [
+            ("kitten", "sitting", 3),
+            ("jane@acme.com", "jnae@acme.com", 2),
+            ("", "abc", 3),
+            ("same", "same", 0),
+        ];
+        for (a, b, d) in pairs {
+            assert_eq!(distance(a, b, 3), Some(d), "{a} {b}");
+            assert_eq!(strsim::levenshtein(a, b), d);
+        }
+        assert_eq!(distance("kitten", "sitting", 2), None);
+        assert_eq!(distance("ab", "abcdef", 3), None);
+        assert_eq!(distance("zoë", "zoe", 1), Some(1));
+    }
+
+    #[test]
+    fn bounded_levenshtein_agrees_with_strsim_on_many_pairs() {
+        let words = [
+            "",
+            "a",
+            "ab",
+            "ba",
+            "abc",
+            "acb",
+            "user1@x.com",
+            "user12@x.com",
+            "usr12@x.com",
+            "user21@x.com",
+            "jane@acme.com",
+            "jane@acme.com.uat",
+            "jane.doe@acme.com",
+        ];
+        for a in words {
+            for b in words {
+                for max in 0..5 {
+                    let plain = strsim::levenshtein(a, b);
+                    let want = (plain <= max).then_some(plain);
+                    assert_eq!(distance(a, b, max), want, "{a:?} {b:?} max {max}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn histogram_bound_never_exceeds_the_distance() {
+        let words = [
+            "jane@acme.com",
+            "jnae@acme.com",
+            "john@acme.org",
+            "j@a.c",
+            "user12@x.com",
+        ];
+        for a in words {
+            for b in words {
+                let bound = Histogram::of(a).distance_bound(&Histogram::of(b)) as usize;
+                assert!(bound <= strsim::levenshtein(a, b), "{a} {b}");
+            }
+        }
+    }
 }
