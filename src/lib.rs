@@ -2,6 +2,7 @@
 //! CRM username dropdown, and how to fix it.
 
 pub mod cli;
+pub mod config;
 pub mod demo;
 pub mod diagnose;
 pub mod domain;

@@ -26,8 +26,8 @@ pub enum SfIdError {
 }
 
 impl SfId {
-    /// Parses a 15- or 18-character id. An 18-character id is accepted in any letter case:
-    /// its suffix restores the case of the first 15 characters.
+    /// Parses a 15- or 18-character id. An 18-character id without upper-case letters is
+    /// restored by its suffix; one with upper-case letters is taken as written.
     pub fn parse(text: &str) -> Result<Self, SfIdError> {
         let bytes = text.as_bytes();
         if bytes.len() != 15 && bytes.len() != 18 {
@@ -39,24 +39,32 @@ impl SfId {
         let mut key = [0u8; 15];
         key.copy_from_slice(&bytes[..15]);
         if bytes.len() == 18 {
+            let mut bits_of_chunk = [0usize; 3];
             for (chunk, &suffix_char) in bytes[15..].iter().enumerate() {
                 let upper = suffix_char.to_ascii_uppercase();
-                let bits = SUFFIX_ALPHABET
+                bits_of_chunk[chunk] = SUFFIX_ALPHABET
                     .iter()
                     .position(|&c| c == upper)
                     .ok_or(SfIdError::Suffix)?;
-                for bit in 0..5 {
-                    let byte = &mut key[chunk * 5 + bit];
-                    let is_upper = bits & (1 << bit) != 0;
-                    if byte.is_ascii_alphabetic() {
-                        *byte = if is_upper {
-                            byte.to_ascii_uppercase()
-                        } else {
-                            byte.to_ascii_lowercase()
-                        };
-                    } else if is_upper {
-                        // A digit cannot be upper case: the suffix does not belong to these 15.
-                        return Err(SfIdError::Suffix);
+            }
+            // An upper-case letter means the case survived: trust it (hand-written ids often
+            // carry a made-up suffix). All lower case means it may have been lost (spreadsheets,
+            // people typing): the suffix restores it.
+            if !key.iter().any(u8::is_ascii_uppercase) {
+                for (chunk, bits) in bits_of_chunk.iter().enumerate() {
+                    for bit in 0..5 {
+                        let byte = &mut key[chunk * 5 + bit];
+                        let is_upper = bits & (1 << bit) != 0;
+                        if byte.is_ascii_alphabetic() {
+                            *byte = if is_upper {
+                                byte.to_ascii_uppercase()
+                            } else {
+                                byte.to_ascii_lowercase()
+                            };
+                        } else if is_upper {
+                            // A digit cannot be upper case: the suffix does not belong to these 15.
+                            return Err(SfIdError::Suffix);
+                        }
                     }
                 }
             }
@@ -153,6 +161,13 @@ mod tests {
         let lowered = canonical.to_18().to_ascii_lowercase();
         assert_eq!(SfId::parse(&lowered).unwrap(), canonical);
         assert_eq!(SfId::parse(&lowered).unwrap().as_str15(), "005Dn000003XyZa");
+    }
+
+    #[test]
+    fn eighteen_char_id_with_upper_case_keeps_its_case_whatever_the_suffix() {
+        // CONTRACT.md's examples: the suffix says "all lower case", the ids say otherwise.
+        assert_eq!(SfId::parse("0Uv000000000001AAA").unwrap().as_str15(), "0Uv000000000001");
+        assert_eq!(SfId::parse("00G000000000001AAA").unwrap(), SfId::parse("00G000000000001").unwrap());
     }
 
     #[test]

@@ -1,0 +1,3 @@
+//! Settings: the business-unit settings file.
+
+pub mod business_units;
