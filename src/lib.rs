@@ -6,3 +6,4 @@ pub mod demo;
 pub mod diagnose;
 pub mod domain;
 pub mod render;
+pub mod sources;
