@@ -5,5 +5,6 @@ pub mod cli;
 pub mod demo;
 pub mod diagnose;
 pub mod domain;
+pub mod fakes;
 pub mod render;
 pub mod sources;
