@@ -152,7 +152,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// The reply for `fault`, or `None` when the normal reply should follow (after a hang).
+/// The reply for `fault`; after a hang, or for a cut body, it is built from `normal`.
 async fn faulted(fault: Fault, normal: impl FnOnce() -> Response) -> Response {
     match fault {
         Fault::Status { status, body } => json_response(
