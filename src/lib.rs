@@ -6,5 +6,7 @@ pub mod config;
 pub mod demo;
 pub mod diagnose;
 pub mod domain;
+pub mod fakes;
 pub mod render;
+pub mod sources;
 pub mod synthetic;

@@ -107,7 +107,7 @@ fn validate(
     };
     let invalid = |index: usize, id: &SfId, key: &str, message: String| SettingsError::Invalid {
         file: file.to_owned(),
-        line: line_of(&id.as_str15()[..]),
+        line: line_of(id.as_str15()),
         column: 1,
         key: format!("business_unit[{index}].{key}"),
         message,
@@ -124,11 +124,20 @@ fn validate(
             ));
         }
         if !seen.insert(bu.id) {
-            return Err(invalid(i, &bu.id, "id", format!("business unit {} appears twice", bu.id)));
+            return Err(invalid(
+                i,
+                &bu.id,
+                "id",
+                format!("business unit {} appears twice", bu.id),
+            ));
         }
         let ae_url = bu.ae_url.unwrap_or_else(|| DEFAULT_AE_URL.to_owned());
         check_url(&ae_url).map_err(|m| invalid(i, &bu.id, "ae_url", m))?;
-        if let Some((profile, _)) = bu.profile_roles.iter().find(|(_, role)| role.trim().is_empty()) {
+        if let Some((profile, _)) = bu
+            .profile_roles
+            .iter()
+            .find(|(_, role)| role.trim().is_empty())
+        {
             return Err(invalid(
                 i,
                 &bu.id,
@@ -222,13 +231,24 @@ ae_url = "https://pi.demo.pardot.com/"
     #[test]
     fn an_unknown_user_management_names_the_choices() {
         let text = EXAMPLE.replace("\"salesforce\"", "\"pardot\"");
-        assert!(err(&text).starts_with("bu.toml:7:19: business_unit[0].user_management: unknown variant `pardot`"), "{}", err(&text));
+        assert!(
+            err(&text).starts_with(
+                "bu.toml:7:19: business_unit[0].user_management: unknown variant `pardot`"
+            ),
+            "{}",
+            err(&text)
+        );
     }
 
     #[test]
     fn a_bad_id_names_line_and_key() {
         let text = EXAMPLE.replace("0Uv000000000002", "0Uv-2");
-        assert!(err(&text).starts_with("bu.toml:18:6: business_unit[1].id: invalid Salesforce id \"0Uv-2\""), "{}", err(&text));
+        assert!(
+            err(&text)
+                .starts_with("bu.toml:18:6: business_unit[1].id: invalid Salesforce id \"0Uv-2\""),
+            "{}",
+            err(&text)
+        );
     }
 
     #[test]
@@ -243,19 +263,34 @@ ae_url = "https://pi.demo.pardot.com/"
     #[test]
     fn a_duplicate_business_unit_is_refused() {
         let text = EXAMPLE.replace("0Uv000000000002", "0Uv000000000001");
-        assert!(err(&text).ends_with("business_unit[1].id: business unit 0Uv000000000001CAA appears twice"), "{}", err(&text));
+        assert!(
+            err(&text)
+                .ends_with("business_unit[1].id: business unit 0Uv000000000001CAA appears twice"),
+            "{}",
+            err(&text)
+        );
     }
 
     #[test]
     fn a_non_https_ae_url_is_refused() {
         let text = EXAMPLE.replace("https://pi.demo.pardot.com/", "ftp://pi.demo.pardot.com");
-        assert!(err(&text).ends_with("business_unit[1].ae_url: \"ftp://pi.demo.pardot.com\" is not an http(s) URL"), "{}", err(&text));
+        assert!(
+            err(&text).ends_with(
+                "business_unit[1].ae_url: \"ftp://pi.demo.pardot.com\" is not an http(s) URL"
+            ),
+            "{}",
+            err(&text)
+        );
     }
 
     #[test]
     fn a_syntax_error_names_its_line() {
         let text = EXAMPLE.replace("name = \"Sandbox\"", "name = Sandbox");
-        assert!(err(&text).starts_with("bu.toml:19:8: (syntax): "), "{}", err(&text));
+        assert!(
+            err(&text).starts_with("bu.toml:19:8: (syntax): "),
+            "{}",
+            err(&text)
+        );
     }
 
     #[test]

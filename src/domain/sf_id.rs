@@ -166,8 +166,14 @@ mod tests {
     #[test]
     fn eighteen_char_id_with_upper_case_keeps_its_case_whatever_the_suffix() {
         // CONTRACT.md's examples: the suffix says "all lower case", the ids say otherwise.
-        assert_eq!(SfId::parse("0Uv000000000001AAA").unwrap().as_str15(), "0Uv000000000001");
-        assert_eq!(SfId::parse("00G000000000001AAA").unwrap(), SfId::parse("00G000000000001").unwrap());
+        assert_eq!(
+            SfId::parse("0Uv000000000001AAA").unwrap().as_str15(),
+            "0Uv000000000001"
+        );
+        assert_eq!(
+            SfId::parse("00G000000000001AAA").unwrap(),
+            SfId::parse("00G000000000001").unwrap()
+        );
     }
 
     #[test]

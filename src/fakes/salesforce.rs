@@ -1,0 +1,602 @@
+//! A fake Salesforce org: OAuth token endpoint, SOQL query with `nextRecordsUrl` paging, the
+//! Tooling API's PardotTenant, `Sforce-Limit-Info`, and Salesforce's error replies.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{Form, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{Value, json};
+
+use super::{Faults, Injection, Server, faulted, json_response, lock};
+use crate::domain::{OrgSnapshot, SfId};
+
+/// Who may get a token.
+#[derive(Debug, Clone)]
+pub struct FakeSalesforceSettings {
+    pub client_id: String,
+    /// Accepted with the client credentials flow.
+    pub client_secret: String,
+    /// Accepted as `sub` of a JWT bearer assertion.
+    pub username: String,
+    /// Records per query batch (Salesforce: up to 2,000).
+    pub batch_size: usize,
+    /// Daily allowance reported in `Sforce-Limit-Info`; past it, `REQUEST_LIMIT_EXCEEDED`.
+    pub api_limit: u64,
+}
+
+impl Default for FakeSalesforceSettings {
+    fn default() -> Self {
+        FakeSalesforceSettings {
+            client_id: "fake-client-id".to_owned(),
+            client_secret: "fake-client-secret".to_owned(),
+            username: "integration@acme.com".to_owned(),
+            batch_size: 2000,
+            api_limit: 15_000,
+        }
+    }
+}
+
+/// Requests the fake counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SalesforceEndpoint {
+    Token,
+    /// `query` and its `nextRecordsUrl` pages.
+    Query,
+    ToolingQuery,
+}
+
+pub struct FakeSalesforce {
+    state: Arc<SfState>,
+    server: Server,
+}
+
+struct SfState {
+    settings: FakeSalesforceSettings,
+    url: Mutex<String>,
+    org: OrgSnapshot,
+    batch_size: AtomicUsize,
+    tokens: Mutex<HashSet<String>>,
+    minted: AtomicU64,
+    /// Data requests the current tokens still serve before they expire.
+    expire_after: Mutex<Option<u64>>,
+    api_used: AtomicU64,
+    cursors: Mutex<Vec<Arc<Cursor>>>,
+    faults: Faults,
+    token_requests: AtomicU64,
+    query_requests: AtomicU64,
+    tooling_requests: AtomicU64,
+}
+
+struct Cursor {
+    object: String,
+    records: Vec<Value>,
+}
+
+impl FakeSalesforce {
+    /// Serves `org`'s Salesforce half (and its business units as PardotTenant records).
+    pub async fn start(
+        org: &OrgSnapshot,
+        settings: FakeSalesforceSettings,
+    ) -> std::io::Result<Self> {
+        let state = Arc::new(SfState {
+            batch_size: AtomicUsize::new(settings.batch_size.max(1)),
+            settings,
+            url: Mutex::new(String::new()),
+            org: org.clone(),
+            tokens: Mutex::new(HashSet::new()),
+            minted: AtomicU64::new(0),
+            expire_after: Mutex::new(None),
+            api_used: AtomicU64::new(0),
+            cursors: Mutex::new(Vec::new()),
+            faults: Faults::default(),
+            token_requests: AtomicU64::new(0),
+            query_requests: AtomicU64::new(0),
+            tooling_requests: AtomicU64::new(0),
+        });
+        let router = Router::new()
+            .route("/services/oauth2/token", post(token))
+            .route("/services/data/{version}/query", get(query))
+            .route("/services/data/{version}/query/{locator}", get(query_more))
+            .route("/services/data/{version}/tooling/query", get(tooling_query))
+            .with_state(state.clone());
+        let server = Server::start(router).await?;
+        *lock(&state.url) = server.url.clone();
+        Ok(FakeSalesforce { state, server })
+    }
+
+    /// Login URL and instance URL alike.
+    pub fn url(&self) -> &str {
+        &self.server.url
+    }
+
+    pub fn settings(&self) -> &FakeSalesforceSettings {
+        &self.state.settings
+    }
+
+    pub fn set_batch_size(&self, records: usize) {
+        self.state
+            .batch_size
+            .store(records.max(1), Ordering::SeqCst);
+    }
+
+    /// The tokens issued so far serve `requests` more data requests, then get 401
+    /// `INVALID_SESSION_ID`; tokens minted afterwards work.
+    pub fn expire_tokens_after(&self, requests: u64) {
+        *lock(&self.state.expire_after) = Some(requests);
+    }
+
+    pub fn inject(&self, injection: Injection) {
+        self.state.faults.add(injection);
+    }
+
+    pub fn clear_faults(&self) {
+        self.state.faults.clear();
+    }
+
+    pub fn requests(&self, endpoint: SalesforceEndpoint) -> u64 {
+        let counter = match endpoint {
+            SalesforceEndpoint::Token => &self.state.token_requests,
+            SalesforceEndpoint::Query => &self.state.query_requests,
+            SalesforceEndpoint::ToolingQuery => &self.state.tooling_requests,
+        };
+        counter.load(Ordering::SeqCst)
+    }
+
+    /// Tokens issued so far.
+    pub fn tokens_minted(&self) -> u64 {
+        self.state.minted.load(Ordering::SeqCst)
+    }
+}
+
+async fn token(
+    State(state): State<Arc<SfState>>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    state.token_requests.fetch_add(1, Ordering::SeqCst);
+    let field = |name: &str| form.get(name).map(String::as_str).unwrap_or_default();
+    let settings = &state.settings;
+    let outcome = match field("grant_type") {
+        "client_credentials" => {
+            if field("client_id") != settings.client_id
+                || field("client_secret") != settings.client_secret
+            {
+                Err(("invalid_client", "invalid client credentials"))
+            } else {
+                Ok(())
+            }
+        }
+        "urn:ietf:params:oauth:grant-type:jwt-bearer" => {
+            check_assertion(&state, field("assertion"))
+        }
+        _ => Err(("unsupported_grant_type", "grant type not supported")),
+    };
+    if let Err((error, description)) = outcome {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({ "error": error, "error_description": description })),
+        )
+            .into_response();
+    }
+    let n = state.minted.fetch_add(1, Ordering::SeqCst) + 1;
+    let access_token = format!("00DFAKE!token-{n}");
+    lock(&state.tokens).insert(access_token.clone());
+    let url = lock(&state.url).clone();
+    Json(json!({
+        "access_token": access_token,
+        "instance_url": url,
+        "id": format!("{url}/id/00DAk000000FAKE/005Ak000000FAKE"),
+        "token_type": "Bearer",
+        "issued_at": chrono::Utc::now().timestamp_millis().to_string(),
+        "signature": "fake",
+    }))
+    .into_response()
+}
+
+/// Checks the claims of a JWT bearer assertion; the signature is not verified.
+fn check_assertion(state: &SfState, assertion: &str) -> Result<(), (&'static str, &'static str)> {
+    #[derive(serde::Deserialize)]
+    struct Claims {
+        iss: String,
+        sub: String,
+        aud: String,
+        exp: i64,
+    }
+    let claims = jsonwebtoken::dangerous::insecure_decode::<Claims>(assertion)
+        .map_err(|_| ("invalid_grant", "invalid assertion"))?
+        .claims;
+    let url = lock(&state.url).clone();
+    if claims.iss != state.settings.client_id {
+        return Err(("invalid_client_id", "client identifier invalid"));
+    }
+    if claims.aud.trim_end_matches('/') != url {
+        return Err(("invalid_grant", "audience is invalid"));
+    }
+    if claims.sub != state.settings.username {
+        return Err(("invalid_grant", "user hasn't approved this consumer"));
+    }
+    if claims.exp < chrono::Utc::now().timestamp() {
+        return Err(("invalid_grant", "expired authorization code"));
+    }
+    Ok(())
+}
+
+#[derive(serde::Deserialize)]
+struct QueryParams {
+    q: Option<String>,
+}
+
+async fn query(
+    State(state): State<Arc<SfState>>,
+    Path(version): Path<String>,
+    headers: HeaderMap,
+    Query(params): Query<QueryParams>,
+) -> Response {
+    state.query_requests.fetch_add(1, Ordering::SeqCst);
+    start_query(
+        &state,
+        &version,
+        &headers,
+        params.q.as_deref().unwrap_or_default(),
+        false,
+    )
+    .await
+}
+
+async fn tooling_query(
+    State(state): State<Arc<SfState>>,
+    Path(version): Path<String>,
+    headers: HeaderMap,
+    Query(params): Query<QueryParams>,
+) -> Response {
+    state.tooling_requests.fetch_add(1, Ordering::SeqCst);
+    start_query(
+        &state,
+        &version,
+        &headers,
+        params.q.as_deref().unwrap_or_default(),
+        true,
+    )
+    .await
+}
+
+async fn start_query(
+    state: &Arc<SfState>,
+    version: &str,
+    headers: &HeaderMap,
+    soql: &str,
+    tooling: bool,
+) -> Response {
+    if let Some(refused) = admit(state, headers) {
+        return refused;
+    }
+    let cursor = match run_soql(state, soql, tooling) {
+        Ok(cursor) => Arc::new(cursor),
+        Err(response) => return with_usage(state, *response),
+    };
+    let id = {
+        let mut cursors = lock(&state.cursors);
+        cursors.push(cursor.clone());
+        cursors.len() - 1
+    };
+    serve_page(state, version, id, cursor, 0).await
+}
+
+async fn query_more(
+    State(state): State<Arc<SfState>>,
+    Path((version, locator)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    state.query_requests.fetch_add(1, Ordering::SeqCst);
+    if let Some(refused) = admit(&state, &headers) {
+        return refused;
+    }
+    let parsed = locator
+        .strip_prefix("01gFAKE")
+        .and_then(|rest| rest.split_once('-'))
+        .and_then(|(id, offset)| Some((id.parse::<usize>().ok()?, offset.parse::<usize>().ok()?)));
+    let found =
+        parsed.and_then(|(id, offset)| Some((id, lock(&state.cursors).get(id)?.clone(), offset)));
+    match found {
+        Some((id, cursor, offset)) => serve_page(&state, &version, id, cursor, offset).await,
+        None => with_usage(
+            &state,
+            sf_error(
+                StatusCode::BAD_REQUEST,
+                "INVALID_QUERY_LOCATOR",
+                "invalid query locator",
+            ),
+        ),
+    }
+}
+
+/// Checks the token and the daily allowance; `Some` is the refusal.
+fn admit(state: &SfState, headers: &HeaderMap) -> Option<Response> {
+    let token = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    let mut tokens = lock(&state.tokens);
+    let mut expire_after = lock(&state.expire_after);
+    if tokens.contains(token) && *expire_after == Some(0) {
+        tokens.clear();
+        *expire_after = None;
+    }
+    if !tokens.contains(token) {
+        return Some(with_usage(
+            state,
+            sf_error(
+                StatusCode::UNAUTHORIZED,
+                "INVALID_SESSION_ID",
+                "Session expired or invalid",
+            ),
+        ));
+    }
+    if let Some(left) = expire_after.as_mut() {
+        *left -= 1;
+    }
+    let used = state.api_used.fetch_add(1, Ordering::SeqCst) + 1;
+    if used > state.settings.api_limit {
+        return Some(with_usage(
+            state,
+            sf_error(
+                StatusCode::FORBIDDEN,
+                "REQUEST_LIMIT_EXCEEDED",
+                "TotalRequests Limit exceeded.",
+            ),
+        ));
+    }
+    None
+}
+
+async fn serve_page(
+    state: &SfState,
+    version: &str,
+    id: usize,
+    cursor: Arc<Cursor>,
+    offset: usize,
+) -> Response {
+    let batch = state.batch_size.load(Ordering::SeqCst);
+    let page = offset / batch + 1;
+    let normal = || {
+        let end = (offset + batch).min(cursor.records.len());
+        let records = cursor.records.get(offset..end).unwrap_or_default();
+        let done = end >= cursor.records.len();
+        let mut body = json!({
+            "totalSize": cursor.records.len(),
+            "done": done,
+            "records": records,
+        });
+        if !done {
+            body["nextRecordsUrl"] =
+                json!(format!("/services/data/{version}/query/01gFAKE{id}-{end}"));
+        }
+        Json(body).into_response()
+    };
+    let response = match state.faults.take(&cursor.object, page) {
+        Some(fault) => faulted(fault, normal).await,
+        None => normal(),
+    };
+    with_usage(state, response)
+}
+
+fn with_usage(state: &SfState, mut response: Response) -> Response {
+    let used = state.api_used.load(Ordering::SeqCst);
+    let value = format!("api-usage={used}/{}", state.settings.api_limit);
+    if let Ok(value) = HeaderValue::from_str(&value) {
+        response.headers_mut().insert("Sforce-Limit-Info", value);
+    }
+    response
+}
+
+fn sf_error(status: StatusCode, code: &str, message: &str) -> Response {
+    json_response(
+        status,
+        json!([{ "message": message, "errorCode": code }]).to_string(),
+    )
+}
+
+/// Runs the few query shapes the client sends.
+fn run_soql(state: &SfState, soql: &str, tooling: bool) -> Result<Cursor, Box<Response>> {
+    let malformed = |why: &str| Box::new(sf_error(StatusCode::BAD_REQUEST, "MALFORMED_QUERY", why));
+    let parsed = parse_soql(soql).map_err(|why| malformed(&why))?;
+    let org = &state.org;
+    let sf = &org.salesforce;
+    let records: Vec<Value> = match (parsed.object.as_str(), tooling) {
+        ("Organization", false) => vec![record("Organization", sf.org_id.map(|id| id.to_18()).unwrap_or_else(|| "00DAk000000FAKEMA0".to_owned()), json!({}))],
+        ("User", false) => sf
+            .users
+            .iter()
+            .filter(|u| match &parsed.condition {
+                None => true,
+                Some((field, value)) => match field.as_str() {
+                    "Id" => SfId::parse(value).is_ok_and(|id| id == u.id),
+                    // SOQL compares text case-insensitively.
+                    "Username" => u.username.eq_ignore_ascii_case(value),
+                    "Email" => u.email.eq_ignore_ascii_case(value),
+                    _ => false,
+                },
+            })
+            .map(|u| {
+                let profile = match u.profile_id {
+                    Some(_) => json!({
+                        "attributes": { "type": "Profile" },
+                        "Name": u.profile_name,
+                        "UserLicense": u.user_license.as_ref().map(|l| json!({
+                            "attributes": { "type": "UserLicense" },
+                            "Name": l,
+                        })),
+                    }),
+                    None => Value::Null,
+                };
+                record("User", u.id.to_18(), json!({
+                    "Username": u.username,
+                    "Email": u.email,
+                    "Name": u.name,
+                    "IsActive": u.is_active,
+                    "UserType": u.user_type,
+                    "ProfileId": u.profile_id.map(|id| id.to_18()),
+                    "Profile": profile,
+                    "UserRoleId": u.role_id.map(|id| id.to_18()),
+                    "SystemModstamp": u.modified_at.map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3f+0000").to_string()),
+                }))
+            })
+            .collect(),
+        ("UserRole", false) => sf
+            .roles
+            .iter()
+            .map(|r| record("UserRole", r.id.to_18(), json!({
+                "Name": r.name,
+                "ParentRoleId": r.parent_role_id.map(|id| id.to_18()),
+            })))
+            .collect(),
+        ("Group", false) => sf
+            .groups
+            .iter()
+            .map(|g| record("Group", g.id.to_18(), json!({
+                "Name": g.name,
+                "DeveloperName": g.developer_name,
+                "Type": g.group_type,
+                "RelatedId": g.related_id.map(|id| id.to_18()),
+            })))
+            .collect(),
+        ("GroupMember", false) => sf
+            .group_members
+            .iter()
+            .map(|m| json!({
+                "attributes": { "type": "GroupMember" },
+                "GroupId": m.group_id.to_18(),
+                "UserOrGroupId": m.member_id.to_18(),
+            }))
+            .collect(),
+        ("PardotTenant", true) => org
+            .business_units
+            .iter()
+            .map(|bu| record("PardotTenant", bu.id.to_18(), json!({
+                "PardotTenantName": bu.name,
+                "CreationStatus": "Completed",
+            })))
+            .collect(),
+        (object, _) => {
+            return Err(Box::new(sf_error(
+                StatusCode::BAD_REQUEST,
+                "INVALID_TYPE",
+                &format!("sObject type '{object}' is not supported."),
+            )));
+        }
+    };
+    Ok(Cursor {
+        object: parsed.object,
+        records,
+    })
+}
+
+fn record(object: &str, id: String, fields: Value) -> Value {
+    let mut record = json!({
+        "attributes": { "type": object, "url": format!("/services/data/v62.0/sobjects/{object}/{id}") },
+        "Id": id,
+    });
+    if let (Some(record), Value::Object(fields)) = (record.as_object_mut(), fields) {
+        record.extend(fields);
+    }
+    record
+}
+
+struct ParsedSoql {
+    object: String,
+    /// `Field = 'value'`, unescaped.
+    condition: Option<(String, String)>,
+}
+
+/// Just enough SOQL: `SELECT ... FROM Object [WHERE Field = 'literal']`. A `WHERE` on Group
+/// (the type filter) is accepted and ignored.
+fn parse_soql(soql: &str) -> Result<ParsedSoql, String> {
+    let upper = soql.to_ascii_uppercase();
+    let from = upper.find(" FROM ").ok_or("no FROM clause")?;
+    let rest = soql[from + 6..].trim_start();
+    let object_end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+    let object = rest[..object_end].to_owned();
+    let rest = rest[object_end..].trim();
+    if rest.is_empty() {
+        return Ok(ParsedSoql {
+            object,
+            condition: None,
+        });
+    }
+    let Some(clause) = rest
+        .strip_prefix("WHERE ")
+        .or_else(|| rest.strip_prefix("where "))
+    else {
+        return Err(format!("unexpected {rest:?}"));
+    };
+    if object == "Group" {
+        return Ok(ParsedSoql {
+            object,
+            condition: None,
+        });
+    }
+    let (field, literal) = clause.split_once('=').ok_or("expected Field = 'value'")?;
+    let (value, tail) = parse_literal(literal.trim_start())?;
+    if !tail.trim().is_empty() {
+        return Err(format!(
+            "unexpected token after the literal: {:?}",
+            tail.trim()
+        ));
+    }
+    Ok(ParsedSoql {
+        object,
+        condition: Some((field.trim().to_owned(), value)),
+    })
+}
+
+/// A quoted SOQL string literal with backslash escapes; returns it and what follows.
+fn parse_literal(text: &str) -> Result<(String, &str), String> {
+    let body = text.strip_prefix('\'').ok_or("expected a quoted string")?;
+    let mut value = String::new();
+    let mut chars = body.char_indices();
+    while let Some((at, c)) = chars.next() {
+        match c {
+            '\'' => return Ok((value, &body[at + 1..])),
+            '\\' => {
+                let (_, escaped) = chars.next().ok_or("dangling backslash")?;
+                value.push(match escaped {
+                    'n' => '\n',
+                    'r' => '\r',
+                    't' => '\t',
+                    'b' => '\u{8}',
+                    'f' => '\u{c}',
+                    '\\' | '\'' | '"' | '_' | '%' => escaped,
+                    other => return Err(format!("invalid escape \\{other}")),
+                });
+            }
+            c => value.push(c),
+        }
+    }
+    Err("unterminated string literal".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostile_literal_parses_as_one_value_with_nothing_after() {
+        let parsed =
+            parse_soql(r"SELECT Id FROM User WHERE Username = '\' OR Username != \''").unwrap();
+        assert_eq!(parsed.object, "User");
+        assert_eq!(
+            parsed.condition,
+            Some(("Username".to_owned(), "' OR Username != '".to_owned()))
+        );
+    }
+
+    #[test]
+    fn unescaped_quote_leaves_a_tail_and_is_malformed() {
+        assert!(parse_soql("SELECT Id FROM User WHERE Username = '' OR Username != ''").is_err());
+    }
+}
