@@ -9,4 +9,5 @@ pub mod domain;
 pub mod fakes;
 pub mod render;
 pub mod sources;
+pub mod store;
 pub mod synthetic;

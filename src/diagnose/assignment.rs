@@ -48,7 +48,7 @@ impl AssignmentPath<'_> {
 }
 
 /// The user's role, then its parent, up to the top. Stops at a missing role or a cycle.
-fn role_chain<'a>(org: &'a Org, user: &SfUser) -> Vec<&'a Role> {
+pub(crate) fn role_chain<'a>(org: &'a Org, user: &SfUser) -> Vec<&'a Role> {
     let mut chain = Vec::new();
     let mut seen = HashSet::new();
     let mut next = user.role_id;

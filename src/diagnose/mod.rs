@@ -15,6 +15,7 @@ mod user_sync;
 
 use chrono::{DateTime, Utc};
 
+pub(crate) use assignment::role_chain;
 pub use assignment::{AssignmentPath, assignment_path};
 pub use links::Links;
 pub use resolve::{MAX_CANDIDATES, TargetError};

@@ -1,0 +1,104 @@
+//! The Redis key schema, in one place. Every key starts with the configured prefix, so that
+//! several installations (or tests) can share one server.
+//!
+//! A refresh writes a complete generation under `gen:{g}:`, then points `current` at it:
+//! readers see the old generation or the new one, never a mix. The previous generation is
+//! kept until the next publish, so a reader that looked up `current` just before the switch
+//! still finds its keys.
+
+use crate::domain::SfId;
+
+#[derive(Debug, Clone)]
+pub struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    pub fn new(prefix: &str) -> Self {
+        Keys {
+            prefix: prefix.to_owned(),
+        }
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The id of the generation readers use.
+    pub fn current(&self) -> String {
+        format!("{}current", self.prefix)
+    }
+
+    /// Generations written (sorted set, score = start time in ms), for clean-up.
+    pub fn generations(&self) -> String {
+        format!("{}generations", self.prefix)
+    }
+
+    /// Per-source status (hash: source -> JSON).
+    pub fn status(&self) -> String {
+        format!("{}status", self.prefix)
+    }
+
+    pub fn refresh_lock(&self) -> String {
+        format!("{}refresh-lock", self.prefix)
+    }
+
+    /// Slack event ids already handled (deduplication of retries).
+    pub fn event(&self, event_id: &str) -> String {
+        format!("{}event:{event_id}", self.prefix)
+    }
+
+    pub fn generation(&self, generation: &str) -> GenerationKeys {
+        GenerationKeys {
+            base: format!("{}gen:{generation}:", self.prefix),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct GenerationKeys {
+    base: String,
+}
+
+impl GenerationKeys {
+    /// Every key of the generation matches this (for deletion).
+    pub fn pattern(&self) -> String {
+        format!("{}*", self.base)
+    }
+    pub fn meta(&self) -> String {
+        format!("{}meta", self.base)
+    }
+    pub fn user(&self, id: SfId) -> String {
+        format!("{}user:{}", self.base, id.as_str15())
+    }
+    pub fn context(&self, id: SfId) -> String {
+        format!("{}ctx:{}", self.base, id.as_str15())
+    }
+    /// Lower-cased username -> user id.
+    pub fn login(&self, lower: &str) -> String {
+        format!("{}login:{lower}", self.base)
+    }
+    /// Lower-cased email -> JSON list of user ids.
+    pub fn email(&self, lower: &str) -> String {
+        format!("{}email:{lower}", self.base)
+    }
+    /// Sorted set of `word \0 id` for name search by prefix.
+    pub fn names(&self) -> String {
+        format!("{}names", self.base)
+    }
+    /// Sorted set of `lower-cased username \0 id`, for sandbox variants by prefix.
+    pub fn usernames(&self) -> String {
+        format!("{}usernames", self.base)
+    }
+    /// Every user's id, username and name, for "did you mean" (read only when nothing matched).
+    pub fn suggestions(&self) -> String {
+        format!("{}suggestions", self.base)
+    }
+    pub fn ae_user(&self, bu: usize, id: u64) -> String {
+        format!("{}ae:{bu}:id:{id}", self.base)
+    }
+    /// Lower-cased email -> JSON list of AE users of that business unit.
+    pub fn ae_email(&self, bu: usize, lower: &str) -> String {
+        format!("{}ae:{bu}:email:{lower}", self.base)
+    }
+}

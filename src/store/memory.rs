@@ -1,0 +1,101 @@
+//! The in-process store: one replica, no Redis. The whole org stays in memory, indexed.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+
+use super::{LockToken, Outcome, SourceStatus, StatusReport, StoreError, random_token};
+use crate::diagnose::diagnose;
+use crate::domain::{Org, OrgSnapshot, Query};
+
+#[derive(Default)]
+pub struct MemoryStore {
+    org: RwLock<Option<Arc<Org>>>,
+    sources: Mutex<BTreeMap<String, SourceStatus>>,
+    lock: Mutex<Option<(LockToken, Instant)>>,
+}
+
+fn poisoned<T>(err: std::sync::PoisonError<T>) -> T {
+    // A panic elsewhere cannot leave these maps half-written: each update is one assignment.
+    err.into_inner()
+}
+
+impl MemoryStore {
+    pub async fn publish(&self, snapshot: OrgSnapshot) -> Result<(), StoreError> {
+        let org = tokio::task::spawn_blocking(move || Org::new(snapshot))
+            .await
+            .map_err(|e| StoreError::Corrupt(format!("indexing failed: {e}")))?;
+        *self.org.write().unwrap_or_else(poisoned) = Some(Arc::new(org));
+        Ok(())
+    }
+
+    pub fn current(&self) -> Option<Arc<Org>> {
+        self.org.read().unwrap_or_else(poisoned).clone()
+    }
+
+    pub fn diagnose(&self, query: &Query, now: DateTime<Utc>) -> Result<Outcome, StoreError> {
+        let org = self.current().ok_or(StoreError::NoSnapshot)?;
+        Ok(diagnose(query, &org, now))
+    }
+
+    pub fn record_status(&self, source: &str, status: &SourceStatus) {
+        self.sources
+            .lock()
+            .unwrap_or_else(poisoned)
+            .insert(source.to_owned(), status.clone());
+    }
+
+    pub fn status(&self) -> StatusReport {
+        let org = self.current();
+        StatusReport {
+            data_as_of: org.as_ref().map(|o| o.snapshot().fetched_at),
+            generation: org.as_ref().map(|_| "memory".to_owned()),
+            sf_users: org
+                .as_ref()
+                .map_or(0, |o| o.snapshot().salesforce.users.len()),
+            ae_users: org
+                .as_ref()
+                .map(|o| {
+                    o.business_units()
+                        .iter()
+                        .map(|b| (b.id.to_string(), b.users.len()))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            sources: self.sources.lock().unwrap_or_else(poisoned).clone(),
+        }
+    }
+
+    pub fn try_lock(&self, ttl: Duration) -> Option<LockToken> {
+        let mut lock = self.lock.lock().unwrap_or_else(poisoned);
+        if lock
+            .as_ref()
+            .is_some_and(|(_, until)| *until > Instant::now())
+        {
+            return None;
+        }
+        let token = LockToken(random_token());
+        *lock = Some((token.clone(), Instant::now() + ttl));
+        Some(token)
+    }
+
+    pub fn renew_lock(&self, token: &LockToken, ttl: Duration) -> bool {
+        let mut lock = self.lock.lock().unwrap_or_else(poisoned);
+        match lock.as_mut() {
+            Some((held, until)) if held == token && *until > Instant::now() => {
+                *until = Instant::now() + ttl;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    pub fn release_lock(&self, token: &LockToken) {
+        let mut lock = self.lock.lock().unwrap_or_else(poisoned);
+        if lock.as_ref().is_some_and(|(held, _)| held == token) {
+            *lock = None;
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! The cache the bot answers from: one interface, a Redis implementation shared by every
+//! replica, and an in-process one for a single replica without Redis.
+
+mod keys;
+mod memory;
+pub mod records;
+mod redis_store;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+pub use keys::Keys;
+pub use memory::MemoryStore;
+pub use redis_store::RedisStore;
+
+use crate::diagnose::TargetError;
+use crate::domain::{Diagnosis, OrgSnapshot, Query};
+
+/// A diagnosis, or why the query's target could not be used.
+pub type Outcome = Result<Diagnosis, TargetError>;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    #[error(
+        "no org data has been loaded yet: the first refresh has not finished (see `crm-username status`)"
+    )]
+    NoSnapshot,
+    #[error("the cache (Redis) is unavailable: {0}")]
+    Unavailable(String),
+    #[error("the cache holds data this version cannot read ({0}); run `crm-username refresh`")]
+    Corrupt(String),
+}
+
+impl From<redis::RedisError> for StoreError {
+    fn from(err: redis::RedisError) -> Self {
+        StoreError::Unavailable(err.to_string())
+    }
+}
+
+/// How one source (Salesforce, or one business unit of Account Engagement) last fared.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SourceStatus {
+    pub last_success_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    pub last_error_at: Option<DateTime<Utc>>,
+    /// Records fetched by the last success.
+    pub records: Option<usize>,
+    pub duration_ms: Option<u64>,
+}
+
+/// What `crm-username status` and `/readyz` report.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StatusReport {
+    pub data_as_of: Option<DateTime<Utc>>,
+    pub generation: Option<String>,
+    pub sf_users: usize,
+    /// Business unit id -> AE users (active and in the recycle bin).
+    pub ae_users: BTreeMap<String, usize>,
+    /// Source name (`salesforce`, `account_engagement:<bu id>`, `refresh`) -> status.
+    pub sources: BTreeMap<String, SourceStatus>,
+}
+
+/// Held while one replica refreshes; released explicitly, or it expires.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockToken(pub String);
+
+#[derive(Clone)]
+pub enum Store {
+    Memory(Arc<MemoryStore>),
+    Redis(RedisStore),
+}
+
+impl Store {
+    pub fn memory() -> Self {
+        Store::Memory(Arc::new(MemoryStore::default()))
+    }
+
+    /// Publishes a complete snapshot atomically; the previous one keeps serving until then.
+    pub async fn publish(&self, snapshot: OrgSnapshot) -> Result<(), StoreError> {
+        match self {
+            Store::Memory(m) => m.publish(snapshot).await,
+            Store::Redis(r) => r.publish(snapshot).await,
+        }
+    }
+
+    pub async fn diagnose(&self, query: &Query, now: DateTime<Utc>) -> Result<Outcome, StoreError> {
+        match self {
+            Store::Memory(m) => m.diagnose(query, now),
+            Store::Redis(r) => r.diagnose(query, now).await,
+        }
+    }
+
+    pub async fn record_status(
+        &self,
+        source: &str,
+        status: &SourceStatus,
+    ) -> Result<(), StoreError> {
+        match self {
+            Store::Memory(m) => {
+                m.record_status(source, status);
+                Ok(())
+            }
+            Store::Redis(r) => r.record_status(source, status).await,
+        }
+    }
+
+    pub async fn source_status(&self, source: &str) -> Result<SourceStatus, StoreError> {
+        Ok(self
+            .status()
+            .await?
+            .sources
+            .remove(source)
+            .unwrap_or_default())
+    }
+
+    pub async fn status(&self) -> Result<StatusReport, StoreError> {
+        match self {
+            Store::Memory(m) => Ok(m.status()),
+            Store::Redis(r) => r.status().await,
+        }
+    }
+
+    /// Only one replica refreshes at a time: `None` when another holds the lock.
+    pub async fn try_lock(&self, ttl: Duration) -> Result<Option<LockToken>, StoreError> {
+        match self {
+            Store::Memory(m) => Ok(m.try_lock(ttl)),
+            Store::Redis(r) => r.try_lock(ttl).await,
+        }
+    }
+
+    /// Extends a held lock; `false` when it was lost (expired and taken by another).
+    pub async fn renew_lock(&self, token: &LockToken, ttl: Duration) -> Result<bool, StoreError> {
+        match self {
+            Store::Memory(m) => Ok(m.renew_lock(token, ttl)),
+            Store::Redis(r) => r.renew_lock(token, ttl).await,
+        }
+    }
+
+    pub async fn release_lock(&self, token: &LockToken) -> Result<(), StoreError> {
+        match self {
+            Store::Memory(m) => {
+                m.release_lock(token);
+                Ok(())
+            }
+            Store::Redis(r) => r.release_lock(token).await,
+        }
+    }
+}
+
+/// A random hex token (lock owners, generation ids): unique enough, no extra crate.
+pub(crate) fn random_token() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default(),
+    );
+    format!("{:016x}", hasher.finish())
+}

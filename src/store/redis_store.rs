@@ -1,0 +1,633 @@
+//! The Redis store, shared by every replica. Key schema in `keys.rs`; what is kept per user
+//! in `records.rs`. A diagnosis reads a fixed number of round trips: the current generation,
+//! then the query's keys, then the matched user's record (names: one more).
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{AsyncCommands, FromRedisValue, Value};
+use rustc_hash::FxHashMap;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::keys::{GenerationKeys, Keys};
+use super::records::{ContextBuilder, GenerationMeta, UserContext, assemble};
+use super::{LockToken, Outcome, SourceStatus, StatusReport, StoreError, random_token};
+use crate::diagnose::{MAX_CANDIDATES, diagnose};
+use crate::domain::snapshot::lower;
+use crate::domain::{AeUser, Org, OrgSnapshot, Query, SfId, SfUser, Subject, TargetRef};
+
+/// Commands per pipeline when publishing: large enough to amortise round trips, small enough
+/// to keep memory flat.
+const PIPELINE_COMMANDS: usize = 2_000;
+/// Name search reads at most this many users per query word.
+pub const MAX_NAME_MATCHES: usize = 1_000;
+/// Users sharing one email (an ambiguous query) read at most.
+const MAX_EMAIL_MATCHES: usize = 1_000;
+
+#[derive(Debug, Clone, Copy)]
+pub struct RedisTimeouts {
+    pub connect: Duration,
+    pub response: Duration,
+}
+
+impl Default for RedisTimeouts {
+    /// Short: a person waiting in Slack must hear "data unavailable" within 3 seconds.
+    fn default() -> Self {
+        RedisTimeouts {
+            connect: Duration::from_millis(800),
+            response: Duration::from_millis(800),
+        }
+    }
+}
+
+#[derive(Default)]
+struct GenerationCache {
+    meta: Option<(String, Arc<GenerationMeta>)>,
+    suggestions: Option<(String, Arc<Org>)>,
+}
+
+#[derive(Clone)]
+pub struct RedisStore {
+    conn: ConnectionManager,
+    keys: Keys,
+    cache: Arc<Mutex<GenerationCache>>,
+    /// Publishing uses longer timeouts than requests: it moves a whole org.
+    publish_response_timeout: Duration,
+}
+
+fn corrupt(what: &str, err: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("{what}: {err}"))
+}
+
+fn from_json<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| corrupt(what, e))
+}
+
+fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
+    // Domain types serialise to JSON without fail: string keys, no non-finite floats.
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+fn bytes(value: &Value) -> Option<Vec<u8>> {
+    Option::<Vec<u8>>::from_redis_value(value.clone())
+        .ok()
+        .flatten()
+}
+
+fn lex_range(prefix: &str) -> (Vec<u8>, Vec<u8>) {
+    let mut min = b"[".to_vec();
+    min.extend_from_slice(prefix.as_bytes());
+    let mut max = min.clone();
+    max.push(0xff);
+    (min, max)
+}
+
+impl RedisStore {
+    /// Connects lazily: the bot starts (and says "data unavailable") while Redis is down,
+    /// and reconnects by itself when it is back.
+    pub fn connect(url: &str, prefix: &str, timeouts: RedisTimeouts) -> Result<Self, StoreError> {
+        let client = redis::Client::open(url)
+            .map_err(|e| StoreError::Unavailable(format!("REDIS_URL is not valid: {e}")))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(timeouts.connect))
+            .set_response_timeout(Some(timeouts.response))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(500));
+        let conn = ConnectionManager::new_lazy_with_config(client, config)?;
+        Ok(RedisStore {
+            conn,
+            keys: Keys::new(prefix),
+            cache: Arc::default(),
+            publish_response_timeout: Duration::from_secs(30),
+        })
+    }
+
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let _: String = redis::cmd("PING").query_async(&mut conn).await?;
+        Ok(())
+    }
+
+    async fn current_generation(&self, conn: &mut ConnectionManager) -> Result<String, StoreError> {
+        let current: Option<String> = conn.get(self.keys.current()).await?;
+        current.ok_or(StoreError::NoSnapshot)
+    }
+
+    async fn meta(
+        &self,
+        conn: &mut ConnectionManager,
+        generation: &str,
+    ) -> Result<Arc<GenerationMeta>, StoreError> {
+        if let Some((g, meta)) = &self.cache.lock().unwrap_or_else(|e| e.into_inner()).meta {
+            if g == generation {
+                return Ok(meta.clone());
+            }
+        }
+        let raw: Option<Vec<u8>> = conn.get(self.keys.generation(generation).meta()).await?;
+        let raw = raw.ok_or_else(|| corrupt("generation metadata", "missing"))?;
+        let meta: Arc<GenerationMeta> = Arc::new(from_json("generation metadata", &raw)?);
+        self.cache.lock().unwrap_or_else(|e| e.into_inner()).meta =
+            Some((generation.to_owned(), meta.clone()));
+        Ok(meta)
+    }
+
+    /// "Did you mean" needs every username and name: read once per generation, only when a
+    /// query matched nothing, and kept in memory for the next miss.
+    async fn suggestions(
+        &self,
+        conn: &mut ConnectionManager,
+        generation: &str,
+        meta: &GenerationMeta,
+    ) -> Result<Arc<Org>, StoreError> {
+        if let Some((g, org)) = &self
+            .cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .suggestions
+        {
+            if g == generation {
+                return Ok(org.clone());
+            }
+        }
+        let raw: Option<Vec<u8>> = conn
+            .get(self.keys.generation(generation).suggestions())
+            .await?;
+        let users: Vec<SfUser> = from_json("suggestions", &raw.unwrap_or_else(|| b"[]".to_vec()))?;
+        let snapshot = assemble(meta, users, None, Vec::new());
+        let org = Arc::new(
+            tokio::task::spawn_blocking(move || Org::new(snapshot))
+                .await
+                .map_err(|e| corrupt("suggestions", e))?,
+        );
+        self.cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .suggestions = Some((generation.to_owned(), org.clone()));
+        Ok(org)
+    }
+
+    pub async fn diagnose(&self, query: &Query, now: DateTime<Utc>) -> Result<Outcome, StoreError> {
+        let mut conn = self.conn.clone();
+        let generation = self.current_generation(&mut conn).await?;
+        let meta = self.meta(&mut conn, &generation).await?;
+        let gk = self.keys.generation(&generation);
+
+        // Round trip: the query's own keys, and the target in every business unit.
+        let mut pipe = redis::pipe();
+        let words: Vec<&str> = match &query.subject {
+            Subject::Id(id) => {
+                pipe.get(gk.user(*id)).get(gk.context(*id));
+                Vec::new()
+            }
+            Subject::Login(login) => {
+                pipe.get(gk.login(login)).get(gk.email(login));
+                Vec::new()
+            }
+            Subject::Name(name) => {
+                let words: Vec<&str> = name.split(' ').filter(|w| !w.is_empty()).collect();
+                for word in &words {
+                    let (min, max) = lex_range(word);
+                    pipe.cmd("ZRANGEBYLEX")
+                        .arg(gk.names())
+                        .arg(min)
+                        .arg(max)
+                        .arg("LIMIT")
+                        .arg(0)
+                        .arg(MAX_NAME_MATCHES);
+                }
+                words
+            }
+        };
+        let business_units = meta.business_units.len();
+        if let Some(target) = &query.target {
+            for b in 0..business_units {
+                match target {
+                    TargetRef::AeId(id) => pipe.get(gk.ae_user(b, *id)),
+                    TargetRef::Email(email) => pipe.get(gk.ae_email(b, email)),
+                };
+            }
+        }
+        let values: Vec<Value> = pipe.query_async(&mut conn).await?;
+        let (subject_values, target_values) =
+            values.split_at(values.len() - query.target.as_ref().map_or(0, |_| business_units));
+
+        let mut targets: Vec<(u32, AeUser)> = Vec::new();
+        for (b, value) in target_values.iter().enumerate() {
+            let Some(raw) = bytes(value) else { continue };
+            match query.target {
+                Some(TargetRef::AeId(_)) => targets.push((b as u32, from_json("AE user", &raw)?)),
+                _ => {
+                    let users: Vec<AeUser> = from_json("AE users by email", &raw)?;
+                    targets.extend(users.into_iter().map(|u| (b as u32, u)));
+                }
+            }
+        }
+
+        let (users, context) = match &query.subject {
+            Subject::Id(_) => {
+                let user: Option<SfUser> = bytes(&subject_values[0])
+                    .map(|r| from_json("user", &r))
+                    .transpose()?;
+                let context: Option<UserContext> = bytes(&subject_values[1])
+                    .map(|r| from_json("user context", &r))
+                    .transpose()?;
+                (user.into_iter().collect(), context)
+            }
+            Subject::Login(login) => {
+                let by_login: Option<String> =
+                    Option::<String>::from_redis_value(subject_values[0].clone())
+                        .ok()
+                        .flatten();
+                let by_email: Vec<String> = match bytes(&subject_values[1]) {
+                    Some(raw) => from_json("users by email", &raw)?,
+                    None => Vec::new(),
+                };
+                let ids: Vec<String> = match by_login {
+                    Some(id) => vec![id],
+                    None => by_email.into_iter().take(MAX_EMAIL_MATCHES).collect(),
+                };
+                if ids.is_empty() {
+                    let suggestions = self.suggestions(&mut conn, &generation, &meta).await?;
+                    let close: Vec<SfUser> = suggestions
+                        .closest_usernames(login, MAX_CANDIDATES)
+                        .into_iter()
+                        .cloned()
+                        .collect();
+                    (close, None)
+                } else {
+                    self.users_with_context(&mut conn, &gk, &ids).await?
+                }
+            }
+            Subject::Name(name) => {
+                let mut per_word: Vec<Vec<String>> = Vec::with_capacity(words.len());
+                for value in subject_values {
+                    let members: Vec<Vec<u8>> = Vec::<Vec<u8>>::from_redis_value(value.clone())
+                        .map_err(|e| corrupt("name index", e))?;
+                    per_word.push(
+                        members
+                            .iter()
+                            .filter_map(|m| {
+                                m.iter()
+                                    .position(|&b| b == 0)
+                                    .map(|at| String::from_utf8_lossy(&m[at + 1..]).into_owned())
+                            })
+                            .collect(),
+                    );
+                }
+                let driver = per_word
+                    .into_iter()
+                    .min_by_key(Vec::len)
+                    .unwrap_or_default();
+                let mut ids = driver;
+                ids.sort();
+                ids.dedup();
+                let fetched = self.users(&mut conn, &gk, &ids).await?;
+                // Which of them match, exactly as the whole org would say.
+                let probe = Org::new(assemble(&meta, fetched.clone(), None, Vec::new()));
+                let found = probe.search_name(name, MAX_CANDIDATES);
+                if found.total == 1 {
+                    let id = found.users[0].id.as_str15().to_owned();
+                    drop(probe);
+                    self.users_with_context(&mut conn, &gk, &[id]).await?
+                } else if found.total == 0 {
+                    let suggestions = self.suggestions(&mut conn, &generation, &meta).await?;
+                    let close: Vec<SfUser> = suggestions
+                        .closest_names(name, MAX_CANDIDATES)
+                        .into_iter()
+                        .cloned()
+                        .collect();
+                    (close, None)
+                } else {
+                    (fetched, None)
+                }
+            }
+        };
+        let mini = Org::new(assemble(&meta, users, context, targets));
+        Ok(diagnose(query, &mini, now))
+    }
+
+    async fn users(
+        &self,
+        conn: &mut ConnectionManager,
+        gk: &GenerationKeys,
+        ids: &[String],
+    ) -> Result<Vec<SfUser>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for id in ids {
+            let id = SfId::parse(id).map_err(|e| corrupt("user id", e))?;
+            pipe.get(gk.user(id));
+        }
+        let values: Vec<Value> = pipe.query_async(conn).await?;
+        values
+            .iter()
+            .filter_map(bytes)
+            .map(|raw| from_json("user", &raw))
+            .collect()
+    }
+
+    /// The users, and the context of the one user when there is exactly one.
+    async fn users_with_context(
+        &self,
+        conn: &mut ConnectionManager,
+        gk: &GenerationKeys,
+        ids: &[String],
+    ) -> Result<(Vec<SfUser>, Option<UserContext>), StoreError> {
+        if let [only] = ids {
+            let id = SfId::parse(only).map_err(|e| corrupt("user id", e))?;
+            let (user, context): (Option<Vec<u8>>, Option<Vec<u8>>) = redis::pipe()
+                .get(gk.user(id))
+                .get(gk.context(id))
+                .query_async(conn)
+                .await?;
+            let user: Option<SfUser> = user.map(|r| from_json("user", &r)).transpose()?;
+            let context = context.map(|r| from_json("user context", &r)).transpose()?;
+            return Ok((user.into_iter().collect(), context));
+        }
+        Ok((self.users(conn, gk, ids).await?, None))
+    }
+
+    /// Writes a complete new generation, then switches readers to it, then deletes
+    /// generations older than the one it replaced.
+    pub async fn publish(&self, snapshot: OrgSnapshot) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let previous: Option<String> = conn.get(self.keys.current()).await?;
+        let generation = format!("{}-{}", Utc::now().timestamp_millis(), random_token());
+        let _: () = conn
+            .zadd(
+                self.keys.generations(),
+                &generation,
+                Utc::now().timestamp_millis(),
+            )
+            .await?;
+        let gk = self.keys.generation(&generation);
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<redis::Pipeline>(4);
+        let writer = tokio::task::spawn_blocking(move || generation_commands(snapshot, &gk, &tx));
+        let timeout = self.publish_response_timeout;
+        while let Some(pipe) = rx.recv().await {
+            tokio::time::timeout(timeout, pipe.query_async::<()>(&mut conn))
+                .await
+                .map_err(|_| {
+                    StoreError::Unavailable("Redis did not answer while publishing".into())
+                })??;
+        }
+        writer
+            .await
+            .map_err(|e| corrupt("building the generation", e))??;
+        let _: () = conn.set(self.keys.current(), &generation).await?;
+        let keep: Vec<&str> = std::iter::once(generation.as_str())
+            .chain(previous.as_deref())
+            .collect();
+        self.delete_generations_except(&mut conn, &keep).await
+    }
+
+    async fn delete_generations_except(
+        &self,
+        conn: &mut ConnectionManager,
+        keep: &[&str],
+    ) -> Result<(), StoreError> {
+        let all: Vec<String> = conn.zrange(self.keys.generations(), 0, -1).await?;
+        for generation in all.iter().filter(|g| !keep.contains(&g.as_str())) {
+            let pattern = self.keys.generation(generation).pattern();
+            let mut cursor: u64 = 0;
+            loop {
+                let (next, found): (u64, Vec<String>) = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(10_000)
+                    .query_async(conn)
+                    .await?;
+                if !found.is_empty() {
+                    let _: () = redis::cmd("UNLINK").arg(&found).query_async(conn).await?;
+                }
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
+            }
+            let _: () = conn.zrem(self.keys.generations(), generation).await?;
+        }
+        Ok(())
+    }
+
+    pub async fn record_status(
+        &self,
+        source: &str,
+        status: &SourceStatus,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let _: () = conn
+            .hset(self.keys.status(), source, to_json(status))
+            .await?;
+        Ok(())
+    }
+
+    pub async fn status(&self) -> Result<StatusReport, StoreError> {
+        let mut conn = self.conn.clone();
+        let raw: FxHashMap<String, Vec<u8>> = conn.hgetall(self.keys.status()).await?;
+        let mut report = StatusReport {
+            sources: raw
+                .into_iter()
+                .filter_map(|(k, v)| serde_json::from_slice(&v).ok().map(|s| (k, s)))
+                .collect(),
+            ..StatusReport::default()
+        };
+        match self.current_generation(&mut conn).await {
+            Ok(generation) => {
+                let meta = self.meta(&mut conn, &generation).await?;
+                report.data_as_of = Some(meta.fetched_at);
+                report.generation = Some(generation);
+                report.sf_users = meta.sf_user_count;
+                report.ae_users = meta
+                    .business_units
+                    .iter()
+                    .zip(&meta.ae_user_counts)
+                    .map(|(b, n)| (b.id.to_string(), *n))
+                    .collect();
+            }
+            Err(StoreError::NoSnapshot) => {}
+            Err(err) => return Err(err),
+        }
+        Ok(report)
+    }
+
+    pub async fn try_lock(&self, ttl: Duration) -> Result<Option<LockToken>, StoreError> {
+        let mut conn = self.conn.clone();
+        let token = LockToken(random_token());
+        let set: Option<String> = redis::cmd("SET")
+            .arg(self.keys.refresh_lock())
+            .arg(&token.0)
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl.as_millis() as u64)
+            .query_async(&mut conn)
+            .await?;
+        Ok(set.map(|_| token))
+    }
+
+    pub async fn renew_lock(&self, token: &LockToken, ttl: Duration) -> Result<bool, StoreError> {
+        let script = redis::Script::new(
+            "if redis.call('get', KEYS[1]) == ARGV[1] then \
+               return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end",
+        );
+        let mut conn = self.conn.clone();
+        let renewed: i64 = script
+            .key(self.keys.refresh_lock())
+            .arg(&token.0)
+            .arg(ttl.as_millis() as u64)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(renewed == 1)
+    }
+
+    pub async fn release_lock(&self, token: &LockToken) -> Result<(), StoreError> {
+        let script = redis::Script::new(
+            "if redis.call('get', KEYS[1]) == ARGV[1] then \
+               return redis.call('del', KEYS[1]) else return 0 end",
+        );
+        let mut conn = self.conn.clone();
+        let _: i64 = script
+            .key(self.keys.refresh_lock())
+            .arg(&token.0)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+}
+
+/// Streams the commands that write one generation, a pipeline at a time, so that a large
+/// org never sits in memory twice.
+struct Batch<'a> {
+    pipe: redis::Pipeline,
+    commands: usize,
+    tx: &'a tokio::sync::mpsc::Sender<redis::Pipeline>,
+}
+
+impl Batch<'_> {
+    fn set(&mut self, key: String, value: Vec<u8>) -> Result<(), StoreError> {
+        self.pipe.set(key, value).ignore();
+        self.count()
+    }
+
+    fn zadd(&mut self, key: &str, members: &[Vec<u8>]) -> Result<(), StoreError> {
+        if members.is_empty() {
+            return Ok(());
+        }
+        let cmd = self.pipe.cmd("ZADD").arg(key);
+        for member in members {
+            cmd.arg(0).arg(member);
+        }
+        self.pipe.ignore();
+        self.count()
+    }
+
+    fn count(&mut self) -> Result<(), StoreError> {
+        self.commands += 1;
+        if self.commands >= PIPELINE_COMMANDS {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), StoreError> {
+        if self.commands == 0 {
+            return Ok(());
+        }
+        let pipe = std::mem::replace(&mut self.pipe, redis::pipe());
+        self.commands = 0;
+        self.tx
+            .blocking_send(pipe)
+            .map_err(|_| StoreError::Unavailable("publishing stopped".into()))
+    }
+}
+
+fn generation_commands(
+    snapshot: OrgSnapshot,
+    gk: &GenerationKeys,
+    tx: &tokio::sync::mpsc::Sender<redis::Pipeline>,
+) -> Result<(), StoreError> {
+    let org = Org::new(snapshot);
+    let mut batch = Batch {
+        pipe: redis::pipe(),
+        commands: 0,
+        tx,
+    };
+    batch.set(gk.meta(), to_json(&GenerationMeta::of(&org)))?;
+    let mut contexts = ContextBuilder::new(&org);
+    let mut emails: FxHashMap<String, Vec<String>> = FxHashMap::default();
+    let mut names: Vec<Vec<u8>> = Vec::new();
+    let mut suggestions = Vec::with_capacity(org.snapshot().salesforce.users.len());
+    for user in &org.snapshot().salesforce.users {
+        let id = user.id.as_str15();
+        batch.set(gk.user(user.id), to_json(user))?;
+        batch.set(gk.context(user.id), to_json(&contexts.context(user)))?;
+        batch.set(gk.login(&lower(&user.username)), id.as_bytes().to_vec())?;
+        let email = user.email.trim();
+        if !email.is_empty() {
+            emails
+                .entry(lower(email).into_owned())
+                .or_default()
+                .push(id.to_owned());
+        }
+        for word in crate::domain::name_key(&user.name)
+            .split(' ')
+            .filter(|w| !w.is_empty())
+        {
+            let mut member = word.as_bytes().to_vec();
+            member.push(0);
+            member.extend_from_slice(id.as_bytes());
+            names.push(member);
+        }
+        if names.len() >= 500 {
+            batch.zadd(&gk.names(), &names)?;
+            names.clear();
+        }
+        suggestions.push(SfUser {
+            id: user.id,
+            username: user.username.clone(),
+            email: user.email.clone(),
+            name: user.name.clone(),
+            is_active: user.is_active,
+            profile_id: None,
+            profile_name: None,
+            user_license: None,
+            role_id: None,
+            user_type: None,
+            modified_at: None,
+        });
+    }
+    batch.zadd(&gk.names(), &names)?;
+    for (email, ids) in emails {
+        batch.set(gk.email(&email), to_json(&ids))?;
+    }
+    batch.set(gk.suggestions(), to_json(&suggestions))?;
+    drop(suggestions);
+    for (b, bu) in org.business_units().iter().enumerate() {
+        let mut by_email: FxHashMap<String, Vec<&AeUser>> = FxHashMap::default();
+        for user in &bu.users {
+            batch.set(gk.ae_user(b, user.id), to_json(user))?;
+            let email = user.email.trim();
+            if !email.is_empty() {
+                by_email
+                    .entry(lower(email).into_owned())
+                    .or_default()
+                    .push(user);
+            }
+        }
+        for (email, users) in by_email {
+            batch.set(gk.ae_email(b, &email), to_json(&users))?;
+        }
+    }
+    batch.flush()
+}
