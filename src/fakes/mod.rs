@@ -21,6 +21,7 @@ use secrecy::SecretString;
 pub use account_engagement::FakeAccountEngagement;
 pub use salesforce::{FakeSalesforce, FakeSalesforceSettings, SalesforceEndpoint};
 
+use crate::domain::OrgSnapshot;
 use crate::sources::{AccessToken, SourceError};
 
 /// What a fake does instead of answering normally.
@@ -256,5 +257,67 @@ impl AccessToken for FakeAccessToken {
         if current.as_ref().is_some_and(|t| Arc::ptr_eq(t, stale)) {
             *current = None;
         }
+    }
+}
+
+/// Both fakes serving one org, and clients pointed at them: what tests, the demo and the
+/// benchmarks use as "the live org".
+pub struct FakeUpstreams {
+    pub salesforce: FakeSalesforce,
+    pub account_engagement: FakeAccountEngagement,
+}
+
+impl FakeUpstreams {
+    pub async fn start(org: &OrgSnapshot) -> std::io::Result<Self> {
+        Ok(FakeUpstreams {
+            salesforce: FakeSalesforce::start(org, FakeSalesforceSettings::default()).await?,
+            account_engagement: FakeAccountEngagement::start(org).await?,
+        })
+    }
+
+    /// The Salesforce settings a client needs to talk to the fake (client credentials).
+    pub fn salesforce_config(&self) -> crate::sources::SalesforceConfig {
+        let settings = self.salesforce.settings();
+        let mut config = crate::sources::SalesforceConfig::new(
+            self.salesforce.url(),
+            settings.client_id.clone(),
+            crate::sources::SalesforceAuth::ClientCredentials {
+                secret: SecretString::from(settings.client_secret.clone()),
+            },
+        );
+        config.retry = crate::sources::RetryPolicy::quick();
+        config.timeout = std::time::Duration::from_secs(5);
+        config
+    }
+
+    /// Live sources reading `org`'s business units (settings only) from the fakes.
+    pub fn sources(
+        &self,
+        org: &OrgSnapshot,
+    ) -> Result<crate::refresh::Sources, crate::sources::SourceError> {
+        let salesforce = Arc::new(crate::sources::SalesforceClient::new(
+            self.salesforce_config(),
+        )?);
+        let config = crate::sources::AccountEngagementConfig {
+            retry: crate::sources::RetryPolicy::quick(),
+            timeout: std::time::Duration::from_secs(5),
+            ..Default::default()
+        };
+        let account_engagement =
+            crate::sources::AccountEngagementClient::new(config, salesforce.clone())?;
+        let business_units = org
+            .business_units
+            .iter()
+            .map(|bu| crate::domain::BusinessUnit {
+                ae_url: self.account_engagement.url().to_owned(),
+                users: Vec::new(),
+                ..bu.clone()
+            })
+            .collect();
+        Ok(crate::refresh::Sources {
+            salesforce,
+            account_engagement,
+            business_units,
+        })
     }
 }

@@ -468,6 +468,12 @@ fn run_soql(state: &SfState, soql: &str, tooling: bool) -> Result<Cursor, Box<Re
         ("GroupMember", false) => sf
             .group_members
             .iter()
+            .filter(|m| match &parsed.condition {
+                None => true,
+                Some((field, value)) => {
+                    field == "UserOrGroupId" && SfId::parse(value).is_ok_and(|id| id == m.member_id)
+                }
+            })
             .map(|m| json!({
                 "attributes": { "type": "GroupMember" },
                 "GroupId": m.group_id.to_18(),

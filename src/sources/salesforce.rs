@@ -215,6 +215,17 @@ impl SalesforceClient {
         Ok(users.into_iter().map(SfUser::from).collect())
     }
 
+    /// The groups holding the user directly (public groups and groups standing for roles).
+    pub async fn fetch_direct_groups(&self, user: SfId) -> Result<Vec<SfId>, SourceError> {
+        let members: Vec<GroupMemberRecord> = self
+            .query(&format!(
+                "SELECT GroupId, UserOrGroupId FROM GroupMember WHERE UserOrGroupId = '{}'",
+                user.to_18()
+            ))
+            .await?;
+        Ok(members.into_iter().map(|m| m.group_id).collect())
+    }
+
     /// Account Engagement business units of the org, from the Tooling API.
     pub async fn discover_business_units(&self) -> Result<Vec<PardotTenant>, SourceError> {
         self.query_at(

@@ -94,6 +94,10 @@ impl GenerationKeys {
     pub fn suggestions(&self) -> String {
         format!("{}suggestions", self.base)
     }
+    /// The group nesting and role tree (see `records::GroupGraph`).
+    pub fn group_graph(&self) -> String {
+        format!("{}group-graph", self.base)
+    }
     pub fn ae_user(&self, bu: usize, id: u64) -> String {
         format!("{}ae:{bu}:id:{id}", self.base)
     }

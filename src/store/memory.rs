@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 
 use super::{LockToken, Outcome, SourceStatus, StatusReport, StoreError, random_token};
 use crate::diagnose::diagnose;
-use crate::domain::{Org, OrgSnapshot, Query};
+use crate::domain::{AeUser, GroupMember, Org, OrgSnapshot, Query, SfId, SfUser};
 
 #[derive(Default)]
 pub struct MemoryStore {
@@ -29,6 +29,34 @@ impl MemoryStore {
             .map_err(|e| StoreError::Corrupt(format!("indexing failed: {e}")))?;
         *self.org.write().unwrap_or_else(poisoned) = Some(Arc::new(org));
         Ok(())
+    }
+
+    pub async fn update_user(
+        &self,
+        user: SfUser,
+        direct_groups: Vec<SfId>,
+        ae_users: Vec<(SfId, Vec<AeUser>)>,
+    ) -> Result<(), StoreError> {
+        let org = self.current().ok_or(StoreError::NoSnapshot)?;
+        let mut snapshot = org.snapshot().clone();
+        drop(org);
+        let members = &mut snapshot.salesforce.group_members;
+        members.retain(|m| m.member_id != user.id);
+        members.extend(direct_groups.into_iter().map(|group_id| GroupMember {
+            group_id,
+            member_id: user.id,
+        }));
+        let users = &mut snapshot.salesforce.users;
+        match users.iter_mut().find(|u| u.id == user.id) {
+            Some(existing) => *existing = user,
+            None => users.push(user),
+        }
+        for (id, fresh) in ae_users {
+            if let Some(bu) = snapshot.business_units.iter_mut().find(|b| b.id == id) {
+                bu.users = fresh;
+            }
+        }
+        self.publish(snapshot).await
     }
 
     pub fn current(&self) -> Option<Arc<Org>> {

@@ -18,7 +18,7 @@ pub use memory::MemoryStore;
 pub use redis_store::RedisStore;
 
 use crate::diagnose::TargetError;
-use crate::domain::{Diagnosis, OrgSnapshot, Query};
+use crate::domain::{AeUser, Diagnosis, OrgSnapshot, Query, SfId, SfUser};
 
 /// A diagnosis, or why the query's target could not be used.
 pub type Outcome = Result<Diagnosis, TargetError>;
@@ -91,6 +91,21 @@ impl Store {
         match self {
             Store::Memory(m) => m.diagnose(query, now),
             Store::Redis(r) => r.diagnose(query, now).await,
+        }
+    }
+
+    /// Replaces one Salesforce user, the groups holding it directly, and the AE users of each
+    /// business unit (by id) with freshly read ones, for that user's diagnosis; the rest
+    /// waits for the next refresh.
+    pub async fn update_user(
+        &self,
+        user: SfUser,
+        direct_groups: Vec<SfId>,
+        ae_users: Vec<(SfId, Vec<AeUser>)>,
+    ) -> Result<(), StoreError> {
+        match self {
+            Store::Memory(m) => m.update_user(user, direct_groups, ae_users).await,
+            Store::Redis(r) => r.update_user(user, direct_groups, ae_users).await,
         }
     }
 

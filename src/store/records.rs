@@ -102,6 +102,32 @@ fn dedupe_by<T, K: std::hash::Hash + Eq>(items: &mut Vec<T>, key: impl Fn(&T) ->
     items.retain(|item| seen.insert(key(item)));
 }
 
+/// The group nesting and the role tree without user memberships: small next to the users,
+/// read only to rebuild one user's context after a live re-check.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GroupGraph {
+    pub groups: Vec<PublicGroup>,
+    /// Memberships whose member is a group.
+    pub group_edges: Vec<GroupMember>,
+    pub roles: Vec<Role>,
+}
+
+impl GroupGraph {
+    pub fn of(org: &Org) -> Self {
+        let sf = &org.snapshot().salesforce;
+        GroupGraph {
+            groups: sf.groups.clone(),
+            group_edges: sf
+                .group_members
+                .iter()
+                .filter(|m| m.member_id.key_prefix() == "00G")
+                .cloned()
+                .collect(),
+            roles: sf.roles.clone(),
+        }
+    }
+}
+
 /// Builds every user's context, sharing the work of walking up the group nesting: each
 /// group's ancestors are computed once.
 pub struct ContextBuilder<'a> {

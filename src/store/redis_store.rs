@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::keys::{GenerationKeys, Keys};
-use super::records::{ContextBuilder, GenerationMeta, UserContext, assemble};
+use super::records::{ContextBuilder, GenerationMeta, GroupGraph, UserContext, assemble};
 use super::{LockToken, Outcome, SourceStatus, StatusReport, StoreError, random_token};
 use crate::diagnose::{MAX_CANDIDATES, diagnose};
 use crate::domain::snapshot::lower;
@@ -421,6 +421,76 @@ impl RedisStore {
         Ok(())
     }
 
+    /// Rewrites the keys one user's diagnosis reads, in the current generation, from fresh
+    /// data: the user, the groups holding it directly, and every business unit's AE users.
+    pub async fn update_user(
+        &self,
+        user: SfUser,
+        direct_groups: Vec<SfId>,
+        ae_users: Vec<(SfId, Vec<AeUser>)>,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let generation = self.current_generation(&mut conn).await?;
+        let meta = self.meta(&mut conn, &generation).await?;
+        let gk = self.keys.generation(&generation);
+        let email = lower(user.email.trim()).into_owned();
+        let (graph, email_ids): (Option<Vec<u8>>, Option<Vec<u8>>) = redis::pipe()
+            .get(gk.group_graph())
+            .get(gk.email(&email))
+            .query_async(&mut conn)
+            .await?;
+        let graph: GroupGraph =
+            from_json("group graph", &graph.unwrap_or_else(|| b"null".to_vec()))?;
+        let mut snapshot = assemble(&meta, vec![user.clone()], None, Vec::new());
+        snapshot.salesforce.groups = graph.groups;
+        snapshot.salesforce.roles = graph.roles;
+        snapshot.salesforce.group_members = graph.group_edges;
+        snapshot
+            .salesforce
+            .group_members
+            .extend(
+                direct_groups
+                    .into_iter()
+                    .map(|group_id| crate::domain::GroupMember {
+                        group_id,
+                        member_id: user.id,
+                    }),
+            );
+        for (id, fresh) in ae_users {
+            if let Some(bu) = snapshot.business_units.iter_mut().find(|b| b.id == id) {
+                bu.users = fresh;
+            }
+        }
+        let org = Org::new(snapshot);
+        let context = ContextBuilder::new(&org).context(&user);
+        let id = user.id.as_str15();
+        let mut pipe = redis::pipe();
+        pipe.set(gk.user(user.id), to_json(&user)).ignore();
+        pipe.set(gk.login(&lower(&user.username)), id).ignore();
+        if !email.is_empty() {
+            let mut ids: Vec<String> = match email_ids {
+                Some(raw) => from_json("users by email", &raw)?,
+                None => Vec::new(),
+            };
+            if !ids.iter().any(|i| i == id) {
+                ids.push(id.to_owned());
+            }
+            pipe.set(gk.email(&email), to_json(&ids)).ignore();
+        }
+        for (b, ae) in &context.ae_users {
+            let b = *b as usize;
+            pipe.set(gk.ae_user(b, ae.id), to_json(ae)).ignore();
+            let ae_email = lower(ae.email.trim()).into_owned();
+            if !ae_email.is_empty() {
+                let same: Vec<&AeUser> = org.ae_users_with_email(b, &ae_email).collect();
+                pipe.set(gk.ae_email(b, &ae_email), to_json(&same)).ignore();
+            }
+        }
+        pipe.set(gk.context(user.id), to_json(&context)).ignore();
+        let _: () = pipe.query_async(&mut conn).await?;
+        Ok(())
+    }
+
     pub async fn record_status(
         &self,
         source: &str,
@@ -564,6 +634,7 @@ fn generation_commands(
         tx,
     };
     batch.set(gk.meta(), to_json(&GenerationMeta::of(&org)))?;
+    batch.set(gk.group_graph(), to_json(&GroupGraph::of(&org)))?;
     let mut contexts = ContextBuilder::new(&org);
     let mut emails: FxHashMap<String, Vec<String>> = FxHashMap::default();
     let mut names: Vec<Vec<u8>> = Vec::new();
