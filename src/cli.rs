@@ -7,8 +7,14 @@ use std::process::ExitCode;
 use chrono::Utc;
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::config::{DataArgs, LiveSettings};
 use crate::diagnose::diagnose;
 use crate::domain::{Org, OrgSnapshot, Query};
+use crate::refresh::{self, Sources};
+use crate::sources::{
+    AccountEngagementClient, AccountEngagementConfig, SalesforceClient, SourceError,
+};
+use crate::store::{RedisStore, Store, StoreError};
 use crate::{demo, render};
 
 /// Exit code for usage and configuration errors (CONTRACT.md).
@@ -29,6 +35,10 @@ pub struct Cli {
 pub enum Command {
     /// Diagnose one query, exactly as the Slack command would.
     Check(CheckArgs),
+    /// One full refresh of the cache from Salesforce and Account Engagement, then exit.
+    Refresh(RefreshArgs),
+    /// Data freshness per source and business unit, last errors, counts.
+    Status(StatusArgs),
     /// Print a synthetic org snapshot (JSON) of any size, for trying and benchmarking.
     GenerateOrg(GenerateOrgArgs),
 }
@@ -66,6 +76,28 @@ pub struct CheckArgs {
     /// Use an org snapshot file (JSON, see README "Org snapshot file").
     #[arg(long, value_name = "FILE")]
     pub org: Option<PathBuf>,
+    #[command(flatten)]
+    pub data: DataArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RefreshArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    #[arg(long, value_enum, default_value_t = StatusFormat::Text)]
+    pub format: StatusFormat,
+    #[command(flatten)]
+    pub data: DataArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StatusFormat {
+    Text,
+    Json,
 }
 
 /// Parses the command line and runs it; usage errors exit with code 3, as CONTRACT.md says.
@@ -83,6 +115,8 @@ pub fn main() -> ExitCode {
     };
     match cli.command {
         Command::Check(args) => check(&args),
+        Command::Refresh(args) => runtime().map_or_else(|c| c, |rt| rt.block_on(refresh(&args))),
+        Command::Status(args) => runtime().map_or_else(|c| c, |rt| rt.block_on(status(&args))),
         Command::GenerateOrg(args) => generate_org(&args),
     }
 }
@@ -115,20 +149,25 @@ pub fn check(args: &CheckArgs) -> ExitCode {
         Err(err) => return usage_error(err),
     };
     let now = Utc::now();
-    let snapshot = if args.demo {
-        demo::snapshot(now)
-    } else if let Some(path) = &args.org {
-        OrgSnapshot::load(path)
+    let outcome = if args.demo || args.org.is_some() {
+        let snapshot = match &args.org {
+            Some(path) => OrgSnapshot::load(path),
+            None => demo::snapshot(now),
+        };
+        match snapshot {
+            Ok(snapshot) => diagnose(&query, &Org::new(snapshot), now),
+            Err(err) => return usage_error(err),
+        }
     } else {
-        return usage_error(
-            "no org data: pass --demo for the built-in demo org, or --org FILE for an org snapshot file",
-        );
+        let Ok(rt) = runtime() else {
+            return ExitCode::from(EXIT_USAGE);
+        };
+        match rt.block_on(check_live(&args.data, &query)) {
+            Ok(outcome) => outcome,
+            Err(code) => return code,
+        }
     };
-    let org = match snapshot {
-        Ok(snapshot) => Org::new(snapshot),
-        Err(err) => return usage_error(err),
-    };
-    let diagnosis = match diagnose(&query, &org, now) {
+    let diagnosis = match outcome {
         Ok(diagnosis) => diagnosis,
         Err(err) => return usage_error(err),
     };
@@ -151,4 +190,156 @@ pub fn check(args: &CheckArgs) -> ExitCode {
         return ExitCode::from(EXIT_USAGE);
     }
     ExitCode::from(diagnosis.verdict.exit_code())
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    crate::sources::install_crypto_provider();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| usage_error(format!("cannot start the async runtime: {e}")))
+}
+
+/// The configured cache: Redis when REDIS_URL is set; otherwise an in-process store, filled
+/// by a refresh now when live data is configured.
+async fn open_store(data: &DataArgs, fill: bool) -> Result<(Store, Option<Sources>), ExitCode> {
+    let live = data.live().map_err(usage_error)?;
+    let sources = match live {
+        Some(live) => Some(sources(live).map_err(usage_error)?),
+        None => None,
+    };
+    if let Some(url) = &data.redis_url {
+        let store = RedisStore::connect(url, &data.redis_key_prefix, Default::default())
+            .map_err(usage_error)?;
+        return Ok((Store::Redis(store), sources));
+    }
+    let Some(sources) = sources else {
+        return Err(usage_error(
+            "no org data: pass --demo for the built-in demo org or --org FILE for a snapshot file, or configure live data (SALESFORCE_CLIENT_ID and a secret or key, see README \"Configuration\")",
+        ));
+    };
+    let store = Store::memory();
+    if fill {
+        if let Err(err) = refresh::refresh_once(&sources, &store, Utc::now()).await {
+            return Err(usage_error(format!("the refresh at start failed: {err}")));
+        }
+    }
+    Ok((store, Some(sources)))
+}
+
+pub fn sources(live: LiveSettings) -> Result<Sources, SourceError> {
+    let salesforce = std::sync::Arc::new(SalesforceClient::new(live.salesforce)?);
+    let account_engagement =
+        AccountEngagementClient::new(AccountEngagementConfig::default(), salesforce.clone())?;
+    Ok(Sources {
+        salesforce,
+        account_engagement,
+        business_units: live.business_units,
+    })
+}
+
+/// A failure of the work itself (not of its usage): exit code 1.
+fn failure(message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::from(1)
+}
+
+async fn check_live(data: &DataArgs, query: &Query) -> Result<crate::store::Outcome, ExitCode> {
+    let (store, _) = open_store(data, true).await?;
+    store.diagnose(query, Utc::now()).await.map_err(|err| match err {
+        StoreError::NoSnapshot => usage_error(
+            "the cache holds no data yet: run `crm-username refresh`, or start `crm-username serve`",
+        ),
+        err => usage_error(err),
+    })
+}
+
+async fn refresh(args: &RefreshArgs) -> ExitCode {
+    let (store, sources) = match open_store(&args.data, false).await {
+        Ok(opened) => opened,
+        Err(code) => return code,
+    };
+    let Some(sources) = sources else {
+        return usage_error(
+            "no live data configured: set SALESFORCE_CLIENT_ID and a secret or key (README \"Configuration\")",
+        );
+    };
+    match refresh::refresh_locked(&sources, &store, Utc::now(), refresh::LOCK_TTL).await {
+        Ok(report) => {
+            let units: Vec<String> = report
+                .ae_users
+                .iter()
+                .map(|(bu, n)| format!("{n} AE users in {bu}"))
+                .collect();
+            println!(
+                "Refreshed {} Salesforce users{}{} in {:.1} s{}",
+                report.sf_users,
+                if units.is_empty() { "" } else { ", " },
+                units.join(", "),
+                report.duration.as_secs_f64(),
+                if matches!(store, Store::Memory(_)) {
+                    " (no REDIS_URL: nothing is kept after this command)"
+                } else {
+                    ""
+                }
+            );
+            ExitCode::SUCCESS
+        }
+        Err(err) => failure(err),
+    }
+}
+
+async fn status(args: &StatusArgs) -> ExitCode {
+    let Some(url) = &args.data.redis_url else {
+        return usage_error(
+            "status reads the shared cache: set REDIS_URL (without it, the cache lives inside `serve`)",
+        );
+    };
+    let store = match RedisStore::connect(url, &args.data.redis_key_prefix, Default::default()) {
+        Ok(store) => Store::Redis(store),
+        Err(err) => return usage_error(err),
+    };
+    let report = match store.status().await {
+        Ok(report) => report,
+        Err(err) => return failure(err),
+    };
+    match args.format {
+        StatusFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        ),
+        StatusFormat::Text => print!("{}", render_status(&report)),
+    }
+    ExitCode::SUCCESS
+}
+
+/// `status` for a terminal.
+pub fn render_status(report: &crate::store::StatusReport) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let when = |t: Option<chrono::DateTime<Utc>>| {
+        t.map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+            .unwrap_or_else(|| "never".to_owned())
+    };
+    let _ = writeln!(out, "Data as of   {}", when(report.data_as_of));
+    let _ = writeln!(out, "Salesforce   {} users", report.sf_users);
+    for (bu, n) in &report.ae_users {
+        let _ = writeln!(out, "AE {bu}  {n} users");
+    }
+    for (source, s) in &report.sources {
+        let _ = writeln!(out, "\n{source}");
+        let _ = writeln!(out, "  last success  {}", when(s.last_success_at));
+        if let Some(records) = s.records {
+            let _ = writeln!(out, "  records       {records}");
+        }
+        if let Some(error) = &s.last_error {
+            let _ = writeln!(
+                out,
+                "  last error    {} ({})",
+                crate::render::strip_invisible(error),
+                when(s.last_error_at)
+            );
+        }
+    }
+    out
 }

@@ -1,3 +1,275 @@
-//! Settings: the business-unit settings file.
+//! Every setting, from flags and the environment (each variable is also a `--flag`),
+//! validated once. Secrets are wrapped so that they never reach a log or an error message.
 
 pub mod business_units;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use secrecy::SecretString;
+
+use crate::domain::BusinessUnit;
+use crate::sources::salesforce::DEFAULT_API_VERSION;
+use crate::sources::{SalesforceAuth, SalesforceConfig};
+
+/// Where org data comes from and where it is cached.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DataArgs {
+    /// Shared cache; unset = an in-process store (one replica only).
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+    /// Prefix of every Redis key, so that installations can share a server.
+    #[arg(long, env = "REDIS_KEY_PREFIX", default_value = "crm-username:")]
+    pub redis_key_prefix: String,
+    #[arg(
+        long,
+        env = "SALESFORCE_LOGIN_URL",
+        default_value = "https://login.salesforce.com"
+    )]
+    pub salesforce_login_url: String,
+    /// Connected (or external client) app id; required for live data.
+    #[arg(long, env = "SALESFORCE_CLIENT_ID")]
+    pub salesforce_client_id: Option<String>,
+    /// Selects the client credentials flow.
+    #[arg(long, env = "SALESFORCE_CLIENT_SECRET", hide_env_values = true)]
+    pub salesforce_client_secret: Option<String>,
+    /// With SALESFORCE_PRIVATE_KEY_FILE, selects the JWT bearer flow.
+    #[arg(long, env = "SALESFORCE_USERNAME")]
+    pub salesforce_username: Option<String>,
+    #[arg(long, env = "SALESFORCE_PRIVATE_KEY_FILE")]
+    pub salesforce_private_key_file: Option<PathBuf>,
+    #[arg(long, env = "SALESFORCE_API_VERSION", default_value = DEFAULT_API_VERSION)]
+    pub salesforce_api_version: String,
+    /// The business-unit settings (TOML); none = no Account Engagement data.
+    #[arg(long, env = "BUSINESS_UNITS_FILE")]
+    pub business_units_file: Option<PathBuf>,
+    /// Full refresh period, e.g. `15m`, `90s`, `1h`.
+    #[arg(long, env = "REFRESH_INTERVAL", default_value = "15m", value_parser = parse_duration)]
+    pub refresh_interval: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{0}")]
+    Settings(#[from] business_units::SettingsError),
+    #[error("{variable}: {problem}")]
+    Invalid {
+        variable: &'static str,
+        problem: String,
+    },
+}
+
+/// Live data settings, once validated.
+pub struct LiveSettings {
+    pub salesforce: SalesforceConfig,
+    pub business_units: Vec<BusinessUnit>,
+}
+
+impl DataArgs {
+    /// `None` when no live data is configured (no SALESFORCE_CLIENT_ID).
+    pub fn live(&self) -> Result<Option<LiveSettings>, ConfigError> {
+        let Some(client_id) = self
+            .salesforce_client_id
+            .clone()
+            .filter(|c| !c.trim().is_empty())
+        else {
+            return Ok(None);
+        };
+        crate::domain::check_url(&self.salesforce_login_url).map_err(|problem| {
+            ConfigError::Invalid {
+                variable: "SALESFORCE_LOGIN_URL",
+                problem,
+            }
+        })?;
+        let auth = match (
+            &self.salesforce_client_secret,
+            &self.salesforce_username,
+            &self.salesforce_private_key_file,
+        ) {
+            (Some(secret), _, None) => SalesforceAuth::ClientCredentials {
+                secret: SecretString::from(secret.clone()),
+            },
+            (None, Some(username), Some(path)) => {
+                let pem = std::fs::read_to_string(path).map_err(|e| ConfigError::Invalid {
+                    variable: "SALESFORCE_PRIVATE_KEY_FILE",
+                    problem: format!("cannot read {}: {e}", path.display()),
+                })?;
+                SalesforceAuth::JwtBearer {
+                    username: username.clone(),
+                    private_key_pem: SecretString::from(pem),
+                }
+            }
+            (Some(_), _, Some(_)) => {
+                return Err(ConfigError::Invalid {
+                    variable: "SALESFORCE_CLIENT_SECRET",
+                    problem: "set either SALESFORCE_CLIENT_SECRET (client credentials flow) or SALESFORCE_USERNAME with SALESFORCE_PRIVATE_KEY_FILE (JWT bearer flow), not both".into(),
+                });
+            }
+            (None, _, _) => {
+                return Err(ConfigError::Invalid {
+                    variable: "SALESFORCE_CLIENT_ID",
+                    problem: "is set, but neither SALESFORCE_CLIENT_SECRET nor SALESFORCE_USERNAME with SALESFORCE_PRIVATE_KEY_FILE is: set one of them".into(),
+                });
+            }
+        };
+        if !self
+            .salesforce_api_version
+            .split('.')
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+        {
+            return Err(ConfigError::Invalid {
+                variable: "SALESFORCE_API_VERSION",
+                problem: format!(
+                    "{:?} is not a version like 62.0",
+                    self.salesforce_api_version
+                ),
+            });
+        }
+        let mut salesforce = SalesforceConfig::new(
+            self.salesforce_login_url.trim_end_matches('/'),
+            client_id,
+            auth,
+        );
+        salesforce.api_version = self.salesforce_api_version.clone();
+        let business_units = match &self.business_units_file {
+            Some(path) => business_units::load(path)?,
+            None => Vec::new(),
+        };
+        Ok(Some(LiveSettings {
+            salesforce,
+            business_units,
+        }))
+    }
+}
+
+/// `15m`, `90s`, `1h`, `500ms`, or plain seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 15m, 90s or 1h"))?;
+    let duration = match unit.trim() {
+        "" | "s" => Duration::from_secs(n),
+        "ms" => Duration::from_millis(n),
+        "m" => Duration::from_secs(n * 60),
+        "h" => Duration::from_secs(n * 3600),
+        _ => return Err(format!("{text:?} is not a duration like 15m, 90s or 1h")),
+    };
+    if duration.is_zero() {
+        return Err("a duration of zero would refresh without pause".into());
+    }
+    Ok(duration)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        data: DataArgs,
+    }
+
+    fn args(extra: &[&str]) -> DataArgs {
+        let mut argv = vec!["test"];
+        argv.extend_from_slice(extra);
+        Cli::try_parse_from(argv).unwrap().data
+    }
+
+    #[test]
+    fn durations_take_the_usual_units() {
+        assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("5d").is_err());
+    }
+
+    #[test]
+    fn without_a_client_id_there_is_no_live_data() {
+        assert!(args(&[]).live().unwrap().is_none());
+    }
+
+    #[test]
+    fn a_client_secret_selects_client_credentials() {
+        let live = args(&[
+            "--salesforce-client-id",
+            "id",
+            "--salesforce-client-secret",
+            "s3cr3t",
+        ])
+        .live()
+        .unwrap()
+        .unwrap();
+        assert!(matches!(
+            live.salesforce.auth,
+            SalesforceAuth::ClientCredentials { .. }
+        ));
+        assert!(
+            !format!("{:?}", live.salesforce).contains("s3cr3t"),
+            "secrets stay out of Debug"
+        );
+    }
+
+    #[test]
+    fn a_client_id_alone_names_what_is_missing() {
+        let err = args(&["--salesforce-client-id", "id"])
+            .live()
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.starts_with("SALESFORCE_CLIENT_ID: is set, but neither SALESFORCE_CLIENT_SECRET"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn both_flows_at_once_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("key.pem");
+        std::fs::write(&key, "x").unwrap();
+        let err = args(&[
+            "--salesforce-client-id",
+            "id",
+            "--salesforce-client-secret",
+            "s",
+            "--salesforce-private-key-file",
+            key.to_str().unwrap(),
+        ])
+        .live()
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(err.contains("not both"), "{err}");
+    }
+
+    #[test]
+    fn a_missing_key_file_is_named() {
+        let err = args(&[
+            "--salesforce-client-id",
+            "id",
+            "--salesforce-username",
+            "u@acme.com",
+            "--salesforce-private-key-file",
+            "/nonexistent/key.pem",
+        ])
+        .live()
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(
+            err.starts_with("SALESFORCE_PRIVATE_KEY_FILE: cannot read /nonexistent/key.pem"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,169 @@
+//! `refresh`, `status` and `check` on live data, as an operator runs them: the binary, its
+//! environment, the fakes of Salesforce and Account Engagement, and a real Redis.
+
+use std::process::Command;
+
+use chrono::Utc;
+use crm_username::demo;
+use crm_username::fakes::FakeUpstreams;
+
+fn redis_url() -> String {
+    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+struct Live {
+    upstreams: FakeUpstreams,
+    _dir: tempfile::TempDir,
+    settings: std::path::PathBuf,
+}
+
+async fn live() -> Live {
+    let org = demo::snapshot(Utc::now()).unwrap();
+    let upstreams = FakeUpstreams::start(&org).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let settings = dir.path().join("business-units.toml");
+    let mut toml = String::new();
+    for bu in &org.business_units {
+        toml.push_str(&format!(
+            "[[business_unit]]\nid = \"{}\"\nname = \"{}\"\nae_url = \"{}\"\nuser_sync = {}\nuser_management = \"{}\"\n",
+            bu.id,
+            bu.name,
+            upstreams.account_engagement.url(),
+            bu.user_sync,
+            serde_json::to_value(bu.user_management).unwrap().as_str().unwrap(),
+        ));
+        toml.push_str("[business_unit.profile_roles]\n");
+        for (profile, role) in &bu.profile_roles {
+            toml.push_str(&format!("\"{profile}\" = \"{role}\"\n"));
+        }
+        toml.push_str(&format!(
+            "[business_unit.assignment]\n{}\n",
+            toml_assignment(&bu.assignment)
+        ));
+    }
+    std::fs::write(&settings, toml).unwrap();
+    Live {
+        upstreams,
+        _dir: dir,
+        settings,
+    }
+}
+
+fn toml_assignment(a: &crm_username::domain::Assignment) -> String {
+    let list = |refs: &[crm_username::domain::RecordRef]| {
+        refs.iter()
+            .map(|r| format!("\"{}\"", r.label()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    format!(
+        "users = [{}]\npublic_groups = [{}]\nroles = [{}]\nroles_and_subordinates = [{}]",
+        list(&a.users),
+        list(&a.public_groups),
+        list(&a.roles),
+        list(&a.roles_and_subordinates)
+    )
+}
+
+impl Live {
+    fn run(&self, args: &[&str], redis_prefix: Option<&str>) -> (i32, String, String) {
+        let settings = self.upstreams.salesforce.settings();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_crm-username"));
+        cmd.args(args)
+            .env_clear()
+            .env("SALESFORCE_LOGIN_URL", self.upstreams.salesforce.url())
+            .env("SALESFORCE_CLIENT_ID", &settings.client_id)
+            .env("SALESFORCE_CLIENT_SECRET", &settings.client_secret)
+            .env("BUSINESS_UNITS_FILE", &self.settings);
+        if let Some(prefix) = redis_prefix {
+            cmd.env("REDIS_URL", redis_url())
+                .env("REDIS_KEY_PREFIX", prefix);
+        }
+        let out = cmd.output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refresh_then_status_then_check_through_redis() {
+    let live = live().await;
+    let prefix = format!("test:cli-live:{}:", std::process::id());
+    let (code, out, err) = tokio::task::block_in_place(|| live.run(&["status"], Some(&prefix)));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("Data as of   never\n"), "{out}");
+
+    let (code, out, err) = tokio::task::block_in_place(|| live.run(&["refresh"], Some(&prefix)));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.starts_with("Refreshed 13 Salesforce users, 8 AE users in 0UvAk000000NAM1KAO, 2 AE users in 0UvAk000000EME1KAO in "), "{out}");
+
+    let (code, out, _) =
+        tokio::task::block_in_place(|| live.run(&["status", "--format", "json"], Some(&prefix)));
+    assert_eq!(code, 0);
+    let status: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(status["sf_users"], 13);
+    assert_eq!(status["sources"]["salesforce"]["records"], 13);
+    assert_eq!(
+        status["sources"]["account_engagement:0UvAk000000EME1KAO"]["records"],
+        2
+    );
+
+    let (code, out, err) = tokio::task::block_in_place(|| {
+        live.run(&["check", "dana.deleted@acme.com"], Some(&prefix))
+    });
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("[mapped_to_deleted_user]"), "{out}");
+    let (code, _, _) =
+        tokio::task::block_in_place(|| live.run(&["check", "ok.user@acme.com"], Some(&prefix)));
+    assert_eq!(code, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_without_redis_refreshes_into_memory_first() {
+    let live = live().await;
+    let (code, out, err) = tokio::task::block_in_place(|| {
+        live.run(&["check", "nora.north@acme.com", "--format", "json"], None)
+    });
+    assert_eq!(code, 1, "{out}{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["findings"][0]["code"], "not_assigned_to_business_unit");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_secret_fails_the_refresh_with_advice_and_no_secret() {
+    let live = live().await;
+    let prefix = format!("test:cli-live-bad:{}:", std::process::id());
+    let out = tokio::task::block_in_place(|| {
+        Command::new(env!("CARGO_BIN_EXE_crm-username"))
+            .arg("refresh")
+            .env_clear()
+            .env("SALESFORCE_LOGIN_URL", live.upstreams.salesforce.url())
+            .env(
+                "SALESFORCE_CLIENT_ID",
+                &live.upstreams.salesforce.settings().client_id,
+            )
+            .env("SALESFORCE_CLIENT_SECRET", "wrong-secret-value")
+            .env("REDIS_URL", redis_url())
+            .env("REDIS_KEY_PREFIX", &prefix)
+            .output()
+            .unwrap()
+    });
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("invalid_client"), "{err}");
+    assert!(!err.contains("wrong-secret-value"), "{err}");
+}
+
+#[test]
+fn status_without_redis_says_what_to_set() {
+    let out = Command::new(env!("CARGO_BIN_EXE_crm-username"))
+        .arg("status")
+        .env_clear()
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("set REDIS_URL"));
+}
