@@ -39,8 +39,23 @@ pub enum Command {
     Refresh(RefreshArgs),
     /// Data freshness per source and business unit, last errors, counts.
     Status(StatusArgs),
+    /// Serve fakes of Salesforce and Account Engagement for a synthetic org on 127.0.0.1,
+    /// for trying `refresh` and `serve` without an org, and for benchmarks.
+    Fakes(FakesArgs),
     /// Print a synthetic org snapshot (JSON) of any size, for trying and benchmarking.
     GenerateOrg(GenerateOrgArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct FakesArgs {
+    #[command(flatten)]
+    pub org: GenerateOrgArgs,
+    /// Serve the built-in demo org instead of a synthetic one.
+    #[arg(long)]
+    pub demo: bool,
+    /// Where to write the business-unit settings (TOML) pointing at the fake.
+    #[arg(long, value_name = "FILE")]
+    pub settings_out: PathBuf,
 }
 
 #[derive(Debug, clap::Args)]
@@ -117,17 +132,22 @@ pub fn main() -> ExitCode {
         Command::Check(args) => check(&args),
         Command::Refresh(args) => runtime().map_or_else(|c| c, |rt| rt.block_on(refresh(&args))),
         Command::Status(args) => runtime().map_or_else(|c| c, |rt| rt.block_on(status(&args))),
+        Command::Fakes(args) => runtime().map_or_else(|c| c, |rt| rt.block_on(fakes(&args))),
         Command::GenerateOrg(args) => generate_org(&args),
     }
 }
 
-fn generate_org(args: &GenerateOrgArgs) -> ExitCode {
-    let snapshot = crate::synthetic::generate(crate::synthetic::Params {
+fn synthetic_org(args: &GenerateOrgArgs) -> OrgSnapshot {
+    crate::synthetic::generate(crate::synthetic::Params {
         sf_users: args.sf_users,
         ae_users: args.ae_users,
         business_units: args.business_units,
         seed: args.seed,
-    });
+    })
+}
+
+fn generate_org(args: &GenerateOrgArgs) -> ExitCode {
+    let snapshot = synthetic_org(args);
     let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
     let written = serde_json::to_writer(&mut stdout, &snapshot)
         .map_err(std::io::Error::from)
@@ -342,4 +362,90 @@ pub fn render_status(report: &crate::store::StatusReport) -> String {
         }
     }
     out
+}
+
+/// The business-unit settings file of an org, its AE pages at `ae_url`.
+pub fn settings_toml(org: &OrgSnapshot, ae_url: &str) -> String {
+    use std::fmt::Write;
+    let quote = |s: &str| serde_json::to_string(s).unwrap_or_default();
+    let list = |refs: &[crate::domain::RecordRef]| {
+        refs.iter()
+            .map(|r| quote(&r.label()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut toml = String::new();
+    for bu in &org.business_units {
+        let management = match bu.user_management {
+            crate::domain::UserManagement::Salesforce => "salesforce",
+            crate::domain::UserManagement::AccountEngagement => "account_engagement",
+        };
+        let _ = writeln!(
+            toml,
+            "[[business_unit]]\nid = \"{}\"\nname = {}\nae_url = {}",
+            bu.id,
+            quote(&bu.name),
+            quote(ae_url)
+        );
+        let _ = writeln!(
+            toml,
+            "user_sync = {}\nuser_management = \"{management}\"",
+            bu.user_sync
+        );
+        let _ = writeln!(toml, "[business_unit.profile_roles]");
+        for (profile, role) in &bu.profile_roles {
+            let _ = writeln!(toml, "{} = {}", quote(profile), quote(role));
+        }
+        let a = &bu.assignment;
+        let _ = writeln!(
+            toml,
+            "[business_unit.assignment]\nusers = [{}]\npublic_groups = [{}]\nroles = [{}]\nroles_and_subordinates = [{}]\n",
+            list(&a.users),
+            list(&a.public_groups),
+            list(&a.roles),
+            list(&a.roles_and_subordinates)
+        );
+    }
+    toml
+}
+
+async fn fakes(args: &FakesArgs) -> ExitCode {
+    let org = if args.demo {
+        demo::snapshot(Utc::now())
+    } else {
+        Ok(synthetic_org(&args.org))
+    };
+    let org = match org {
+        Ok(org) => org,
+        Err(err) => return usage_error(err),
+    };
+    let upstreams = match crate::fakes::FakeUpstreams::start(&org).await {
+        Ok(upstreams) => upstreams,
+        Err(err) => return failure(format!("cannot start the fakes: {err}")),
+    };
+    if let Err(err) = std::fs::write(
+        &args.settings_out,
+        settings_toml(&org, upstreams.account_engagement.url()),
+    ) {
+        return failure(format!(
+            "cannot write {}: {err}",
+            args.settings_out.display()
+        ));
+    }
+    let settings = upstreams.salesforce.settings();
+    println!("SALESFORCE_LOGIN_URL={}", upstreams.salesforce.url());
+    println!("SALESFORCE_CLIENT_ID={}", settings.client_id);
+    println!("SALESFORCE_CLIENT_SECRET={}", settings.client_secret);
+    println!("BUSINESS_UNITS_FILE={}", args.settings_out.display());
+    let _ = std::io::stdout().flush();
+    let _ = tokio::signal::ctrl_c().await;
+    use crate::fakes::SalesforceEndpoint as E;
+    eprintln!(
+        "requests served: Salesforce {} token, {} query, {} tooling; Account Engagement {}",
+        upstreams.salesforce.requests(E::Token),
+        upstreams.salesforce.requests(E::Query),
+        upstreams.salesforce.requests(E::ToolingQuery),
+        upstreams.account_engagement.requests()
+    );
+    ExitCode::SUCCESS
 }

@@ -7,9 +7,8 @@ use chrono::Utc;
 use crm_username::demo;
 use crm_username::fakes::FakeUpstreams;
 
-fn redis_url() -> String {
-    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
-}
+mod common;
+use common::redis_url;
 
 struct Live {
     upstreams: FakeUpstreams,
@@ -22,47 +21,16 @@ async fn live() -> Live {
     let upstreams = FakeUpstreams::start(&org).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let settings = dir.path().join("business-units.toml");
-    let mut toml = String::new();
-    for bu in &org.business_units {
-        toml.push_str(&format!(
-            "[[business_unit]]\nid = \"{}\"\nname = \"{}\"\nae_url = \"{}\"\nuser_sync = {}\nuser_management = \"{}\"\n",
-            bu.id,
-            bu.name,
-            upstreams.account_engagement.url(),
-            bu.user_sync,
-            serde_json::to_value(bu.user_management).unwrap().as_str().unwrap(),
-        ));
-        toml.push_str("[business_unit.profile_roles]\n");
-        for (profile, role) in &bu.profile_roles {
-            toml.push_str(&format!("\"{profile}\" = \"{role}\"\n"));
-        }
-        toml.push_str(&format!(
-            "[business_unit.assignment]\n{}\n",
-            toml_assignment(&bu.assignment)
-        ));
-    }
-    std::fs::write(&settings, toml).unwrap();
+    std::fs::write(
+        &settings,
+        crm_username::cli::settings_toml(&org, upstreams.account_engagement.url()),
+    )
+    .unwrap();
     Live {
         upstreams,
         _dir: dir,
         settings,
     }
-}
-
-fn toml_assignment(a: &crm_username::domain::Assignment) -> String {
-    let list = |refs: &[crm_username::domain::RecordRef]| {
-        refs.iter()
-            .map(|r| format!("\"{}\"", r.label()))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    format!(
-        "users = [{}]\npublic_groups = [{}]\nroles = [{}]\nroles_and_subordinates = [{}]",
-        list(&a.users),
-        list(&a.public_groups),
-        list(&a.roles),
-        list(&a.roles_and_subordinates)
-    )
 }
 
 impl Live {
@@ -91,7 +59,8 @@ impl Live {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refresh_then_status_then_check_through_redis() {
     let live = live().await;
-    let prefix = format!("test:cli-live:{}:", std::process::id());
+    let prefix = common::prefix("cli-live");
+    common::clear_prefix(&prefix).await;
     let (code, out, err) = tokio::task::block_in_place(|| live.run(&["status"], Some(&prefix)));
     assert_eq!(code, 0, "{err}");
     assert!(out.starts_with("Data as of   never\n"), "{out}");
@@ -135,7 +104,7 @@ async fn check_without_redis_refreshes_into_memory_first() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_secret_fails_the_refresh_with_advice_and_no_secret() {
     let live = live().await;
-    let prefix = format!("test:cli-live-bad:{}:", std::process::id());
+    let prefix = common::prefix("cli-live-bad");
     let out = tokio::task::block_in_place(|| {
         Command::new(env!("CARGO_BIN_EXE_crm-username"))
             .arg("refresh")

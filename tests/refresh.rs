@@ -17,27 +17,12 @@ use crm_username::sources::SourceError;
 use crm_username::store::{RedisStore, Store};
 use crm_username::synthetic::{self, Params};
 
-fn redis_url() -> String {
-    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
-}
+mod common;
 
 async fn store(test: &str) -> Store {
-    let prefix = format!("test:refresh-{test}:{}:", std::process::id());
-    let client = redis::Client::open(redis_url()).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}*"))
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    if !keys.is_empty() {
-        let _: () = redis::cmd("DEL")
-            .arg(keys)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-    }
-    Store::Redis(RedisStore::connect(&redis_url(), &prefix, Default::default()).unwrap())
+    let prefix = common::prefix(&format!("refresh-{test}"));
+    common::clear_prefix(&prefix).await;
+    Store::Redis(RedisStore::connect(&common::redis_url(), &prefix, Default::default()).unwrap())
 }
 
 fn now() -> DateTime<Utc> {

@@ -13,47 +13,17 @@ use crm_username::domain::{Org, OrgSnapshot, Query, Verdict};
 use crm_username::store::{RedisStore, Store, StoreError};
 use crm_username::synthetic::{self, Params};
 
-fn redis_url() -> String {
-    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
-}
-
-/// A key prefix of its own per test, so tests run in parallel on one server.
-fn prefix(test: &str) -> String {
-    format!("test:{test}:{}:", std::process::id())
-}
+mod common;
+use common::{clear_prefix, count_keys, prefix, redis_url};
 
 async fn redis_store(test: &str) -> RedisStore {
     let store = RedisStore::connect(&redis_url(), &prefix(test), Default::default()).unwrap();
-    clear(&store).await;
+    clear_prefix(store.keys().prefix()).await;
     store
 }
 
-async fn clear(store: &RedisStore) {
-    let client = redis::Client::open(redis_url()).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{}*", store.keys().prefix()))
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    if !keys.is_empty() {
-        let _: () = redis::cmd("DEL")
-            .arg(keys)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-    }
-}
-
 async fn key_count(store: &RedisStore, pattern: &str) -> usize {
-    let client = redis::Client::open(redis_url()).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{}{pattern}", store.keys().prefix()))
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    keys.len()
+    count_keys(store.keys().prefix(), pattern).await
 }
 
 fn now() -> DateTime<Utc> {

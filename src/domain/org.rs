@@ -148,9 +148,19 @@ pub fn name_key(name: &str) -> String {
 
 impl Org {
     pub fn new(snapshot: OrgSnapshot) -> Self {
+        Self::build(snapshot, true)
+    }
+
+    /// Without the indexes for finding users by username, email or name ("did you mean"
+    /// included): what publishing per-user records needs, in less memory.
+    pub fn without_search(snapshot: OrgSnapshot) -> Self {
+        Self::build(snapshot, false)
+    }
+
+    fn build(snapshot: OrgSnapshot, searchable: bool) -> Self {
         let sf = &snapshot.salesforce;
         let users = &sf.users;
-        let mut by_email = with_capacity(users.len());
+        let mut by_email = HashMap::default();
         let mut by_id = with_capacity(users.len());
         let mut name_words = Vec::with_capacity(users.len() * 2);
         let mut usernames = Vec::with_capacity(users.len());
@@ -158,6 +168,10 @@ impl Org {
         let mut username_histograms = Vec::with_capacity(users.len());
         let mut name_histograms = Vec::with_capacity(users.len());
         for (i, user) in users.iter().enumerate() {
+            by_id.insert(user.id, i as Idx);
+            if !searchable {
+                continue;
+            }
             let username: Box<str> = lower(&user.username).into();
             username_histograms.push(Histogram::of(&username));
             usernames.push(username);
@@ -166,7 +180,6 @@ impl Org {
             if !email.is_empty() {
                 push(&mut by_email, lower(email).into_owned(), i);
             }
-            by_id.insert(user.id, i as Idx);
             let name = name_key(&user.name);
             name_histograms.push(Histogram::of(&name));
             for word in name.split(' ') {

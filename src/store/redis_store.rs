@@ -627,7 +627,7 @@ fn generation_commands(
     gk: &GenerationKeys,
     tx: &tokio::sync::mpsc::Sender<redis::Pipeline>,
 ) -> Result<(), StoreError> {
-    let org = Org::new(snapshot);
+    let org = Org::without_search(snapshot);
     let mut batch = Batch {
         pipe: redis::pipe(),
         commands: 0,
@@ -638,7 +638,8 @@ fn generation_commands(
     let mut contexts = ContextBuilder::new(&org);
     let mut emails: FxHashMap<String, Vec<String>> = FxHashMap::default();
     let mut names: Vec<Vec<u8>> = Vec::new();
-    let mut suggestions = Vec::with_capacity(org.snapshot().salesforce.users.len());
+    // A JSON array of minimal users, written as it goes rather than cloned and serialised.
+    let mut suggestions: Vec<u8> = Vec::new();
     for user in &org.snapshot().salesforce.users {
         let id = user.id.as_str15();
         batch.set(gk.user(user.id), to_json(user))?;
@@ -664,25 +665,24 @@ fn generation_commands(
             batch.zadd(&gk.names(), &names)?;
             names.clear();
         }
-        suggestions.push(SfUser {
-            id: user.id,
-            username: user.username.clone(),
-            email: user.email.clone(),
-            name: user.name.clone(),
-            is_active: user.is_active,
-            profile_id: None,
-            profile_name: None,
-            user_license: None,
-            role_id: None,
-            user_type: None,
-            modified_at: None,
+        if !suggestions.is_empty() {
+            suggestions.push(b',');
+        }
+        let minimal = serde_json::json!({
+            "id": user.id, "username": user.username, "email": user.email,
+            "name": user.name, "is_active": user.is_active,
         });
+        suggestions.extend_from_slice(&to_json(&minimal));
     }
     batch.zadd(&gk.names(), &names)?;
     for (email, ids) in emails {
         batch.set(gk.email(&email), to_json(&ids))?;
     }
-    batch.set(gk.suggestions(), to_json(&suggestions))?;
+    let mut array = Vec::with_capacity(suggestions.len() + 2);
+    array.push(b'[');
+    array.append(&mut suggestions);
+    array.push(b']');
+    batch.set(gk.suggestions(), array)?;
     drop(suggestions);
     for (b, bu) in org.business_units().iter().enumerate() {
         let mut by_email: FxHashMap<String, Vec<&AeUser>> = FxHashMap::default();
