@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use chrono::Utc;
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::config::{DataArgs, LiveSettings};
+use crate::config::{DataArgs, LiveSettings, SlackArgs};
 use crate::diagnose::diagnose;
 use crate::domain::{Org, OrgSnapshot, Query};
 use crate::refresh::{self, Sources};
@@ -35,6 +35,8 @@ pub struct Cli {
 pub enum Command {
     /// Diagnose one query, exactly as the Slack command would.
     Check(CheckArgs),
+    /// Run the bot: the HTTP endpoints for Slack plus the background refresher.
+    Serve(ServeArgs),
     /// One full refresh of the cache from Salesforce and Account Engagement, then exit.
     Refresh(RefreshArgs),
     /// Data freshness per source and business unit, last errors, counts.
@@ -96,6 +98,20 @@ pub struct CheckArgs {
 }
 
 #[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Connect to Slack over Socket Mode (SLACK_APP_TOKEN) instead of serving HTTP to it.
+    #[arg(long)]
+    pub socket_mode: bool,
+    /// Serve the built-in demo org from memory instead of live data.
+    #[arg(long)]
+    pub demo: bool,
+    #[command(flatten)]
+    pub slack: SlackArgs,
+    #[command(flatten)]
+    pub data: DataArgs,
+}
+
+#[derive(Debug, clap::Args)]
 pub struct RefreshArgs {
     #[command(flatten)]
     pub data: DataArgs,
@@ -130,6 +146,7 @@ pub fn main() -> ExitCode {
     };
     match cli.command {
         Command::Check(args) => check(&args),
+        Command::Serve(args) => runtime().map_or_else(|c| c, |rt| rt.block_on(serve(&args))),
         Command::Refresh(args) => runtime().map_or_else(|c| c, |rt| rt.block_on(refresh(&args))),
         Command::Status(args) => runtime().map_or_else(|c| c, |rt| rt.block_on(status(&args))),
         Command::Fakes(args) => runtime().map_or_else(|c| c, |rt| rt.block_on(fakes(&args))),
@@ -448,4 +465,66 @@ async fn fakes(args: &FakesArgs) -> ExitCode {
         upstreams.account_engagement.requests()
     );
     ExitCode::SUCCESS
+}
+
+fn init_logging(format: Option<&str>) {
+    use tracing_subscriber::EnvFilter;
+    let json = match format {
+        Some(f) => f == "json",
+        None => !std::io::stderr().is_terminal(),
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        builder.json().flatten_event(true).try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+async fn serve(args: &ServeArgs) -> ExitCode {
+    init_logging(args.slack.log_format.as_deref());
+    let settings = match args.slack.settings() {
+        Ok(settings) => settings,
+        Err(err) => return usage_error(err),
+    };
+    if args.socket_mode {
+        return usage_error(
+            "Socket Mode is not available in this version: serve over HTTP (README \"Running in Slack\")",
+        );
+    }
+    let (store, sources) = if args.demo {
+        let store = Store::memory();
+        let snapshot = match demo::snapshot(Utc::now()) {
+            Ok(snapshot) => snapshot,
+            Err(err) => return usage_error(err),
+        };
+        if let Err(err) = store.publish(snapshot).await {
+            return failure(err);
+        }
+        (store, None)
+    } else {
+        match open_store(&args.data, false).await {
+            Ok(opened) => opened,
+            Err(code) => return code,
+        }
+    };
+    let sources = sources.map(std::sync::Arc::new);
+    let state = crate::slack::AppState::new(store.clone(), sources.clone(), settings);
+    let server = match crate::server::Server::bind(args.slack.bind_addr, state).await {
+        Ok(server) => server,
+        Err(err) => {
+            return usage_error(format!("cannot listen on {}: {err}", args.slack.bind_addr));
+        }
+    };
+    tracing::info!(addr = %args.slack.bind_addr, demo = args.demo, "serving Slack");
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    crate::server::cancel_on_signal(shutdown.clone());
+    crate::server::spawn_refresher(sources, store, args.data.refresh_interval, shutdown.clone());
+    match server.run(shutdown).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => failure(err),
+    }
 }

@@ -9,6 +9,8 @@ pub mod domain;
 pub mod fakes;
 pub mod refresh;
 pub mod render;
+pub mod server;
+pub mod slack;
 pub mod sources;
 pub mod store;
 pub mod synthetic;

@@ -48,6 +48,85 @@ pub struct DataArgs {
     pub refresh_interval: Duration,
 }
 
+/// The Slack side of `serve`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SlackArgs {
+    /// Verifies requests; required for `serve`.
+    #[arg(long, env = "SLACK_SIGNING_SECRET", hide_env_values = true)]
+    pub slack_signing_secret: Option<String>,
+    /// The previous signing secret, accepted too while rotating (README "Rotating the signing secret").
+    #[arg(long, env = "SLACK_SIGNING_SECRET_PREVIOUS", hide_env_values = true)]
+    pub slack_signing_secret_previous: Option<String>,
+    /// `xoxb-` token for Web API calls (replies in threads).
+    #[arg(long, env = "SLACK_BOT_TOKEN", hide_env_values = true)]
+    pub slack_bot_token: Option<String>,
+    /// `xapp-` token for Socket Mode.
+    #[arg(long, env = "SLACK_APP_TOKEN", hide_env_values = true)]
+    pub slack_app_token: Option<String>,
+    #[arg(long, env = "SLACK_API_URL", default_value = "https://slack.com/api")]
+    pub slack_api_url: String,
+    /// Hosts a `response_url` may point at (comma-separated).
+    #[arg(
+        long,
+        env = "SLACK_RESPONSE_URL_HOSTS",
+        default_value = "hooks.slack.com",
+        value_delimiter = ','
+    )]
+    pub slack_response_url_hosts: Vec<String>,
+    /// Workspaces served (comma-separated team ids); unset = all.
+    #[arg(long, env = "SLACK_ALLOWED_TEAM_IDS", value_delimiter = ',')]
+    pub slack_allowed_team_ids: Vec<String>,
+    /// Who may run admin-only actions such as `refresh` (comma-separated user ids).
+    #[arg(long, env = "SLACK_ADMIN_USER_IDS", value_delimiter = ',')]
+    pub slack_admin_user_ids: Vec<String>,
+    #[arg(long, env = "BIND_ADDR", default_value = "0.0.0.0:3000")]
+    pub bind_addr: std::net::SocketAddr,
+    /// `json` or `pretty`; default: pretty on a terminal, else json.
+    #[arg(long, env = "LOG_FORMAT", value_parser = ["json", "pretty"])]
+    pub log_format: Option<String>,
+}
+
+impl SlackArgs {
+    pub fn settings(&self) -> Result<crate::slack::SlackSettings, ConfigError> {
+        let non_empty = |v: &Option<String>| {
+            v.as_ref()
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+        };
+        let Some(secret) = non_empty(&self.slack_signing_secret) else {
+            return Err(ConfigError::Invalid {
+                variable: "SLACK_SIGNING_SECRET",
+                problem:
+                    "is required for serve: copy it from your Slack app's Basic Information page"
+                        .into(),
+            });
+        };
+        let mut signing_secrets = vec![SecretString::from(secret)];
+        signing_secrets
+            .extend(non_empty(&self.slack_signing_secret_previous).map(SecretString::from));
+        crate::domain::check_url(&self.slack_api_url).map_err(|problem| ConfigError::Invalid {
+            variable: "SLACK_API_URL",
+            problem,
+        })?;
+        let list = |v: &[String]| {
+            v.iter()
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect::<Vec<_>>()
+        };
+        Ok(crate::slack::SlackSettings {
+            signing_secrets,
+            allowed_team_ids: list(&self.slack_allowed_team_ids),
+            admin_user_ids: list(&self.slack_admin_user_ids),
+            web: crate::slack::SlackWebApi::new(
+                &self.slack_api_url,
+                non_empty(&self.slack_bot_token).map(SecretString::from),
+                list(&self.slack_response_url_hosts),
+            ),
+        })
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{0}")]

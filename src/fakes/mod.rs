@@ -6,6 +6,7 @@
 
 mod account_engagement;
 mod salesforce;
+mod slack;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -20,6 +21,7 @@ use secrecy::SecretString;
 
 pub use account_engagement::FakeAccountEngagement;
 pub use salesforce::{FakeSalesforce, FakeSalesforceSettings, SalesforceEndpoint};
+pub use slack::{FakeSlack, SlackCall};
 
 use crate::domain::OrgSnapshot;
 use crate::sources::{AccessToken, SourceError};

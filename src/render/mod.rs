@@ -3,9 +3,13 @@
 mod blocks;
 mod json;
 mod sanitize;
+mod slack_messages;
 mod text;
 
 pub use blocks::{MAX_BLOCKS, MAX_DETAILED_FINDINGS, blocks, error_message};
 pub use json::json;
 pub use sanitize::{escape_mrkdwn, strip_invisible, truncate};
+pub use slack_messages::{
+    as_response, help_message, plain_message, shared_by, status_message, unavailable_message,
+};
 pub use text::text;

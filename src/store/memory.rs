@@ -15,7 +15,11 @@ pub struct MemoryStore {
     org: RwLock<Option<Arc<Org>>>,
     sources: Mutex<BTreeMap<String, SourceStatus>>,
     lock: Mutex<Option<(LockToken, Instant)>>,
+    events: Mutex<std::collections::HashMap<String, Instant>>,
 }
+
+/// Slack retries an event for a few minutes at most; an hour is ample.
+const EVENT_MEMORY: Duration = Duration::from_secs(3600);
 
 fn poisoned<T>(err: std::sync::PoisonError<T>) -> T {
     // A panic elsewhere cannot leave these maps half-written: each update is one assignment.
@@ -93,6 +97,21 @@ impl MemoryStore {
                 })
                 .unwrap_or_default(),
             sources: self.sources.lock().unwrap_or_else(poisoned).clone(),
+        }
+    }
+
+    pub fn first_delivery(&self, event_id: &str) -> bool {
+        let mut events = self.events.lock().unwrap_or_else(poisoned);
+        let now = Instant::now();
+        if events.len() > 10_000 {
+            events.retain(|_, seen| now.duration_since(*seen) < EVENT_MEMORY);
+        }
+        match events.get(event_id) {
+            Some(seen) if now.duration_since(*seen) < EVENT_MEMORY => false,
+            _ => {
+                events.insert(event_id.to_owned(), now);
+                true
+            }
         }
     }
 

@@ -109,6 +109,20 @@ impl Store {
         }
     }
 
+    /// `true` the first time an event id is seen (within an hour), `false` for Slack's retries.
+    pub async fn first_delivery(&self, event_id: &str) -> Result<bool, StoreError> {
+        // Event ids are short and alphanumeric; anything else is cut down before it is a key.
+        let event_id: String = event_id
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .take(64)
+            .collect();
+        match self {
+            Store::Memory(m) => Ok(m.first_delivery(&event_id)),
+            Store::Redis(r) => r.first_delivery(&event_id).await,
+        }
+    }
+
     pub async fn record_status(
         &self,
         source: &str,

@@ -532,6 +532,19 @@ impl RedisStore {
         Ok(report)
     }
 
+    pub async fn first_delivery(&self, event_id: &str) -> Result<bool, StoreError> {
+        let mut conn = self.conn.clone();
+        let set: Option<String> = redis::cmd("SET")
+            .arg(self.keys.event(event_id))
+            .arg(1)
+            .arg("NX")
+            .arg("EX")
+            .arg(3600)
+            .query_async(&mut conn)
+            .await?;
+        Ok(set.is_some())
+    }
+
     pub async fn try_lock(&self, ttl: Duration) -> Result<Option<LockToken>, StoreError> {
         let mut conn = self.conn.clone();
         let token = LockToken(random_token());

@@ -1,0 +1,129 @@
+//! `crm-username serve`: the Slack routes, the operations endpoints, the refresher, and a
+//! graceful shutdown that finishes the replies already promised.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::slack::{self, AppState};
+
+/// How long shutdown waits for replies still being delivered.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
+
+pub fn router(state: AppState) -> Router {
+    let x_request_id = axum::http::HeaderName::from_static("x-request-id");
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready))
+        .merge(slack::routes(state.clone()))
+        .with_state(state)
+        .layer(PropagateRequestIdLayer::new(x_request_id.clone()))
+        .layer(TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
+            let id = request
+                .headers()
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %id)
+        }))
+        .layer(SetRequestIdLayer::new(x_request_id, MakeRequestUuid))
+}
+
+/// Ready when the cache answers and holds a snapshot.
+async fn ready(State(state): State<AppState>) -> Response {
+    match state.store.status().await {
+        Ok(report) if report.data_as_of.is_some() => (StatusCode::OK, "ready").into_response(),
+        Ok(_) => (StatusCode::SERVICE_UNAVAILABLE, "no snapshot loaded yet").into_response(),
+        Err(err) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("cache unavailable: {err}"),
+        )
+            .into_response(),
+    }
+}
+
+/// A bound server, not yet running: tests bind port 0 and read the address.
+pub struct Server {
+    pub listener: TcpListener,
+    pub state: AppState,
+}
+
+impl Server {
+    pub async fn bind(addr: SocketAddr, state: AppState) -> std::io::Result<Self> {
+        Ok(Server {
+            listener: TcpListener::bind(addr).await?,
+            state,
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown`; then stops accepting, finishes in-flight requests, and waits
+    /// (up to `DRAIN_TIMEOUT`) for replies that were acknowledged but not yet delivered.
+    pub async fn run(self, shutdown: CancellationToken) -> std::io::Result<()> {
+        let state = self.state.clone();
+        let app = router(self.state);
+        axum::serve(self.listener, app)
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await?;
+        state.tasks.close();
+        if tokio::time::timeout(DRAIN_TIMEOUT, state.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("shutdown: some replies were still running and were dropped");
+        }
+        Ok(())
+    }
+}
+
+/// Cancels `token` on SIGTERM or Ctrl-C.
+pub fn cancel_on_signal(token: CancellationToken) {
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(term) => term,
+                    Err(_) => {
+                        let _ = ctrl_c.await;
+                        token.cancel();
+                        return;
+                    }
+                };
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        tracing::info!("shutting down: finishing the replies in flight");
+        token.cancel();
+    });
+}
+
+/// The refresher for a live source, stopped by `shutdown`.
+pub fn spawn_refresher(
+    sources: Option<Arc<crate::refresh::Sources>>,
+    store: crate::store::Store,
+    interval: Duration,
+    shutdown: CancellationToken,
+) {
+    if let Some(sources) = sources {
+        tokio::spawn(crate::refresh::run(sources, store, interval, shutdown));
+    }
+}

@@ -1,0 +1,122 @@
+//! `/crm-username check|status|help|refresh`: acknowledged within 3 seconds, answered inline
+//! when the diagnosis is ready in time, otherwise through `response_url`.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use chrono::Utc;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::{AppState, INLINE_DEADLINE, form, malformed_form, split_command};
+use crate::domain::Query;
+use crate::render;
+
+#[derive(Deserialize)]
+struct CommandForm {
+    #[serde(default)]
+    team_id: String,
+    #[serde(default)]
+    user_id: String,
+    #[serde(default)]
+    command: String,
+    #[serde(default)]
+    text: String,
+    #[serde(default)]
+    response_url: String,
+}
+
+fn ephemeral(message: Value) -> Response {
+    Json(render::as_response(message, false, None)).into_response()
+}
+
+pub async fn handle(State(state): State<AppState>, body: Bytes) -> Response {
+    let Some(command) = form::<CommandForm>(&body) else {
+        return malformed_form();
+    };
+    if !state.team_allowed(&command.team_id) {
+        tracing::info!(team = %command.team_id, "refused a command from a workspace not served");
+        return ephemeral(render::plain_message(
+            "This workspace is not served by this bot. Ask your Slack admin to add its team id to SLACK_ALLOWED_TEAM_IDS.",
+        ));
+    }
+    let name = if command.command.starts_with('/') {
+        command.command.as_str()
+    } else {
+        "/crm-username"
+    };
+    let (subcommand, rest) = split_command(&command.text);
+    match subcommand.as_str() {
+        "check" if !rest.is_empty() => check(&state, rest, command.response_url).await,
+        "status" => match state.store.status().await {
+            Ok(report) => ephemeral(render::status_message(&report)),
+            Err(err) => ephemeral(render::unavailable_message(&err.to_string(), None)),
+        },
+        "refresh" => refresh(&state, &command.user_id, command.response_url),
+        _ => ephemeral(render::help_message(name)),
+    }
+}
+
+async fn check(state: &AppState, text: &str, response_url: String) -> Response {
+    let query = match Query::parse(text) {
+        Ok(query) => query,
+        Err(err) => return ephemeral(render::error_message(&err.to_string())),
+    };
+    let mut work = tokio::spawn({
+        let state = state.clone();
+        async move { state.answer(&query, false).await }
+    });
+    match tokio::time::timeout(INLINE_DEADLINE, &mut work).await {
+        Ok(Ok(message)) => ephemeral(message),
+        Ok(Err(_)) => ephemeral(render::plain_message(
+            "Something went wrong while checking. Please try again.",
+        )),
+        Err(_) => {
+            state.respond_later(response_url, async move {
+                let message = work.await.unwrap_or_else(|_| {
+                    render::plain_message("Something went wrong while checking. Please try again.")
+                });
+                render::as_response(message, false, Some(true))
+            });
+            ephemeral(render::plain_message(
+                "Checking… the answer follows in a moment.",
+            ))
+        }
+    }
+}
+
+fn refresh(state: &AppState, user_id: &str, response_url: String) -> Response {
+    if !state.is_admin(user_id) {
+        return ephemeral(render::plain_message(
+            "Only the bot's admins can start a refresh (SLACK_ADMIN_USER_IDS). The data refreshes by itself on a schedule; `status` shows how fresh it is.",
+        ));
+    }
+    let Some(sources) = state.sources.clone() else {
+        return ephemeral(render::plain_message(
+            "This bot has no live data source configured, so there is nothing to refresh.",
+        ));
+    };
+    let store = state.store.clone();
+    state.respond_later(response_url, async move {
+        let text = match crate::refresh::refresh_locked(
+            &sources,
+            &store,
+            Utc::now(),
+            crate::refresh::LOCK_TTL,
+        )
+        .await
+        {
+            Ok(report) => format!(
+                "Refreshed: {} Salesforce users, in {:.1} s.",
+                report.sf_users,
+                report.duration.as_secs_f64()
+            ),
+            Err(err) => format!("The refresh did not complete: {err}"),
+        };
+        render::as_response(render::plain_message(&text), false, Some(false))
+    });
+    ephemeral(render::plain_message(
+        "Refreshing… you will hear back here when it is done.",
+    ))
+}
