@@ -43,5 +43,8 @@ cargo fmt --all -- --check
 log "cargo clippy --all-targets -- -D warnings"
 cargo clippy --locked --all-targets -- -D warnings
 
+log "packaging: Dockerfile, Kubernetes manifests, Slack app manifests"
+CHECK_MANIFESTS_REQUIRE_ROUTES=1 bash scripts/check-manifests.sh
+
 log "cargo test"
 INSTA_UPDATE=no cargo test --locked --all-targets

@@ -7,6 +7,7 @@ pub mod demo;
 pub mod diagnose;
 pub mod domain;
 pub mod fakes;
+pub mod metrics;
 pub mod refresh;
 pub mod render;
 pub mod server;

@@ -54,6 +54,13 @@ async fn record(
     result: Result<usize, &SourceError>,
 ) -> Result<(), StoreError> {
     let mut status = store.source_status(source).await.unwrap_or_default();
+    let kind = if source.starts_with("account_engagement") {
+        "account_engagement"
+    } else {
+        source
+    };
+    let outcome = if result.is_ok() { "ok" } else { "error" };
+    metrics::counter!(crate::metrics::SOURCE_RESULTS, "source" => kind.to_owned(), "result" => outcome).increment(1);
     match result {
         Ok(records) => {
             status.last_success_at = Some(now);
@@ -149,6 +156,10 @@ pub async fn refresh_once(
             .ok();
         return Err(err.into());
     }
+    if let Some(usage) = sources.salesforce.api_usage() {
+        metrics::gauge!(crate::metrics::SALESFORCE_API_USED).set(usage.used as f64);
+        metrics::gauge!(crate::metrics::SALESFORCE_API_MAX).set(usage.max as f64);
+    }
     let records = report.sf_users + report.ae_users.iter().map(|(_, n)| n).sum::<usize>();
     record(store, REFRESH_SOURCE, now, started, Ok(records)).await?;
     Ok(RefreshReport {
@@ -169,7 +180,11 @@ pub async fn refresh_locked(
 ) -> Result<RefreshReport, RefreshError> {
     let token = store.try_lock(ttl).await?.ok_or(RefreshError::Busy)?;
     let renewal = tokio::spawn(renew_while_held(store.clone(), token.clone(), ttl));
+    let started = Instant::now();
     let result = refresh_once(sources, store, now).await;
+    let outcome = if result.is_ok() { "ok" } else { "error" };
+    metrics::counter!(crate::metrics::REFRESH_RUNS, "result" => outcome).increment(1);
+    metrics::histogram!(crate::metrics::REFRESH_DURATION).record(started.elapsed().as_secs_f64());
     renewal.abort();
     if let Err(err) = store.release_lock(&token).await {
         tracing::warn!(error = %err, "could not release the refresh lock; it expires by itself");

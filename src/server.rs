@@ -25,7 +25,9 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
+        .route("/metrics", get(metrics))
         .merge(slack::routes(state.clone()))
+        .route_layer(axum::middleware::from_fn(crate::metrics::track_requests))
         .with_state(state)
         .layer(PropagateRequestIdLayer::new(x_request_id.clone()))
         .layer(TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
@@ -52,6 +54,24 @@ async fn ready(State(state): State<AppState>) -> Response {
     }
 }
 
+/// Prometheus text format. The snapshot age is measured now, from the cache.
+async fn metrics(State(state): State<AppState>) -> Response {
+    let Some(handle) = crate::metrics::handle() else {
+        return (StatusCode::SERVICE_UNAVAILABLE, "metrics are not available").into_response();
+    };
+    if let Ok(report) = state.store.status().await {
+        if let Some(as_of) = report.data_as_of {
+            let age = (chrono::Utc::now() - as_of).num_milliseconds() as f64 / 1000.0;
+            metrics::gauge!(crate::metrics::SNAPSHOT_AGE).set(age.max(0.0));
+        }
+    }
+    (
+        [("content-type", "text/plain; version=0.0.4")],
+        handle.render(),
+    )
+        .into_response()
+}
+
 /// A bound server, not yet running: tests bind port 0 and read the address.
 pub struct Server {
     pub listener: TcpListener,
@@ -60,6 +80,7 @@ pub struct Server {
 
 impl Server {
     pub async fn bind(addr: SocketAddr, state: AppState) -> std::io::Result<Self> {
+        crate::metrics::handle();
         Ok(Server {
             listener: TcpListener::bind(addr).await?,
             state,

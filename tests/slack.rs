@@ -689,3 +689,81 @@ async fn readiness_follows_the_cache_and_health_does_not() {
     assert_eq!(health.status(), 200);
     app.shutdown.cancel();
 }
+
+/// The value of the first sample of `name` whose labels include all of `labels`.
+fn sample(metrics: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+        .filter(|l| labels.iter().all(|label| l.contains(label)))
+        .find_map(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+#[tokio::test]
+async fn metrics_count_requests_outcomes_and_verdicts() {
+    let app = spawn_app(demo_store().await).await;
+    app.command("check dana.deleted@acme.com", TEAM, "U0ASKER")
+        .await;
+    app.command("check ok.user@acme.com", TEAM, "U0ASKER").await;
+    app.http
+        .post(format!("http://{}/slack/commands", app.addr))
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    let response = app
+        .http
+        .get(format!("http://{}/metrics", app.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.unwrap();
+    let ok = sample(
+        &text,
+        "crm_username_http_requests_total",
+        &["route=\"/slack/commands\"", "outcome=\"ok\""],
+    );
+    assert!(ok.is_some_and(|n| n >= 2.0), "{text}");
+    let refused = sample(
+        &text,
+        "crm_username_http_requests_total",
+        &["outcome=\"unauthorized\""],
+    );
+    assert!(refused.is_some_and(|n| n >= 1.0), "{text}");
+    assert!(
+        sample(
+            &text,
+            "crm_username_diagnoses_total",
+            &["verdict=\"blocked\""]
+        )
+        .is_some_and(|n| n >= 1.0)
+    );
+    assert!(
+        sample(
+            &text,
+            "crm_username_diagnoses_total",
+            &["verdict=\"clear\""]
+        )
+        .is_some_and(|n| n >= 1.0)
+    );
+    assert!(
+        sample(
+            &text,
+            "crm_username_findings_total",
+            &["code=\"mapped_to_deleted_user\""]
+        )
+        .is_some_and(|n| n >= 1.0)
+    );
+    let latency = sample(
+        &text,
+        "crm_username_http_request_duration_seconds_count",
+        &["route=\"/slack/commands\""],
+    );
+    assert!(latency.is_some_and(|n| n >= 3.0), "{text}");
+    let age = sample(&text, "crm_username_snapshot_age_seconds", &[]).unwrap();
+    assert!(
+        (0.0..60.0).contains(&age),
+        "the demo snapshot was just published: {age}"
+    );
+}

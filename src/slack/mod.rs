@@ -106,6 +106,7 @@ impl AppState {
         };
         match outcome {
             Ok(Ok(diagnosis)) => {
+                crate::metrics::record_diagnosis(&diagnosis);
                 *self
                     .last_data_as_of
                     .lock()

@@ -1,0 +1,72 @@
+//! Prometheus metrics on `/metrics`. Names and labels in one place; label values are fixed
+//! sets (routes, outcomes, verdicts, finding codes, sources), never user input.
+
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request};
+use axum::middleware::Next;
+use axum::response::Response;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::domain::Diagnosis;
+
+pub const HTTP_REQUESTS: &str = "crm_username_http_requests_total";
+pub const HTTP_DURATION: &str = "crm_username_http_request_duration_seconds";
+pub const DIAGNOSES: &str = "crm_username_diagnoses_total";
+pub const FINDINGS: &str = "crm_username_findings_total";
+pub const REFRESH_RUNS: &str = "crm_username_refresh_runs_total";
+pub const REFRESH_DURATION: &str = "crm_username_refresh_duration_seconds";
+pub const SOURCE_RESULTS: &str = "crm_username_source_fetches_total";
+pub const SNAPSHOT_AGE: &str = "crm_username_snapshot_age_seconds";
+pub const SALESFORCE_API_USED: &str = "crm_username_salesforce_api_requests_used";
+pub const SALESFORCE_API_MAX: &str = "crm_username_salesforce_api_requests_max";
+pub const SLACK_API_ERRORS: &str = "crm_username_slack_api_errors_total";
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Installs the process-wide recorder once; later calls return the same handle.
+pub fn handle() -> Option<&'static PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Suffix("duration_seconds".to_owned()),
+                    &[
+                        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                        10.0, 30.0, 60.0,
+                    ],
+                )
+                .ok()?
+                .install_recorder()
+                .ok()
+        })
+        .as_ref()
+}
+
+/// Counts requests by route and status class, with their latency.
+pub async fn track_requests(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let outcome = match response.status().as_u16() {
+        200..=299 => "ok",
+        401 => "unauthorized",
+        400..=499 => "client_error",
+        _ => "server_error",
+    };
+    metrics::counter!(HTTP_REQUESTS, "route" => route.clone(), "outcome" => outcome).increment(1);
+    metrics::histogram!(HTTP_DURATION, "route" => route).record(started.elapsed().as_secs_f64());
+    response
+}
+
+pub fn record_diagnosis(diagnosis: &Diagnosis) {
+    metrics::counter!(DIAGNOSES, "verdict" => diagnosis.verdict.as_str()).increment(1);
+    for finding in &diagnosis.findings {
+        metrics::counter!(FINDINGS, "code" => finding.code.as_str()).increment(1);
+    }
+}
