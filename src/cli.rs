@@ -490,11 +490,20 @@ async fn serve(args: &ServeArgs) -> ExitCode {
         Ok(settings) => settings,
         Err(err) => return usage_error(err),
     };
-    if args.socket_mode {
-        return usage_error(
-            "Socket Mode is not available in this version: serve over HTTP (README \"Running in Slack\")",
-        );
-    }
+    let app_token = match (
+        args.socket_mode,
+        args.slack.slack_app_token.as_deref().map(str::trim),
+    ) {
+        (false, _) => None,
+        (true, Some(token)) if token.starts_with("xapp-") => {
+            Some(secrecy::SecretString::from(token.to_owned()))
+        }
+        (true, _) => {
+            return usage_error(
+                "SLACK_APP_TOKEN: --socket-mode needs the app-level token (xapp-...) with the connections:write scope, from the app's Basic Information page",
+            );
+        }
+    };
     let (store, sources) = if args.demo {
         let store = Store::memory();
         let snapshot = match demo::snapshot(Utc::now()) {
@@ -523,7 +532,19 @@ async fn serve(args: &ServeArgs) -> ExitCode {
     let shutdown = tokio_util::sync::CancellationToken::new();
     crate::server::cancel_on_signal(shutdown.clone());
     crate::server::spawn_refresher(sources, store, args.data.refresh_interval, shutdown.clone());
-    match server.run(shutdown).await {
+    let socket = app_token.map(|token| {
+        tracing::info!("connecting to Slack over Socket Mode");
+        tokio::spawn(crate::slack::socket_mode::run(
+            server.state.clone(),
+            token,
+            shutdown.clone(),
+        ))
+    });
+    let served = server.run(shutdown).await;
+    if let Some(socket) = socket {
+        let _ = socket.await;
+    }
+    match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => failure(err),
     }

@@ -25,6 +25,12 @@ pub struct SlackCall {
 
 #[derive(Default)]
 struct SlackState {
+    /// Socket Mode: where the socket listens, the sender into the open socket, the acks
+    /// received and how many connections were opened.
+    socket_url: Mutex<String>,
+    socket: Mutex<Option<tokio::sync::mpsc::UnboundedSender<Option<String>>>>,
+    acks: Mutex<Vec<Value>>,
+    connections: AtomicU32,
     calls: Mutex<Vec<SlackCall>>,
     /// Answer the next N Web API calls with 429 and this Retry-After.
     rate_limited: AtomicU32,
@@ -35,6 +41,13 @@ struct SlackState {
 pub struct FakeSlack {
     state: Arc<SlackState>,
     server: Server,
+    socket_task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FakeSlack {
+    fn drop(&mut self) {
+        self.socket_task.abort();
+    }
 }
 
 impl FakeSlack {
@@ -42,11 +55,16 @@ impl FakeSlack {
         let state = Arc::new(SlackState::default());
         let router = axum::Router::new()
             .route("/api/chat.postMessage", post(post_message))
+            .route("/api/apps.connections.open", post(connections_open))
             .route("/response/{id}", post(response_url))
             .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        *lock(&state.socket_url) = format!("ws://{}/link", listener.local_addr()?);
+        let socket_task = tokio::spawn(accept_sockets(listener, state.clone()));
         Ok(FakeSlack {
             state,
             server: Server::start(router).await?,
+            socket_task,
         })
     }
 
@@ -68,6 +86,30 @@ impl FakeSlack {
     pub fn rate_limit(&self, times: u32, seconds: u32) {
         self.state.retry_after.store(seconds, Ordering::SeqCst);
         self.state.rate_limited.store(times, Ordering::SeqCst);
+    }
+
+    /// Socket Mode: sends an envelope into the open socket; `false` if none is open.
+    pub fn socket_send(&self, envelope: &Value) -> bool {
+        lock(&self.state.socket)
+            .as_ref()
+            .is_some_and(|tx| tx.send(Some(envelope.to_string())).is_ok())
+    }
+
+    /// Socket Mode: drops the open socket, as a network failure would.
+    pub fn socket_drop(&self) {
+        if let Some(tx) = lock(&self.state.socket).take() {
+            let _ = tx.send(None);
+        }
+    }
+
+    /// Socket Mode: the acks received, in order.
+    pub fn socket_acks(&self) -> Vec<Value> {
+        lock(&self.state.acks).clone()
+    }
+
+    /// Socket Mode: connections opened so far.
+    pub fn socket_connections(&self) -> u32 {
+        self.state.connections.load(Ordering::SeqCst)
     }
 
     /// Web API calls answer `{"ok": false, "error": error}`.
@@ -116,4 +158,64 @@ async fn response_url(
 ) -> Response {
     record(&state, format!("response_url:{id}"), &headers, body);
     "ok".into_response()
+}
+
+async fn connections_open(State(state): State<Arc<SlackState>>, headers: HeaderMap) -> Response {
+    let token = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    if !token.starts_with("xapp-") {
+        return Json(json!({"ok": false, "error": "invalid_auth"})).into_response();
+    }
+    let url = lock(&state.socket_url).clone();
+    Json(json!({"ok": true, "url": url})).into_response()
+}
+
+async fn accept_sockets(listener: tokio::net::TcpListener, state: Arc<SlackState>) {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    while let Ok((stream, _)) = listener.accept().await {
+        let Ok(socket) = tokio_tungstenite::accept_async(stream).await else {
+            continue;
+        };
+        state.connections.fetch_add(1, Ordering::SeqCst);
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Option<String>>();
+        *lock(&state.socket) = Some(tx);
+        let state = state.clone();
+        tokio::spawn(async move {
+            let (mut sink, mut stream) = socket.split();
+            let hello = json!({"type": "hello", "num_connections": 1});
+            if sink
+                .send(Message::Text(hello.to_string().into()))
+                .await
+                .is_err()
+            {
+                return;
+            }
+            loop {
+                tokio::select! {
+                    outgoing = rx.recv() => match outgoing {
+                        Some(Some(text)) => {
+                            if sink.send(Message::Text(text.into())).await.is_err() {
+                                return;
+                            }
+                        }
+                        // Dropped on purpose, or the fake is gone: close the TCP stream.
+                        _ => return,
+                    },
+                    incoming = stream.next() => match incoming {
+                        Some(Ok(Message::Text(text))) => {
+                            if let Ok(ack) = serde_json::from_str::<Value>(text.as_str()) {
+                                lock(&state.acks).push(ack);
+                            }
+                        }
+                        Some(Ok(_)) => {}
+                        _ => return,
+                    },
+                }
+            }
+        });
+    }
 }

@@ -13,8 +13,9 @@ use super::{AppState, INLINE_DEADLINE, form, malformed_form, split_command};
 use crate::domain::Query;
 use crate::render;
 
+/// The fields of a slash command, from the HTTP form or a Socket Mode envelope.
 #[derive(Deserialize)]
-struct CommandForm {
+pub(crate) struct CommandForm {
     #[serde(default)]
     team_id: String,
     #[serde(default)]
@@ -27,14 +28,19 @@ struct CommandForm {
     response_url: String,
 }
 
-fn ephemeral(message: Value) -> Response {
-    Json(render::as_response(message, false, None)).into_response()
+fn ephemeral(message: Value) -> Value {
+    render::as_response(message, false, None)
 }
 
 pub async fn handle(State(state): State<AppState>, body: Bytes) -> Response {
     let Some(command) = form::<CommandForm>(&body) else {
         return malformed_form();
     };
+    Json(reply(&state, command).await).into_response()
+}
+
+/// What the command is answered with at once (the HTTP response, or the Socket Mode ack).
+pub(crate) async fn reply(state: &AppState, command: CommandForm) -> Value {
     if !state.team_allowed(&command.team_id) {
         tracing::info!(team = %command.team_id, "refused a command from a workspace not served");
         return ephemeral(render::plain_message(
@@ -48,17 +54,17 @@ pub async fn handle(State(state): State<AppState>, body: Bytes) -> Response {
     };
     let (subcommand, rest) = split_command(&command.text);
     match subcommand.as_str() {
-        "check" if !rest.is_empty() => check(&state, rest, command.response_url).await,
+        "check" if !rest.is_empty() => check(state, rest, command.response_url).await,
         "status" => match state.store.status().await {
             Ok(report) => ephemeral(render::status_message(&report)),
             Err(err) => ephemeral(render::unavailable_message(&err.to_string(), None)),
         },
-        "refresh" => refresh(&state, &command.user_id, command.response_url),
+        "refresh" => refresh(state, &command.user_id, command.response_url),
         _ => ephemeral(render::help_message(name)),
     }
 }
 
-async fn check(state: &AppState, text: &str, response_url: String) -> Response {
+async fn check(state: &AppState, text: &str, response_url: String) -> Value {
     let query = match Query::parse(text) {
         Ok(query) => query,
         Err(err) => return ephemeral(render::error_message(&err.to_string())),
@@ -86,7 +92,7 @@ async fn check(state: &AppState, text: &str, response_url: String) -> Response {
     }
 }
 
-fn refresh(state: &AppState, user_id: &str, response_url: String) -> Response {
+fn refresh(state: &AppState, user_id: &str, response_url: String) -> Value {
     if !state.is_admin(user_id) {
         return ephemeral(render::plain_message(
             "Only the bot's admins can start a refresh (SLACK_ADMIN_USER_IDS). The data refreshes by itself on a schedule; `status` shows how fresh it is.",

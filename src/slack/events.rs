@@ -17,16 +17,18 @@ pub async fn handle(State(state): State<AppState>, body: Bytes) -> Response {
     let Ok(event) = serde_json::from_slice::<Value>(&body) else {
         return (StatusCode::BAD_REQUEST, "malformed JSON").into_response();
     };
-    match event["type"].as_str() {
-        Some("url_verification") => {
-            let challenge = event["challenge"].as_str().unwrap_or_default();
-            Json(json!({"challenge": challenge})).into_response()
-        }
-        Some("event_callback") => {
-            on_callback(&state, &event).await;
-            StatusCode::OK.into_response()
-        }
-        _ => StatusCode::OK.into_response(),
+    if event["type"] == "url_verification" {
+        let challenge = event["challenge"].as_str().unwrap_or_default();
+        return Json(json!({"challenge": challenge})).into_response();
+    }
+    on_event(&state, &event).await;
+    StatusCode::OK.into_response()
+}
+
+/// Handles an Events API envelope (`event_callback`), from HTTP or Socket Mode.
+pub(crate) async fn on_event(state: &AppState, envelope: &Value) {
+    if envelope["type"] == "event_callback" {
+        on_callback(state, envelope).await;
     }
 }
 

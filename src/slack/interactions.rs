@@ -21,16 +21,26 @@ pub async fn handle(State(state): State<AppState>, body: Bytes) -> Response {
     let Some(payload) = form::<InteractionForm>(&body) else {
         return malformed_form();
     };
-    let Ok(SlackInteractionEvent::BlockActions(event)) = serde_json::from_str(&payload.payload)
-    else {
-        // Other interaction types are not used by this app; acknowledge and ignore.
-        return StatusCode::OK.into_response();
+    match serde_json::from_str(&payload.payload) {
+        Ok(event) => on_interaction(&state, event),
+        Err(err) => {
+            tracing::warn!(error = %err, "an interaction payload could not be read; ignored")
+        }
+    }
+    StatusCode::OK.into_response()
+}
+
+/// Starts the work a click asks for; the click itself is acknowledged by the caller.
+pub(crate) fn on_interaction(state: &AppState, event: SlackInteractionEvent) {
+    // Other interaction types are not used by this app.
+    let SlackInteractionEvent::BlockActions(event) = event else {
+        return;
     };
     if !state.team_allowed(event.team.id.as_ref()) {
-        return StatusCode::OK.into_response();
+        return;
     }
     let Some(response_url) = event.response_url.as_ref().map(|u| u.0.to_string()) else {
-        return StatusCode::OK.into_response();
+        return;
     };
     let user_id = event
         .user
@@ -38,13 +48,13 @@ pub async fn handle(State(state): State<AppState>, body: Bytes) -> Response {
         .map(|u| u.id.to_string())
         .unwrap_or_default();
     let Some(action) = event.actions.as_ref().and_then(|a| a.first()) else {
-        return StatusCode::OK.into_response();
+        return;
     };
     let value = action.value.clone().unwrap_or_default();
     match action.action_id.as_ref() {
         "recheck" => {
             let Ok(query) = Query::parse(&value) else {
-                return StatusCode::OK.into_response();
+                return;
             };
             let state2 = state.clone();
             state.respond_later(response_url, async move {
@@ -53,7 +63,7 @@ pub async fn handle(State(state): State<AppState>, body: Bytes) -> Response {
         }
         "share" => {
             let Ok(query) = Query::parse(&value) else {
-                return StatusCode::OK.into_response();
+                return;
             };
             let state2 = state.clone();
             state.respond_later(response_url, async move {
@@ -64,10 +74,10 @@ pub async fn handle(State(state): State<AppState>, body: Bytes) -> Response {
         "pick_candidate" => {
             // Only a user id is a valid pick; it is diagnosed (so looked up) again.
             let Ok(query) = Query::parse(&value) else {
-                return StatusCode::OK.into_response();
+                return;
             };
             if !matches!(query.subject, Subject::Id(_)) || query.target.is_some() {
-                return StatusCode::OK.into_response();
+                return;
             }
             let state2 = state.clone();
             state.respond_later(response_url, async move {
@@ -76,5 +86,4 @@ pub async fn handle(State(state): State<AppState>, body: Bytes) -> Response {
         }
         _ => {}
     }
-    StatusCode::OK.into_response()
 }

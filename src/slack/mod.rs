@@ -5,6 +5,7 @@ mod commands;
 mod events;
 mod interactions;
 pub mod signature;
+pub mod socket_mode;
 pub mod web_api;
 
 use std::sync::{Arc, Mutex};
