@@ -767,3 +767,77 @@ async fn metrics_count_requests_outcomes_and_verdicts() {
         "the demo snapshot was just published: {age}"
     );
 }
+
+/// Bodies an attacker with a valid signature could send (a leaked secret, a buggy proxy):
+/// garbage, invalid UTF-8, deep JSON, wrong shapes. None may break the app.
+fn hostile_bodies() -> Vec<Vec<u8>> {
+    let mut bodies: Vec<Vec<u8>> = vec![
+        Vec::new(),
+        b"\xff\xfe\xfd".to_vec(),
+        b"text=check+%ff%fe&team_id=T0TEAM".to_vec(),
+        b"payload=".to_vec(),
+        b"payload=%7B%7D".to_vec(),
+        b"payload=not-json".to_vec(),
+        format!("payload={}", "%5B".repeat(5_000)).into_bytes(),
+        "[".repeat(10_000).into_bytes(),
+        br#"{"type":"event_callback","event":{"type":"app_mention"}}"#.to_vec(),
+        br#"{"type":"event_callback","team_id":"T0TEAM","event_id":"Ev0X","event":{"type":"app_mention","channel":"C1","ts":"1.1","text":null}}"#.to_vec(),
+        br#"{"type":"url_verification"}"#.to_vec(),
+        br#"{"type":42}"#.to_vec(),
+        format!("team_id={TEAM}&text=check+{}", "a".repeat(60_000)).into_bytes(),
+        format!("team_id={TEAM}&text=check+%3C%40U1%3E%26amp%3B%E2%80%AE").into_bytes(),
+    ];
+    // Deterministic noise: every byte value, in varied lengths.
+    let mut seed: u64 = 0x5eed;
+    for n in 0..60 {
+        let len = (n * 37) % 700;
+        let body = (0..len)
+            .map(|_| {
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                (seed >> 56) as u8
+            })
+            .collect();
+        bodies.push(body);
+    }
+    bodies
+}
+
+#[tokio::test]
+async fn signed_hostile_bodies_never_break_the_app() {
+    let app = spawn_app(demo_store().await).await;
+    for path in ["/slack/commands", "/slack/interactions", "/slack/events"] {
+        for body in hostile_bodies() {
+            let ts = Utc::now().timestamp().to_string();
+            let response = app
+                .http
+                .post(format!("http://{}{path}", app.addr))
+                .header("x-slack-request-timestamp", &ts)
+                .header("x-slack-signature", sign(SECRET, &ts, &body))
+                .body(body.clone())
+                .send()
+                .await
+                .unwrap();
+            assert!(
+                response.status().as_u16() < 500,
+                "{path} {:?}: {}",
+                String::from_utf8_lossy(&body[..body.len().min(80)]),
+                response.status()
+            );
+        }
+    }
+    // Still serving.
+    let body: Value = app
+        .command("check sam.sales@acme.com", TEAM, "U0ASKER")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        body["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("Blocked: sam.sales@acme.com")
+    );
+}
