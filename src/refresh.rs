@@ -206,12 +206,27 @@ async fn renew_while_held(store: Store, token: LockToken, ttl: Duration) {
     }
 }
 
+/// How often the cache is looked at between refreshes: a cache found empty (Redis restarted
+/// without its data) is refilled then, not at the next interval.
+pub const EMPTY_CACHE_CHECK: Duration = Duration::from_secs(10);
+
 /// Refreshes at once and then every `interval` until `shutdown`. Each run is its own task:
 /// a panic is logged and the next run goes ahead.
 pub async fn run(
     sources: Arc<Sources>,
     store: Store,
     interval: Duration,
+    shutdown: CancellationToken,
+) {
+    run_watching(sources, store, interval, EMPTY_CACHE_CHECK, shutdown).await
+}
+
+/// [`run`], looking at the cache every `watch` between refreshes.
+pub async fn run_watching(
+    sources: Arc<Sources>,
+    store: Store,
+    interval: Duration,
+    watch: Duration,
     shutdown: CancellationToken,
 ) {
     loop {
@@ -233,9 +248,22 @@ pub async fn run(
             },
             () = shutdown.cancelled() => return,
         }
-        tokio::select! {
-            () = tokio::time::sleep(interval) => {}
-            () = shutdown.cancelled() => return,
+        let next = tokio::time::Instant::now() + interval;
+        loop {
+            let now = tokio::time::Instant::now();
+            if now >= next {
+                break;
+            }
+            tokio::select! {
+                () = tokio::time::sleep((next - now).min(watch)) => {}
+                () = shutdown.cancelled() => return,
+            }
+            if matches!(store.status().await, Ok(report) if report.data_as_of.is_none()) {
+                tracing::warn!(
+                    "the cache holds no snapshot (was Redis restarted?); refreshing now"
+                );
+                break;
+            }
         }
     }
 }

@@ -2,7 +2,6 @@
 //! publishes atomically, cleans up, locks, and survives Redis restarting.
 
 use std::collections::HashSet;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
@@ -14,7 +13,7 @@ use crm_username::store::{RedisStore, Store, StoreError};
 use crm_username::synthetic::{self, Params};
 
 mod common;
-use common::{clear_prefix, count_keys, prefix, redis_url};
+use common::{OwnRedis, clear_prefix, count_keys, free_port, prefix, redis_url};
 
 async fn redis_store(test: &str) -> RedisStore {
     let store = RedisStore::connect(&redis_url(), &prefix(test), Default::default()).unwrap();
@@ -258,62 +257,6 @@ async fn the_in_process_lock_behaves_the_same() {
     assert!(store.try_lock(ttl).await.unwrap().is_none());
     store.release_lock(&held).await.unwrap();
     assert!(store.try_lock(ttl).await.unwrap().is_some());
-}
-
-/// A Redis server of the test's own, on a free port, that the test can stop and start.
-struct OwnRedis {
-    port: u16,
-    child: Option<Child>,
-}
-
-impl OwnRedis {
-    fn start(port: u16) -> Self {
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server is installed (scripts/test.sh makes sure)");
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        OwnRedis {
-            port,
-            child: Some(child),
-        }
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for OwnRedis {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 #[tokio::test]
