@@ -136,7 +136,8 @@ pub fn generate(params: Params) -> OrgSnapshot {
         .map(|i| {
             let profile = rng.below(PROFILES.len());
             let username = username(i);
-            let email = if rng.chance(3) {
+            // Every 25th user has a personal email unlike the username.
+            let email = if i % 25 == 7 {
                 format!("u{i}.personal@synthetic.example.com")
             } else {
                 username.clone()
@@ -206,7 +207,10 @@ pub fn generate(params: Params) -> OrgSnapshot {
                     // Unmapped, email equal to a Salesforce username: a reservation.
                     0..=2 => (username(sf), None, false),
                     // Unmapped, email equal to a user's personal email: a sync conflict.
-                    3..=4 => (users[sf].email.clone(), None, false),
+                    3..=4 => {
+                        let personal = (sf / 25 * 25 + 7).min(n - 1);
+                        (users[personal].email.clone(), None, false)
+                    }
                     // In the recycle bin, still mapped.
                     5..=9 => (
                         format!("ae{id}@synthetic.example.com"),
