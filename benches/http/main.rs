@@ -84,6 +84,13 @@ fn main() {
         floor::serve(&spec);
         return;
     }
+    // `cargo bench` passes `--bench`; `cargo test --all-targets` (scripts/test.sh) runs this
+    // binary without it, and must not start a benchmark of minutes: tests/loadgen.rs covers
+    // the load generator there.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("the HTTP benchmark runs with `cargo bench --bench http`; nothing to do here");
+        return;
+    }
     crm_username::sources::install_crypto_provider();
     let settings = Settings::from_env();
     // The load generator gets one thread: the bot, the floor and Redis share the machine.
