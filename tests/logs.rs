@@ -33,7 +33,7 @@ async fn no_secret_or_token_appears_in_the_logs() {
         .port();
     let client_secret = upstreams.salesforce.settings().client_secret.clone();
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_crm-username"))
+    let child = Command::new(env!("CARGO_BIN_EXE_crm-username"))
         .arg("serve")
         .env_clear()
         .env("RUST_LOG", "debug")
@@ -55,6 +55,8 @@ async fn no_secret_or_token_appears_in_the_logs() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    // Killed if the test fails before it stops the server itself.
+    let mut child = KillOnDrop(child);
 
     crm_username::sources::install_crypto_provider();
     let http = reqwest::Client::new();
@@ -105,15 +107,16 @@ async fn no_secret_or_token_appears_in_the_logs() {
         "the mention was answered with the bot token"
     );
 
-    unsafe_sigterm(child.id());
+    sigterm(child.0.id());
     let mut log = String::new();
     child
+        .0
         .stderr
         .take()
         .unwrap()
         .read_to_string(&mut log)
         .unwrap();
-    let status = child.wait().unwrap();
+    let status = child.0.wait().unwrap();
     assert!(
         status.success(),
         "serve exits cleanly on SIGTERM: {status:?}\n{log}"
@@ -138,7 +141,16 @@ async fn no_secret_or_token_appears_in_the_logs() {
     }
 }
 
-fn unsafe_sigterm(pid: u32) {
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn sigterm(pid: u32) {
     let status = Command::new("kill")
         .args(["-TERM", &pid.to_string()])
         .status()

@@ -46,14 +46,18 @@ impl Default for RedisTimeouts {
 #[derive(Default)]
 struct GenerationCache {
     meta: Option<(String, Arc<GenerationMeta>)>,
-    suggestions: Option<(String, Arc<Org>)>,
 }
+
+/// What "did you mean" searches: one per generation, built once even when several misses
+/// arrive together (they wait for the first build, hence an async lock).
+type Suggestions = Arc<tokio::sync::Mutex<Option<(String, Arc<Org>)>>>;
 
 #[derive(Clone)]
 pub struct RedisStore {
     conn: ConnectionManager,
     keys: Keys,
     cache: Arc<Mutex<GenerationCache>>,
+    suggestions: Suggestions,
     /// Publishing uses longer timeouts than requests: it moves a whole org.
     publish_response_timeout: Duration,
 }
@@ -101,6 +105,7 @@ impl RedisStore {
             conn,
             keys: Keys::new(prefix),
             cache: Arc::default(),
+            suggestions: Suggestions::default(),
             publish_response_timeout: Duration::from_secs(30),
         })
     }
@@ -146,31 +151,58 @@ impl RedisStore {
         generation: &str,
         meta: &GenerationMeta,
     ) -> Result<Arc<Org>, StoreError> {
-        if let Some((g, org)) = &self
-            .cache
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .suggestions
-        {
+        let mut cached = self.suggestions.lock().await;
+        if let Some((g, org)) = cached.as_ref() {
             if g == generation {
                 return Ok(org.clone());
             }
         }
+        // The previous generation's index goes first, so that two never sit in memory.
+        *cached = None;
         let raw: Option<Vec<u8>> = conn
             .get(self.keys.generation(generation).suggestions())
             .await?;
-        let users: Vec<SfUser> = from_json("suggestions", &raw.unwrap_or_else(|| b"[]".to_vec()))?;
-        let snapshot = assemble(meta, users, None, Vec::new());
-        let org = Arc::new(
-            tokio::task::spawn_blocking(move || Org::new(snapshot))
-                .await
-                .map_err(|e| corrupt("suggestions", e))?,
-        );
-        self.cache
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .suggestions = Some((generation.to_owned(), org.clone()));
+        let snapshot = assemble(meta, Vec::new(), None, Vec::new());
+        let org = tokio::task::spawn_blocking(move || {
+            let users: Vec<SfUser> =
+                from_json("suggestions", &raw.unwrap_or_else(|| b"[]".to_vec()))?;
+            Ok::<_, StoreError>(Org::new(OrgSnapshot {
+                salesforce: crate::domain::SalesforceOrg {
+                    users,
+                    ..snapshot.salesforce
+                },
+                ..snapshot
+            }))
+        })
+        .await
+        .map_err(|e| corrupt("suggestions", e))??;
+        let org = Arc::new(org);
+        *cached = Some((generation.to_owned(), org.clone()));
         Ok(org)
+    }
+
+    /// Close usernames (or names) for a query that matched nothing. The search compares with
+    /// every user, so it runs off the async workers.
+    async fn close_matches(
+        &self,
+        conn: &mut ConnectionManager,
+        generation: &str,
+        meta: &GenerationMeta,
+        text: &str,
+        by_name: bool,
+    ) -> Result<Vec<SfUser>, StoreError> {
+        let suggestions = self.suggestions(conn, generation, meta).await?;
+        let text = text.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let close = if by_name {
+                suggestions.closest_names(&text, MAX_CANDIDATES)
+            } else {
+                suggestions.closest_usernames(&text, MAX_CANDIDATES)
+            };
+            close.into_iter().cloned().collect()
+        })
+        .await
+        .map_err(|e| corrupt("suggestions", e))
     }
 
     pub async fn diagnose(&self, query: &Query, now: DateTime<Utc>) -> Result<Outcome, StoreError> {
@@ -254,12 +286,9 @@ impl RedisStore {
                     None => by_email.into_iter().take(MAX_EMAIL_MATCHES).collect(),
                 };
                 if ids.is_empty() {
-                    let suggestions = self.suggestions(&mut conn, &generation, &meta).await?;
-                    let close: Vec<SfUser> = suggestions
-                        .closest_usernames(login, MAX_CANDIDATES)
-                        .into_iter()
-                        .cloned()
-                        .collect();
+                    let close = self
+                        .close_matches(&mut conn, &generation, &meta, login, false)
+                        .await?;
                     (close, None)
                 } else {
                     self.users_with_context(&mut conn, &gk, &ids).await?
@@ -297,12 +326,10 @@ impl RedisStore {
                     drop(probe);
                     self.users_with_context(&mut conn, &gk, &[id]).await?
                 } else if found.total == 0 {
-                    let suggestions = self.suggestions(&mut conn, &generation, &meta).await?;
-                    let close: Vec<SfUser> = suggestions
-                        .closest_names(name, MAX_CANDIDATES)
-                        .into_iter()
-                        .cloned()
-                        .collect();
+                    drop(probe);
+                    let close = self
+                        .close_matches(&mut conn, &generation, &meta, name, true)
+                        .await?;
                     (close, None)
                 } else {
                     (fetched, None)
