@@ -315,30 +315,9 @@ async fn clear_prefix(url: &str, prefix: &str) {
         .get_multiplexed_async_connection()
         .await
         .unwrap();
-    let mut cursor: u64 = 0;
-    // Bounded: a SCAN cursor comes back to 0 after a full pass.
-    for _ in 0..100_000 {
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(format!("{prefix}*"))
-            .arg("COUNT")
-            .arg(10_000)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        if !keys.is_empty() {
-            let _: () = redis::cmd("UNLINK")
-                .arg(keys)
-                .query_async(&mut conn)
-                .await
-                .unwrap();
-        }
-        if next == 0 {
-            break;
-        }
-        cursor = next;
-    }
+    crm_username::store::unlink_matching(&mut conn, &format!("{prefix}*"))
+        .await
+        .unwrap();
 }
 
 /// A child process, killed when dropped (also if the benchmark panics).

@@ -67,14 +67,7 @@ impl AccountEngagementClient {
         config: AccountEngagementConfig,
         tokens: Arc<dyn AccessToken>,
     ) -> Result<Self, SourceError> {
-        super::install_crypto_provider();
-        let http = reqwest::Client::builder()
-            .timeout(config.timeout)
-            .build()
-            .map_err(|e| SourceError::Settings {
-                problem: format!("cannot set up the HTTP client ({e})"),
-                fix: "check the TLS setup of this machine".to_owned(),
-            })?;
+        let http = super::http_client(config.timeout)?;
         Ok(AccountEngagementClient {
             http,
             config,

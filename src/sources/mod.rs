@@ -24,6 +24,18 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
+/// The HTTP client both API clients use: ring as the TLS provider, a timeout per request.
+pub(crate) fn http_client(timeout: std::time::Duration) -> Result<reqwest::Client, SourceError> {
+    install_crypto_provider();
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .build()
+        .map_err(|e| SourceError::Settings {
+            problem: format!("cannot set up the HTTP client ({e})"),
+            fix: "check the TLS setup of this machine".to_owned(),
+        })
+}
+
 /// Why live data could not be fetched. `Display` says what happened and what to do next; it
 /// never contains an access token, a secret or a private key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -141,13 +141,7 @@ impl SalesforceClient {
                     })?,
             ),
         };
-        let http = reqwest::Client::builder()
-            .timeout(config.timeout)
-            .build()
-            .map_err(|e| SourceError::Settings {
-                problem: format!("cannot set up the HTTP client ({e})"),
-                fix: "check the TLS setup of this machine".to_owned(),
-            })?;
+        let http = super::http_client(config.timeout)?;
         Ok(SalesforceClient {
             http,
             config,

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 pub use keys::Keys;
 pub use memory::MemoryStore;
-pub use redis_store::RedisStore;
+pub use redis_store::{RedisStore, unlink_matching};
 
 use crate::diagnose::TargetError;
 use crate::domain::{AeUser, Diagnosis, OrgSnapshot, Query, SfId, SfUser};

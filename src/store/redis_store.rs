@@ -424,25 +424,7 @@ impl RedisStore {
     ) -> Result<(), StoreError> {
         let all: Vec<String> = conn.zrange(self.keys.generations(), 0, -1).await?;
         for generation in all.iter().filter(|g| !keep.contains(&g.as_str())) {
-            let pattern = self.keys.generation(generation).pattern();
-            let mut cursor: u64 = 0;
-            loop {
-                let (next, found): (u64, Vec<String>) = redis::cmd("SCAN")
-                    .arg(cursor)
-                    .arg("MATCH")
-                    .arg(&pattern)
-                    .arg("COUNT")
-                    .arg(10_000)
-                    .query_async(conn)
-                    .await?;
-                if !found.is_empty() {
-                    let _: () = redis::cmd("UNLINK").arg(&found).query_async(conn).await?;
-                }
-                if next == 0 {
-                    break;
-                }
-                cursor = next;
-            }
+            unlink_matching(conn, &self.keys.generation(generation).pattern()).await?;
             let _: () = conn.zrem(self.keys.generations(), generation).await?;
         }
         Ok(())
@@ -613,6 +595,34 @@ impl RedisStore {
             .invoke_async(&mut conn)
             .await?;
         Ok(())
+    }
+}
+
+/// Deletes every key matching `pattern` (SCAN, not KEYS: the server may hold much else) and
+/// says how many there were.
+pub async fn unlink_matching<C: redis::aio::ConnectionLike + Send>(
+    conn: &mut C,
+    pattern: &str,
+) -> redis::RedisResult<usize> {
+    let mut cursor: u64 = 0;
+    let mut deleted = 0;
+    loop {
+        let (next, found): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(10_000)
+            .query_async(conn)
+            .await?;
+        if !found.is_empty() {
+            deleted += found.len();
+            let _: () = redis::cmd("UNLINK").arg(&found).query_async(conn).await?;
+        }
+        if next == 0 {
+            return Ok(deleted);
+        }
+        cursor = next;
     }
 }
 

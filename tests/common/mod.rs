@@ -13,33 +13,13 @@ pub fn prefix(test: &str) -> String {
     format!("test:{test}:{}:", std::process::id())
 }
 
-/// Deletes every key under `prefix` (SCAN, not KEYS: the server may hold much else).
+/// Deletes every key under `prefix`.
 pub async fn clear_prefix(prefix: &str) {
     let client = redis::Client::open(redis_url()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let mut cursor: u64 = 0;
-    loop {
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(format!("{prefix}*"))
-            .arg("COUNT")
-            .arg(10_000)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        if !keys.is_empty() {
-            let _: () = redis::cmd("UNLINK")
-                .arg(keys)
-                .query_async(&mut conn)
-                .await
-                .unwrap();
-        }
-        if next == 0 {
-            break;
-        }
-        cursor = next;
-    }
+    crm_username::store::unlink_matching(&mut conn, &format!("{prefix}*"))
+        .await
+        .unwrap();
 }
 
 /// How many keys match `pattern` under `prefix`.
