@@ -1,6 +1,7 @@
 //! crm-username: explains why a Salesforce username is missing from the Account Engagement
 //! CRM username dropdown, and how to fix it.
 
+pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod demo;

@@ -19,6 +19,7 @@ pub(crate) use assignment::role_chain;
 pub use assignment::{AssignmentPath, assignment_path};
 pub use links::Links;
 pub use resolve::{MAX_CANDIDATES, TargetError};
+pub use user_sync::profile_mapped;
 
 use crate::domain::{
     AeUser, BusinessUnit, Diagnosis, Finding, FindingCode, Link, Org, Query, Severity, SfUser,
@@ -169,6 +170,23 @@ pub fn diagnose(query: &Query, org: &Org, now: DateTime<Utc>) -> Result<Diagnosi
         }
     }
     Ok(diagnosis)
+}
+
+/// The findings `diagnose` gives once the user (and the target, with its business unit index)
+/// are known: what the audit runs for every user it reports.
+pub fn findings_for_user(
+    org: &Org,
+    user: &SfUser,
+    target: Option<(usize, &AeUser)>,
+    now: DateTime<Utc>,
+) -> Vec<Finding> {
+    findings_for(&Context {
+        org,
+        user,
+        target,
+        now,
+        links: Links::new(&org.snapshot().salesforce),
+    })
 }
 
 fn findings_for(ctx: &Context<'_>) -> Vec<Finding> {

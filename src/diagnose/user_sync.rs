@@ -1,20 +1,17 @@
 //! Scenario 3: with Salesforce User Sync on, the user's profile must map to an AE role.
 
-use crate::domain::{Finding, FindingCode, Severity, SfId};
+use crate::domain::{BusinessUnit, Finding, FindingCode, Severity, SfId, SfUser};
 
 use super::{Context, FindingBuilder};
 
-pub(crate) fn profile_not_mapped_to_role(ctx: &Context<'_>, bu: usize) -> Option<Finding> {
-    let unit = ctx.bu(bu);
-    let user = ctx.user;
-    if !unit.user_sync {
-        return None;
-    }
-    // Without any profile data there is nothing to compare; better silent than a false blocker.
+/// Whether the business unit's profile map gives the user's profile an AE role (by profile id,
+/// or by name in any case); `None` when the user carries no profile data, since then there is
+/// nothing to compare and silence beats a false blocker.
+pub fn profile_mapped(unit: &BusinessUnit, user: &SfUser) -> Option<bool> {
     if user.profile_id.is_none() && user.profile_name.is_none() {
         return None;
     }
-    let mapped = unit.profile_roles.keys().any(|key| {
+    Some(unit.profile_roles.keys().any(|key| {
         let by_id = SfId::parse(key.trim())
             .ok()
             .is_some_and(|id| Some(id) == user.profile_id);
@@ -23,8 +20,13 @@ pub(crate) fn profile_not_mapped_to_role(ctx: &Context<'_>, bu: usize) -> Option
             .as_deref()
             .is_some_and(|name| name.trim().eq_ignore_ascii_case(key.trim()));
         by_id || by_name
-    });
-    if mapped {
+    }))
+}
+
+pub(crate) fn profile_not_mapped_to_role(ctx: &Context<'_>, bu: usize) -> Option<Finding> {
+    let unit = ctx.bu(bu);
+    let user = ctx.user;
+    if !unit.user_sync || profile_mapped(unit, user) != Some(false) {
         return None;
     }
     let profile = match (&user.profile_name, user.profile_id) {

@@ -1,0 +1,175 @@
+//! The audit's result: rows grouped by cause, with counts, and what was scanned.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::AuditRow;
+use crate::domain::{BusinessUnit, FindingCode, Severity, SfId};
+
+/// Which business units an audit covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    All,
+    /// One business unit: its index in the org, id and label.
+    One {
+        index: usize,
+        id: SfId,
+        name: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ScopeError {
+    #[error("No business unit is called {given:?}. Business units: {known}.")]
+    Unknown { given: String, known: String },
+    #[error("{given:?} names several business units ({matches}): use the business unit id.")]
+    Ambiguous { given: String, matches: String },
+}
+
+impl Scope {
+    /// A business unit named by id (15 or 18 characters) or by name in any case; empty text
+    /// means every business unit.
+    pub fn parse(text: &str, units: &[BusinessUnit]) -> Result<Scope, ScopeError> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Ok(Scope::All);
+        }
+        let by_id = SfId::parse(text).ok();
+        let matches: Vec<usize> = units
+            .iter()
+            .enumerate()
+            .filter(|(_, u)| Some(u.id) == by_id || u.name.trim().eq_ignore_ascii_case(text))
+            .map(|(i, _)| i)
+            .collect();
+        let label = |i: &usize| format!("{} ({})", units[*i].label(), units[*i].id);
+        match matches.as_slice() {
+            [index] => Ok(Scope::One {
+                index: *index,
+                id: units[*index].id,
+                name: units[*index].label(),
+            }),
+            [] => Err(ScopeError::Unknown {
+                given: text.chars().take(100).collect(),
+                known: if units.is_empty() {
+                    "none are configured".to_owned()
+                } else {
+                    (0..units.len())
+                        .map(|i| label(&i))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                },
+            }),
+            several => Err(ScopeError::Ambiguous {
+                given: text.chars().take(100).collect(),
+                matches: several.iter().map(label).collect::<Vec<_>>().join(", "),
+            }),
+        }
+    }
+
+    pub fn index(&self) -> Option<usize> {
+        match self {
+            Scope::All => None,
+            Scope::One { index, .. } => Some(*index),
+        }
+    }
+
+    pub fn label(&self) -> String {
+        match self {
+            Scope::All => "every business unit".to_owned(),
+            Scope::One { name, .. } => name.clone(),
+        }
+    }
+}
+
+/// How far an audit has come: users looked at, out of how many.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    pub done: usize,
+    pub total: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CauseCount {
+    pub cause: FindingCode,
+    pub severity: Severity,
+    pub count: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AuditReport {
+    /// `null` for every business unit.
+    pub business_unit_id: Option<SfId>,
+    pub business_unit_name: String,
+    pub data_as_of: DateTime<Utc>,
+    pub audited_at: DateTime<Utc>,
+    /// Active Salesforce users and AE users looked at.
+    pub sf_users_scanned: usize,
+    pub ae_users_scanned: usize,
+    /// Rows per first cause, most first; blockers before warnings on a tie.
+    pub by_cause: Vec<CauseCount>,
+    pub rows: Vec<AuditRow>,
+}
+
+impl AuditReport {
+    pub fn new(scope: &Scope, data_as_of: DateTime<Utc>, audited_at: DateTime<Utc>) -> Self {
+        AuditReport {
+            business_unit_id: match scope {
+                Scope::All => None,
+                Scope::One { id, .. } => Some(*id),
+            },
+            business_unit_name: scope.label(),
+            data_as_of,
+            audited_at,
+            sf_users_scanned: 0,
+            ae_users_scanned: 0,
+            by_cause: Vec::new(),
+            rows: Vec::new(),
+        }
+    }
+
+    /// Orders the rows (business unit, severity, cause, kind, who) and counts them by cause.
+    pub fn finish(&mut self) {
+        self.rows.sort_by(|a, b| {
+            let who = |r: &AuditRow| {
+                (
+                    r.salesforce_user
+                        .as_ref()
+                        .map(|u| u.username.to_lowercase()),
+                    r.ae_user.as_ref().map(|u| u.id),
+                )
+            };
+            (&a.business_unit_name, a.business_unit_id.as_str15())
+                .cmp(&(&b.business_unit_name, b.business_unit_id.as_str15()))
+                .then(a.severity.cmp(&b.severity))
+                .then(a.cause.cmp(&b.cause))
+                .then(a.kind.cmp(&b.kind))
+                .then_with(|| who(a).cmp(&who(b)))
+        });
+        let mut counts: Vec<CauseCount> = Vec::new();
+        for row in &self.rows {
+            match counts.iter_mut().find(|c| c.cause == row.cause) {
+                Some(count) => count.count += 1,
+                None => counts.push(CauseCount {
+                    cause: row.cause,
+                    severity: row.severity,
+                    count: 1,
+                }),
+            }
+        }
+        counts.sort_by(|a, b| {
+            b.count
+                .cmp(&a.count)
+                .then(a.severity.cmp(&b.severity))
+                .then(a.cause.cmp(&b.cause))
+        });
+        self.by_cause = counts;
+    }
+
+    /// Rows whose first cause is a blocker.
+    pub fn blocked(&self) -> usize {
+        self.rows
+            .iter()
+            .filter(|r| r.severity == Severity::Blocker)
+            .count()
+    }
+}

@@ -1,0 +1,271 @@
+//! The audit finds exactly the broken mappings, and every row says what `check` says.
+
+use chrono::{DateTime, TimeZone, Utc};
+
+use super::*;
+use crate::diagnose::diagnose;
+use crate::domain::{FindingCode as C, Org, OrgSnapshot, Query, Severity};
+
+fn now() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 27, 10, 0, 0).unwrap()
+}
+
+/// One business unit under User Sync with "Standard User" mapped:
+/// - jane: mapped to an active AE user, no row;
+/// - bob: no AE user, nothing blocks (row, no_blocker_found);
+/// - carl: inactive, no row;
+/// - dave: profile not mapped, so not expected, no row;
+/// - erin: only a recycle-bin AE user holds her (row, mapped_to_deleted_user);
+/// - AE 11 (frank@acme.com) is unmapped, and Frank's profile is not mapped (AE row,
+///   profile_not_mapped_to_role); AE 12 (ghost@) matches no one (AE row, not found);
+///   AE 13 is unmapped but in the recycle bin (no row).
+fn org() -> Org {
+    let text = r#"{
+      "fetched_at": "2026-11-27T09:00:00Z",
+      "salesforce": {
+        "instance_url": "https://acme.my.salesforce.com",
+        "users": [
+          {"id": "005Aa0000000001", "username": "jane@acme.com", "email": "jane@acme.com", "name": "Jane", "profile_name": "Standard User"},
+          {"id": "005Aa0000000002", "username": "bob@acme.com", "email": "bob@acme.com", "name": "Bob", "profile_name": "Standard User"},
+          {"id": "005Aa0000000003", "username": "carl@acme.com", "email": "carl@acme.com", "name": "Carl", "profile_name": "Standard User", "is_active": false},
+          {"id": "005Aa0000000004", "username": "dave@acme.com", "email": "dave@acme.com", "name": "Dave", "profile_name": "Contractor"},
+          {"id": "005Aa0000000005", "username": "erin@acme.com", "email": "erin@acme.com", "name": "Erin", "profile_name": "Standard User"},
+          {"id": "005Aa0000000006", "username": "frank@acme.com", "email": "frank@acme.com", "name": "Frank", "profile_name": "Contractor"}
+        ]
+      },
+      "business_units": [{
+        "id": "0UvAa0000000001", "name": "North", "user_sync": true,
+        "profile_roles": {"Standard User": "Sales"},
+        "users": [
+          {"id": 10, "email": "jane@acme.com", "salesforce_id": "005Aa0000000001"},
+          {"id": 14, "email": "erin.old@acme.com", "salesforce_id": "005Aa0000000005", "is_deleted": true},
+          {"id": 11, "email": "frank@acme.com", "first_name": "Frank", "last_name": "AE"},
+          {"id": 12, "email": "ghost@acme.com"},
+          {"id": 13, "email": "gone@acme.com", "is_deleted": true}
+        ]
+      }]
+    }"#;
+    Org::new(OrgSnapshot::from_json(text, "test").unwrap())
+}
+
+fn audit(org: &Org) -> AuditReport {
+    audit_org(org, &Scope::All, now(), &mut |_| {})
+}
+
+fn summary(report: &AuditReport) -> Vec<(RowKind, String, C, Vec<C>)> {
+    report
+        .rows
+        .iter()
+        .map(|r| {
+            let who = match (&r.salesforce_user, &r.ae_user) {
+                (_, Some(ae)) => format!("AE {}", ae.id),
+                (Some(sf), None) => sf.username.clone(),
+                (None, None) => String::new(),
+            };
+            (r.kind, who, r.cause, r.causes.clone())
+        })
+        .collect()
+}
+
+#[test]
+fn audit_reports_exactly_the_users_that_should_be_mapped_and_are_not() {
+    let report = audit(&org());
+    assert_eq!(
+        summary(&report),
+        vec![
+            (
+                RowKind::AeUserWithoutCrmUsername,
+                "AE 12".into(),
+                C::SalesforceUserNotFound,
+                vec![C::SalesforceUserNotFound]
+            ),
+            (
+                RowKind::SfUserWithoutAeUser,
+                "erin@acme.com".into(),
+                C::MappedToDeletedUser,
+                vec![C::MappedToDeletedUser]
+            ),
+            (
+                RowKind::AeUserWithoutCrmUsername,
+                "AE 11".into(),
+                C::ProfileNotMappedToRole,
+                vec![C::ProfileNotMappedToRole]
+            ),
+            (
+                RowKind::SfUserWithoutAeUser,
+                "bob@acme.com".into(),
+                C::NoBlockerFound,
+                vec![C::NoBlockerFound]
+            ),
+        ]
+    );
+    assert_eq!(report.sf_users_scanned, 5, "inactive Carl is not scanned");
+    assert_eq!(report.ae_users_scanned, 5);
+    assert_eq!(report.blocked(), 3);
+    assert_eq!(
+        report
+            .by_cause
+            .iter()
+            .map(|c| (c.cause, c.count))
+            .collect::<Vec<_>>(),
+        vec![
+            (C::SalesforceUserNotFound, 1),
+            (C::MappedToDeletedUser, 1),
+            (C::ProfileNotMappedToRole, 1),
+            (C::NoBlockerFound, 1),
+        ]
+    );
+    let frank = &report.rows[2];
+    assert_eq!(frank.check, "check frank@acme.com for 11");
+    assert_eq!(
+        frank.salesforce_user.as_ref().unwrap().username,
+        "frank@acme.com"
+    );
+    assert_eq!(report.rows[0].check, "check ghost@acme.com");
+    assert_eq!(
+        report.rows[1].reason,
+        "profile mapped to an AE role under User Sync"
+    );
+}
+
+#[test]
+fn audit_reports_progress_up_to_every_user() {
+    let mut seen = Vec::new();
+    audit_org(&org(), &Scope::All, now(), &mut |p| seen.push(p));
+    assert_eq!(
+        seen,
+        vec![
+            Progress { done: 6, total: 11 },
+            Progress {
+                done: 11,
+                total: 11
+            }
+        ]
+    );
+}
+
+/// The causes `check` gives for a row's business unit: blockers and warnings, else the first
+/// informational finding, as the audit takes them.
+fn check_causes(org: &Org, row: &AuditRow) -> Vec<C> {
+    let text = row.check.strip_prefix("check ").unwrap();
+    let diagnosis = diagnose(&Query::parse(text).unwrap(), org, now()).unwrap();
+    let here: Vec<_> = diagnosis
+        .findings
+        .iter()
+        .filter(|f| f.business_unit_id.is_none_or(|id| id == row.business_unit_id))
+        .collect();
+    let mut causes: Vec<C> = here
+        .iter()
+        .filter(|f| f.severity != Severity::Info)
+        .map(|f| f.code)
+        .collect();
+    if causes.is_empty() {
+        causes.extend(here.first().map(|f| f.code));
+    }
+    causes
+}
+
+fn assert_rows_agree_with_check(org: &Org, report: &AuditReport) {
+    assert!(!report.rows.is_empty());
+    for row in &report.rows {
+        assert_eq!(
+            check_causes(org, row),
+            row.causes,
+            "`{}` in {} disagrees with the audit",
+            row.check,
+            row.business_unit_name
+        );
+    }
+}
+
+#[test]
+fn every_row_of_the_demo_org_agrees_with_check() {
+    let org = Org::new(crate::demo::snapshot(now()).unwrap());
+    let report = audit(&org);
+    assert_rows_agree_with_check(&org, &report);
+    let causes: std::collections::BTreeSet<C> =
+        report.rows.iter().flat_map(|r| r.causes.clone()).collect();
+    // Not profile_not_mapped_to_role nor not_assigned_to_business_unit: under the demo's
+    // settings those users are not expected to have an AE user at all.
+    assert_eq!(
+        causes.into_iter().collect::<Vec<_>>(),
+        vec![
+            C::SalesforceUserNotFound,
+            C::MappedToDeletedUser,
+            C::ReservedByEmail,
+            C::SyncSkippedEmailConflict,
+            C::AssignmentPendingSync,
+            C::NoBlockerFound,
+        ]
+    );
+}
+
+#[test]
+fn every_row_of_a_synthetic_org_agrees_with_check() {
+    let org = Org::new(crate::synthetic::generate(crate::synthetic::Params {
+        sf_users: 2_000,
+        ae_users: 400,
+        business_units: 3,
+        seed: 7,
+    }));
+    let report = audit(&org);
+    assert!(report.rows.len() > 50, "{} rows", report.rows.len());
+    assert_rows_agree_with_check(&org, &report);
+}
+
+#[test]
+fn one_business_unit_is_audited_alone() {
+    let org = Org::new(crate::demo::snapshot(now()).unwrap());
+    let units = org.business_units();
+    let scope = Scope::parse(&units[1].name.to_uppercase(), units).unwrap();
+    assert_eq!(scope.index(), Some(1));
+    let report = audit_org(&org, &scope, now(), &mut |_| {});
+    assert!(!report.rows.is_empty());
+    assert!(report.rows.iter().all(|r| r.business_unit_id == units[1].id));
+    assert_eq!(report.business_unit_id, Some(units[1].id));
+    let all = audit(&org);
+    assert_eq!(
+        report.rows,
+        all.rows
+            .iter()
+            .filter(|r| r.business_unit_id == units[1].id)
+            .cloned()
+            .collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn a_business_unit_is_named_by_id_or_name_and_unknown_names_list_the_known_ones() {
+    let org = org();
+    let units = org.business_units();
+    assert_eq!(Scope::parse("  ", units), Ok(Scope::All));
+    for text in ["north", "0UvAa0000000001", "0UvAa0000000001AAA"] {
+        assert_eq!(Scope::parse(text, units).unwrap().index(), Some(0), "{text}");
+    }
+    assert_eq!(
+        Scope::parse("South", units).unwrap_err().to_string(),
+        "No business unit is called \"South\". Business units: North (0UvAa0000000001KAA)."
+    );
+}
+
+#[test]
+fn csv_quotes_values_and_defuses_formulas_from_crm_data() {
+    let mut report = audit(&org());
+    report.rows.retain(|r| r.kind == RowKind::SfUserWithoutAeUser);
+    report.rows.truncate(1);
+    let row = &mut report.rows[0];
+    let sf = row.salesforce_user.as_mut().unwrap();
+    sf.name = "=HYPERLINK(\"http://evil\",\"x\")".into();
+    sf.email = "a,b@acme.com".into();
+    row.title = "line one\nline two".into();
+    let csv = to_csv(&report);
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next().unwrap(),
+        "business_unit_id,business_unit_name,kind,cause,severity,causes,sf_user_id,sf_username,sf_email,sf_name,sf_is_active,ae_user_id,ae_email,ae_name,reason,title,check"
+    );
+    assert_eq!(
+        csv.split_once('\n').unwrap().1,
+        "0UvAa0000000001KAA,North,sf_user_without_ae_user,mapped_to_deleted_user,blocker,mapped_to_deleted_user,005Aa0000000005IAA,erin@acme.com,\"a,b@acme.com\",\"'=HYPERLINK(\"\"http://evil\"\",\"\"x\"\")\",true,,,,profile mapped to an AE role under User Sync,\"line one\nline two\",check erin@acme.com\n"
+    );
+}
