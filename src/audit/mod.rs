@@ -184,10 +184,7 @@ pub fn ae_user_row(org: &Org, b: usize, ae_user: &AeUser, now: DateTime<Utc>) ->
             cause: FindingCode::SalesforceUserNotFound,
             severity: Severity::Blocker,
             causes: vec![FindingCode::SalesforceUserNotFound],
-            title: format!(
-                "{} {what}",
-                crate::diagnose::describe_ae_user(ae_user)
-            ),
+            title: format!("{} {what}", crate::diagnose::describe_ae_user(ae_user)),
             reason: "AE user with no CRM username".to_owned(),
             salesforce_user: None,
             ae_user: Some(AeUserSummary::new(ae_user, unit)),

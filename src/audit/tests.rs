@@ -152,7 +152,10 @@ fn check_causes(org: &Org, row: &AuditRow) -> Vec<C> {
     let here: Vec<_> = diagnosis
         .findings
         .iter()
-        .filter(|f| f.business_unit_id.is_none_or(|id| id == row.business_unit_id))
+        .filter(|f| {
+            f.business_unit_id
+                .is_none_or(|id| id == row.business_unit_id)
+        })
         .collect();
     let mut causes: Vec<C> = here
         .iter()
@@ -221,7 +224,12 @@ fn one_business_unit_is_audited_alone() {
     assert_eq!(scope.index(), Some(1));
     let report = audit_org(&org, &scope, now(), &mut |_| {});
     assert!(!report.rows.is_empty());
-    assert!(report.rows.iter().all(|r| r.business_unit_id == units[1].id));
+    assert!(
+        report
+            .rows
+            .iter()
+            .all(|r| r.business_unit_id == units[1].id)
+    );
     assert_eq!(report.business_unit_id, Some(units[1].id));
     let all = audit(&org);
     assert_eq!(
@@ -240,7 +248,11 @@ fn a_business_unit_is_named_by_id_or_name_and_unknown_names_list_the_known_ones(
     let units = org.business_units();
     assert_eq!(Scope::parse("  ", units), Ok(Scope::All));
     for text in ["north", "0UvAa0000000001", "0UvAa0000000001AAA"] {
-        assert_eq!(Scope::parse(text, units).unwrap().index(), Some(0), "{text}");
+        assert_eq!(
+            Scope::parse(text, units).unwrap().index(),
+            Some(0),
+            "{text}"
+        );
     }
     assert_eq!(
         Scope::parse("South", units).unwrap_err().to_string(),
@@ -251,7 +263,9 @@ fn a_business_unit_is_named_by_id_or_name_and_unknown_names_list_the_known_ones(
 #[test]
 fn csv_quotes_values_and_defuses_formulas_from_crm_data() {
     let mut report = audit(&org());
-    report.rows.retain(|r| r.kind == RowKind::SfUserWithoutAeUser);
+    report
+        .rows
+        .retain(|r| r.kind == RowKind::SfUserWithoutAeUser);
     report.rows.truncate(1);
     let row = &mut report.rows[0];
     let sf = row.salesforce_user.as_mut().unwrap();

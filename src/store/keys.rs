@@ -98,6 +98,10 @@ impl GenerationKeys {
     pub fn group_graph(&self) -> String {
         format!("{}group-graph", self.base)
     }
+    /// Who an audit looks at (see `redis_store::audit::AuditSubjects`).
+    pub fn audit_subjects(&self) -> String {
+        format!("{}audit-subjects", self.base)
+    }
     pub fn ae_user(&self, bu: usize, id: u64) -> String {
         format!("{}ae:{bu}:id:{id}", self.base)
     }

@@ -17,6 +17,7 @@ pub use keys::Keys;
 pub use memory::MemoryStore;
 pub use redis_store::{RedisStore, unlink_matching};
 
+use crate::audit::{AuditReport, Progress, ScopeError};
 use crate::diagnose::TargetError;
 use crate::domain::{AeUser, Diagnosis, OrgSnapshot, Query, SfId, SfUser};
 
@@ -150,6 +151,20 @@ impl Store {
         match self {
             Store::Memory(m) => Ok(m.status()),
             Store::Redis(r) => r.status().await,
+        }
+    }
+
+    /// The audit of every business unit, or of the one `scope` names (id or name), from the
+    /// cached data. `progress` hears how many users have been looked at, out of how many.
+    pub async fn audit(
+        &self,
+        scope: &str,
+        now: DateTime<Utc>,
+        progress: Arc<dyn Fn(Progress) + Send + Sync>,
+    ) -> Result<Result<AuditReport, ScopeError>, StoreError> {
+        match self {
+            Store::Memory(m) => m.audit(scope, now, progress).await,
+            Store::Redis(r) => r.audit(scope, now, progress).await,
         }
     }
 

@@ -12,6 +12,8 @@ use rustc_hash::FxHashMap;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+mod audit;
+
 use super::keys::{GenerationKeys, Keys};
 use super::records::{ContextBuilder, GenerationMeta, GroupGraph, UserContext, assemble};
 use super::{LockToken, Outcome, SourceStatus, StatusReport, StoreError, random_token};
@@ -685,6 +687,7 @@ fn generation_commands(
     };
     batch.set(gk.meta(), to_json(&GenerationMeta::of(&org)))?;
     batch.set(gk.group_graph(), to_json(&GroupGraph::of(&org)))?;
+    batch.set(gk.audit_subjects(), audit::subjects_json(&org))?;
     let mut contexts = ContextBuilder::new(&org);
     let mut emails: FxHashMap<String, Vec<String>> = FxHashMap::default();
     let mut names: Vec<Vec<u8>> = Vec::new();
