@@ -41,6 +41,9 @@ pub enum Command {
     Refresh(RefreshArgs),
     /// Data freshness per source and business unit, last errors, counts.
     Status(StatusArgs),
+    /// Every broken mapping: active Salesforce users who should have an AE user and have
+    /// none, and AE users with no CRM username, with what blocks each, grouped by cause.
+    Audit(AuditArgs),
     /// Serve fakes of Salesforce and Account Engagement for a synthetic org on 127.0.0.1,
     /// for trying `refresh` and `serve` without an org, and for benchmarks.
     Fakes(FakesArgs),
@@ -125,6 +128,30 @@ pub struct StatusArgs {
     pub data: DataArgs,
 }
 
+#[derive(Debug, clap::Args)]
+pub struct AuditArgs {
+    /// One business unit (id or name); every business unit when left out.
+    #[arg(value_name = "BUSINESS_UNIT")]
+    pub business_unit: Vec<String>,
+    #[arg(long, value_enum, default_value_t = AuditFormat::Text)]
+    pub format: AuditFormat,
+    /// Use the built-in demo org.
+    #[arg(long, conflicts_with = "org")]
+    pub demo: bool,
+    /// Use an org snapshot file (JSON, see README "Org snapshot file").
+    #[arg(long, value_name = "FILE")]
+    pub org: Option<PathBuf>,
+    #[command(flatten)]
+    pub data: DataArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AuditFormat {
+    Text,
+    Json,
+    Csv,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum StatusFormat {
     Text,
@@ -149,6 +176,7 @@ pub fn main() -> ExitCode {
         Command::Serve(args) => runtime().map_or_else(|c| c, |rt| rt.block_on(serve(&args))),
         Command::Refresh(args) => runtime().map_or_else(|c| c, |rt| rt.block_on(refresh(&args))),
         Command::Status(args) => runtime().map_or_else(|c| c, |rt| rt.block_on(status(&args))),
+        Command::Audit(args) => runtime().map_or_else(|c| c, |rt| rt.block_on(audit(&args))),
         Command::Fakes(args) => runtime().map_or_else(|c| c, |rt| rt.block_on(fakes(&args))),
         Command::GenerateOrg(args) => generate_org(&args),
     }
@@ -289,6 +317,67 @@ async fn check_live(data: &DataArgs, query: &Query) -> Result<crate::store::Outc
         ),
         err => usage_error(err),
     })
+}
+
+/// Exit code 0 when no row is blocked, 1 when some are, 3 on usage or configuration errors.
+async fn audit(args: &AuditArgs) -> ExitCode {
+    let now = Utc::now();
+    let store = if args.demo || args.org.is_some() {
+        let snapshot = match &args.org {
+            Some(path) => OrgSnapshot::load(path),
+            None => demo::snapshot(now),
+        };
+        let snapshot = match snapshot {
+            Ok(snapshot) => snapshot,
+            Err(err) => return usage_error(err),
+        };
+        let store = Store::memory();
+        if let Err(err) = store.publish(snapshot).await {
+            return usage_error(err);
+        }
+        store
+    } else {
+        match open_store(&args.data, true).await {
+            Ok((store, _)) => store,
+            Err(code) => return code,
+        }
+    };
+    let terminal = std::io::stderr().is_terminal();
+    let progress = std::sync::Arc::new(move |p: crate::audit::Progress| {
+        if terminal {
+            eprint!("\rAuditing… {} of {} users", p.done, p.total);
+        }
+    });
+    let report = match store
+        .audit(&args.business_unit.join(" "), now, progress)
+        .await
+    {
+        Ok(Ok(report)) => report,
+        Ok(Err(scope)) => return usage_error(scope),
+        Err(StoreError::NoSnapshot) => {
+            return usage_error(
+                "the cache holds no data yet: run `crm-username refresh`, or start `crm-username serve`",
+            );
+        }
+        Err(err) => return failure(err),
+    };
+    if terminal {
+        eprintln!();
+    }
+    let output = match args.format {
+        AuditFormat::Text => render::audit_text(&report),
+        AuditFormat::Json => serde_json::to_string_pretty(&report).unwrap_or_default() + "\n",
+        AuditFormat::Csv => crate::audit::to_csv(&report),
+    };
+    let mut stdout = std::io::stdout().lock();
+    if stdout
+        .write_all(output.as_bytes())
+        .and_then(|_| stdout.flush())
+        .is_err()
+    {
+        return ExitCode::from(EXIT_USAGE);
+    }
+    ExitCode::from(u8::from(report.blocked() > 0))
 }
 
 async fn refresh(args: &RefreshArgs) -> ExitCode {

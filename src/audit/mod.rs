@@ -241,6 +241,21 @@ fn row(
             String::from("No cause found"),
         ),
     };
+    let title = match (cause, kind, user, ae_user) {
+        (FindingCode::NoBlockerFound, RowKind::AeUserWithoutCrmUsername, Some(u), Some(a)) => {
+            format!(
+                "Nothing blocks it: pick {} as the CRM username of {}",
+                u.username,
+                crate::diagnose::describe_ae_user(a)
+            )
+        }
+        (FindingCode::NoBlockerFound, RowKind::SfUserWithoutAeUser, Some(u), _) => format!(
+            "{} has no AE user in {} ({reason}), and nothing blocks one: create or map it, or check that the connector syncs users",
+            u.username,
+            unit.label()
+        ),
+        _ => title,
+    };
     AuditRow {
         kind,
         business_unit_id: unit.id,

@@ -36,6 +36,12 @@ struct SlackState {
     rate_limited: AtomicU32,
     retry_after: AtomicU32,
     error: Mutex<Option<String>>,
+    /// This fake's base URL, for the upload URLs it hands out.
+    base_url: Mutex<String>,
+    /// File id -> the length announced by `files.getUploadURLExternal`.
+    uploads: Mutex<std::collections::HashMap<String, usize>>,
+    /// Channels the bot is not a member of: sharing a file there fails with `not_in_channel`.
+    not_in_channel: Mutex<Vec<String>>,
 }
 
 pub struct FakeSlack {
@@ -56,14 +62,26 @@ impl FakeSlack {
         let router = axum::Router::new()
             .route("/api/chat.postMessage", post(post_message))
             .route("/api/apps.connections.open", post(connections_open))
+            .route(
+                "/api/files.getUploadURLExternal",
+                post(get_upload_url_external),
+            )
+            .route("/upload/{id}", post(upload))
+            .route(
+                "/api/files.completeUploadExternal",
+                post(complete_upload_external),
+            )
+            .route("/api/conversations.open", post(conversations_open))
             .route("/response/{id}", post(response_url))
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         *lock(&state.socket_url) = format!("ws://{}/link", listener.local_addr()?);
         let socket_task = tokio::spawn(accept_sockets(listener, state.clone()));
+        let server = Server::start(router).await?;
+        *lock(&state.base_url) = server.url.clone();
         Ok(FakeSlack {
             state,
-            server: Server::start(router).await?,
+            server,
             socket_task,
         })
     }
@@ -110,6 +128,20 @@ impl FakeSlack {
     /// Socket Mode: connections opened so far.
     pub fn socket_connections(&self) -> u32 {
         self.state.connections.load(Ordering::SeqCst)
+    }
+
+    /// Sharing a file in `channel` fails with `not_in_channel`, as for a channel the bot has
+    /// not joined.
+    pub fn not_in_channel(&self, channel: &str) {
+        lock(&self.state.not_in_channel).push(channel.to_owned());
+    }
+
+    /// The bytes uploaded for a file id, as text.
+    pub fn uploaded(&self, file_id: &str) -> Option<String> {
+        self.calls()
+            .into_iter()
+            .find(|c| c.target == format!("upload:{file_id}"))
+            .and_then(|c| c.body.as_str().map(str::to_owned))
     }
 
     /// Web API calls answer `{"ok": false, "error": error}`.
@@ -218,4 +250,86 @@ async fn accept_sockets(listener: tokio::net::TcpListener, state: Arc<SlackState
             }
         });
     }
+}
+
+/// `files.getUploadURLExternal`: form-encoded `filename` and `length`, as Slack requires.
+async fn get_upload_url_external(
+    State(state): State<Arc<SlackState>>,
+    headers: HeaderMap,
+    axum::Form(form): axum::Form<std::collections::HashMap<String, String>>,
+) -> Response {
+    record(
+        &state,
+        "files.getUploadURLExternal".to_owned(),
+        &headers,
+        json!(form),
+    );
+    let length = form.get("length").and_then(|l| l.parse::<usize>().ok());
+    let (Some(_), Some(length)) = (form.get("filename"), length) else {
+        return Json(json!({"ok": false, "error": "invalid_arguments"})).into_response();
+    };
+    let mut uploads = lock(&state.uploads);
+    let file_id = format!("F{:08}", uploads.len() + 1);
+    uploads.insert(file_id.clone(), length);
+    let upload_url = format!("{}/upload/{file_id}", lock(&state.base_url));
+    Json(json!({"ok": true, "upload_url": upload_url, "file_id": file_id})).into_response()
+}
+
+/// The upload URL: takes the bytes, refuses a length other than the one announced.
+async fn upload(
+    State(state): State<Arc<SlackState>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let announced = lock(&state.uploads).get(&id).copied();
+    record(
+        &state,
+        format!("upload:{id}"),
+        &headers,
+        Value::String(String::from_utf8_lossy(&body).into_owned()),
+    );
+    match announced {
+        Some(length) if length == body.len() => format!("OK - {length}").into_response(),
+        _ => (StatusCode::BAD_REQUEST, "length mismatch or unknown file").into_response(),
+    }
+}
+
+async fn complete_upload_external(
+    State(state): State<Arc<SlackState>>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    record(
+        &state,
+        "files.completeUploadExternal".to_owned(),
+        &headers,
+        body.clone(),
+    );
+    let channel = body["channel_id"].as_str().unwrap_or_default();
+    if lock(&state.not_in_channel).iter().any(|c| c == channel) {
+        return Json(json!({"ok": false, "error": "not_in_channel"})).into_response();
+    }
+    let known = body["files"][0]["id"]
+        .as_str()
+        .is_some_and(|id| lock(&state.uploads).contains_key(id));
+    if !known {
+        return Json(json!({"ok": false, "error": "file_not_found"})).into_response();
+    }
+    Json(json!({"ok": true, "files": body["files"]})).into_response()
+}
+
+async fn conversations_open(
+    State(state): State<Arc<SlackState>>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    record(
+        &state,
+        "conversations.open".to_owned(),
+        &headers,
+        body.clone(),
+    );
+    let user = body["users"].as_str().unwrap_or_default();
+    Json(json!({"ok": true, "channel": {"id": format!("D{user}")}})).into_response()
 }

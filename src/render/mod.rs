@@ -1,11 +1,13 @@
 //! Diagnosis -> what people read: terminal text, CONTRACT.md's JSON, Slack Block Kit.
 
+mod audit;
 mod blocks;
 mod json;
 mod sanitize;
 mod slack_messages;
 mod text;
 
+pub use audit::{audit_progress_message, audit_summary_message, audit_text, cause_summary};
 pub use blocks::{MAX_BLOCKS, MAX_DETAILED_FINDINGS, blocks, error_message};
 pub use json::json;
 pub use sanitize::{escape_mrkdwn, strip_invisible, truncate};

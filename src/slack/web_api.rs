@@ -24,6 +24,16 @@ pub enum SlackApiError {
     ForeignResponseUrl(String),
 }
 
+/// Upload URLs come from Slack's own reply; still, bytes only go over https (or to a
+/// loopback fake).
+fn upload_url_allowed(url: &str) -> bool {
+    let Ok(url) = url::Url::parse(url) else {
+        return false;
+    };
+    let loopback = matches!(url.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
+    url.scheme() == "https" || (url.scheme() == "http" && loopback)
+}
+
 #[derive(Clone)]
 pub struct SlackWebApi {
     pub http: reqwest::Client,
@@ -95,13 +105,102 @@ impl SlackWebApi {
         token: Option<&SecretString>,
         message: &Value,
     ) -> Result<(), SlackApiError> {
+        self.send(|| {
+            let request = self.http.post(url).json(message);
+            match token {
+                Some(token) => request.bearer_auth(token.expose_secret()),
+                None => request,
+            }
+        })
+        .await
+        .map(drop)
+    }
+
+    /// Calls a Web API method with the bot token and a JSON body; its JSON reply.
+    async fn call_json(&self, method: &str, body: &Value) -> Result<Value, SlackApiError> {
+        let token = self.bot_token.as_ref().ok_or(SlackApiError::NoToken)?;
+        let url = format!("{}/{method}", self.api_url);
+        self.send(|| {
+            self.http
+                .post(&url)
+                .bearer_auth(token.expose_secret())
+                .json(body)
+        })
+        .await
+    }
+
+    /// Shares a file in a channel with Slack's external upload flow:
+    /// `files.getUploadURLExternal`, the bytes to the URL it gives (without the token), then
+    /// `files.completeUploadExternal`. Returns the file id.
+    pub async fn upload_file(
+        &self,
+        channel_id: &str,
+        filename: &str,
+        title: &str,
+        bytes: Vec<u8>,
+        initial_comment: &str,
+    ) -> Result<String, SlackApiError> {
+        let token = self.bot_token.as_ref().ok_or(SlackApiError::NoToken)?;
+        let url = format!("{}/files.getUploadURLExternal", self.api_url);
+        let length = bytes.len().to_string();
+        let form = [("filename", filename), ("length", length.as_str())];
+        let reply = self
+            .send(|| {
+                self.http
+                    .post(&url)
+                    .bearer_auth(token.expose_secret())
+                    .form(&form)
+            })
+            .await?;
+        let (Some(upload_url), Some(file_id)) =
+            (reply["upload_url"].as_str(), reply["file_id"].as_str())
+        else {
+            return Err(SlackApiError::Api(
+                "files.getUploadURLExternal without upload_url or file_id".into(),
+            ));
+        };
+        if !upload_url_allowed(upload_url) {
+            return Err(SlackApiError::Api("an upload URL that is not https".into()));
+        }
+        self.send(|| {
+            self.http
+                .post(upload_url)
+                .header(reqwest::header::CONTENT_TYPE, "text/csv")
+                .body(bytes.clone())
+        })
+        .await?;
+        self.call_json(
+            "files.completeUploadExternal",
+            &serde_json::json!({
+                "files": [{"id": file_id, "title": title}],
+                "channel_id": channel_id,
+                "initial_comment": initial_comment,
+            }),
+        )
+        .await?;
+        Ok(file_id.to_owned())
+    }
+
+    /// The id of the bot's direct-message channel with a user (`conversations.open`).
+    pub async fn open_dm(&self, user_id: &str) -> Result<String, SlackApiError> {
+        let reply = self
+            .call_json("conversations.open", &serde_json::json!({"users": user_id}))
+            .await?;
+        reply["channel"]["id"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| SlackApiError::Api("conversations.open without a channel".into()))
+    }
+
+    /// Sends a request (built again for each attempt), retrying on transport errors, 5xx and
+    /// 429 with a short `Retry-After`. The reply's JSON, or `null` for a plain-text "ok".
+    async fn send(
+        &self,
+        build: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<Value, SlackApiError> {
         let mut last = SlackApiError::Transport("not attempted".into());
         for _ in 0..ATTEMPTS {
-            let mut request = self.http.post(url).json(message);
-            if let Some(token) = token {
-                request = request.bearer_auth(token.expose_secret());
-            }
-            let response = match request.send().await {
+            let response = match build().send().await {
                 Ok(response) => response,
                 Err(err) => {
                     // reqwest errors carry the URL; response_urls are capabilities, keep them out.
@@ -144,7 +243,8 @@ impl SlackWebApi {
                         .take(100)
                         .collect(),
                 )),
-                _ if status.is_success() => Ok(()),
+                Ok(v) if status.is_success() => Ok(v),
+                _ if status.is_success() => Ok(Value::Null),
                 _ => Err(SlackApiError::Api(format!("HTTP {status}"))),
             };
         }
