@@ -18,7 +18,7 @@ from urllib.parse import urlparse
 import yaml
 
 COMMAND = "/crm-username"
-SCOPES = {"commands", "chat:write", "app_mentions:read"}
+SCOPES = {"commands", "chat:write", "app_mentions:read", "files:write", "im:write"}
 EVENT = "app_mention"
 SLACK_ROUTES = {
     "slash command": "/slack/commands",

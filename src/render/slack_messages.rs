@@ -19,7 +19,8 @@ pub fn help_message(command: &str) -> Value {
          • `{c} check jane@acme.com`\n\
          • `{c} check jane@acme.com for bob@acme.com` (while editing AE user bob@acme.com)\n\
          • `{c} check 005Ak00000SAMS1IAP` or `{c} check Jane Doe`\n\
-         • `{c} status`: how fresh the data is\n\n\
+         • `{c} status`: how fresh the data is\n\
+         • `{c} audit [business unit]`: every broken mapping, grouped by cause, with a CSV (admins)\n\n\
          In a thread, mention the bot instead: `@crm-username check jane@acme.com`."
     );
     json!({"text": format!("How to use {command}"), "blocks": [section(text)]})

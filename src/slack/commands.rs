@@ -1,4 +1,4 @@
-//! `/crm-username check|status|help|refresh`: acknowledged within 3 seconds, answered inline
+//! `/crm-username check|status|help|refresh|audit`: acknowledged within 3 seconds, answered inline
 //! when the diagnosis is ready in time, otherwise through `response_url`.
 
 use axum::Json;
@@ -26,6 +26,8 @@ pub(crate) struct CommandForm {
     text: String,
     #[serde(default)]
     response_url: String,
+    #[serde(default)]
+    channel_id: String,
 }
 
 fn ephemeral(message: Value) -> Value {
@@ -60,6 +62,13 @@ pub(crate) async fn reply(state: &AppState, command: CommandForm) -> Value {
             Err(err) => ephemeral(render::unavailable_message(&err.to_string(), None)),
         },
         "refresh" => refresh(state, &command.user_id, command.response_url),
+        "audit" => ephemeral(super::audit::start_audit(
+            state,
+            &command.user_id,
+            Some(command.channel_id.clone()),
+            rest,
+            super::audit::ReplyTo::ResponseUrl(command.response_url.clone()),
+        )),
         _ => ephemeral(render::help_message(name)),
     }
 }

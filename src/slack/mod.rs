@@ -1,6 +1,7 @@
 //! The Slack side: HTTP routes with request verification, the slash command, buttons,
 //! mentions in threads, and calls back to Slack.
 
+pub mod audit;
 mod commands;
 mod events;
 mod interactions;
@@ -53,6 +54,8 @@ pub struct Inner {
     pub tasks: TaskTracker,
     /// When the data last served was fetched: told to people while the data is unavailable.
     pub last_data_as_of: Mutex<Option<DateTime<Utc>>>,
+    /// One audit at a time per replica: it reads the whole cache.
+    pub audit_running: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Clone)]
@@ -73,6 +76,7 @@ impl AppState {
             slack,
             tasks: TaskTracker::new(),
             last_data_as_of: Mutex::new(None),
+            audit_running: std::sync::atomic::AtomicBool::new(false),
         }))
     }
 

@@ -1,0 +1,221 @@
+//! `/crm-username audit [business unit]` (admins only): acknowledged at once, then run in the
+//! background. Progress replaces the "Auditing…" message now and then; at the end the CSV of
+//! every row is shared in the channel (or, where the bot is not a member, in a direct message)
+//! with Slack's external upload flow, and the summary replaces the progress message.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use chrono::Utc;
+use serde_json::Value;
+
+use super::AppState;
+use super::web_api::SlackApiError;
+use crate::audit::{AuditReport, Progress, to_csv};
+use crate::render;
+
+/// How often progress replaces the "Auditing…" message.
+pub const PROGRESS_EVERY: Duration = Duration::from_secs(3);
+/// A `response_url` takes five posts: at most this many go to progress, the rest to the end.
+const PROGRESS_POSTS: usize = 2;
+
+/// Where the audit's answers go: the command's `response_url`, or (from the Home tab) a
+/// direct message to the admin.
+#[derive(Debug, Clone)]
+pub enum ReplyTo {
+    ResponseUrl(String),
+    DirectMessage,
+}
+
+/// Starts an audit for `user_id`; returns what to acknowledge with at once.
+pub(crate) fn start_audit(
+    state: &AppState,
+    user_id: &str,
+    channel_id: Option<String>,
+    scope: &str,
+    reply_to: ReplyTo,
+) -> Value {
+    if !state.is_admin(user_id) {
+        return render::plain_message(
+            "Only the bot's admins can run an audit (SLACK_ADMIN_USER_IDS). To check one user, type `check` and their username.",
+        );
+    }
+    if state.audit_running.swap(true, Ordering::SeqCst) {
+        return render::plain_message(
+            "An audit is already running; its summary and CSV will be posted when it ends. Try again after that.",
+        );
+    }
+    let scope = scope.trim().to_owned();
+    let label = if scope.is_empty() {
+        "every business unit".to_owned()
+    } else {
+        scope.chars().take(100).collect()
+    };
+    let state2 = state.clone();
+    let user_id = user_id.to_owned();
+    state.tasks.spawn(async move {
+        run(&state2, &user_id, channel_id, &scope, reply_to).await;
+        state2.audit_running.store(false, Ordering::SeqCst);
+    });
+    render::audit_progress_message(&label, None)
+}
+
+async fn run(
+    state: &AppState,
+    user_id: &str,
+    channel_id: Option<String>,
+    scope: &str,
+    reply_to: ReplyTo,
+) {
+    let started = std::time::Instant::now();
+    let (tx, rx) = tokio::sync::watch::channel(None::<Progress>);
+    let progress = Arc::new(move |p: Progress| {
+        tx.send_replace(Some(p));
+    });
+    let label = if scope.is_empty() {
+        "every business unit".to_owned()
+    } else {
+        scope.to_owned()
+    };
+    let reporter = match &reply_to {
+        ReplyTo::ResponseUrl(url) => Some(tokio::spawn(report_progress(
+            state.clone(),
+            url.clone(),
+            label,
+            rx,
+        ))),
+        ReplyTo::DirectMessage => None,
+    };
+    let outcome = state.store.audit(scope, Utc::now(), progress).await;
+    if let Some(reporter) = reporter {
+        reporter.abort();
+    }
+    let message = match outcome {
+        Ok(Ok(report)) => {
+            tracing::info!(
+                rows = report.rows.len(),
+                blocked = report.blocked(),
+                sf_users = report.sf_users_scanned,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "audit finished"
+            );
+            let note = share_csv(state, user_id, channel_id.as_deref(), &report).await;
+            render::audit_summary_message(&report, "/crm-username", &note)
+        }
+        Ok(Err(scope)) => render::error_message(&scope.to_string()),
+        Err(err) => {
+            tracing::warn!(error = %err, "the audit could not read the cache");
+            render::unavailable_message(&err.to_string(), None)
+        }
+    };
+    deliver(state, user_id, &reply_to, message).await;
+}
+
+/// Replaces the "Auditing…" message with the progress every few seconds, a few times.
+async fn report_progress(
+    state: AppState,
+    response_url: String,
+    label: String,
+    mut rx: tokio::sync::watch::Receiver<Option<Progress>>,
+) {
+    for _ in 0..PROGRESS_POSTS {
+        tokio::time::sleep(PROGRESS_EVERY).await;
+        let Some(progress) = *rx.borrow_and_update() else {
+            continue;
+        };
+        let message = render::as_response(
+            render::audit_progress_message(&label, Some(progress)),
+            false,
+            Some(true),
+        );
+        if let Err(err) = state.slack.web.respond(&response_url, &message).await {
+            tracing::warn!(error = %err, "could not post the audit's progress");
+        }
+    }
+}
+
+/// Shares the CSV; returns where it went (or why not), for the summary.
+async fn share_csv(
+    state: &AppState,
+    user_id: &str,
+    channel_id: Option<&str>,
+    report: &AuditReport,
+) -> String {
+    if report.rows.is_empty() {
+        return "No CSV: there are no rows.".to_owned();
+    }
+    let web = &state.slack.web;
+    if web.bot_token.is_none() {
+        return "The CSV of every row could not be shared: no SLACK_BOT_TOKEN is configured. `crm-username audit --format csv` writes it.".to_owned();
+    }
+    let filename = format!(
+        "crm-username-audit-{}.csv",
+        report.audited_at.format("%Y%m%d-%H%M")
+    );
+    let title = format!("Audit of {}", report.business_unit_name);
+    let comment = format!(
+        "{} rows ({} blocked), data as of {}",
+        report.rows.len(),
+        report.blocked(),
+        report.data_as_of.format("%Y-%m-%d %H:%M UTC")
+    );
+    let csv = to_csv(report).into_bytes();
+    if let Some(channel) = channel_id.filter(|c| !c.is_empty()) {
+        match web
+            .upload_file(channel, &filename, &title, csv.clone(), &comment)
+            .await
+        {
+            Ok(_) => {
+                return format!("The CSV of every row ({filename}) is shared in this channel.");
+            }
+            Err(SlackApiError::Api(error))
+                if error == "not_in_channel" || error == "channel_not_found" =>
+            {
+                tracing::info!(%error, "the bot cannot share in the channel; sending the CSV by direct message");
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "could not share the audit CSV");
+                return format!(
+                    "The CSV could not be shared ({err}). `crm-username audit --format csv` writes it."
+                );
+            }
+        }
+    }
+    let shared = match web.open_dm(user_id).await {
+        Ok(dm) => web.upload_file(&dm, &filename, &title, csv, &comment).await,
+        Err(err) => Err(err),
+    };
+    match shared {
+        Ok(_) => {
+            format!("The CSV of every row ({filename}) is in your direct messages with the bot.")
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, "could not share the audit CSV by direct message");
+            format!(
+                "The CSV could not be shared ({err}). `crm-username audit --format csv` writes it."
+            )
+        }
+    }
+}
+
+async fn deliver(state: &AppState, user_id: &str, reply_to: &ReplyTo, message: Value) {
+    let web = &state.slack.web;
+    let sent = match reply_to {
+        ReplyTo::ResponseUrl(url) => {
+            web.respond(url, &render::as_response(message, false, Some(true)))
+                .await
+        }
+        ReplyTo::DirectMessage => match web.open_dm(user_id).await {
+            Ok(dm) => {
+                let mut message = message;
+                message["channel"] = Value::String(dm);
+                web.post_message(&message).await
+            }
+            Err(err) => Err(err),
+        },
+    };
+    if let Err(err) = sent {
+        tracing::warn!(error = %err, "could not post the audit's summary");
+    }
+}
