@@ -13,7 +13,7 @@ export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379/15}
 export REDIS_KEY_PREFIX=${REDIS_KEY_PREFIX:-bench-refresh:}
 
 cargo build --release --locked -q
-bin=target/release/crm-username
+bin=${CARGO_TARGET_DIR:-target}/release/crm-username
 work=$(mktemp -d)
 cleanup() {
   kill -INT "$fakes" 2>/dev/null || true

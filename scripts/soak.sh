@@ -13,7 +13,7 @@ export REDIS_KEY_PREFIX=soak:
 SECRET=soak-signing-secret
 
 cargo build --release --locked -q
-bin=target/release/crm-username
+bin=${CARGO_TARGET_DIR:-target}/release/crm-username
 work=$(mktemp -d)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 cleanup() {

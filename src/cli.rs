@@ -621,6 +621,22 @@ async fn serve(args: &ServeArgs) -> ExitCode {
     let shutdown = tokio_util::sync::CancellationToken::new();
     crate::server::cancel_on_signal(shutdown.clone());
     crate::server::spawn_refresher(sources, store, args.data.refresh_interval, shutdown.clone());
+    if let Some(channel) = args
+        .slack
+        .audit_digest_channel
+        .clone()
+        .filter(|c| !c.trim().is_empty())
+    {
+        let settings = crate::slack::digest::DigestSettings {
+            channel: channel.trim().to_owned(),
+            interval: args.slack.audit_digest_interval,
+        };
+        tokio::spawn(crate::slack::digest::run(
+            server.state.clone(),
+            settings,
+            shutdown.clone(),
+        ));
+    }
     let socket = app_token.map(|token| {
         tracing::info!("connecting to Slack over Socket Mode");
         tokio::spawn(crate::slack::socket_mode::run(

@@ -8,11 +8,13 @@ use secrecy::SecretString;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
+use crm_username::audit::Changes;
 use crm_username::audit::{Scope, audit_org, to_csv};
 use crm_username::demo;
 use crm_username::domain::{Org, OrgSnapshot};
 use crm_username::fakes::{FakeSlack, SlackCall};
 use crm_username::server::Server;
+use crm_username::slack::digest::{DigestOutcome, DigestSettings, digest_once};
 use crm_username::slack::signature::sign;
 use crm_username::slack::{AppState, SlackSettings, SlackWebApi};
 use crm_username::store::Store;
@@ -22,6 +24,8 @@ const TEAM: &str = "T0TEAM";
 
 struct App {
     addr: std::net::SocketAddr,
+    state: AppState,
+    store: Store,
     slack: FakeSlack,
     snapshot: OrgSnapshot,
     _shutdown: tokio_util::sync::DropGuard,
@@ -44,15 +48,18 @@ async fn spawn_app() -> App {
     };
     let server = Server::bind(
         "127.0.0.1:0".parse().unwrap(),
-        AppState::new(store, None, settings),
+        AppState::new(store.clone(), None, settings),
     )
     .await
     .unwrap();
     let addr = server.local_addr().unwrap();
+    let state = server.state.clone();
     let shutdown = CancellationToken::new();
     tokio::spawn(server.run(shutdown.clone()));
     App {
         addr,
+        state,
+        store,
         slack,
         snapshot,
         _shutdown: shutdown.drop_guard(),
@@ -238,4 +245,86 @@ async fn an_unknown_business_unit_is_answered_with_the_known_ones() {
         "{}",
         calls[0].body
     );
+}
+
+#[tokio::test]
+async fn the_digest_is_posted_once_per_period_and_only_when_the_rows_change() {
+    let app = spawn_app().await;
+    let settings = DigestSettings {
+        channel: "C0DIGEST".to_owned(),
+        interval: Duration::from_millis(100),
+    };
+    let rows = audit_org(
+        &Org::new(app.snapshot.clone()),
+        &Scope::All,
+        Utc::now(),
+        &mut |_| {},
+    )
+    .rows
+    .len();
+    assert_eq!(
+        digest_once(&app.state, &settings, Utc::now()).await,
+        DigestOutcome::Posted(Changes { new: rows, gone: 0 })
+    );
+    let calls = app.slack.calls();
+    assert_eq!(
+        targets(&calls),
+        vec![
+            "files.getUploadURLExternal",
+            "upload:F00000001",
+            "files.completeUploadExternal",
+            "chat.postMessage"
+        ]
+    );
+    assert_eq!(calls[2].body["channel_id"], "C0DIGEST");
+    assert_eq!(calls[3].body["channel"], "C0DIGEST");
+    assert!(
+        all_text(&calls[3].body).contains("First digest: every row is new."),
+        "{}",
+        calls[3].body
+    );
+    // Next period, same rows: nothing is posted.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        digest_once(&app.state, &settings, Utc::now()).await,
+        DigestOutcome::Unchanged
+    );
+    assert_eq!(app.slack.calls().len(), 4);
+    // Dana's AE user leaves the recycle bin for good: her row changes cause.
+    let mut fixed = app.snapshot.clone();
+    for bu in &mut fixed.business_units {
+        bu.users.retain(|u| u.email != "dana.old@acme.com");
+    }
+    app.store.publish(fixed).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        digest_once(&app.state, &settings, Utc::now()).await,
+        DigestOutcome::Posted(Changes { new: 1, gone: 1 })
+    );
+    let calls = app.slack.calls();
+    assert_eq!(calls.len(), 8);
+    assert!(
+        all_text(&calls[7].body).contains("Since the last digest: 1 new row, 1 gone"),
+        "{}",
+        calls[7].body
+    );
+}
+
+#[tokio::test]
+async fn a_period_of_the_digest_is_run_by_one_replica_only() {
+    let app = spawn_app().await;
+    let settings = DigestSettings {
+        channel: "C0DIGEST".to_owned(),
+        interval: Duration::from_secs(3600),
+    };
+    assert!(matches!(
+        digest_once(&app.state, &settings, Utc::now()).await,
+        DigestOutcome::Posted(_)
+    ));
+    // Another replica (or this one after a restart) asks within the same period.
+    assert_eq!(
+        digest_once(&app.state, &settings, Utc::now()).await,
+        DigestOutcome::NotOurTurn
+    );
+    assert_eq!(app.slack.calls().len(), 4);
 }

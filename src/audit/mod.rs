@@ -18,7 +18,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 pub use csv::to_csv;
-pub use report::{AuditReport, CauseCount, Progress, Scope, ScopeError};
+pub use report::{AuditReport, CauseCount, Changes, Progress, Scope, ScopeError, row_key};
 
 use crate::diagnose::{assignment_path, findings_for_user, profile_mapped};
 use crate::domain::snapshot::lower;

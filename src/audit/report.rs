@@ -173,3 +173,63 @@ impl AuditReport {
             .count()
     }
 }
+
+/// What identifies a row between two audits: business unit, kind, cause and who.
+pub fn row_key(row: &AuditRow) -> String {
+    format!(
+        "{}|{}|{}|{}|{}",
+        row.business_unit_id.as_str15(),
+        row.kind.as_str(),
+        row.cause.as_str(),
+        row.salesforce_user
+            .as_ref()
+            .map(|u| u.id.as_str15().to_owned())
+            .unwrap_or_default(),
+        row.ae_user
+            .as_ref()
+            .map(|u| u.id.to_string())
+            .unwrap_or_default()
+    )
+}
+
+/// How an audit differs from the previous one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// Rows not in the previous audit (new problems, or a changed cause).
+    pub new: usize,
+    /// Rows of the previous audit that are gone (fixed, or a changed cause).
+    pub gone: usize,
+}
+
+impl Changes {
+    /// `previous` and `current` are sorted row keys.
+    pub fn between(previous: &[String], current: &[String]) -> Changes {
+        let (mut i, mut j) = (0, 0);
+        let mut changes = Changes::default();
+        while i < previous.len() || j < current.len() {
+            match (previous.get(i), current.get(j)) {
+                (Some(p), Some(c)) if p == c => {
+                    i += 1;
+                    j += 1;
+                }
+                (Some(p), Some(c)) if p < c => {
+                    changes.gone += 1;
+                    i += 1;
+                }
+                (Some(_), None) => {
+                    changes.gone += 1;
+                    i += 1;
+                }
+                _ => {
+                    changes.new += 1;
+                    j += 1;
+                }
+            }
+        }
+        changes
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.new == 0 && self.gone == 0
+    }
+}

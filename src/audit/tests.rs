@@ -283,3 +283,32 @@ fn csv_quotes_values_and_defuses_formulas_from_crm_data() {
         "0UvAa0000000001KAA,North,sf_user_without_ae_user,mapped_to_deleted_user,blocker,mapped_to_deleted_user,005Aa0000000005IAA,erin@acme.com,\"a,b@acme.com\",\"'=HYPERLINK(\"\"http://evil\"\",\"\"x\"\")\",true,,,,profile mapped to an AE role under User Sync,\"line one\nline two\",check erin@acme.com\n"
     );
 }
+
+#[test]
+fn changes_count_new_and_gone_rows_by_key() {
+    let keys = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        Changes::between(&keys(&["a", "c", "d"]), &keys(&["b", "c", "e", "f"])),
+        Changes { new: 3, gone: 2 }
+    );
+    assert!(Changes::between(&keys(&["a", "b"]), &keys(&["a", "b"])).is_empty());
+    assert_eq!(
+        Changes::between(&[], &keys(&["a"])),
+        Changes { new: 1, gone: 0 }
+    );
+}
+
+#[test]
+fn a_row_key_names_business_unit_kind_cause_and_who() {
+    let report = audit(&org());
+    let keys: Vec<String> = report.rows.iter().map(row_key).collect();
+    assert_eq!(
+        keys,
+        vec![
+            "0UvAa0000000001|ae_user_without_crm_username|salesforce_user_not_found||12",
+            "0UvAa0000000001|sf_user_without_ae_user|mapped_to_deleted_user|005Aa0000000005|",
+            "0UvAa0000000001|ae_user_without_crm_username|profile_not_mapped_to_role|005Aa0000000006|11",
+            "0UvAa0000000001|sf_user_without_ae_user|no_blocker_found|005Aa0000000002|",
+        ]
+    );
+}

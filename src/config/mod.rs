@@ -79,6 +79,12 @@ pub struct SlackArgs {
     /// Who may run admin-only actions such as `refresh` (comma-separated user ids).
     #[arg(long, env = "SLACK_ADMIN_USER_IDS", value_delimiter = ',')]
     pub slack_admin_user_ids: Vec<String>,
+    /// Channel id for the scheduled audit digest; unset = no digest.
+    #[arg(long, env = "AUDIT_DIGEST_CHANNEL")]
+    pub audit_digest_channel: Option<String>,
+    /// How often the audit digest runs (posted only when the rows changed).
+    #[arg(long, env = "AUDIT_DIGEST_INTERVAL", default_value = "24h", value_parser = parse_duration)]
+    pub audit_digest_interval: Duration,
     #[arg(long, env = "BIND_ADDR", default_value = "0.0.0.0:3000")]
     pub bind_addr: std::net::SocketAddr,
     /// `json` or `pretty`; default: pretty on a terminal, else json.

@@ -3,6 +3,7 @@
 
 pub mod audit;
 mod commands;
+pub mod digest;
 mod events;
 mod interactions;
 pub mod signature;

@@ -48,6 +48,16 @@ impl Keys {
         format!("{}event:{event_id}", self.prefix)
     }
 
+    /// Who runs a periodic job (the audit digest) this period.
+    pub fn claim(&self, name: &str) -> String {
+        format!("{}claim:{name}", self.prefix)
+    }
+
+    /// A periodic job's memory (the audit digest's last rows), kept across restarts.
+    pub fn state(&self, name: &str) -> String {
+        format!("{}state:{name}", self.prefix)
+    }
+
     pub fn generation(&self, generation: &str) -> GenerationKeys {
         GenerationKeys {
             base: format!("{}gen:{generation}:", self.prefix),

@@ -17,6 +17,8 @@ pub struct MemoryStore {
     sources: Mutex<BTreeMap<String, SourceStatus>>,
     lock: Mutex<Option<(LockToken, Instant)>>,
     events: Mutex<std::collections::HashMap<String, Instant>>,
+    claims: Mutex<std::collections::HashMap<String, Instant>>,
+    job_states: Mutex<std::collections::HashMap<String, Vec<u8>>>,
 }
 
 /// Slack retries an event for a few minutes at most; an hour is ample.
@@ -87,6 +89,33 @@ impl MemoryStore {
         tokio::task::spawn_blocking(move || Ok(audit_org(&org, &scope, now, &mut |p| progress(p))))
             .await
             .map_err(|e| StoreError::Corrupt(format!("the audit failed: {e}")))
+    }
+
+    pub fn claim(&self, name: &str, ttl: Duration) -> bool {
+        let mut claims = self.claims.lock().unwrap_or_else(poisoned);
+        let now = Instant::now();
+        match claims.get(name) {
+            Some(until) if *until > now => false,
+            _ => {
+                claims.insert(name.to_owned(), now + ttl);
+                true
+            }
+        }
+    }
+
+    pub fn job_state(&self, name: &str) -> Option<Vec<u8>> {
+        self.job_states
+            .lock()
+            .unwrap_or_else(poisoned)
+            .get(name)
+            .cloned()
+    }
+
+    pub fn set_job_state(&self, name: &str, value: Vec<u8>) {
+        self.job_states
+            .lock()
+            .unwrap_or_else(poisoned)
+            .insert(name.to_owned(), value);
     }
 
     pub fn record_status(&self, source: &str, status: &SourceStatus) {

@@ -168,6 +168,33 @@ impl Store {
         }
     }
 
+    /// `true` for the one replica that claims the periodic job `name` first, until `ttl`
+    /// passes.
+    pub async fn claim(&self, name: &str, ttl: Duration) -> Result<bool, StoreError> {
+        match self {
+            Store::Memory(m) => Ok(m.claim(name, ttl)),
+            Store::Redis(r) => r.claim(name, ttl).await,
+        }
+    }
+
+    /// What a periodic job kept from its last run.
+    pub async fn job_state(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        match self {
+            Store::Memory(m) => Ok(m.job_state(name)),
+            Store::Redis(r) => r.job_state(name).await,
+        }
+    }
+
+    pub async fn set_job_state(&self, name: &str, value: Vec<u8>) -> Result<(), StoreError> {
+        match self {
+            Store::Memory(m) => {
+                m.set_job_state(name, value);
+                Ok(())
+            }
+            Store::Redis(r) => r.set_job_state(name, value).await,
+        }
+    }
+
     /// Only one replica refreshes at a time: `None` when another holds the lock.
     pub async fn try_lock(&self, ttl: Duration) -> Result<Option<LockToken>, StoreError> {
         match self {

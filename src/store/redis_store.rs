@@ -585,6 +585,30 @@ impl RedisStore {
         Ok(renewed == 1)
     }
 
+    pub async fn claim(&self, name: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let mut conn = self.conn.clone();
+        let set: Option<String> = redis::cmd("SET")
+            .arg(self.keys.claim(name))
+            .arg(random_token())
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl.as_millis() as u64)
+            .query_async(&mut conn)
+            .await?;
+        Ok(set.is_some())
+    }
+
+    pub async fn job_state(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let mut conn = self.conn.clone();
+        Ok(conn.get(self.keys.state(name)).await?)
+    }
+
+    pub async fn set_job_state(&self, name: &str, value: Vec<u8>) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let _: () = conn.set(self.keys.state(name), value).await?;
+        Ok(())
+    }
+
     pub async fn release_lock(&self, token: &LockToken) -> Result<(), StoreError> {
         let script = redis::Script::new(
             "if redis.call('get', KEYS[1]) == ARGV[1] then \
