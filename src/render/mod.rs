@@ -1,12 +1,17 @@
 //! Diagnosis -> what people read: terminal text, CONTRACT.md's JSON, Slack Block Kit.
 
 mod blocks;
+mod home;
 mod json;
 mod sanitize;
 mod slack_messages;
 mod text;
 
 pub use blocks::{MAX_BLOCKS, MAX_DETAILED_FINDINGS, blocks, error_message};
+pub use home::{
+    AuditSummary, HomeAudit, HomeViewer, MAX_HOME_BLOCKS, audit_summary_message, cause_line,
+    home_unavailable_view, home_view,
+};
 pub use json::json;
 pub use sanitize::{escape_mrkdwn, strip_invisible, truncate};
 pub use slack_messages::{

@@ -3,6 +3,7 @@
 
 mod commands;
 mod events;
+pub mod home;
 mod interactions;
 pub mod signature;
 pub mod socket_mode;
@@ -53,6 +54,8 @@ pub struct Inner {
     pub tasks: TaskTracker,
     /// When the data last served was fetched: told to people while the data is unavailable.
     pub last_data_as_of: Mutex<Option<DateTime<Utc>>>,
+    /// The Home tab's audit counts, per generation of the data.
+    pub home: home::HomeSummaries,
 }
 
 #[derive(Clone)]
@@ -73,6 +76,7 @@ impl AppState {
             slack,
             tasks: TaskTracker::new(),
             last_data_as_of: Mutex::new(None),
+            home: home::HomeSummaries::default(),
         }))
     }
 
