@@ -20,7 +20,9 @@ use crm_username::render::{self, AuditSummary, HomeAudit, HomeViewer, MAX_HOME_B
 use crm_username::server::Server;
 use crm_username::slack::signature::sign;
 use crm_username::slack::{AppState, SlackSettings, SlackWebApi, socket_mode};
-use crm_username::store::{SourceStatus, StatusReport, Store};
+use crm_username::store::{RedisStore, SourceStatus, StatusReport, Store};
+
+mod common;
 
 const SECRET: &str = "test-signing-secret";
 const TEAM: &str = "T0TEAM";
@@ -366,6 +368,60 @@ async fn a_retried_event_and_later_openings_do_not_audit_the_same_data_again() {
         causes_text(view_of(&calls[2])).as_deref(),
         Some(expected_causes_text(&expected_audit(&snapshot)).as_str())
     );
+    assert_eq!(app.state.home.audits_run(), 1);
+}
+
+#[tokio::test]
+async fn from_redis_the_counts_are_those_of_the_cached_org_and_made_once_per_generation() {
+    let prefix = common::prefix("home-redis");
+    common::clear_prefix(&prefix).await;
+    let store = Store::Redis(
+        RedisStore::connect(&common::redis_url(), &prefix, Default::default()).unwrap(),
+    );
+    let snapshot = demo::snapshot(Utc::now()).unwrap();
+    store.publish(snapshot.clone()).await.unwrap();
+    let app = spawn_app(store).await;
+
+    app.event(&home_opened("EvRedis1", TEAM, ADMIN, "home"), false)
+        .await;
+    app.publishes(2).await;
+    app.event(&home_opened("EvRedis2", TEAM, "U0READER", "home"), false)
+        .await;
+    let calls = app.publishes(3).await;
+
+    let want = expected_causes_text(&expected_audit(&snapshot));
+    assert_eq!(
+        causes_text(view_of(&calls[1])).as_deref(),
+        Some(want.as_str())
+    );
+    assert_eq!(
+        causes_text(view_of(&calls[2])).as_deref(),
+        Some(want.as_str())
+    );
+    assert_eq!(app.state.home.audits_run(), 1);
+    common::clear_prefix(&prefix).await;
+}
+
+#[tokio::test]
+async fn many_openings_at_once_share_one_audit() {
+    let (store, _) = demo_store().await;
+    let app = spawn_app(store).await;
+    let events: Vec<Value> = (0..6)
+        .map(|i| home_opened(&format!("EvCrowd{i}"), TEAM, &format!("U0CROWD{i}"), "home"))
+        .collect();
+
+    futures_util::future::join_all(events.iter().map(|e| app.event(e, false))).await;
+    // Until every one of them has been shown the counts.
+    wait_for(|| {
+        let calls = app.slack.calls_to("views.publish");
+        (0..6).all(|i| {
+            calls.iter().any(|c| {
+                c.body["user_id"] == format!("U0CROWD{i}") && causes_text(view_of(c)).is_some()
+            })
+        })
+    })
+    .await;
+
     assert_eq!(app.state.home.audits_run(), 1);
 }
 
