@@ -4,8 +4,8 @@ usage: check_manifests.py RENDERED_K8S_YAML
 
 Checks that the Slack app manifests, the rendered Kubernetes base, the Dockerfile and the Rust
 sources agree on what CONTRACT.md fixes: the command, the /slack/* routes, the bot scopes and
-event, the port, the probes and the non-root user. Prints one line per check; exits 1 if one
-failed. Routes missing from src/ are reported but fail only with
+events, the Home tab, the port, the probes and the non-root user. Prints one line per check;
+exits 1 if one failed. Routes missing from src/ are reported but fail only with
 CHECK_MANIFESTS_REQUIRE_ROUTES=1 (while `serve` is being written).
 """
 
@@ -19,7 +19,7 @@ import yaml
 
 COMMAND = "/crm-username"
 SCOPES = {"commands", "chat:write", "app_mentions:read", "files:write", "im:write"}
-EVENT = "app_mention"
+EVENTS = ["app_mention", "app_home_opened"]
 SLACK_ROUTES = {
     "slash command": "/slack/commands",
     "interactivity": "/slack/interactions",
@@ -66,8 +66,12 @@ def slack_manifest(path, socket_mode):
     check(not scopes.get("user"), "no user scopes", f"found {scopes.get('user')}")
 
     events = settings.get("event_subscriptions") or {}
-    check(EVENT in (events.get("bot_events") or []), f"bot event {EVENT}",
-          f"found {events.get('bot_events')}")
+    for event in EVENTS:
+        check(event in (events.get("bot_events") or []), f"bot event {event}",
+              f"found {events.get('bot_events')}")
+    home = features.get("app_home") or {}
+    check(home.get("home_tab_enabled") is True, "features.app_home.home_tab_enabled is true",
+          f"found {home.get('home_tab_enabled')!r}")
     interactivity = settings.get("interactivity") or {}
     check(interactivity.get("is_enabled") is True, "interactivity is enabled")
     check(settings.get("socket_mode_enabled") is socket_mode,

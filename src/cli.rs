@@ -36,7 +36,7 @@ pub enum Command {
     /// Diagnose one query, exactly as the Slack command would.
     Check(CheckArgs),
     /// Run the bot: the HTTP endpoints for Slack plus the background refresher.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// One full refresh of the cache from Salesforce and Account Engagement, then exit.
     Refresh(RefreshArgs),
     /// Data freshness per source and business unit, last errors, counts.

@@ -1,4 +1,5 @@
-//! A fake of Slack's side: the Web API's `chat.postMessage` and `response_url`s. It records
+//! A fake of Slack's side: the Web API's `chat.postMessage` and `views.publish`, and
+//! `response_url`s. It records
 //! what the bot sends, answers as Slack does (`{"ok": true}`, `ok`), and can rate-limit
 //! (429 with `Retry-After`) or refuse (`{"ok": false, "error": ...}`).
 
@@ -17,7 +18,7 @@ use super::{Server, lock};
 /// One call the bot made.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SlackCall {
-    /// `chat.postMessage`, or `response_url:<id>`.
+    /// `chat.postMessage`, `views.publish`, or `response_url:<id>`.
     pub target: String,
     pub authorization: Option<String>,
     pub body: Value,
@@ -61,6 +62,7 @@ impl FakeSlack {
         let state = Arc::new(SlackState::default());
         let router = axum::Router::new()
             .route("/api/chat.postMessage", post(post_message))
+            .route("/api/views.publish", post(views_publish))
             .route("/api/apps.connections.open", post(connections_open))
             .route(
                 "/api/files.getUploadURLExternal",
@@ -98,6 +100,15 @@ impl FakeSlack {
 
     pub fn calls(&self) -> Vec<SlackCall> {
         lock(&self.state.calls).clone()
+    }
+
+    /// The calls made to one target (`views.publish`, `chat.postMessage`, ...), in order.
+    pub fn calls_to(&self, target: &str) -> Vec<SlackCall> {
+        lock(&self.state.calls)
+            .iter()
+            .filter(|c| c.target == target)
+            .cloned()
+            .collect()
     }
 
     /// The next `times` Web API calls get 429 with `Retry-After: seconds`.
@@ -167,6 +178,29 @@ async fn post_message(
     headers: HeaderMap,
     Json(body): Json<Value>,
 ) -> Response {
+    web_api_call(&state, "chat.postMessage", headers, body)
+}
+
+/// Slack checks the arguments of `views.publish`: a user id and a `home` view with at most
+/// 100 blocks; anything else is `invalid_arguments`, as Slack answers.
+async fn views_publish(
+    State(state): State<Arc<SlackState>>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    let user_ok = body["user_id"].as_str().is_some_and(|u| !u.is_empty());
+    let view_ok = body["view"]["type"] == "home"
+        && body["view"]["blocks"]
+            .as_array()
+            .is_some_and(|b| b.len() <= 100);
+    if !(user_ok && view_ok) {
+        return Json(json!({"ok": false, "error": "invalid_arguments"})).into_response();
+    }
+    web_api_call(&state, "views.publish", headers, body)
+}
+
+/// Rate limits, records and answers one Web API call.
+fn web_api_call(state: &SlackState, method: &str, headers: HeaderMap, body: Value) -> Response {
     let limited = state
         .rate_limited
         .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
@@ -175,9 +209,12 @@ async fn post_message(
         let wait = state.retry_after.load(Ordering::SeqCst).to_string();
         return (StatusCode::TOO_MANY_REQUESTS, [("retry-after", wait)], "").into_response();
     }
-    record(&state, "chat.postMessage".to_owned(), &headers, body);
+    record(state, method.to_owned(), &headers, body);
     match lock(&state.error).clone() {
         Some(error) => Json(json!({"ok": false, "error": error})).into_response(),
+        None if method == "views.publish" => {
+            Json(json!({"ok": true, "view": {"id": "V0HOME"}})).into_response()
+        }
         None => Json(json!({"ok": true, "ts": "1700000000.000100"})).into_response(),
     }
 }

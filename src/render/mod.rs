@@ -2,6 +2,7 @@
 
 mod audit;
 mod blocks;
+mod home;
 mod json;
 mod sanitize;
 mod slack_messages;
@@ -9,6 +10,10 @@ mod text;
 
 pub use audit::{audit_progress_message, audit_summary_message, audit_text, cause_summary};
 pub use blocks::{MAX_BLOCKS, MAX_DETAILED_FINDINGS, blocks, error_message};
+pub use home::{
+    AuditSummary, HomeAudit, HomeViewer, MAX_HOME_BLOCKS, cause_line, home_unavailable_view,
+    home_view,
+};
 pub use json::json;
 pub use sanitize::{escape_mrkdwn, strip_invisible, truncate};
 pub use slack_messages::{

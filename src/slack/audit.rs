@@ -28,23 +28,25 @@ pub enum ReplyTo {
     DirectMessage,
 }
 
-/// Starts an audit for `user_id`; returns what to acknowledge with at once.
+/// Starts an audit for `user_id`: `Ok` with what to acknowledge at once, or `Err` with why
+/// not (not an admin, or an audit already running).
 pub(crate) fn start_audit(
     state: &AppState,
     user_id: &str,
     channel_id: Option<String>,
     scope: &str,
     reply_to: ReplyTo,
-) -> Value {
+) -> Result<Value, Value> {
     if !state.is_admin(user_id) {
-        return render::plain_message(
+        tracing::info!(user = %user_id, "refused an audit to someone who is not an admin");
+        return Err(render::plain_message(
             "Only the bot's admins can run an audit (SLACK_ADMIN_USER_IDS). To check one user, type `check` and their username.",
-        );
+        ));
     }
     if state.audit_running.swap(true, Ordering::SeqCst) {
-        return render::plain_message(
+        return Err(render::plain_message(
             "An audit is already running; its summary and CSV will be posted when it ends. Try again after that.",
-        );
+        ));
     }
     let scope = scope.trim().to_owned();
     let label = if scope.is_empty() {
@@ -52,13 +54,19 @@ pub(crate) fn start_audit(
     } else {
         scope.chars().take(100).collect()
     };
+    let ack = render::audit_progress_message(&label, None);
     let state2 = state.clone();
     let user_id = user_id.to_owned();
+    let first = ack.clone();
     state.tasks.spawn(async move {
+        if let ReplyTo::DirectMessage = reply_to {
+            // Nobody was acknowledged in a channel: say it started where the rest will come.
+            deliver(&state2, &user_id, &reply_to, first).await;
+        }
         run(&state2, &user_id, channel_id, &scope, reply_to).await;
         state2.audit_running.store(false, Ordering::SeqCst);
     });
-    render::audit_progress_message(&label, None)
+    Ok(ack)
 }
 
 async fn run(

@@ -62,13 +62,16 @@ pub(crate) async fn reply(state: &AppState, command: CommandForm) -> Value {
             Err(err) => ephemeral(render::unavailable_message(&err.to_string(), None)),
         },
         "refresh" => refresh(state, &command.user_id, command.response_url),
-        "audit" => ephemeral(super::audit::start_audit(
-            state,
-            &command.user_id,
-            Some(command.channel_id.clone()),
-            rest,
-            super::audit::ReplyTo::ResponseUrl(command.response_url.clone()),
-        )),
+        "audit" => ephemeral(
+            super::audit::start_audit(
+                state,
+                &command.user_id,
+                Some(command.channel_id.clone()),
+                rest,
+                super::audit::ReplyTo::ResponseUrl(command.response_url.clone()),
+            )
+            .unwrap_or_else(|refusal| refusal),
+        ),
         _ => ephemeral(render::help_message(name)),
     }
 }

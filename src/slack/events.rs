@@ -1,6 +1,6 @@
-//! Events API: the URL check, and mentions of the bot (`@crm-username check ...`) answered in
-//! the thread they came from. Slack delivers at least once: retries are recognised by
-//! `event_id` in the store, so every replica agrees.
+//! Events API: the URL check, mentions of the bot (`@crm-username check ...`) answered in
+//! the thread they came from, and the Home tab published when it is opened. Slack delivers at
+//! least once: retries are recognised by `event_id` in the store, so every replica agrees.
 
 use axum::Json;
 use axum::body::Bytes;
@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::{AppState, split_command};
+use super::{AppState, home, split_command};
 use crate::domain::Query;
 use crate::render;
 
@@ -38,21 +38,47 @@ async fn on_callback(state: &AppState, callback: &Value) {
         return;
     }
     let inner = &callback["event"];
-    if inner["type"] != "app_mention" {
-        return;
+    match inner["type"].as_str() {
+        Some("app_mention") => {
+            // The bot's own messages (and other bots') are not questions.
+            if inner.get("bot_id").is_some_and(|b| !b.is_null())
+                || inner["subtype"] == "bot_message"
+            {
+                return;
+            }
+            if first_delivery(state, callback).await {
+                on_mention(state, inner);
+            }
+        }
+        // Opening the Messages tab also sends app_home_opened; only the Home tab is ours.
+        Some("app_home_opened") if inner["tab"] == "home" => {
+            let Some(user) = inner["user"].as_str().filter(|u| !u.is_empty()) else {
+                return;
+            };
+            if first_delivery(state, callback).await {
+                let (state2, user) = (state.clone(), user.to_owned());
+                state
+                    .tasks
+                    .spawn(async move { home::publish_home(&state2, &user).await });
+            }
+        }
+        _ => {}
     }
-    // The bot's own messages (and other bots') are not questions.
-    if inner.get("bot_id").is_some_and(|b| !b.is_null()) || inner["subtype"] == "bot_message" {
-        return;
-    }
+}
+
+/// `false` for Slack's retries of an event already handled (on any replica).
+async fn first_delivery(state: &AppState, callback: &Value) -> bool {
     let event_id = callback["event_id"].as_str().unwrap_or_default();
     match state.store.first_delivery(event_id).await {
-        Ok(true) => {}
-        Ok(false) => return,
+        Ok(first) => first,
         Err(err) => {
-            tracing::warn!(error = %err, "could not check for a retried event; answering anyway")
+            tracing::warn!(error = %err, "could not check for a retried event; answering anyway");
+            true
         }
     }
+}
+
+fn on_mention(state: &AppState, inner: &Value) {
     let (Some(channel), Some(ts)) = (inner["channel"].as_str(), inner["ts"].as_str()) else {
         return;
     };

@@ -8,7 +8,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use slack_morphism::prelude::SlackInteractionEvent;
 
-use super::{AppState, form, malformed_form};
+use super::audit::{ReplyTo, start_audit};
+use super::{AppState, form, home, malformed_form};
 use crate::domain::{Query, Subject};
 use crate::render;
 
@@ -37,6 +38,21 @@ pub(crate) fn on_interaction(state: &AppState, event: SlackInteractionEvent) {
         return;
     };
     if !state.team_allowed(event.team.id.as_ref()) {
+        return;
+    }
+    let clicked = |id: &str| {
+        event
+            .actions
+            .as_ref()
+            .and_then(|a| a.first())
+            .is_some_and(|a| a.action_id.as_ref() == id)
+    };
+    // The Home tab's button: a view has no response_url; the answer goes to a direct message.
+    if clicked("run_audit") {
+        let user_id = event.user.as_ref().map(|u| u.id.to_string());
+        if let Some(user_id) = user_id.filter(|u| !u.is_empty()) {
+            run_audit_from_home(state, &user_id);
+        }
         return;
     }
     let Some(response_url) = event.response_url.as_ref().map(|u| u.0.to_string()) else {
@@ -85,5 +101,18 @@ pub(crate) fn on_interaction(state: &AppState, event: SlackInteractionEvent) {
             });
         }
         _ => {}
+    }
+}
+
+/// The "Run an audit" button of the Home tab. The button is only shown to admins, but a view is
+/// no proof: `start_audit` checks again. The answers go to the user's direct messages.
+pub(crate) fn run_audit_from_home(state: &AppState, user_id: &str) {
+    // Started: the audit posts its own "Auditing…" there first. Refused (not an admin, or an
+    // audit already running): told here.
+    if let Err(refusal) = start_audit(state, user_id, None, "", ReplyTo::DirectMessage) {
+        let (state2, user_id) = (state.clone(), user_id.to_owned());
+        state
+            .tasks
+            .spawn(async move { home::tell(&state2, &user_id, refusal).await });
     }
 }

@@ -5,6 +5,7 @@ pub mod audit;
 mod commands;
 pub mod digest;
 mod events;
+pub mod home;
 mod interactions;
 pub mod signature;
 pub mod socket_mode;
@@ -57,6 +58,8 @@ pub struct Inner {
     pub last_data_as_of: Mutex<Option<DateTime<Utc>>>,
     /// One audit at a time per replica: it reads the whole cache.
     pub audit_running: std::sync::atomic::AtomicBool,
+    /// The Home tab's audit counts, per generation of the data.
+    pub home: home::HomeSummaries,
 }
 
 #[derive(Clone)]
@@ -78,6 +81,7 @@ impl AppState {
             tasks: TaskTracker::new(),
             last_data_as_of: Mutex::new(None),
             audit_running: std::sync::atomic::AtomicBool::new(false),
+            home: home::HomeSummaries::default(),
         }))
     }
 

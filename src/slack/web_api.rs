@@ -1,5 +1,6 @@
-//! Calls to Slack: `chat.postMessage` on the Web API, and posts to a `response_url`. Slack's
-//! errors come as HTTP 200 `{"ok": false, "error": ...}`; rate limits as 429 `Retry-After`.
+//! Calls to Slack: `chat.postMessage` and `views.publish` on the Web API, and posts to a
+//! `response_url`. Slack's errors come as HTTP 200 `{"ok": false, "error": ...}`; rate limits
+//! as 429 `Retry-After`.
 
 use std::time::Duration;
 
@@ -66,6 +67,14 @@ impl SlackWebApi {
         let token = self.bot_token.as_ref().ok_or(SlackApiError::NoToken)?;
         let url = format!("{}/chat.postMessage", self.api_url.trim_end_matches('/'));
         self.post(&url, Some(token), message).await
+    }
+
+    /// Publishes `user_id`'s Home tab (`views.publish`): `view` is `{"type": "home", "blocks"}`.
+    pub async fn publish_home(&self, user_id: &str, view: &Value) -> Result<(), SlackApiError> {
+        let token = self.bot_token.as_ref().ok_or(SlackApiError::NoToken)?;
+        let url = format!("{}/views.publish", self.api_url.trim_end_matches('/'));
+        let body = serde_json::json!({"user_id": user_id, "view": view});
+        self.post(&url, Some(token), &body).await
     }
 
     /// Posts to a `response_url`, only when it is https on an allowed host (http is allowed
