@@ -15,9 +15,8 @@ pub fn executable() -> PathBuf {
     if let Some(path) = std::env::var_os("CHROMIUM_PATH") {
         return PathBuf::from(path);
     }
-    let known = ["/usr/bin/chromium", "/usr/bin/chromium-browser"];
-    if let Some(found) = known.iter().map(Path::new).find(|p| p.exists()) {
-        return found.to_path_buf();
+    if let Some(found) = on_path() {
+        return found;
     }
     let root = Command::new("id")
         .arg("-u")
@@ -41,8 +40,11 @@ pub fn executable() -> PathBuf {
                 args.join(" ")
             );
         }
-        if Path::new(known[0]).exists() {
-            return PathBuf::from(known[0]);
+        if let Some(found) = on_path().or_else(|| {
+            let debian = Path::new("/usr/bin/chromium");
+            debian.exists().then(|| debian.to_path_buf())
+        }) {
+            return found;
         }
     }
     panic!(
@@ -50,6 +52,13 @@ pub fn executable() -> PathBuf {
          (Debian/Ubuntu: sudo apt-get install chromium) or set CHROMIUM_PATH to a Chrome or \
          Chromium binary; scripts/test.sh installs it when run as root."
     );
+}
+
+fn on_path() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .flat_map(|dir| ["chromium", "chromium-browser"].map(|name| dir.join(name)))
+        .find(|candidate| candidate.is_file())
 }
 
 pub struct Chromium {
