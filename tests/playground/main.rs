@@ -52,11 +52,12 @@ fn serve_demo() -> (Running, String) {
         .env("LOG_FORMAT", "json")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("the crm-username binary starts");
     let stdout = child.stdout.take().expect("stdout is piped");
-    let running = Running(child);
+    let mut stderr = child.stderr.take().expect("stderr is piped");
+    let mut running = Running(child);
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -65,10 +66,19 @@ fn serve_demo() -> (Running, String) {
             }
         }
     });
-    let url = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("serve --demo prints `Playground: <url>` within 30 s");
-    (running, url)
+    match rx.recv_timeout(Duration::from_secs(30)) {
+        Ok(url) => {
+            // Drained, so that the server never blocks on a full pipe.
+            std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+            (running, url)
+        }
+        Err(_) => {
+            let _ = running.0.kill();
+            let mut log = String::new();
+            let _ = std::io::Read::read_to_string(&mut stderr, &mut log);
+            panic!("serve --demo printed no `Playground: <url>` within 30 s; its log:\n{log}");
+        }
+    }
 }
 
 fn http() -> reqwest::Client {
