@@ -140,6 +140,7 @@ impl Chromium {
 
     /// The WebSocket of the first page (the `about:blank` tab it opened with).
     pub async fn page_socket_url(&self) -> String {
+        crm_username::sources::install_crypto_provider();
         let started = Instant::now();
         loop {
             let targets: Option<serde_json::Value> = async {

@@ -525,4 +525,31 @@ async fn in_chromium_a_typed_check_shows_reserved_by_email_and_recheck_replaces_
     let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("playground.png");
     std::fs::write(&out, &png_bytes).unwrap();
     eprintln!("screenshot: {}", out.display());
+
+    // Markup and Slack syntax in what is typed show as typed: no element, no link, no mention.
+    let hostile =
+        "@crm-username check <img src=x onerror=alert(1)> <!channel> <https://evil.example|bank>";
+    page.eval("document.getElementById('input').focus()").await;
+    page.type_text(hostile).await;
+    page.press_enter().await;
+    let shown = page
+        .wait_for(
+            "the hostile line to show",
+            WAIT,
+            r#"JSON.stringify([...document.querySelectorAll('#messages .message[data-author="person"] .text')].map(t => t.textContent))"#,
+            |v| {
+                parse(v)
+                    .into_iter()
+                    .find(|t| t.as_str().is_some_and(|t| t.contains("onerror")))
+            },
+        )
+        .await;
+    assert_eq!(
+        shown,
+        "@crm-username check <img src=x onerror=alert(1)> <!channel> <https://evil.example|bank>"
+    );
+    let injected = page
+        .eval("document.querySelectorAll('#messages img, #messages a[href*=\"evil\"], #messages .mention:not(:first-child)').length")
+        .await;
+    assert_eq!(injected, 0);
 }
