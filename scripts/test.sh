@@ -35,7 +35,23 @@ ensure_redis() {
   exit 1
 }
 
+# The playground's browser test (tests/playground) drives headless Chromium. Install Debian's
+# package as root when it is missing; otherwise that test says what to install.
+ensure_chromium() {
+  if [ -n "${CHROMIUM_PATH:-}" ] || command -v chromium >/dev/null || command -v chromium-browser >/dev/null; then
+    log "Chromium is installed"; return
+  fi
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    log "installing chromium"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "warning: Chromium is not installed; the playground's browser test will fail." >&2
+    echo "Install it (Debian/Ubuntu: sudo apt-get install chromium) or set CHROMIUM_PATH." >&2
+  fi
+}
+
 ensure_redis
+ensure_chromium
 
 log "cargo fmt --check"
 cargo fmt --all -- --check

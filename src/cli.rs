@@ -575,7 +575,18 @@ fn init_logging(format: Option<&str>) {
 
 async fn serve(args: &ServeArgs) -> ExitCode {
     init_logging(args.slack.log_format.as_deref());
-    let settings = match args.slack.settings() {
+    let mut slack_args = args.slack.clone();
+    if args.demo
+        && slack_args
+            .slack_signing_secret
+            .as_deref()
+            .is_none_or(|s| s.trim().is_empty())
+    {
+        // Nobody knows this secret: /slack/* refuses every request; the playground signs its own.
+        slack_args.slack_signing_secret = Some(crate::playground::random_secret());
+        tracing::info!("demo without SLACK_SIGNING_SECRET: /slack/* refuses every request");
+    }
+    let settings = match slack_args.settings() {
         Ok(settings) => settings,
         Err(err) => return usage_error(err),
     };
@@ -618,6 +629,18 @@ async fn serve(args: &ServeArgs) -> ExitCode {
         }
     };
     tracing::info!(addr = %args.slack.bind_addr, demo = args.demo, "serving Slack");
+    let playground = if args.demo {
+        match crate::playground::Playground::start(store.clone()).await {
+            Ok(playground) => Some(playground),
+            Err(err) => return failure(format!("cannot start the playground: {err}")),
+        }
+    } else {
+        None
+    };
+    if let (Some(_), Ok(addr)) = (&playground, server.local_addr()) {
+        println!("Playground: {}", crate::playground::page_url(addr));
+        let _ = std::io::stdout().flush();
+    }
     let shutdown = tokio_util::sync::CancellationToken::new();
     crate::server::cancel_on_signal(shutdown.clone());
     crate::server::spawn_refresher(sources, store, args.data.refresh_interval, shutdown.clone());
@@ -645,7 +668,10 @@ async fn serve(args: &ServeArgs) -> ExitCode {
             shutdown.clone(),
         ))
     });
-    let served = server.run(shutdown).await;
+    let served = match &playground {
+        Some(playground) => server.run_with(playground.routes(), shutdown).await,
+        None => server.run(shutdown).await,
+    };
     if let Some(socket) = socket {
         let _ = socket.await;
     }

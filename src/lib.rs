@@ -9,6 +9,7 @@ pub mod diagnose;
 pub mod domain;
 pub mod fakes;
 pub mod metrics;
+pub mod playground;
 pub mod refresh;
 pub mod render;
 pub mod server;

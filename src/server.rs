@@ -94,8 +94,13 @@ impl Server {
     /// Serves until `shutdown`; then stops accepting, finishes in-flight requests, and waits
     /// (up to `DRAIN_TIMEOUT`) for replies that were acknowledged but not yet delivered.
     pub async fn run(self, shutdown: CancellationToken) -> std::io::Result<()> {
+        self.run_with(Router::new(), shutdown).await
+    }
+
+    /// `run`, with `extra` routes served next to the bot's (the playground of `serve --demo`).
+    pub async fn run_with(self, extra: Router, shutdown: CancellationToken) -> std::io::Result<()> {
         let state = self.state.clone();
-        let app = router(self.state);
+        let app = router(self.state).merge(extra);
         axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown.cancelled_owned())
             .await?;

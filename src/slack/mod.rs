@@ -151,13 +151,14 @@ impl AppState {
     }
 }
 
-/// The Slack endpoints; every request is verified before its handler runs.
+/// The Slack endpoints; every request is verified before its handler runs. (A route layer:
+/// other paths are not Slack's and answer 404, not 401.)
 pub fn routes(state: AppState) -> Router<AppState> {
     Router::new()
         .route("/slack/commands", post(commands::handle))
         .route("/slack/interactions", post(interactions::handle))
         .route("/slack/events", post(events::handle))
-        .layer(middleware::from_fn_with_state(state, verify_request))
+        .route_layer(middleware::from_fn_with_state(state, verify_request))
 }
 
 /// Reads the body (at most 64 KiB) and checks Slack's signature before any handler runs.

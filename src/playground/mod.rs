@@ -1,0 +1,547 @@
+//! The local playground of `serve --demo`: a page at `/` where a person types what they would
+//! type in Slack and sees the bot's reply drawn close to Slack's look, buttons included.
+//!
+//! The page never calls the bot's handlers directly. The playground builds the exact requests
+//! Slack would send (a slash command form, a `payload=` block_actions form, an `app_mention`
+//! event), signs them with a secret of its own, and passes them through the same router and
+//! middleware as Slack's requests (`server::router`, signature check first). Its bot talks back
+//! to a fake of Slack's side on a loopback port of its own ([`workspace`]): `response_url`s and
+//! the Web API (`chat.postMessage`, `chat.update`) land there and update the channel the page
+//! shows. The real `/slack/*` routes keep the operator's secret and Slack settings untouched.
+
+mod workspace;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::http::{Request, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::Utc;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+use crate::render::escape_mrkdwn;
+use crate::slack::{AppState, SlackSettings, SlackWebApi, signature};
+use crate::store::Store;
+use workspace::{Author, Workspace};
+
+/// The page, its script and styles inline; nothing is loaded from elsewhere.
+const PAGE: &str = include_str!("page.html");
+/// The playground's workspace, channel, person and bot, as Slack would name them.
+pub const TEAM_ID: &str = "T0PLAYGROUND";
+pub const CHANNEL_ID: &str = "C0PLAYGROUND";
+pub const USER_ID: &str = "U0PLAYGROUND";
+pub const BOT_USER_ID: &str = "U0CRMUSERNAME";
+/// Only ever sent to the playground's own fake of the Web API.
+const BOT_TOKEN: &str = "xoxb-playground";
+const COMMAND: &str = "/crm-username";
+/// What a person may type at once (the bot refuses longer input anyway).
+const MAX_TYPED_BYTES: usize = 4_000;
+/// How long the page's request for news waits before answering "nothing new".
+const LONG_POLL: Duration = Duration::from_secs(20);
+
+/// A random secret (two v4 UUIDs: 244 random bits), for the playground's requests and for a
+/// demo started without `SLACK_SIGNING_SECRET`.
+pub fn random_secret() -> String {
+    format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
+}
+
+/// Where to open the page of a server listening on `addr` (any address: this machine).
+pub fn page_url(addr: std::net::SocketAddr) -> String {
+    let host = match addr.ip() {
+        ip if ip.is_unspecified() && ip.is_ipv4() => "127.0.0.1".to_owned(),
+        ip if ip.is_unspecified() => "[::1]".to_owned(),
+        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+        ip => ip.to_string(),
+    };
+    format!("http://{host}:{}/", addr.port())
+}
+
+pub struct Playground {
+    /// The bot's routes over the playground's own state: what Slack's requests go through.
+    bot: Router,
+    workspace: Arc<Workspace>,
+    secret: SecretString,
+    /// The base of the fake Slack side, `http://127.0.0.1:<port>`.
+    slack_url: String,
+    slack_task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Playground {
+    fn drop(&mut self) {
+        self.slack_task.abort();
+    }
+}
+
+impl Playground {
+    /// Starts the fake Slack side on a loopback port and a bot that answers from `store`.
+    pub async fn start(store: Store) -> std::io::Result<Arc<Self>> {
+        let workspace = Arc::new(Workspace::default());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let slack_addr = listener.local_addr()?;
+        let slack_url = format!("http://{slack_addr}");
+        let slack_task = tokio::spawn({
+            let router = workspace::router(workspace.clone());
+            async move {
+                if let Err(err) = axum::serve(listener, router).await {
+                    tracing::warn!(error = %err, "the playground's Slack side stopped");
+                }
+            }
+        });
+        let secret = random_secret();
+        let settings = SlackSettings {
+            signing_secrets: vec![SecretString::from(secret.clone())],
+            allowed_team_ids: vec![TEAM_ID.to_owned()],
+            // Admin-only commands can be tried; the demo has no live source to harm.
+            admin_user_ids: vec![USER_ID.to_owned()],
+            web: SlackWebApi::new(
+                &format!("{slack_url}/api"),
+                Some(SecretString::from(BOT_TOKEN)),
+                vec![slack_addr.to_string()],
+            ),
+        };
+        let bot = crate::server::router(AppState::new(store, None, settings));
+        Ok(Arc::new(Playground {
+            bot,
+            workspace,
+            secret: SecretString::from(secret),
+            slack_url,
+            slack_task,
+        }))
+    }
+
+    /// `GET /` and the page's API under `/playground/api/`.
+    pub fn routes(self: &Arc<Self>) -> Router {
+        Router::new()
+            .route("/", get(page))
+            .route("/playground/api/messages", get(messages))
+            .route("/playground/api/say", post(say))
+            .route("/playground/api/click", post(click))
+            .layer(DefaultBodyLimit::max(16 * 1024))
+            .with_state(self.clone())
+    }
+
+    fn response_url(&self, message_id: u64) -> String {
+        format!("{}/response/{message_id}", self.slack_url)
+    }
+
+    /// Signs `body` as Slack would and runs it through the bot's router.
+    async fn send_signed(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: String,
+    ) -> (StatusCode, Value) {
+        let ts = Utc::now().timestamp().to_string();
+        let signature = signature::sign(self.secret.expose_secret(), &ts, body.as_bytes());
+        let request = Request::post(path)
+            .header(header::CONTENT_TYPE, content_type)
+            .header(signature::TIMESTAMP_HEADER, ts)
+            .header(signature::SIGNATURE_HEADER, signature)
+            .body(Body::from(body));
+        let Ok(request) = request else {
+            return (StatusCode::INTERNAL_SERVER_ERROR, Value::Null);
+        };
+        let response = match self.bot.clone().oneshot(request).await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        };
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 1024 * 1024)
+            .await
+            .unwrap_or_default();
+        let body = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        (status, body)
+    }
+
+    fn note_failure(&self, what: &str, status: StatusCode, body: &Value) {
+        let body = match body {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        self.workspace.note(escape_mrkdwn(&format!(
+            "The bot answered the {what} with HTTP {status}: {}",
+            body.chars().take(300).collect::<String>()
+        )));
+    }
+
+    /// A slash command: the person's line, then the bot's answer in its place.
+    async fn command(&self, text: &str) {
+        self.workspace.push(
+            Author::Person,
+            escape_mrkdwn(&format!("{COMMAND} {text}")),
+            None,
+            true,
+            None,
+            false,
+        );
+        let answer = self
+            .workspace
+            .push(Author::Bot, String::new(), None, true, None, true);
+        let form = serde_urlencoded::to_string([
+            ("token", "playground"),
+            ("team_id", TEAM_ID),
+            ("team_domain", "playground"),
+            ("channel_id", CHANNEL_ID),
+            ("channel_name", "playground"),
+            ("user_id", USER_ID),
+            ("user_name", "you"),
+            ("command", COMMAND),
+            // Slack escapes &, < and > in what people type.
+            ("text", &escape_mrkdwn(text)),
+            ("api_app_id", "A0PLAYGROUND"),
+            ("is_enterprise_install", "false"),
+            ("response_url", &self.response_url(answer.id)),
+            ("trigger_id", &trigger_id()),
+        ])
+        .unwrap_or_default();
+        let (status, body) = self
+            .send_signed("/slack/commands", "application/x-www-form-urlencoded", form)
+            .await;
+        if status == StatusCode::OK && body.is_object() {
+            self.workspace.fill(answer.id, &body);
+        } else {
+            self.workspace.remove(answer.id);
+            self.note_failure("slash command", status, &body);
+        }
+    }
+
+    /// A message that mentions the bot: it answers in the message's thread.
+    async fn mention(&self, text: &str) {
+        let text = format!("<@{BOT_USER_ID}> {}", escape_mrkdwn(text));
+        let message = self
+            .workspace
+            .push(Author::Person, text.clone(), None, false, None, false);
+        let envelope = json!({
+            "token": "playground",
+            "team_id": TEAM_ID,
+            "api_app_id": "A0PLAYGROUND",
+            "type": "event_callback",
+            "event_id": format!("Ev0PLAYGROUND{}", message.id),
+            "event_time": Utc::now().timestamp(),
+            "event": {
+                "type": "app_mention",
+                "user": USER_ID,
+                "text": text,
+                "ts": message.ts,
+                "channel": CHANNEL_ID,
+                "event_ts": message.ts,
+            },
+        });
+        let (status, body) = self
+            .send_signed("/slack/events", "application/json", envelope.to_string())
+            .await;
+        if status != StatusCode::OK {
+            self.note_failure("mention", status, &body);
+        }
+    }
+
+    /// A click on a button of a bot message, as Slack reports it (URL buttons too).
+    async fn click(&self, click: &Click) -> Result<(), &'static str> {
+        let message = self
+            .workspace
+            .get(click.message_id)
+            .filter(|m| m.author == Author::Bot)
+            .ok_or("that message is gone")?;
+        let payload = block_actions(
+            &message,
+            click.block,
+            click.element,
+            &self.response_url(message.id),
+        )
+        .ok_or("there is no button there")?;
+        let form = serde_urlencoded::to_string([("payload", payload.to_string())])
+            .map_err(|_| "the click could not be encoded")?;
+        let (status, body) = self
+            .send_signed(
+                "/slack/interactions",
+                "application/x-www-form-urlencoded",
+                form,
+            )
+            .await;
+        if status != StatusCode::OK {
+            self.note_failure("button click", status, &body);
+        }
+        Ok(())
+    }
+}
+
+fn trigger_id() -> String {
+    format!(
+        "{}.{}.{}",
+        Utc::now().timestamp(),
+        std::process::id(),
+        uuid::Uuid::new_v4().simple()
+    )
+}
+
+/// The `block_actions` payload Slack sends for a click on the button at `block` (its
+/// `element`, or its accessory when `None`) of `message`; `None` if there is no button there.
+fn block_actions(
+    message: &workspace::Message,
+    block: usize,
+    element: Option<usize>,
+    response_url: &str,
+) -> Option<Value> {
+    let blocks = message.blocks.as_ref()?.as_array()?;
+    let the_block = blocks.get(block)?;
+    let button = match element {
+        Some(i) => the_block["elements"].as_array()?.get(i)?,
+        None => the_block.get("accessory")?,
+    };
+    if button["type"] != "button" {
+        return None;
+    }
+    // Slack gives blocks without an id one of its own.
+    let block_id = the_block["block_id"]
+        .as_str()
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("playground-block-{block}"));
+    let mut action = json!({
+        "type": "button",
+        "action_id": button["action_id"],
+        "block_id": block_id,
+        "text": button["text"],
+        "action_ts": format!("{}.000000", Utc::now().timestamp()),
+    });
+    for field in ["value", "url", "style"] {
+        if let Some(v) = button.get(field) {
+            action[field] = v.clone();
+        }
+    }
+    let mut payload = json!({
+        "type": "block_actions",
+        "team": {"id": TEAM_ID, "domain": "playground"},
+        "user": {"id": USER_ID, "username": "you", "name": "you", "team_id": TEAM_ID},
+        "api_app_id": "A0PLAYGROUND",
+        "token": "playground",
+        "container": {
+            "type": "message",
+            "message_ts": message.ts,
+            "channel_id": CHANNEL_ID,
+            "is_ephemeral": message.ephemeral,
+        },
+        "trigger_id": trigger_id(),
+        "channel": {"id": CHANNEL_ID, "name": "playground"},
+        "response_url": response_url,
+        "actions": [action],
+    });
+    // Slack includes the message itself only when it is not ephemeral.
+    if !message.ephemeral {
+        payload["message"] = json!({
+            "type": "message",
+            "user": BOT_USER_ID,
+            "ts": message.ts,
+            "text": message.text,
+            "blocks": message.blocks,
+        });
+    }
+    Some(payload)
+}
+
+async fn page() -> Response {
+    // A fresh nonce per page: only the page's own script runs, nothing injected could.
+    let nonce = uuid::Uuid::new_v4().simple().to_string();
+    let csp = format!(
+        "default-src 'none'; script-src 'nonce-{nonce}'; style-src 'unsafe-inline'; \
+         connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; \
+         frame-ancestors 'none'"
+    );
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8".to_owned()),
+            (header::CONTENT_SECURITY_POLICY, csp),
+            (header::CACHE_CONTROL, "no-store".to_owned()),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
+        ],
+        PAGE.replace("{{NONCE}}", &nonce),
+    )
+        .into_response()
+}
+
+#[derive(Deserialize)]
+struct After {
+    after: Option<u64>,
+}
+
+/// The channel's messages: at once without `after`, otherwise once the version is past it (or
+/// after a long-poll timeout).
+async fn messages(State(playground): State<Arc<Playground>>, Query(q): Query<After>) -> Response {
+    if let Some(after) = q.after {
+        playground.workspace.wait_past(after, LONG_POLL).await;
+    }
+    let (version, messages) = playground.workspace.snapshot();
+    Json(json!({
+        "version": version,
+        "you": USER_ID,
+        "people": {USER_ID: "you", BOT_USER_ID: "crm-username"},
+        "channel": {"id": CHANNEL_ID, "name": "playground"},
+        "messages": messages,
+    }))
+    .into_response()
+}
+
+#[derive(Deserialize)]
+struct Said {
+    text: String,
+}
+
+/// What a person typed: a command for `/crm-username`, or a message mentioning the bot.
+#[derive(Debug, PartialEq, Eq)]
+enum Typed<'a> {
+    Command(&'a str),
+    Mention(&'a str),
+    OtherCommand(&'a str),
+}
+
+fn interpret(text: &str) -> Typed<'_> {
+    let text = text.trim();
+    let after = |prefix: &str| {
+        let head = text.get(..prefix.len())?;
+        let rest = &text[prefix.len()..];
+        (head.eq_ignore_ascii_case(prefix)
+            && (rest.is_empty() || rest.starts_with(char::is_whitespace)))
+        .then(|| rest.trim())
+    };
+    if let Some(rest) = after("@crm-username") {
+        Typed::Mention(rest)
+    } else if let Some(rest) = after(COMMAND) {
+        Typed::Command(rest)
+    } else if text.starts_with('/') {
+        Typed::OtherCommand(text.split_whitespace().next().unwrap_or(text))
+    } else {
+        Typed::Command(text)
+    }
+}
+
+fn bad_request(message: &str) -> Response {
+    (StatusCode::BAD_REQUEST, Json(json!({"error": message}))).into_response()
+}
+
+async fn say(State(playground): State<Arc<Playground>>, Json(said): Json<Said>) -> Response {
+    let text = said.text.trim();
+    if text.is_empty() {
+        return bad_request("Type something first, e.g. check email_a@example.com");
+    }
+    if text.len() > MAX_TYPED_BYTES {
+        return bad_request("That is longer than Slack would take from one message.");
+    }
+    match interpret(text) {
+        Typed::Command(rest) => playground.command(rest).await,
+        Typed::Mention(rest) => playground.mention(rest).await,
+        Typed::OtherCommand(name) => {
+            playground.workspace.note(escape_mrkdwn(&format!(
+                "{name} is not a command here: try `{COMMAND} check …` or `@crm-username check …`."
+            )));
+        }
+    }
+    Json(json!({"version": playground.workspace.version()})).into_response()
+}
+
+#[derive(Deserialize)]
+struct Click {
+    message_id: u64,
+    block: usize,
+    /// The button's place in an actions block; none for a section's accessory.
+    element: Option<usize>,
+}
+
+async fn click(State(playground): State<Arc<Playground>>, Json(click): Json<Click>) -> Response {
+    match playground.click(&click).await {
+        Ok(()) => Json(json!({"version": playground.workspace.version()})).into_response(),
+        Err(problem) => bad_request(problem),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use slack_morphism::prelude::SlackInteractionEvent;
+
+    #[test]
+    fn typed_text_is_a_command_a_mention_or_another_command() {
+        assert_eq!(interpret("check a@b.com"), Typed::Command("check a@b.com"));
+        assert_eq!(
+            interpret(" /crm-username  check a@b.com "),
+            Typed::Command("check a@b.com")
+        );
+        assert_eq!(
+            interpret("@CRM-username check a@b.com"),
+            Typed::Mention("check a@b.com")
+        );
+        assert_eq!(
+            interpret("/crm-usernames x"),
+            Typed::OtherCommand("/crm-usernames")
+        );
+        assert_eq!(interpret("/giphy cat"), Typed::OtherCommand("/giphy"));
+        assert_eq!(
+            interpret("@crm-usernamex"),
+            Typed::Command("@crm-usernamex")
+        );
+    }
+
+    fn bot_message(ephemeral: bool) -> workspace::Message {
+        let org = crate::demo::snapshot(Utc::now()).unwrap();
+        let query =
+            crate::domain::Query::parse("email_a@example.com for email_b@example.com").unwrap();
+        let diagnosis =
+            crate::diagnose::diagnose(&query, &crate::domain::Org::new(org), Utc::now()).unwrap();
+        let message = crate::render::blocks(&diagnosis);
+        workspace::Message {
+            id: 7,
+            ts: "1700000000.000007".into(),
+            author: Author::Bot,
+            text: message["text"].as_str().unwrap().into(),
+            blocks: Some(message["blocks"].clone()),
+            ephemeral,
+            thread_ts: None,
+            revision: 0,
+            pending: false,
+        }
+    }
+
+    #[test]
+    fn a_click_becomes_the_block_actions_payload_slack_sends_and_the_bot_reads_it() {
+        for ephemeral in [true, false] {
+            let message = bot_message(ephemeral);
+            let footer = message.blocks.as_ref().unwrap().as_array().unwrap().len() - 1;
+            let payload =
+                block_actions(&message, footer, Some(0), "http://127.0.0.1:1/response/7").unwrap();
+            assert_eq!(payload["actions"][0]["action_id"], "recheck");
+            assert_eq!(payload["actions"][0]["block_id"], "footer");
+            assert_eq!(
+                payload["actions"][0]["value"],
+                "email_a@example.com for email_b@example.com"
+            );
+            assert_eq!(payload["message"].is_null(), ephemeral);
+            let event: SlackInteractionEvent = serde_json::from_value(payload).unwrap();
+            let SlackInteractionEvent::BlockActions(event) = event else {
+                panic!("not read as block_actions");
+            };
+            assert_eq!(
+                event.response_url.unwrap().0.as_str(),
+                "http://127.0.0.1:1/response/7"
+            );
+        }
+    }
+
+    #[test]
+    fn a_click_where_there_is_no_button_is_refused() {
+        let message = bot_message(true);
+        // Block 0 is the header, 1 the summary section without an accessory.
+        assert!(block_actions(&message, 0, Some(0), "u").is_none());
+        assert!(block_actions(&message, 1, None, "u").is_none());
+        assert!(block_actions(&message, 99, Some(0), "u").is_none());
+    }
+}

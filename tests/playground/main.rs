@@ -1,0 +1,555 @@
+//! The playground of `serve --demo`: the real binary serves the page and its API only in demo
+//! mode; what is typed goes through the signed Slack routes; and in headless Chromium a person
+//! types a check, sees the `reserved_by_email` finding with its buttons, clicks re-check and
+//! sees the reply replaced. A screenshot of that is checked and kept in the target directory.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod cdp;
+mod chromium;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use chrono::Utc;
+use crm_username::slack::{AppState, SlackSettings, SlackWebApi, signature};
+use crm_username::store::Store;
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+const QUERY: &str = "check email_a@example.com for email_b@example.com";
+/// The buttons of that answer, in order, as `render::blocks` makes them.
+const BUTTONS: [(&str, &str); 3] = [
+    ("open_ae_user", "Open AE user"),
+    ("recheck", "Re-check now"),
+    ("share", "Share in channel"),
+];
+const VIEWPORT: (u32, u32) = (1100, 1000);
+/// Generous for a busy 2-core machine; the page normally answers in well under a second.
+const WAIT: Duration = Duration::from_secs(20);
+
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `serve --demo` on a port of its own choosing; returns it and the URL it prints.
+fn serve_demo() -> (Running, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_crm-username"))
+        .args(["serve", "--demo"])
+        .env_clear()
+        .env("BIND_ADDR", "127.0.0.1:0")
+        .env("LOG_FORMAT", "json")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the crm-username binary starts");
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let mut stderr = child.stderr.take().expect("stderr is piped");
+    let mut running = Running(child);
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(url) = line.strip_prefix("Playground: ") {
+                let _ = tx.send(url.to_owned());
+            }
+        }
+    });
+    match rx.recv_timeout(Duration::from_secs(30)) {
+        Ok(url) => {
+            // Drained, so that the server never blocks on a full pipe.
+            std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+            (running, url)
+        }
+        Err(_) => {
+            let _ = running.0.kill();
+            let mut log = String::new();
+            let _ = std::io::Read::read_to_string(&mut stderr, &mut log);
+            panic!("serve --demo printed no `Playground: <url>` within 30 s; its log:\n{log}");
+        }
+    }
+}
+
+fn http() -> reqwest::Client {
+    crm_username::sources::install_crypto_provider();
+    reqwest::Client::new()
+}
+
+async fn say(http: &reqwest::Client, base: &str, text: &str) {
+    let response = http
+        .post(format!("{base}playground/api/say"))
+        .json(&json!({"text": text}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "{text:?} was not taken");
+}
+
+async fn click(http: &reqwest::Client, base: &str, message_id: u64, block: usize, element: Value) {
+    let response = http
+        .post(format!("{base}playground/api/click"))
+        .json(&json!({"message_id": message_id, "block": block, "element": element}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "the click was not taken");
+}
+
+/// Waits until the channel's messages satisfy `done`; returns them.
+async fn messages_until(
+    http: &reqwest::Client,
+    base: &str,
+    what: &str,
+    done: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
+    let started = Instant::now();
+    loop {
+        let page: Value = http
+            .get(format!("{base}playground/api/messages"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let messages = page["messages"].as_array().cloned().unwrap_or_default();
+        if done(&messages) {
+            return messages;
+        }
+        assert!(
+            started.elapsed() < WAIT,
+            "waited {WAIT:?} for {what}; the channel holds {messages:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn block_ids(message: &Value) -> Vec<String> {
+    message["blocks"]
+        .as_array()
+        .map(|blocks| {
+            blocks
+                .iter()
+                .map(|b| b["block_id"].as_str().unwrap_or("-").to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The Block Kit answer `check --format blocks` gives for `QUERY` on the demo org.
+fn expected_blocks() -> Value {
+    let query = crm_username::domain::Query::parse(QUERY.trim_start_matches("check ")).unwrap();
+    let org = crm_username::domain::Org::new(crm_username::demo::snapshot(Utc::now()).unwrap());
+    let diagnosis = crm_username::diagnose::diagnose(&query, &org, Utc::now()).unwrap();
+    crm_username::render::blocks(&diagnosis)
+}
+
+#[test]
+fn the_rendered_answer_has_exactly_the_buttons_the_browser_test_expects() {
+    let blocks = expected_blocks();
+    let buttons: Vec<(String, String)> = blocks["blocks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["type"] == "actions")
+        .flat_map(|b| b["elements"].as_array().unwrap().iter())
+        .map(|e| {
+            (
+                e["action_id"].as_str().unwrap().to_owned(),
+                e["text"]["text"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, String)> = BUTTONS
+        .iter()
+        .map(|(a, l)| (a.to_string(), l.to_string()))
+        .collect();
+    assert_eq!(buttons, expected);
+}
+
+#[tokio::test]
+async fn without_demo_the_router_has_no_page_and_no_playground_api() {
+    let settings = SlackSettings {
+        signing_secrets: vec![SecretString::from("secret")],
+        allowed_team_ids: vec![],
+        admin_user_ids: vec![],
+        web: SlackWebApi::new("http://127.0.0.1:9/api", None, vec![]),
+    };
+    let app = crm_username::server::router(AppState::new(Store::memory(), None, settings));
+    for (method, path) in [
+        ("GET", "/"),
+        ("GET", "/playground/api/messages"),
+        ("POST", "/playground/api/say"),
+        ("POST", "/playground/api/click"),
+    ] {
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("content-type", "application/json")
+            .body(Body::from("{}"))
+            .unwrap();
+        let response = app.clone().oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND, "{method} {path}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_without_demo_answers_404_at_the_root() {
+    let port = common::free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_crm-username"))
+        .arg("serve")
+        .env_clear()
+        .env("BIND_ADDR", format!("127.0.0.1:{port}"))
+        .env("SLACK_SIGNING_SECRET", "not-the-demo")
+        .env("REDIS_URL", common::redis_url())
+        .env("REDIS_KEY_PREFIX", common::prefix("playground-off"))
+        .env("LOG_FORMAT", "json")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _running = Running(child);
+    let http = http();
+    let base = format!("http://127.0.0.1:{port}");
+    let started = Instant::now();
+    while !http
+        .get(format!("{base}/healthz"))
+        .send()
+        .await
+        .is_ok_and(|r| r.status() == 200)
+    {
+        assert!(started.elapsed() < WAIT, "serve did not answer /healthz");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for path in ["/", "/playground/api/messages"] {
+        let status = http
+            .get(format!("{base}{path}"))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, 404, "GET {path} without --demo");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_demo_serves_the_page_while_its_slack_routes_still_refuse_unsigned_requests() {
+    let (_running, base) = serve_demo();
+    let http = http();
+    let page = http.get(&base).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert_eq!(page.headers()["content-type"], "text/html; charset=utf-8");
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let html = page.text().await.unwrap();
+    let nonce = csp
+        .split("'nonce-")
+        .nth(1)
+        .and_then(|rest| rest.split('\'').next())
+        .expect("the policy allows one script by nonce");
+    assert!(html.contains(&format!("<script nonce=\"{nonce}\">")));
+    assert!(csp.contains("default-src 'none'") && csp.contains("connect-src 'self'"));
+    assert!(!html.contains("{{NONCE}}") && !html.contains("src=\"http"));
+
+    // The demo's own Slack routes are not opened up by the playground.
+    let form = "team_id=T1&user_id=U1&command=%2Fcrm-username&text=check+alex";
+    let unsigned = http
+        .post(format!("{base}slack/commands"))
+        .body(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unsigned.status(), 401);
+    let ts = Utc::now().timestamp().to_string();
+    let forged = http
+        .post(format!("{base}slack/commands"))
+        .header(signature::TIMESTAMP_HEADER, &ts)
+        .header(
+            signature::SIGNATURE_HEADER,
+            signature::sign("a-guess", &ts, form.as_bytes()),
+        )
+        .body(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 401);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typed_text_and_clicks_reach_the_bot_as_slack_requests_and_replies_land_in_the_channel() {
+    let (_running, base) = serve_demo();
+    let http = http();
+
+    // A slash command: the person's line, then the answer, exactly the blocks of `check`.
+    say(&http, &base, QUERY).await;
+    let messages = messages_until(&http, &base, "the answer", |m| m.len() == 2).await;
+    assert_eq!(messages[0]["author"], "person");
+    assert_eq!(
+        messages[0]["text"],
+        "/crm-username check email_a@example.com for email_b@example.com"
+    );
+    let answer = &messages[1];
+    assert_eq!(
+        (answer["author"].as_str(), answer["ephemeral"].as_bool()),
+        (Some("bot"), Some(true))
+    );
+    assert_eq!(block_ids(answer), block_ids(&expected_blocks()));
+    assert_eq!(answer["text"], expected_blocks()["text"]);
+    let id = answer["id"].as_u64().unwrap();
+    let footer = block_ids(answer)
+        .iter()
+        .position(|b| b == "footer")
+        .unwrap();
+
+    // Share in channel: a new message everyone sees, saying who shared it, without buttons.
+    click(&http, &base, id, footer, json!(1)).await;
+    let messages = messages_until(&http, &base, "the shared answer", |m| m.len() == 3).await;
+    let shared = &messages[2];
+    assert_eq!(shared["ephemeral"], false);
+    assert_eq!(
+        shared["blocks"][0]["elements"][0]["text"],
+        "Shared by <@U0PLAYGROUND>"
+    );
+    assert!(!block_ids(shared).contains(&"footer".to_owned()));
+
+    // Re-check: the same message replaced, once.
+    click(&http, &base, id, footer, json!(0)).await;
+    let messages = messages_until(&http, &base, "the re-checked answer", |m| {
+        m.get(1).is_some_and(|a| a["revision"] == 1)
+    })
+    .await;
+    assert_eq!(messages.len(), 3);
+    assert_eq!(block_ids(&messages[1]), block_ids(&expected_blocks()));
+
+    // A mention is answered in its thread through chat.postMessage; picking a candidate
+    // (a section's accessory) replaces the ambiguous answer with that user's.
+    say(&http, &base, "@crm-username check alex").await;
+    let messages = messages_until(&http, &base, "the answer in the thread", |m| m.len() == 5).await;
+    let (mention, reply) = (&messages[3], &messages[4]);
+    assert_eq!(mention["text"], "<@U0CRMUSERNAME> check alex");
+    assert_eq!(reply["thread_ts"], mention["ts"]);
+    assert_eq!(
+        reply["blocks"][0]["text"]["text"],
+        "Several users match: alex"
+    );
+    let candidate = block_ids(reply)
+        .iter()
+        .position(|b| b == "candidate:0")
+        .unwrap();
+    click(
+        &http,
+        &base,
+        reply["id"].as_u64().unwrap(),
+        candidate,
+        Value::Null,
+    )
+    .await;
+    let messages = messages_until(&http, &base, "the picked candidate", |m| {
+        m.get(4).is_some_and(|r| r["revision"] == 1)
+    })
+    .await;
+    assert_eq!(
+        messages[4]["blocks"][0]["text"]["text"],
+        "Clear: 005Ak00000ALXK1IAP"
+    );
+
+    // Not a button: refused with a reason, nothing sent.
+    let refused = http
+        .post(format!("{base}playground/api/click"))
+        .json(&json!({"message_id": id, "block": 0, "element": 0}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 400);
+    assert_eq!(
+        refused.json::<Value>().await.unwrap(),
+        json!({"error": "there is no button there"})
+    );
+}
+
+/// The bot messages on the page: id, revision, "(edited)", block ids, the finding's text and
+/// the buttons (action id, label without the external-link mark).
+const BOT_MESSAGES_JS: &str = r#"JSON.stringify([...document.querySelectorAll('#messages .message[data-author="bot"]')].map(m => ({
+  id: m.dataset.messageId,
+  revision: m.dataset.revision,
+  edited: m.querySelector(':scope > .body > .meta > .edited') !== null,
+  blocks: [...m.querySelectorAll('.block')].map(b => b.dataset.blockId || b.dataset.blockType),
+  header: (m.querySelector('.block-header') || {}).textContent || null,
+  finding: (m.querySelector('[data-block-id="finding:reserved_by_email:0"] b') || {}).textContent || null,
+  buttons: [...m.querySelectorAll('button.bk-button')].map(b => [b.dataset.actionId,
+    [...b.childNodes].filter(n => !(n.classList && n.classList.contains('external'))).map(n => n.textContent).join('')]),
+})))"#;
+
+fn parse(value: &Value) -> Vec<Value> {
+    value
+        .as_str()
+        .and_then(|s| serde_json::from_str(s).ok())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_chromium_a_typed_check_shows_reserved_by_email_and_recheck_replaces_the_reply() {
+    let (_running, base) = serve_demo();
+    let browser = chromium::Chromium::launch(VIEWPORT.0, VIEWPORT.1);
+    let mut page = cdp::Page::connect(&browser.page_socket_url().await).await;
+    let (width, height) = VIEWPORT;
+    page.call(
+        "Emulation.setDeviceMetricsOverride",
+        json!({"width": width, "height": height, "deviceScaleFactor": 1, "mobile": false}),
+    )
+    .await
+    .unwrap();
+    page.call("Page.navigate", json!({"url": base}))
+        .await
+        .unwrap();
+    // The page has loaded and heard from the server once.
+    page.wait_for(
+        "the page to load",
+        WAIT,
+        "document.readyState === 'complete' && document.body.dataset.version !== undefined",
+        |v| (v == &json!(true)).then_some(()),
+    )
+    .await;
+
+    page.eval("document.getElementById('input').focus()").await;
+    page.type_text(QUERY).await;
+    page.press_enter().await;
+    let first = page
+        .wait_for("the reserved_by_email answer", WAIT, BOT_MESSAGES_JS, |v| {
+            parse(v).into_iter().find(|m| !m["finding"].is_null())
+        })
+        .await;
+    assert_eq!(
+        first["header"],
+        "Blocked: email_a@example.com for email_b@example.com"
+    );
+    assert_eq!(
+        first["finding"],
+        "Reserved for AE user email_a@example.com in Acme North America, whose email equals the username"
+    );
+    assert_eq!(first["buttons"], json!(BUTTONS));
+    assert_eq!(
+        first["blocks"],
+        json!([
+            "header",
+            "summary",
+            "context",
+            "divider",
+            "finding:reserved_by_email:0",
+            "links:0",
+            "footer"
+        ])
+    );
+    assert_eq!(
+        (first["revision"].as_str(), first["edited"].as_bool()),
+        (Some("0"), Some(false))
+    );
+    // The composer was cleared once the bot took the text.
+    assert_eq!(
+        page.eval("document.getElementById('input').value").await,
+        ""
+    );
+
+    // Click "Re-check now" with the mouse, where it is drawn.
+    let id = first["id"].as_str().unwrap().to_owned();
+    let center = page
+        .eval(&format!(
+            "(() => {{ const b = document.querySelector('.message[data-message-id=\"{id}\"] button[data-action-id=\"recheck\"]');
+                b.scrollIntoView({{block: 'center'}}); const r = b.getBoundingClientRect();
+                return [r.x + r.width / 2, r.y + r.height / 2]; }})()"
+        ))
+        .await;
+    page.click_at(center[0].as_f64().unwrap(), center[1].as_f64().unwrap())
+        .await;
+    let updated = page
+        .wait_for(
+            "the re-checked answer to replace the first",
+            WAIT,
+            BOT_MESSAGES_JS,
+            |v| {
+                let bots = parse(v);
+                bots.iter()
+                    .find(|m| m["id"] == id && m["revision"] == "1")
+                    .cloned()
+                    .map(|m| (m, bots.len()))
+            },
+        )
+        .await;
+    let (updated, bot_messages) = updated;
+    assert_eq!(
+        bot_messages, 1,
+        "re-check replaces the answer, it adds no message"
+    );
+    assert_eq!(updated["edited"], true);
+    assert_eq!(updated["buttons"], first["buttons"]);
+    assert_eq!(updated["blocks"], first["blocks"]);
+    assert_eq!(updated["finding"], first["finding"]);
+
+    // The screenshot: a PNG of the viewport, not blank, kept for people to look at.
+    // No hover highlight or focus ring in the picture.
+    page.eval("document.activeElement && document.activeElement.blur()")
+        .await;
+    page.call(
+        "Input.dispatchMouseEvent",
+        json!({"type": "mouseMoved", "x": 1, "y": 1}),
+    )
+    .await
+    .unwrap();
+    let png_bytes = page.screenshot().await;
+    let decoder = png::Decoder::new(std::io::Cursor::new(&png_bytes));
+    let mut reader = decoder.read_info().expect("the screenshot is a PNG");
+    let mut pixels = vec![0; reader.output_buffer_size().expect("a sane size")];
+    let frame = reader.next_frame(&mut pixels).expect("the PNG decodes");
+    assert_eq!((frame.width, frame.height), VIEWPORT);
+    let channels = frame.color_type.samples();
+    let colours: std::collections::HashSet<&[u8]> =
+        pixels[..frame.buffer_size()].chunks(channels).collect();
+    assert!(
+        colours.len() > 200,
+        "the screenshot has only {} colours: blank?",
+        colours.len()
+    );
+    let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("playground.png");
+    std::fs::write(&out, &png_bytes).unwrap();
+    eprintln!("screenshot: {}", out.display());
+
+    // Markup and Slack syntax in what is typed show as typed: no element, no link, no mention.
+    let hostile =
+        "@crm-username check <img src=x onerror=alert(1)> <!channel> <https://evil.example|bank>";
+    page.eval("document.getElementById('input').focus()").await;
+    page.type_text(hostile).await;
+    page.press_enter().await;
+    let shown = page
+        .wait_for(
+            "the hostile line to show",
+            WAIT,
+            r#"JSON.stringify([...document.querySelectorAll('#messages .message[data-author="person"] .text')].map(t => t.textContent))"#,
+            |v| {
+                parse(v)
+                    .into_iter()
+                    .find(|t| t.as_str().is_some_and(|t| t.contains("onerror")))
+            },
+        )
+        .await;
+    assert_eq!(
+        shown,
+        "@crm-username check <img src=x onerror=alert(1)> <!channel> <https://evil.example|bank>"
+    );
+    let injected = page
+        .eval("document.querySelectorAll('#messages img, #messages a[href*=\"evil\"], #messages .mention:not(:first-child)').length")
+        .await;
+    assert_eq!(injected, 0);
+}
