@@ -90,6 +90,7 @@ impl Playground {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let slack_addr = listener.local_addr()?;
         let slack_url = format!("http://{slack_addr}");
+        workspace.set_base_url(slack_url.clone());
         let slack_task = tokio::spawn({
             let router = workspace::router(workspace.clone());
             async move {

@@ -63,6 +63,10 @@ struct Messages {
 pub struct Workspace {
     messages: Mutex<Messages>,
     version: watch::Sender<u64>,
+    /// Where this fake listens, for the upload URLs it hands out.
+    base_url: Mutex<String>,
+    /// File id -> (length announced, length received).
+    uploads: Mutex<std::collections::HashMap<String, (usize, Option<usize>)>>,
 }
 
 impl Default for Workspace {
@@ -70,11 +74,51 @@ impl Default for Workspace {
         Workspace {
             messages: Mutex::default(),
             version: watch::Sender::new(0),
+            base_url: Mutex::default(),
+            uploads: Mutex::default(),
         }
     }
 }
 
 impl Workspace {
+    pub fn set_base_url(&self, url: String) {
+        *self.base_url.lock().unwrap_or_else(|e| e.into_inner()) = url;
+    }
+
+    fn base_url(&self) -> String {
+        self.base_url
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn announce_upload(&self, length: usize) -> String {
+        let mut uploads = self.uploads.lock().unwrap_or_else(|e| e.into_inner());
+        let id = format!("F{:08}", uploads.len() + 1);
+        uploads.insert(id.clone(), (length, None));
+        id
+    }
+
+    fn receive_upload(&self, id: &str, length: usize) -> bool {
+        let mut uploads = self.uploads.lock().unwrap_or_else(|e| e.into_inner());
+        match uploads.get_mut(id) {
+            Some((announced, received)) if *announced == length => {
+                *received = Some(length);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The size of a file whose bytes arrived.
+    fn uploaded(&self, id: &str) -> Option<usize> {
+        self.uploads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .and_then(|(_, received)| *received)
+    }
+
     fn lock(&self) -> MutexGuard<'_, Messages> {
         self.messages.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -258,6 +302,11 @@ fn set_content(m: &mut Message, body: &Value) {
 /// The fake Slack endpoints the bot of the playground calls.
 pub fn router(workspace: Arc<Workspace>) -> axum::Router {
     axum::Router::new()
+        .route(
+            "/api/files.getUploadURLExternal",
+            post(get_upload_url_external),
+        )
+        .route("/upload/{id}", post(upload))
         .route("/api/{method}", post(web_api))
         .route("/response/{id}", post(response_url))
         .layer(DefaultBodyLimit::max(MAX_MESSAGE_BYTES))
@@ -275,6 +324,45 @@ async fn response_url(
     }
 }
 
+/// `files.getUploadURLExternal` (form-encoded, as Slack takes it): a URL on this fake.
+async fn get_upload_url_external(
+    State(workspace): State<Arc<Workspace>>,
+    headers: HeaderMap,
+    axum::Form(form): axum::Form<std::collections::HashMap<String, String>>,
+) -> Response {
+    let authorized = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v == format!("Bearer {BOT_TOKEN}"));
+    if !authorized {
+        return Json(json!({"ok": false, "error": "invalid_auth"})).into_response();
+    }
+    let Some(length) = form.get("length").and_then(|l| l.parse::<usize>().ok()) else {
+        return Json(json!({"ok": false, "error": "invalid_arguments"})).into_response();
+    };
+    let id = workspace.announce_upload(length);
+    let base = workspace.base_url();
+    Json(json!({"ok": true, "upload_url": format!("{base}/upload/{id}"), "file_id": id}))
+        .into_response()
+}
+
+/// The upload URL: takes the bytes announced (and keeps only their size).
+async fn upload(
+    State(workspace): State<Arc<Workspace>>,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    if workspace.receive_upload(&id, body.len()) {
+        format!("OK - {}", body.len()).into_response()
+    } else {
+        (
+            axum::http::StatusCode::BAD_REQUEST,
+            "length mismatch or unknown file",
+        )
+            .into_response()
+    }
+}
+
 /// The Web API methods a bot of this app calls; others answer `unknown_method`, as Slack does.
 async fn web_api(
     State(workspace): State<Arc<Workspace>>,
@@ -289,10 +377,33 @@ async fn web_api(
     if !authorized {
         return Json(json!({"ok": false, "error": "invalid_auth"})).into_response();
     }
-    if body["channel"] != CHANNEL_ID {
+    let channel = if method == "files.completeUploadExternal" {
+        &body["channel_id"]
+    } else {
+        &body["channel"]
+    };
+    if channel != CHANNEL_ID {
         return Json(json!({"ok": false, "error": "channel_not_found"})).into_response();
     }
     let reply = match method.as_str() {
+        "files.completeUploadExternal" => {
+            let id = body["files"][0]["id"].as_str().unwrap_or_default();
+            let Some(size) = workspace.uploaded(id) else {
+                return Json(json!({"ok": false, "error": "file_not_found"})).into_response();
+            };
+            // The file itself stays on the server: the channel shows what Slack would.
+            let title = body["files"][0]["title"].as_str().unwrap_or("file");
+            let comment = body["initial_comment"].as_str().unwrap_or_default();
+            workspace.push(
+                Author::Bot,
+                format!("{comment}\n:page_facing_up: {title} (CSV, {size} bytes)"),
+                None,
+                false,
+                None,
+                false,
+            );
+            json!({"ok": true, "files": [{"id": id, "title": title}]})
+        }
         "chat.postMessage" | "chat.postEphemeral" => {
             let thread_ts = body["thread_ts"].as_str().map(str::to_owned);
             if thread_ts.as_deref().is_some_and(|ts| !workspace.has_ts(ts)) {

@@ -553,3 +553,50 @@ async fn in_chromium_a_typed_check_shows_reserved_by_email_and_recheck_replaces_
         .await;
     assert_eq!(injected, 0);
 }
+
+#[tokio::test]
+async fn an_audit_in_the_playground_shares_its_csv_in_the_channel_and_replaces_auditing_with_the_summary()
+ {
+    let (_running, base) = serve_demo();
+    let http = http();
+    say(&http, &base, "audit").await;
+    let messages = messages_until(&http, &base, "the audit's file and summary", |m| {
+        m.iter().any(|m| {
+            m["text"]
+                .as_str()
+                .is_some_and(|t| t.contains("mappings need attention"))
+        })
+    })
+    .await;
+    let texts: Vec<&str> = messages
+        .iter()
+        .map(|m| m["text"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(texts[0], "/crm-username audit");
+    // The file Slack would show: the comment, then the CSV's title and size.
+    let file = texts
+        .iter()
+        .find(|t| t.contains(":page_facing_up: Audit of every business unit (CSV, "))
+        .unwrap_or_else(|| panic!("no file in {texts:#?}"));
+    assert!(file.contains(" rows ("), "{file}");
+    // "Auditing…" was replaced by the summary, which says where the CSV is.
+    let summary = messages
+        .iter()
+        .find(|m| {
+            m["text"]
+                .as_str()
+                .is_some_and(|t| t.contains("mappings need attention"))
+        })
+        .unwrap();
+    assert_eq!(summary["revision"], 1);
+    assert!(
+        summary["blocks"]
+            .to_string()
+            .contains("is shared in this channel"),
+        "{summary}"
+    );
+    assert!(
+        !texts.iter().any(|t| t.starts_with("Auditing")),
+        "{texts:#?}"
+    );
+}
