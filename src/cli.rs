@@ -135,6 +135,10 @@ pub struct AuditArgs {
     pub business_unit: Vec<String>,
     #[arg(long, value_enum, default_value_t = AuditFormat::Text)]
     pub format: AuditFormat,
+    /// Keep at most this many rows, the most severe (the counts still cover every row), as
+    /// the bot does in Slack to bound its memory; all rows when left out.
+    #[arg(long, value_name = "N")]
+    pub max_rows: Option<usize>,
     /// Use the built-in demo org.
     #[arg(long, conflicts_with = "org")]
     pub demo: bool,
@@ -349,7 +353,7 @@ async fn audit(args: &AuditArgs) -> ExitCode {
         }
     });
     let report = match store
-        .audit(&args.business_unit.join(" "), now, progress)
+        .audit(&args.business_unit.join(" "), now, args.max_rows, progress)
         .await
     {
         Ok(Ok(report)) => report,

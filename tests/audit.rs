@@ -32,6 +32,7 @@ async fn audit(store: &Store, scope: &str) -> (AuditReport, Vec<Progress>) {
         .audit(
             scope,
             now(),
+            None,
             Arc::new(move |p| sink.lock().unwrap().push(p)),
         )
         .await
@@ -62,7 +63,7 @@ fn assert_same_report(got: &AuditReport, want: &AuditReport) {
 async fn assert_redis_audit_equals_whole_org_audit(snapshot: OrgSnapshot, test: &str) {
     let store = published(&snapshot, test).await;
     let whole = Org::new(snapshot);
-    let want = audit_org(&whole, &Scope::All, now(), &mut |_| {});
+    let want = audit_org(&whole, &Scope::All, now(), None, &mut |_| {});
     let (got, progress) = audit(&store, "").await;
     assert!(!want.rows.is_empty());
     assert_same_report(&got, &want);
@@ -73,9 +74,18 @@ async fn assert_redis_audit_equals_whole_org_audit(snapshot: OrgSnapshot, test: 
     // One business unit alone, named as an admin would type it.
     let unit = &whole.business_units()[1];
     let scope = Scope::parse(&unit.name, whole.business_units()).unwrap();
-    let want = audit_org(&whole, &scope, now(), &mut |_| {});
+    let want = audit_org(&whole, &scope, now(), None, &mut |_| {});
     let (got, _) = audit(&store, &unit.name.to_lowercase()).await;
     assert_same_report(&got, &want);
+    // Keeping only a few rows keeps the same most severe ones, and every count.
+    let want = audit_org(&whole, &Scope::All, now(), Some(5), &mut |_| {});
+    let got = store
+        .audit("", now(), Some(5), Arc::new(|_| {}))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_same_report(&got, &want);
+    assert_eq!(got.rows.len(), 5);
     clear_prefix(&prefix(test)).await;
 }
 
@@ -93,7 +103,7 @@ async fn the_redis_audit_of_a_synthetic_org_equals_the_whole_org_audit() {
 async fn an_unknown_business_unit_is_refused_with_the_known_ones() {
     let store = published(&demo::snapshot(now()).unwrap(), "audit-unknown").await;
     let err = store
-        .audit("Atlantis", now(), Arc::new(|_| {}))
+        .audit("Atlantis", now(), None, Arc::new(|_| {}))
         .await
         .unwrap()
         .unwrap_err();

@@ -63,6 +63,7 @@ fn expected_audit(snapshot: &OrgSnapshot) -> AuditReport {
         &Org::new(snapshot.clone()),
         &Scope::All,
         Utc::now(),
+        None,
         &mut |_| {},
     )
 }
@@ -599,7 +600,13 @@ fn fixed_status() -> StatusReport {
 
 fn fixed_summary() -> AuditSummary {
     let org = Org::new(demo::snapshot(fixed_now()).unwrap());
-    AuditSummary::of(&audit_org(&org, &Scope::All, fixed_now(), &mut |_| {}))
+    AuditSummary::of(&audit_org(
+        &org,
+        &Scope::All,
+        fixed_now(),
+        None,
+        &mut |_| {},
+    ))
 }
 
 fn viewer(is_admin: bool) -> HomeViewer<'static> {

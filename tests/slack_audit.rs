@@ -159,6 +159,7 @@ async fn an_admin_audit_shares_the_csv_of_every_row_then_the_summary() {
         &Org::new(app.snapshot.clone()),
         &Scope::All,
         Utc::now(),
+        None,
         &mut |_| {},
     );
     let csv = app.slack.uploaded("F00000001").unwrap();
@@ -258,6 +259,7 @@ async fn the_digest_is_posted_once_per_period_and_only_when_the_rows_change() {
         &Org::new(app.snapshot.clone()),
         &Scope::All,
         Utc::now(),
+        None,
         &mut |_| {},
     )
     .rows

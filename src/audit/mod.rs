@@ -18,7 +18,9 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 pub use csv::to_csv;
-pub use report::{AuditReport, CauseCount, Changes, Progress, Scope, ScopeError, row_key};
+pub use report::{
+    AuditReport, CauseCount, Changes, Progress, Scope, ScopeError, fingerprint, row_key,
+};
 
 use crate::diagnose::{assignment_path, findings_for_user, profile_mapped};
 use crate::domain::snapshot::lower;
@@ -281,6 +283,7 @@ pub fn audit_org(
     org: &Org,
     scope: &Scope,
     now: DateTime<Utc>,
+    max_rows: Option<usize>,
     progress: &mut dyn FnMut(Progress),
 ) -> AuditReport {
     let snapshot = org.snapshot();
@@ -293,12 +296,19 @@ pub fn audit_org(
         .map(|(_, u)| u.users.len())
         .sum();
     let total = snapshot.salesforce.users.len() + ae_users;
-    let mut report = AuditReport::new(scope, snapshot.fetched_at, now);
+    let mut report = AuditReport::new(scope, snapshot.fetched_at, now, max_rows);
+    report.business_units = org
+        .business_units()
+        .iter()
+        .enumerate()
+        .filter(|(b, _)| bu.is_none_or(|s| s == *b))
+        .map(|(_, u)| (u.id, u.label()))
+        .collect();
     let mut done = 0;
     for chunk in snapshot.salesforce.users.chunks(PROGRESS_EVERY) {
         for user in chunk {
             report.sf_users_scanned += usize::from(user.is_active);
-            report.rows.extend(sf_user_rows(org, user, bu, now));
+            report.add_all(sf_user_rows(org, user, bu, now));
         }
         done += chunk.len();
         progress(Progress { done, total });
@@ -310,7 +320,7 @@ pub fn audit_org(
         for chunk in unit.users.chunks(PROGRESS_EVERY) {
             for ae_user in chunk {
                 report.ae_users_scanned += 1;
-                report.rows.extend(ae_user_row(org, b, ae_user, now));
+                report.add_all(ae_user_row(org, b, ae_user, now));
             }
             done += chunk.len();
             progress(Progress { done, total });
@@ -319,6 +329,10 @@ pub fn audit_org(
     report.finish();
     report
 }
+
+/// Rows the bot keeps in memory for an audit in Slack (the counts cover every row); the CLI
+/// keeps them all.
+pub const MAX_ROWS_KEPT: usize = 50_000;
 
 /// How often (in users) an audit reports progress.
 pub const PROGRESS_EVERY: usize = 1_000;

@@ -102,16 +102,34 @@ pub struct AuditReport {
     pub business_unit_name: String,
     pub data_as_of: DateTime<Utc>,
     pub audited_at: DateTime<Utc>,
+    /// The business units audited: (id, name).
+    pub business_units: Vec<(SfId, String)>,
     /// Active Salesforce users and AE users looked at.
     pub sf_users_scanned: usize,
     pub ae_users_scanned: usize,
-    /// Rows per first cause, most first; blockers before warnings on a tie.
+    /// Every row found, kept or not (see `rows`).
+    pub rows_total: usize,
+    /// Rows whose first cause is a blocker, kept or not.
+    pub blocked_total: usize,
+    /// Rows per first cause, most first; blockers before warnings on a tie. Counts every row.
     pub by_cause: Vec<CauseCount>,
+    /// The rows, sorted. With a limit (the bot keeps at most `max_rows` in memory), the most
+    /// severe are kept: `rows.len() < rows_total` says some were left out.
     pub rows: Vec<AuditRow>,
+    /// One hash per row found (of `row_key`), sorted: what the digest compares.
+    #[serde(skip)]
+    pub fingerprints: Vec<u64>,
+    #[serde(skip)]
+    max_rows: Option<usize>,
 }
 
 impl AuditReport {
-    pub fn new(scope: &Scope, data_as_of: DateTime<Utc>, audited_at: DateTime<Utc>) -> Self {
+    pub fn new(
+        scope: &Scope,
+        data_as_of: DateTime<Utc>,
+        audited_at: DateTime<Utc>,
+        max_rows: Option<usize>,
+    ) -> Self {
         AuditReport {
             business_unit_id: match scope {
                 Scope::All => None,
@@ -120,15 +138,58 @@ impl AuditReport {
             business_unit_name: scope.label(),
             data_as_of,
             audited_at,
+            business_units: Vec::new(),
             sf_users_scanned: 0,
             ae_users_scanned: 0,
+            rows_total: 0,
+            blocked_total: 0,
             by_cause: Vec::new(),
             rows: Vec::new(),
+            fingerprints: Vec::new(),
+            max_rows,
         }
     }
 
-    /// Orders the rows (business unit, severity, cause, kind, who) and counts them by cause.
+    /// Counts a row and keeps it (within the limit, the most severe).
+    pub fn add(&mut self, row: AuditRow) {
+        self.rows_total += 1;
+        if row.severity == Severity::Blocker {
+            self.blocked_total += 1;
+        }
+        match self.by_cause.iter_mut().find(|c| c.cause == row.cause) {
+            Some(count) => count.count += 1,
+            None => self.by_cause.push(CauseCount {
+                cause: row.cause,
+                severity: row.severity,
+                count: 1,
+            }),
+        }
+        self.fingerprints.push(fingerprint(&row_key(&row)));
+        self.rows.push(row);
+        if let Some(max) = self.max_rows {
+            // Trimmed in bulk: memory stays within twice the limit.
+            if self.rows.len() >= max.saturating_mul(2).max(1) {
+                self.trim(max);
+            }
+        }
+    }
+
+    pub fn add_all(&mut self, rows: impl IntoIterator<Item = AuditRow>) {
+        for row in rows {
+            self.add(row);
+        }
+    }
+
+    fn trim(&mut self, max: usize) {
+        self.rows.sort_by_key(|r| r.severity);
+        self.rows.truncate(max);
+    }
+
+    /// Orders the rows (business unit, severity, cause, kind, who) and the counts by cause.
     pub fn finish(&mut self) {
+        if let Some(max) = self.max_rows {
+            self.trim(max);
+        }
         self.rows.sort_by(|a, b| {
             let who = |r: &AuditRow| {
                 (
@@ -145,33 +206,31 @@ impl AuditReport {
                 .then(a.kind.cmp(&b.kind))
                 .then_with(|| who(a).cmp(&who(b)))
         });
-        let mut counts: Vec<CauseCount> = Vec::new();
-        for row in &self.rows {
-            match counts.iter_mut().find(|c| c.cause == row.cause) {
-                Some(count) => count.count += 1,
-                None => counts.push(CauseCount {
-                    cause: row.cause,
-                    severity: row.severity,
-                    count: 1,
-                }),
-            }
-        }
-        counts.sort_by(|a, b| {
+        self.by_cause.sort_by(|a, b| {
             b.count
                 .cmp(&a.count)
                 .then(a.severity.cmp(&b.severity))
                 .then(a.cause.cmp(&b.cause))
         });
-        self.by_cause = counts;
+        self.fingerprints.sort_unstable();
     }
 
-    /// Rows whose first cause is a blocker.
+    /// Rows whose first cause is a blocker, kept or not.
     pub fn blocked(&self) -> usize {
-        self.rows
-            .iter()
-            .filter(|r| r.severity == Severity::Blocker)
-            .count()
+        self.blocked_total
     }
+
+    /// Some rows were found but not kept (see `max_rows`).
+    pub fn truncated(&self) -> bool {
+        self.rows.len() < self.rows_total
+    }
+}
+
+/// A stable 64-bit hash (FNV-1a) of a row key, the same in every process and version.
+pub fn fingerprint(key: &str) -> u64 {
+    key.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// What identifies a row between two audits: business unit, kind, cause and who.
@@ -202,8 +261,8 @@ pub struct Changes {
 }
 
 impl Changes {
-    /// `previous` and `current` are sorted row keys.
-    pub fn between(previous: &[String], current: &[String]) -> Changes {
+    /// `previous` and `current` are sorted (row keys, or their fingerprints).
+    pub fn between<T: Ord>(previous: &[T], current: &[T]) -> Changes {
         let (mut i, mut j) = (0, 0);
         let mut changes = Changes::default();
         while i < previous.len() || j < current.len() {

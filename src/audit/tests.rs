@@ -49,7 +49,7 @@ fn org() -> Org {
 }
 
 fn audit(org: &Org) -> AuditReport {
-    audit_org(org, &Scope::All, now(), &mut |_| {})
+    audit_org(org, &Scope::All, now(), None, &mut |_| {})
 }
 
 fn summary(report: &AuditReport) -> Vec<(RowKind, String, C, Vec<C>)> {
@@ -131,7 +131,7 @@ fn audit_reports_exactly_the_users_that_should_be_mapped_and_are_not() {
 #[test]
 fn audit_reports_progress_up_to_every_user() {
     let mut seen = Vec::new();
-    audit_org(&org(), &Scope::All, now(), &mut |p| seen.push(p));
+    audit_org(&org(), &Scope::All, now(), None, &mut |p| seen.push(p));
     assert_eq!(
         seen,
         vec![
@@ -222,7 +222,7 @@ fn one_business_unit_is_audited_alone() {
     let units = org.business_units();
     let scope = Scope::parse(&units[1].name.to_uppercase(), units).unwrap();
     assert_eq!(scope.index(), Some(1));
-    let report = audit_org(&org, &scope, now(), &mut |_| {});
+    let report = audit_org(&org, &scope, now(), None, &mut |_| {});
     assert!(!report.rows.is_empty());
     assert!(
         report
@@ -311,4 +311,20 @@ fn a_row_key_names_business_unit_kind_cause_and_who() {
             "0UvAa0000000001|sf_user_without_ae_user|no_blocker_found|005Aa0000000002|",
         ]
     );
+}
+
+#[test]
+fn with_a_row_limit_the_most_severe_rows_are_kept_and_every_row_is_counted() {
+    let all = audit(&org());
+    let kept = audit_org(&org(), &Scope::All, now(), Some(2), &mut |_| {});
+    assert_eq!(kept.rows_total, 4);
+    assert_eq!(kept.blocked(), 3);
+    assert!(kept.truncated());
+    assert!(!all.truncated());
+    assert_eq!(kept.by_cause, all.by_cause);
+    assert_eq!(kept.fingerprints, all.fingerprints);
+    assert_eq!(kept.rows.len(), 2);
+    assert!(kept.rows.iter().all(|r| r.severity == Severity::Blocker));
+    let none = audit_org(&org(), &Scope::All, now(), Some(0), &mut |_| {});
+    assert_eq!((none.rows.len(), none.rows_total), (0, 4));
 }

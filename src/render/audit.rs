@@ -52,9 +52,9 @@ fn who(row: &AuditRow) -> String {
 fn headline(report: &AuditReport) -> String {
     format!(
         "{} mapping{} need{} attention in {} ({} blocked)",
-        report.rows.len(),
-        if report.rows.len() == 1 { "" } else { "s" },
-        if report.rows.len() == 1 { "s" } else { "" },
+        report.rows_total,
+        if report.rows_total == 1 { "" } else { "s" },
+        if report.rows_total == 1 { "s" } else { "" },
         report.business_unit_name,
         report.blocked()
     )
@@ -69,7 +69,7 @@ pub fn audit_text(report: &AuditReport) -> String {
         report.sf_users_scanned,
         report.ae_users_scanned
     );
-    if report.rows.is_empty() {
+    if report.rows_total == 0 {
         out.push_str("\nNothing to report: every user that should be mapped is.\n");
         return out;
     }
@@ -121,7 +121,7 @@ pub fn audit_summary_message(report: &AuditReport, command: &str, csv_note: &str
             report.ae_users_scanned
         ))}]}),
     ];
-    if report.rows.is_empty() {
+    if report.rows_total == 0 {
         blocks.push(section(
             "*Nothing to report:* every user that should be mapped is.".to_owned(),
         ));

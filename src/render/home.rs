@@ -41,15 +41,15 @@ impl AuditSummary {
     pub fn of(report: &AuditReport) -> Self {
         AuditSummary {
             by_cause: report.by_cause.clone(),
-            rows: report.rows.len(),
+            rows: report.rows_total,
             blocked: report.blocked(),
             sf_users_scanned: report.sf_users_scanned,
             ae_users_scanned: report.ae_users_scanned,
             data_as_of: report.data_as_of,
             business_unit_names: report
-                .rows
+                .business_units
                 .iter()
-                .map(|r| (r.business_unit_id.to_string(), r.business_unit_name.clone()))
+                .map(|(id, name)| (id.to_string(), name.clone()))
                 .collect(),
         }
     }

@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use super::AppState;
 use super::web_api::SlackApiError;
-use crate::audit::{AuditReport, Progress, to_csv};
+use crate::audit::{AuditReport, MAX_ROWS_KEPT, Progress, to_csv};
 use crate::render;
 
 /// How often progress replaces the "Auditing…" message.
@@ -95,14 +95,17 @@ async fn run(
         ))),
         ReplyTo::DirectMessage => None,
     };
-    let outcome = state.store.audit(scope, Utc::now(), progress).await;
+    let outcome = state
+        .store
+        .audit(scope, Utc::now(), Some(MAX_ROWS_KEPT), progress)
+        .await;
     if let Some(reporter) = reporter {
         reporter.abort();
     }
     let message = match outcome {
         Ok(Ok(report)) => {
             tracing::info!(
-                rows = report.rows.len(),
+                rows = report.rows_total,
                 blocked = report.blocked(),
                 sf_users = report.sf_users_scanned,
                 elapsed_ms = started.elapsed().as_millis() as u64,
@@ -150,7 +153,7 @@ async fn share_csv(
     channel_id: Option<&str>,
     report: &AuditReport,
 ) -> String {
-    if report.rows.is_empty() {
+    if report.rows_total == 0 {
         return "No CSV: there are no rows.".to_owned();
     }
     let web = &state.slack.web;
@@ -164,7 +167,7 @@ async fn share_csv(
     let title = format!("Audit of {}", report.business_unit_name);
     let comment = format!(
         "{} rows ({} blocked), data as of {}",
-        report.rows.len(),
+        report.rows_total,
         report.blocked(),
         report.data_as_of.format("%Y-%m-%d %H:%M UTC")
     );
@@ -204,6 +207,19 @@ async fn share_csv(
                 "The CSV could not be shared ({err}). `crm-username audit --format csv` writes it."
             )
         }
+    }
+}
+
+/// "The CSV of every row", or how many of them it holds when the bot kept only the most severe.
+pub(crate) fn csv_holds(report: &AuditReport) -> String {
+    if report.truncated() {
+        format!(
+            "The CSV of the {} most severe rows of {} (`crm-username audit --format csv` writes them all)",
+            report.rows.len(),
+            report.rows_total
+        )
+    } else {
+        "The CSV of every row".to_owned()
     }
 }
 

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use super::AppState;
-use crate::audit::{AuditReport, Changes, row_key, to_csv};
+use crate::audit::{AuditReport, Changes, to_csv};
 use crate::render;
 
 const STATE: &str = "audit-digest";
@@ -74,27 +74,31 @@ pub async fn digest_once(
     }
     let report = match state
         .store
-        .audit("", now, std::sync::Arc::new(|_| {}))
+        .audit(
+            "",
+            now,
+            Some(crate::audit::MAX_ROWS_KEPT),
+            std::sync::Arc::new(|_| {}),
+        )
         .await
     {
         Ok(Ok(report)) => report,
         Ok(Err(err)) => return DigestOutcome::Failed(err.to_string()),
         Err(err) => return DigestOutcome::Failed(err.to_string()),
     };
-    let mut keys: Vec<String> = report.rows.iter().map(row_key).collect();
-    keys.sort();
-    let previous: Option<Vec<String>> = match state.store.job_state(STATE).await {
+    let keys = &report.fingerprints;
+    let previous: Option<Vec<u64>> = match state.store.job_state(STATE).await {
         Ok(raw) => raw.and_then(|raw| serde_json::from_slice(&raw).ok()),
         Err(err) => return DigestOutcome::Failed(err.to_string()),
     };
-    let changes = Changes::between(previous.as_deref().unwrap_or_default(), &keys);
+    let changes = Changes::between(previous.as_deref().unwrap_or_default(), keys);
     if previous.is_some() && changes.is_empty() {
         return DigestOutcome::Unchanged;
     }
     if let Err(err) = post(state, settings, &report, &changes, previous.is_none()).await {
         return DigestOutcome::Failed(err);
     }
-    let saved = serde_json::to_vec(&keys).unwrap_or_default();
+    let saved = serde_json::to_vec(keys).unwrap_or_default();
     if let Err(err) = state.store.set_job_state(STATE, saved).await {
         return DigestOutcome::Failed(err.to_string());
     }
@@ -110,12 +114,12 @@ async fn post(
 ) -> Result<(), String> {
     let web = &state.slack.web;
     let mut note = String::new();
-    if !report.rows.is_empty() {
+    if report.rows_total > 0 {
         let filename = format!(
             "crm-username-audit-{}.csv",
             report.audited_at.format("%Y%m%d-%H%M")
         );
-        let comment = format!("Audit digest: {} rows", report.rows.len());
+        let comment = format!("Audit digest: {} rows", report.rows_total);
         match web
             .upload_file(
                 &settings.channel,
@@ -126,7 +130,12 @@ async fn post(
             )
             .await
         {
-            Ok(_) => note = format!("The CSV of every row ({filename}) is shared in this channel."),
+            Ok(_) => {
+                note = format!(
+                    "{} ({filename}) is shared in this channel.",
+                    super::audit::csv_holds(report)
+                )
+            }
             Err(err) => {
                 tracing::warn!(error = %err, "could not share the digest's CSV");
                 note = format!("The CSV could not be shared ({err}).");

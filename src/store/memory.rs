@@ -79,6 +79,7 @@ impl MemoryStore {
         &self,
         scope: &str,
         now: DateTime<Utc>,
+        max_rows: Option<usize>,
         progress: Arc<dyn Fn(Progress) + Send + Sync>,
     ) -> Result<Result<AuditReport, ScopeError>, StoreError> {
         let org = self.current().ok_or(StoreError::NoSnapshot)?;
@@ -86,9 +87,11 @@ impl MemoryStore {
             Ok(scope) => scope,
             Err(err) => return Ok(Err(err)),
         };
-        tokio::task::spawn_blocking(move || Ok(audit_org(&org, &scope, now, &mut |p| progress(p))))
-            .await
-            .map_err(|e| StoreError::Corrupt(format!("the audit failed: {e}")))
+        tokio::task::spawn_blocking(move || {
+            Ok(audit_org(&org, &scope, now, max_rows, &mut |p| progress(p)))
+        })
+        .await
+        .map_err(|e| StoreError::Corrupt(format!("the audit failed: {e}")))
     }
 
     pub fn claim(&self, name: &str, ttl: Duration) -> bool {

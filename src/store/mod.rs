@@ -155,16 +155,18 @@ impl Store {
     }
 
     /// The audit of every business unit, or of the one `scope` names (id or name), from the
-    /// cached data. `progress` hears how many users have been looked at, out of how many.
+    /// cached data, keeping at most `max_rows` rows (the most severe; counts cover all).
+    /// `progress` hears how many users have been looked at, out of how many.
     pub async fn audit(
         &self,
         scope: &str,
         now: DateTime<Utc>,
+        max_rows: Option<usize>,
         progress: Arc<dyn Fn(Progress) + Send + Sync>,
     ) -> Result<Result<AuditReport, ScopeError>, StoreError> {
         match self {
-            Store::Memory(m) => m.audit(scope, now, progress).await,
-            Store::Redis(r) => r.audit(scope, now, progress).await,
+            Store::Memory(m) => m.audit(scope, now, max_rows, progress).await,
+            Store::Redis(r) => r.audit(scope, now, max_rows, progress).await,
         }
     }
 

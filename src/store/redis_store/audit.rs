@@ -70,6 +70,7 @@ impl RedisStore {
         &self,
         scope: &str,
         now: DateTime<Utc>,
+        max_rows: Option<usize>,
         progress: Progressor,
     ) -> Result<Result<AuditReport, ScopeError>, StoreError> {
         let mut conn = self.conn.clone();
@@ -93,7 +94,14 @@ impl RedisStore {
             .ae
             .retain(|(b, _)| bu.is_none_or(|s| s == *b as usize));
         let total = subjects.sf.len() + subjects.ae.len();
-        let mut report = AuditReport::new(&scope, meta.fetched_at, now);
+        let mut report = AuditReport::new(&scope, meta.fetched_at, now, max_rows);
+        report.business_units = meta
+            .business_units
+            .iter()
+            .enumerate()
+            .filter(|(b, _)| bu.is_none_or(|s| s == *b))
+            .map(|(_, u)| (u.id, u.label()))
+            .collect();
         report.sf_users_scanned = subjects.sf.len();
         report.ae_users_scanned = meta
             .ae_user_counts
@@ -105,7 +113,7 @@ impl RedisStore {
         let mut done = 0;
         let mut pending: Option<(Pending, usize)> = None;
         let mut finish = |rows: Vec<crate::audit::AuditRow>, n: usize, report: &mut AuditReport| {
-            report.rows.extend(rows);
+            report.add_all(rows);
             done += n;
             progress(Progress { done, total });
         };
