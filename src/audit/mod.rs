@@ -332,7 +332,7 @@ pub fn audit_org(
 
 /// Rows the bot keeps in memory for an audit in Slack (the counts cover every row); the CLI
 /// keeps them all.
-pub const MAX_ROWS_KEPT: usize = 50_000;
+pub const MAX_ROWS_KEPT: usize = 10_000;
 
 /// How often (in users) an audit reports progress.
 pub const PROGRESS_EVERY: usize = 1_000;
