@@ -92,6 +92,7 @@ async fn run(
             url.clone(),
             label,
             rx,
+            PROGRESS_EVERY,
         ))),
         ReplyTo::DirectMessage => None,
     };
@@ -129,9 +130,10 @@ async fn report_progress(
     response_url: String,
     label: String,
     mut rx: tokio::sync::watch::Receiver<Option<Progress>>,
+    every: Duration,
 ) {
     for _ in 0..PROGRESS_POSTS {
-        tokio::time::sleep(PROGRESS_EVERY).await;
+        tokio::time::sleep(every).await;
         let Some(progress) = *rx.borrow_and_update() else {
             continue;
         };
@@ -241,5 +243,53 @@ async fn deliver(state: &AppState, user_id: &str, reply_to: &ReplyTo, message: V
     };
     if let Err(err) = sent {
         tracing::warn!(error = %err, "could not post the audit's summary");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use secrecy::SecretString;
+
+    use super::*;
+    use crate::fakes::FakeSlack;
+    use crate::slack::{SlackSettings, SlackWebApi};
+    use crate::store::Store;
+
+    #[tokio::test]
+    async fn progress_replaces_the_auditing_message_at_most_twice_keeping_the_rest_for_the_end() {
+        let slack = FakeSlack::start().await.unwrap();
+        let state = AppState::new(
+            Store::memory(),
+            None,
+            SlackSettings {
+                signing_secrets: vec![SecretString::from("s")],
+                allowed_team_ids: Vec::new(),
+                admin_user_ids: Vec::new(),
+                web: SlackWebApi::new(&slack.api_url(), None, vec!["127.0.0.1".to_owned()]),
+            },
+        );
+        let (tx, rx) = tokio::sync::watch::channel(Some(Progress {
+            done: 40_000,
+            total: 120_000,
+        }));
+        report_progress(
+            state,
+            slack.response_url("cmd"),
+            "every business unit".to_owned(),
+            rx,
+            Duration::from_millis(5),
+        )
+        .await;
+        drop(tx);
+        let calls = slack.calls();
+        assert_eq!(calls.len(), PROGRESS_POSTS);
+        for call in &calls {
+            assert_eq!(call.target, "response_url:cmd");
+            assert_eq!(call.body["replace_original"], true);
+            assert_eq!(
+                call.body["text"],
+                "Auditing every business unit… 40000 of 120000 users looked at (33%)."
+            );
+        }
     }
 }
