@@ -132,11 +132,17 @@ async fn report_progress(
     mut rx: tokio::sync::watch::Receiver<Option<Progress>>,
     every: Duration,
 ) {
-    for _ in 0..PROGRESS_POSTS {
+    let mut posted = 0;
+    let mut last = None;
+    while posted < PROGRESS_POSTS {
         tokio::time::sleep(every).await;
-        let Some(progress) = *rx.borrow_and_update() else {
+        let progress = *rx.borrow_and_update();
+        // Nothing new to say: keep the post for later.
+        let Some(progress) = progress.filter(|p| Some(*p) != last) else {
             continue;
         };
+        last = Some(progress);
+        posted += 1;
         let message = render::as_response(
             render::audit_progress_message(&label, Some(progress)),
             false,
@@ -272,24 +278,50 @@ mod tests {
             done: 40_000,
             total: 120_000,
         }));
-        report_progress(
+        let reporter = tokio::spawn(report_progress(
             state,
             slack.response_url("cmd"),
             "every business unit".to_owned(),
             rx,
             Duration::from_millis(5),
-        )
-        .await;
-        drop(tx);
+        ));
+        let posts = || slack.calls().len();
+        let wait_for = |n: usize| async move {
+            let started = std::time::Instant::now();
+            while posts() < n {
+                assert!(started.elapsed() < Duration::from_secs(10), "no post {n}");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        };
+        wait_for(1).await;
+        // The same progress again is not posted again; new progress is, once more at most.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(posts(), 1);
+        tx.send_replace(Some(Progress {
+            done: 90_000,
+            total: 120_000,
+        }));
+        wait_for(2).await;
+        tx.send_replace(Some(Progress {
+            done: 100_000,
+            total: 120_000,
+        }));
+        reporter.await.unwrap();
         let calls = slack.calls();
-        assert_eq!(calls.len(), PROGRESS_POSTS);
+        let texts: Vec<&str> = calls
+            .iter()
+            .map(|c| c.body["text"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            texts,
+            [
+                "Auditing every business unit… 40000 of 120000 users looked at (33%).",
+                "Auditing every business unit… 90000 of 120000 users looked at (75%).",
+            ]
+        );
         for call in &calls {
             assert_eq!(call.target, "response_url:cmd");
             assert_eq!(call.body["replace_original"], true);
-            assert_eq!(
-                call.body["text"],
-                "Auditing every business unit… 40000 of 120000 users looked at (33%)."
-            );
         }
     }
 }
