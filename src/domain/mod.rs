@@ -2,6 +2,7 @@
 
 mod account_engagement;
 mod business_unit;
+pub mod close_match;
 mod finding;
 mod org;
 mod query;

@@ -2,6 +2,7 @@
 //! in `records.rs`. A diagnosis reads a fixed number of round trips: the current generation,
 //! then the query's keys, then the matched user's record (names: one more).
 
+use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -9,13 +10,14 @@ use chrono::{DateTime, Utc};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, FromRedisValue, Value};
 use rustc_hash::FxHashMap;
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 use super::keys::{GenerationKeys, Keys};
 use super::records::{ContextBuilder, GenerationMeta, GroupGraph, UserContext, assemble};
 use super::{LockToken, Outcome, SourceStatus, StatusReport, StoreError, random_token};
 use crate::diagnose::{MAX_CANDIDATES, diagnose};
+use crate::domain::close_match::Directory;
 use crate::domain::snapshot::lower;
 use crate::domain::{AeUser, Org, OrgSnapshot, Query, SfId, SfUser, Subject, TargetRef};
 
@@ -50,7 +52,17 @@ struct GenerationCache {
 
 /// What "did you mean" searches: one per generation, built once even when several misses
 /// arrive together (they wait for the first build, hence an async lock).
-type Suggestions = Arc<tokio::sync::Mutex<Option<(String, Arc<Org>)>>>;
+type Suggestions = Arc<tokio::sync::Mutex<Option<(String, Arc<Directory>)>>>;
+
+/// One user as the suggestions key lists it.
+#[derive(Serialize, Deserialize)]
+struct Suggestion<'a> {
+    id: SfId,
+    #[serde(borrow)]
+    username: Cow<'a, str>,
+    #[serde(borrow, default)]
+    name: Cow<'a, str>,
+}
 
 #[derive(Clone)]
 pub struct RedisStore {
@@ -144,17 +156,17 @@ impl RedisStore {
     }
 
     /// "Did you mean" needs every username and name: read once per generation, only when a
-    /// query matched nothing, and kept in memory for the next miss.
+    /// query matched nothing, and kept in memory (sorted, about 150 bytes a user) for the next
+    /// miss.
     async fn suggestions(
         &self,
         conn: &mut ConnectionManager,
         generation: &str,
-        meta: &GenerationMeta,
-    ) -> Result<Arc<Org>, StoreError> {
+    ) -> Result<Arc<Directory>, StoreError> {
         let mut cached = self.suggestions.lock().await;
-        if let Some((g, org)) = cached.as_ref() {
+        if let Some((g, directory)) = cached.as_ref() {
             if g == generation {
-                return Ok(org.clone());
+                return Ok(directory.clone());
             }
         }
         // The previous generation's index goes first, so that two never sit in memory.
@@ -162,44 +174,41 @@ impl RedisStore {
         let raw: Option<Vec<u8>> = conn
             .get(self.keys.generation(generation).suggestions())
             .await?;
-        let snapshot = assemble(meta, Vec::new(), None, Vec::new());
-        let org = tokio::task::spawn_blocking(move || {
-            let users: Vec<SfUser> =
-                from_json("suggestions", &raw.unwrap_or_else(|| b"[]".to_vec()))?;
-            Ok::<_, StoreError>(Org::new(OrgSnapshot {
-                salesforce: crate::domain::SalesforceOrg {
-                    users,
-                    ..snapshot.salesforce
-                },
-                ..snapshot
-            }))
+        let directory = tokio::task::spawn_blocking(move || {
+            let raw = raw.unwrap_or_else(|| b"[]".to_vec());
+            let users: Vec<Suggestion> =
+                serde_json::from_slice(&raw).map_err(|e| corrupt("suggestions", e))?;
+            Ok::<_, StoreError>(Directory::new(
+                users
+                    .iter()
+                    .map(|u| (u.id, u.username.as_ref(), u.name.as_ref())),
+            ))
         })
         .await
         .map_err(|e| corrupt("suggestions", e))??;
-        let org = Arc::new(org);
-        *cached = Some((generation.to_owned(), org.clone()));
-        Ok(org)
+        let directory = Arc::new(directory);
+        *cached = Some((generation.to_owned(), directory.clone()));
+        Ok(directory)
     }
 
-    /// Close usernames (or names) for a query that matched nothing. The search compares with
-    /// every user, so it runs off the async workers.
+    /// Close usernames (or names) for a query that matched nothing. The search skips the
+    /// users that cannot be close, but can still take a millisecond in a large org, so it runs
+    /// off the async workers.
     async fn close_matches(
         &self,
         conn: &mut ConnectionManager,
         generation: &str,
-        meta: &GenerationMeta,
         text: &str,
         by_name: bool,
     ) -> Result<Vec<SfUser>, StoreError> {
-        let suggestions = self.suggestions(conn, generation, meta).await?;
+        let suggestions = self.suggestions(conn, generation).await?;
         let text = text.to_owned();
         tokio::task::spawn_blocking(move || {
-            let close = if by_name {
+            if by_name {
                 suggestions.closest_names(&text, MAX_CANDIDATES)
             } else {
                 suggestions.closest_usernames(&text, MAX_CANDIDATES)
-            };
-            close.into_iter().cloned().collect()
+            }
         })
         .await
         .map_err(|e| corrupt("suggestions", e))
@@ -287,7 +296,7 @@ impl RedisStore {
                 };
                 if ids.is_empty() {
                     let close = self
-                        .close_matches(&mut conn, &generation, &meta, login, false)
+                        .close_matches(&mut conn, &generation, login, false)
                         .await?;
                     (close, None)
                 } else {
@@ -328,7 +337,7 @@ impl RedisStore {
                 } else if found.total == 0 {
                     drop(probe);
                     let close = self
-                        .close_matches(&mut conn, &generation, &meta, name, true)
+                        .close_matches(&mut conn, &generation, name, true)
                         .await?;
                     (close, None)
                 } else {
@@ -718,11 +727,11 @@ fn generation_commands(
         if !suggestions.is_empty() {
             suggestions.push(b',');
         }
-        let minimal = serde_json::json!({
-            "id": user.id, "username": user.username, "email": user.email,
-            "name": user.name, "is_active": user.is_active,
-        });
-        suggestions.extend_from_slice(&to_json(&minimal));
+        suggestions.extend_from_slice(&to_json(&Suggestion {
+            id: user.id,
+            username: Cow::Borrowed(&user.username),
+            name: Cow::Borrowed(&user.name),
+        }));
     }
     batch.zadd(&gk.names(), &names)?;
     for (email, ids) in emails {
