@@ -50,7 +50,20 @@ impl Keys {
 
     pub fn generation(&self, generation: &str) -> GenerationKeys {
         GenerationKeys {
-            base: format!("{}gen:{generation}:", self.prefix),
+            base: format!("{}{generation}:", self.generations_base()),
+        }
+    }
+
+    /// What every generation's keys start with, before the generation id.
+    pub fn generations_base(&self) -> String {
+        format!("{}gen:", self.prefix)
+    }
+
+    /// A generation's keys without their start (`generations_base`, the id and `:`): for a
+    /// script that reads `current` and then the keys of that generation.
+    pub fn within_generation(&self) -> GenerationKeys {
+        GenerationKeys {
+            base: String::new(),
         }
     }
 }
@@ -69,10 +82,18 @@ impl GenerationKeys {
         format!("{}meta", self.base)
     }
     pub fn user(&self, id: SfId) -> String {
-        format!("{}user:{}", self.base, id.as_str15())
+        format!("{}{}", self.user_prefix(), id.as_str15())
+    }
+    /// `user(id)` is this followed by the 15-character id.
+    pub fn user_prefix(&self) -> String {
+        format!("{}user:", self.base)
     }
     pub fn context(&self, id: SfId) -> String {
-        format!("{}ctx:{}", self.base, id.as_str15())
+        format!("{}{}", self.context_prefix(), id.as_str15())
+    }
+    /// `context(id)` is this followed by the 15-character id.
+    pub fn context_prefix(&self) -> String {
+        format!("{}ctx:", self.base)
     }
     /// Lower-cased username -> user id.
     pub fn login(&self, lower: &str) -> String {

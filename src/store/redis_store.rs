@@ -1,6 +1,7 @@
 //! The Redis store, shared by every replica. Key schema in `keys.rs`; what is kept per user
-//! in `records.rs`. A diagnosis reads a fixed number of round trips: the current generation,
-//! then the query's keys, then the matched user's record (names: one more).
+//! in `records.rs`. A diagnosis reads a fixed number of round trips: one script reads the
+//! current generation, the query's keys in it and, for a username, the user's record (names
+//! and emails: one or two more).
 
 use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
@@ -93,12 +94,105 @@ fn bytes(value: &Value) -> Option<Vec<u8>> {
         .flatten()
 }
 
-fn lex_range(prefix: &str) -> (Vec<u8>, Vec<u8>) {
-    let mut min = b"[".to_vec();
-    min.extend_from_slice(prefix.as_bytes());
-    let mut max = min.clone();
-    max.push(0xff);
-    (min, max)
+fn target_key(gk: &GenerationKeys, target: &TargetRef, business_unit: usize) -> String {
+    match target {
+        TargetRef::AeId(id) => gk.ae_user(business_unit, *id),
+        TargetRef::Email(email) => gk.ae_email(business_unit, email),
+    }
+}
+
+/// Reads `current`, then keys of that generation: `GET` (`g` + key), or users by name word
+/// (`z` + word: `ZRANGEBYLEX` on the name index), then, when asked, the user and context of
+/// the id the first read found. Atomic, so every value comes from one generation. (It builds
+/// key names from the generation it reads, which a Redis Cluster would not allow; the bot
+/// uses one Redis server.)
+/// ARGV: generations base, user key prefix ('' = do not follow), context key prefix, name
+/// index key, name matches limit, then the reads. Returns false without a generation, else
+/// {generation, value of each read..., [user, context]}.
+const READ_SCRIPT: &str = r#"
+local generation = redis.call('GET', KEYS[1])
+if not generation then return false end
+local base = ARGV[1] .. generation .. ':'
+local out = {generation}
+for i = 6, #ARGV do
+  local op, arg = string.sub(ARGV[i], 1, 1), string.sub(ARGV[i], 2)
+  if op == 'g' then
+    out[#out + 1] = redis.call('GET', base .. arg)
+  else
+    out[#out + 1] = redis.call('ZRANGEBYLEX', base .. ARGV[4], '[' .. arg,
+      '[' .. arg .. '\255', 'LIMIT', 0, ARGV[5])
+  end
+end
+if ARGV[2] ~= '' and out[2] then
+  out[#out + 1] = redis.call('GET', base .. ARGV[2] .. out[2])
+  out[#out + 1] = redis.call('GET', base .. ARGV[3] .. out[2])
+end
+return out
+"#;
+
+static READS: std::sync::LazyLock<redis::Script> =
+    std::sync::LazyLock::new(|| redis::Script::new(READ_SCRIPT));
+
+/// The reads of one diagnosis that do not depend on each other: one round trip (`EVALSHA`).
+#[derive(Default)]
+struct QueryReads {
+    ops: Vec<Vec<u8>>,
+    /// The first read is a username's user id: read that user and its context too.
+    follow_user: bool,
+}
+
+impl QueryReads {
+    fn get(&mut self, key: String) -> &mut Self {
+        let mut op = b"g".to_vec();
+        op.extend_from_slice(key.as_bytes());
+        self.ops.push(op);
+        self
+    }
+
+    fn names_starting_with(&mut self, word: &str) {
+        let mut op = b"z".to_vec();
+        op.extend_from_slice(word.as_bytes());
+        self.ops.push(op);
+    }
+
+    fn targets(&mut self, gk: &GenerationKeys, target: &TargetRef, business_units: usize) {
+        for b in 0..business_units {
+            self.get(target_key(gk, target, b));
+        }
+    }
+
+    /// The generation read and the values, or `None` when no generation was published.
+    async fn run(
+        &self,
+        keys: &Keys,
+        conn: &mut ConnectionManager,
+    ) -> Result<Option<(String, Vec<Value>)>, StoreError> {
+        let rel = keys.within_generation();
+        let mut invocation = READS.key(keys.current());
+        invocation
+            .arg(keys.generations_base())
+            .arg(if self.follow_user {
+                rel.user_prefix()
+            } else {
+                String::new()
+            })
+            .arg(rel.context_prefix())
+            .arg(rel.names())
+            .arg(MAX_NAME_MATCHES);
+        for op in &self.ops {
+            invocation.arg(op.as_slice());
+        }
+        let value: Value = invocation.invoke_async(conn).await?;
+        match value {
+            Value::Nil => Ok(None),
+            Value::Array(mut items) if !items.is_empty() => {
+                let generation = String::from_redis_value(items.remove(0))
+                    .map_err(|e| corrupt("current generation", e))?;
+                Ok(Some((generation, items)))
+            }
+            other => Err(corrupt("reads", format!("unexpected reply {other:?}"))),
+        }
+    }
 }
 
 impl RedisStore {
@@ -214,48 +308,81 @@ impl RedisStore {
         .map_err(|e| corrupt("suggestions", e))
     }
 
+    /// The generation's metadata if it is the one cached, else the number of business units
+    /// of the cached one (a guess that holds unless a refresh changed the settings).
+    fn cached_meta(&self) -> Option<(String, Arc<GenerationMeta>)> {
+        self.cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .meta
+            .clone()
+    }
+
     pub async fn diagnose(&self, query: &Query, now: DateTime<Utc>) -> Result<Outcome, StoreError> {
         let mut conn = self.conn.clone();
-        let generation = self.current_generation(&mut conn).await?;
-        let meta = self.meta(&mut conn, &generation).await?;
-        let gk = self.keys.generation(&generation);
+        let business_units = match self.cached_meta() {
+            Some((_, meta)) => meta.business_units.len(),
+            None => {
+                let generation = self.current_generation(&mut conn).await?;
+                self.meta(&mut conn, &generation)
+                    .await?
+                    .business_units
+                    .len()
+            }
+        };
 
-        // Round trip: the query's own keys, and the target in every business unit.
-        let mut pipe = redis::pipe();
+        // One round trip: the current generation, the query's own keys in it, the target in
+        // every business unit, and for a username the user and its context.
+        let rel = self.keys.within_generation();
+        let mut reads = QueryReads::default();
         let words: Vec<&str> = match &query.subject {
             Subject::Id(id) => {
-                pipe.get(gk.user(*id)).get(gk.context(*id));
+                reads.get(rel.user(*id)).get(rel.context(*id));
                 Vec::new()
             }
             Subject::Login(login) => {
-                pipe.get(gk.login(login)).get(gk.email(login));
+                reads.get(rel.login(login)).get(rel.email(login));
+                reads.follow_user = true;
                 Vec::new()
             }
             Subject::Name(name) => {
                 let words: Vec<&str> = name.split(' ').filter(|w| !w.is_empty()).collect();
                 for word in &words {
-                    let (min, max) = lex_range(word);
-                    pipe.cmd("ZRANGEBYLEX")
-                        .arg(gk.names())
-                        .arg(min)
-                        .arg(max)
-                        .arg("LIMIT")
-                        .arg(0)
-                        .arg(MAX_NAME_MATCHES);
+                    reads.names_starting_with(word);
                 }
                 words
             }
         };
-        let business_units = meta.business_units.len();
         if let Some(target) = &query.target {
-            for b in 0..business_units {
-                match target {
-                    TargetRef::AeId(id) => pipe.get(gk.ae_user(b, *id)),
-                    TargetRef::Email(email) => pipe.get(gk.ae_email(b, email)),
-                };
-            }
+            reads.targets(&rel, target, business_units);
         }
-        let values: Vec<Value> = pipe.query_async(&mut conn).await?;
+        let Some((generation, mut values)) = reads.run(&self.keys, &mut conn).await? else {
+            return Err(StoreError::NoSnapshot);
+        };
+        let meta = self.meta(&mut conn, &generation).await?;
+        let gk = self.keys.generation(&generation);
+        let followed = if reads.follow_user && values.len() == reads.ops.len() + 2 {
+            let context = values.pop().and_then(|v| bytes(&v));
+            let user = values.pop().and_then(|v| bytes(&v));
+            Some((user, context))
+        } else {
+            None
+        };
+        if let Some(target) = query
+            .target
+            .as_ref()
+            .filter(|_| meta.business_units.len() != business_units)
+        {
+            // The settings changed with the generation: read the target again, in it.
+            values.truncate(values.len() - business_units);
+            let mut pipe = redis::pipe();
+            for b in 0..meta.business_units.len() {
+                pipe.get(target_key(&gk, target, b));
+            }
+            let more: Vec<Value> = pipe.query_async(&mut conn).await?;
+            values.extend(more);
+        }
+        let business_units = meta.business_units.len();
         let (subject_values, target_values) =
             values.split_at(values.len() - query.target.as_ref().map_or(0, |_| business_units));
 
@@ -294,7 +421,12 @@ impl RedisStore {
                     Some(id) => vec![id],
                     None => by_email.into_iter().take(MAX_EMAIL_MATCHES).collect(),
                 };
-                if ids.is_empty() {
+                if let (Some((user, context)), [_]) = (followed, ids.as_slice()) {
+                    // The script already read the user the username names.
+                    let user: Option<SfUser> = user.map(|r| from_json("user", &r)).transpose()?;
+                    let context = context.map(|r| from_json("user context", &r)).transpose()?;
+                    (user.into_iter().collect(), context)
+                } else if ids.is_empty() {
                     let close = self
                         .close_matches(&mut conn, &generation, login, false)
                         .await?;
