@@ -43,6 +43,75 @@ impl StringList {
         self.text.shrink_to_fit();
         self.ends.shrink_to_fit();
     }
+
+    fn encode(&self, out: &mut Vec<u8>) {
+        put_bytes(out, self.text.as_bytes());
+        put_u32s(out, &self.ends);
+    }
+
+    fn decode(input: &mut &[u8]) -> Result<Self, DecodeError> {
+        let text = std::str::from_utf8(take_bytes(input)?)
+            .map_err(|_| DecodeError("text is not UTF-8"))?
+            .to_owned();
+        let ends = take_u32s(input)?;
+        let mut at = 0;
+        for &end in &ends {
+            if (end as usize) < at || !text.is_char_boundary(end as usize) {
+                return Err(DecodeError("string ends out of order"));
+            }
+            at = end as usize;
+        }
+        Ok(StringList { text, ends })
+    }
+}
+
+/// Why a `Directory` could not be read back.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("did-you-mean data is damaged: {0}")]
+pub struct DecodeError(&'static str);
+
+fn put_u32(out: &mut Vec<u8>, n: u32) {
+    out.extend_from_slice(&n.to_le_bytes());
+}
+
+fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    put_u32(out, bytes.len() as u32);
+    out.extend_from_slice(bytes);
+}
+
+fn put_u32s(out: &mut Vec<u8>, values: &[u32]) {
+    put_u32(out, values.len() as u32);
+    for v in values {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+}
+
+fn take<'a>(input: &mut &'a [u8], n: usize) -> Result<&'a [u8], DecodeError> {
+    if input.len() < n {
+        return Err(DecodeError("cut short"));
+    }
+    let (head, rest) = input.split_at(n);
+    *input = rest;
+    Ok(head)
+}
+
+fn take_u32(input: &mut &[u8]) -> Result<u32, DecodeError> {
+    let bytes = take(input, 4)?;
+    Ok(u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
+}
+
+fn take_bytes<'a>(input: &mut &'a [u8]) -> Result<&'a [u8], DecodeError> {
+    let n = take_u32(input)? as usize;
+    take(input, n)
+}
+
+fn take_u32s(input: &mut &[u8]) -> Result<Vec<u32>, DecodeError> {
+    let n = take_u32(input)? as usize;
+    let bytes = take(input, n.checked_mul(4).ok_or(DecodeError("too long"))?)?;
+    Ok(bytes
+        .chunks_exact(4)
+        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect())
 }
 
 /// Keys grouped by length (in characters), each group sorted (byte order, which for UTF-8 is
@@ -99,6 +168,42 @@ impl SortedKeys {
 
     pub fn owner(&self, i: usize) -> u32 {
         self.owners[i]
+    }
+
+    fn encode(&self, out: &mut Vec<u8>) {
+        self.keys.encode(out);
+        put_u32s(out, &self.owners);
+        let groups: Vec<u32> = self.groups.iter().flat_map(|&(l, s)| [l, s]).collect();
+        put_u32s(out, &groups);
+    }
+
+    /// Reads what `encode` wrote for owners below `owners`, checking what lookups rely on.
+    fn decode(input: &mut &[u8], owners: usize) -> Result<Self, DecodeError> {
+        let keys = StringList::decode(input)?;
+        let owned = take_u32s(input)?;
+        if owned.len() != keys.len() || owned.iter().any(|&o| o as usize >= owners) {
+            return Err(DecodeError("keys and owners disagree"));
+        }
+        let flat = take_u32s(input)?;
+        let groups: Vec<(u32, u32)> = flat.chunks_exact(2).map(|g| (g[0], g[1])).collect();
+        let ordered = groups
+            .windows(2)
+            .all(|w| w[0].0 < w[1].0 && w[0].1 < w[1].1);
+        if flat.len() % 2 != 0
+            || !ordered
+            || groups.first().is_some_and(|&(_, s)| s != 0)
+            || groups
+                .last()
+                .is_some_and(|&(_, s)| s as usize >= keys.len())
+            || (groups.is_empty() && !keys.is_empty())
+        {
+            return Err(DecodeError("length groups out of order"));
+        }
+        Ok(SortedKeys {
+            keys,
+            owners: owned,
+            groups,
+        })
     }
 
     /// The groups whose keys have a length in `lengths`: (length, range of indexes).
@@ -428,6 +533,8 @@ fn typos(keys: &SortedKeys, query: &str, limit: usize, found: &mut Vec<(usize, u
     examined
 }
 
+const DIRECTORY_MAGIC: &[u8] = b"crm-username directory 1\n";
+
 /// What "did you mean" shows of each user (id, username, name), with the keys to find them:
 /// what a store that does not hold the whole org keeps in memory for it, about 150 bytes a
 /// user.
@@ -467,6 +574,55 @@ impl Directory {
 
     pub fn is_empty(&self) -> bool {
         self.ids.is_empty()
+    }
+
+    /// A compact binary form, already sorted: reading it back costs a copy, not a sort, and
+    /// little more memory than the result.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend_from_slice(DIRECTORY_MAGIC);
+        put_u32(&mut out, self.ids.len() as u32);
+        for id in &self.ids {
+            out.extend_from_slice(id.as_str15().as_bytes());
+        }
+        self.usernames.encode(&mut out);
+        self.names.encode(&mut out);
+        self.keys.usernames.encode(&mut out);
+        self.keys.names.encode(&mut out);
+        out
+    }
+
+    pub fn from_bytes(mut input: &[u8]) -> Result<Self, DecodeError> {
+        let input = &mut input;
+        if take(input, DIRECTORY_MAGIC.len())? != DIRECTORY_MAGIC {
+            return Err(DecodeError("not a directory"));
+        }
+        let n = take_u32(input)? as usize;
+        let raw = take(input, n.checked_mul(15).ok_or(DecodeError("too long"))?)?;
+        let ids = raw
+            .chunks_exact(15)
+            .map(|id| {
+                std::str::from_utf8(id)
+                    .ok()
+                    .and_then(|id| SfId::parse(id).ok())
+                    .ok_or(DecodeError("bad user id"))
+            })
+            .collect::<Result<Vec<SfId>, _>>()?;
+        let usernames = StringList::decode(input)?;
+        let names = StringList::decode(input)?;
+        let keys = UserKeys {
+            usernames: SortedKeys::decode(input, n)?,
+            names: SortedKeys::decode(input, n)?,
+        };
+        if usernames.len() != n || names.len() != n || !input.is_empty() {
+            return Err(DecodeError("counts disagree"));
+        }
+        Ok(Directory {
+            keys,
+            ids,
+            usernames,
+            names,
+        })
     }
 
     /// As `Org::closest_usernames`; the users carry only id, username and name.
@@ -694,5 +850,49 @@ mod tests {
             let best: Vec<u32> = best_matches(found, 10, |i| &users[i as usize].0);
             assert_eq!(best[0], 4242, "{query}");
         }
+    }
+
+    fn directory() -> Directory {
+        let users: Vec<(SfId, String, String)> = (0..300)
+            .map(|i| {
+                let id = SfId::parse(&format!("005Sy{i:010}")).unwrap();
+                (
+                    id,
+                    format!("User{i}@Acme.com"),
+                    format!("{} Doe {i}", FIRST[i % 6]),
+                )
+            })
+            .collect();
+        Directory::new(users.iter().map(|(id, u, n)| (*id, u.as_str(), n.as_str())))
+    }
+
+    #[test]
+    fn a_directory_read_back_from_bytes_answers_the_same() {
+        let original = directory();
+        let copy = Directory::from_bytes(&original.to_bytes()).unwrap();
+        assert_eq!(copy.len(), 300);
+        for login in ["usr12@acme.com", "user1@acme.com.uat", "user12@acme.co"] {
+            let want = original.closest_usernames(login, 10);
+            assert!(!want.is_empty(), "{login}");
+            assert_eq!(copy.closest_usernames(login, 10), want, "{login}");
+        }
+        let want = original.closest_names("zoe doe 11", 10);
+        assert_eq!(want[0].name, "Zoë Doe 11");
+        assert_eq!(copy.closest_names("zoe doe 11", 10), want);
+    }
+
+    #[test]
+    fn damaged_directory_bytes_are_an_error_not_a_panic() {
+        let bytes = directory().to_bytes();
+        for cut in (0..bytes.len()).step_by(97) {
+            assert!(
+                Directory::from_bytes(&bytes[..cut]).is_err(),
+                "cut at {cut}"
+            );
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(Directory::from_bytes(&longer).is_err());
+        assert!(Directory::from_bytes(b"[{\"id\": 1}]").is_err());
     }
 }

@@ -111,7 +111,8 @@ impl GenerationKeys {
     pub fn usernames(&self) -> String {
         format!("{}usernames", self.base)
     }
-    /// Every user's id, username and name, for "did you mean" (read only when nothing matched).
+    /// Every user's id, username and name, sorted for "did you mean" (`close_match::Directory`
+    /// in its binary form; read only when nothing matched).
     pub fn suggestions(&self) -> String {
         format!("{}suggestions", self.base)
     }

@@ -55,8 +55,8 @@ struct GenerationCache {
 /// arrive together (they wait for the first build, hence an async lock).
 type Suggestions = Arc<tokio::sync::Mutex<Option<(String, Arc<Directory>)>>>;
 
-/// One user as the suggestions key lists it.
-#[derive(Serialize, Deserialize)]
+/// One user as the suggestions key of an earlier version listed it.
+#[derive(Deserialize)]
 struct Suggestion<'a> {
     id: SfId,
     #[serde(borrow)]
@@ -92,6 +92,25 @@ fn bytes(value: &Value) -> Option<Vec<u8>> {
     Option::<Vec<u8>>::from_redis_value(value.clone())
         .ok()
         .flatten()
+}
+
+/// Reads a large value (megabytes) in pieces into one buffer of its size: a single `GET`
+/// would pass it through the client's growing read buffer and a copy, at several times its
+/// size in memory. The value must not change meanwhile (those of a generation do not).
+async fn read_in_pieces(conn: &mut ConnectionManager, key: &str) -> Result<Vec<u8>, StoreError> {
+    const PIECE: usize = 1 << 20;
+    let len: usize = conn.strlen(key).await?;
+    let mut value = Vec::with_capacity(len);
+    while value.len() < len {
+        let start = value.len();
+        let end = (start + PIECE).min(len) - 1;
+        let piece: Vec<u8> = conn.getrange(key, start as isize, end as isize).await?;
+        if piece.is_empty() {
+            return Err(corrupt("suggestions", "deleted while being read"));
+        }
+        value.extend_from_slice(&piece);
+    }
+    Ok(value)
 }
 
 fn target_key(gk: &GenerationKeys, target: &TargetRef, business_unit: usize) -> String {
@@ -265,14 +284,15 @@ impl RedisStore {
         }
         // The previous generation's index goes first, so that two never sit in memory.
         *cached = None;
-        let raw: Option<Vec<u8>> = conn
-            .get(self.keys.generation(generation).suggestions())
-            .await?;
+        let raw = read_in_pieces(conn, &self.keys.generation(generation).suggestions()).await?;
         let directory = tokio::task::spawn_blocking(move || {
-            let raw = raw.unwrap_or_else(|| b"[]".to_vec());
+            if !raw.starts_with(b"[") {
+                return Directory::from_bytes(&raw).map_err(|e| corrupt("suggestions", e));
+            }
+            // Written by an earlier version: a JSON array of users.
             let users: Vec<Suggestion> =
                 serde_json::from_slice(&raw).map_err(|e| corrupt("suggestions", e))?;
-            Ok::<_, StoreError>(Directory::new(
+            Ok(Directory::new(
                 users
                     .iter()
                     .map(|u| (u.id, u.username.as_ref(), u.name.as_ref())),
@@ -829,8 +849,6 @@ fn generation_commands(
     let mut contexts = ContextBuilder::new(&org);
     let mut emails: FxHashMap<String, Vec<String>> = FxHashMap::default();
     let mut names: Vec<Vec<u8>> = Vec::new();
-    // A JSON array of minimal users, written as it goes rather than cloned and serialised.
-    let mut suggestions: Vec<u8> = Vec::new();
     for user in &org.snapshot().salesforce.users {
         let id = user.id.as_str15();
         batch.set(gk.user(user.id), to_json(user))?;
@@ -856,25 +874,19 @@ fn generation_commands(
             batch.zadd(&gk.names(), &names)?;
             names.clear();
         }
-        if !suggestions.is_empty() {
-            suggestions.push(b',');
-        }
-        suggestions.extend_from_slice(&to_json(&Suggestion {
-            id: user.id,
-            username: Cow::Borrowed(&user.username),
-            name: Cow::Borrowed(&user.name),
-        }));
     }
     batch.zadd(&gk.names(), &names)?;
     for (email, ids) in emails {
         batch.set(gk.email(&email), to_json(&ids))?;
     }
-    let mut array = Vec::with_capacity(suggestions.len() + 2);
-    array.push(b'[');
-    array.append(&mut suggestions);
-    array.push(b']');
-    batch.set(gk.suggestions(), array)?;
-    drop(suggestions);
+    let users = &org.snapshot().salesforce.users;
+    let directory = Directory::new(
+        users
+            .iter()
+            .map(|u| (u.id, u.username.as_str(), u.name.as_str())),
+    );
+    batch.set(gk.suggestions(), directory.to_bytes())?;
+    drop(directory);
     for (b, bu) in org.business_units().iter().enumerate() {
         let mut by_email: FxHashMap<String, Vec<&AeUser>> = FxHashMap::default();
         for user in &bu.users {
