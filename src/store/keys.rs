@@ -103,7 +103,7 @@ impl GenerationKeys {
     pub fn email(&self, lower: &str) -> String {
         format!("{}email:{lower}", self.base)
     }
-    /// Sorted set of `word \0 id` for name search by prefix.
+    /// Sorted set of `word \0 id \0 name` for name search by prefix.
     pub fn names(&self) -> String {
         format!("{}names", self.base)
     }

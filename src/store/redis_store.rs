@@ -113,6 +113,23 @@ async fn read_in_pieces(conn: &mut ConnectionManager, key: &str) -> Result<Vec<u
     Ok(value)
 }
 
+/// A user known only by id and name: enough to tell whether a name query matches it.
+fn named_user(id: SfId, name: String) -> SfUser {
+    SfUser {
+        id,
+        username: String::new(),
+        email: String::new(),
+        name,
+        is_active: true,
+        profile_id: None,
+        profile_name: None,
+        user_license: None,
+        role_id: None,
+        user_type: None,
+        modified_at: None,
+    }
+}
+
 fn target_key(gk: &GenerationKeys, target: &TargetRef, business_unit: usize) -> String {
     match target {
         TargetRef::AeId(id) => gk.ae_user(business_unit, *id),
@@ -121,10 +138,11 @@ fn target_key(gk: &GenerationKeys, target: &TargetRef, business_unit: usize) -> 
 }
 
 /// Reads `current`, then keys of that generation: `GET` (`g` + key), or users by name word
-/// (`z` + word: `ZRANGEBYLEX` on the name index), then, when asked, the user and context of
-/// the id the first read found. Atomic, so every value comes from one generation. (It builds
-/// key names from the generation it reads, which a Redis Cluster would not allow; the bot
-/// uses one Redis server.)
+/// (`z` + word, on the name index: one value for all such reads, the entries of the word with
+/// the fewest, as counted by `ZLEXCOUNT`), then, when asked, the user and context of the id
+/// the first read found. Atomic, so every value comes from one generation. (It builds key
+/// names from the generation it reads, which a Redis Cluster would not allow; the bot uses
+/// one Redis server.)
 /// ARGV: generations base, user key prefix ('' = do not follow), context key prefix, name
 /// index key, name matches limit, then the reads. Returns false without a generation, else
 /// {generation, value of each read..., [user, context]}.
@@ -132,14 +150,25 @@ const READ_SCRIPT: &str = r#"
 local generation = redis.call('GET', KEYS[1])
 if not generation then return false end
 local base = ARGV[1] .. generation .. ':'
+local names = base .. ARGV[4]
+local driver, fewest
+for i = 6, #ARGV do
+  if string.sub(ARGV[i], 1, 1) == 'z' then
+    local word = string.sub(ARGV[i], 2)
+    local count = redis.call('ZLEXCOUNT', names, '[' .. word, '[' .. word .. '\255')
+    if not fewest or count < fewest then driver, fewest = word, count end
+  end
+end
 local out = {generation}
+local named = false
 for i = 6, #ARGV do
   local op, arg = string.sub(ARGV[i], 1, 1), string.sub(ARGV[i], 2)
   if op == 'g' then
     out[#out + 1] = redis.call('GET', base .. arg)
-  else
-    out[#out + 1] = redis.call('ZRANGEBYLEX', base .. ARGV[4], '[' .. arg,
-      '[' .. arg .. '\255', 'LIMIT', 0, ARGV[5])
+  elseif not named then
+    named = true
+    out[#out + 1] = redis.call('ZRANGEBYLEX', names, '[' .. driver,
+      '[' .. driver .. '\255', 'LIMIT', 0, ARGV[5])
   end
 end
 if ARGV[2] ~= '' and out[2] then
@@ -355,24 +384,20 @@ impl RedisStore {
         // every business unit, and for a username the user and its context.
         let rel = self.keys.within_generation();
         let mut reads = QueryReads::default();
-        let words: Vec<&str> = match &query.subject {
+        match &query.subject {
             Subject::Id(id) => {
                 reads.get(rel.user(*id)).get(rel.context(*id));
-                Vec::new()
             }
             Subject::Login(login) => {
                 reads.get(rel.login(login)).get(rel.email(login));
                 reads.follow_user = true;
-                Vec::new()
             }
             Subject::Name(name) => {
-                let words: Vec<&str> = name.split(' ').filter(|w| !w.is_empty()).collect();
-                for word in &words {
+                for word in name.split(' ').filter(|w| !w.is_empty()) {
                     reads.names_starting_with(word);
                 }
-                words
             }
-        };
+        }
         if let Some(target) = &query.target {
             reads.targets(&rel, target, business_units);
         }
@@ -456,28 +481,50 @@ impl RedisStore {
                 }
             }
             Subject::Name(name) => {
-                let mut per_word: Vec<Vec<String>> = Vec::with_capacity(words.len());
-                for value in subject_values {
-                    let members: Vec<Vec<u8>> = Vec::<Vec<u8>>::from_redis_value(value.clone())
-                        .map_err(|e| corrupt("name index", e))?;
-                    per_word.push(
-                        members
-                            .iter()
-                            .filter_map(|m| {
-                                m.iter()
-                                    .position(|&b| b == 0)
-                                    .map(|at| String::from_utf8_lossy(&m[at + 1..]).into_owned())
-                            })
-                            .collect(),
-                    );
-                }
-                let driver = per_word
-                    .into_iter()
-                    .min_by_key(Vec::len)
-                    .unwrap_or_default();
-                let mut ids = driver;
-                ids.sort();
+                // The entries (`word \0 id \0 name`) of the word with the fewest, from the
+                // script; without names (written by an earlier version), users are read.
+                let members: Vec<Vec<u8>> = match subject_values.first() {
+                    Some(value) => Vec::<Vec<u8>>::from_redis_value(value.clone())
+                        .map_err(|e| corrupt("name index", e))?,
+                    None => Vec::new(),
+                };
+                let mut entries: Vec<(String, Option<String>)> = members
+                    .iter()
+                    .filter_map(|m| {
+                        let mut parts = m.splitn(3, |&b| b == 0).skip(1);
+                        let id = String::from_utf8_lossy(parts.next()?).into_owned();
+                        let name = parts
+                            .next()
+                            .map(|n| String::from_utf8_lossy(n).into_owned());
+                        Some((id, name))
+                    })
+                    .collect();
+                entries.sort();
+                entries.dedup();
+                let mut ids: Vec<String> = entries.iter().map(|(id, _)| id.clone()).collect();
                 ids.dedup();
+                if !entries.is_empty() && entries.iter().all(|(_, n)| n.is_some()) {
+                    // Which users match, by their names alone, exactly as the whole org says.
+                    let named = entries
+                        .iter()
+                        .filter_map(|(id, name)| {
+                            Some(named_user(SfId::parse(id).ok()?, name.clone()?))
+                        })
+                        .collect();
+                    let probe = Org::new(assemble(&meta, named, None, Vec::new()));
+                    let matching = probe.search_name(name, usize::MAX);
+                    ids = matching
+                        .users
+                        .iter()
+                        .map(|u| u.id.as_str15().to_owned())
+                        .collect();
+                    if matching.total == 1 {
+                        drop(probe);
+                        let found = self.users_with_context(&mut conn, &gk, &ids).await?;
+                        let mini = Org::new(assemble(&meta, found.0, found.1, targets));
+                        return Ok(diagnose(query, &mini, now));
+                    }
+                }
                 let fetched = self.users(&mut conn, &gk, &ids).await?;
                 // Which of them match, exactly as the whole org would say.
                 let probe = Org::new(assemble(&meta, fetched.clone(), None, Vec::new()));
@@ -868,6 +915,8 @@ fn generation_commands(
             let mut member = word.as_bytes().to_vec();
             member.push(0);
             member.extend_from_slice(id.as_bytes());
+            member.push(0);
+            member.extend_from_slice(user.name.as_bytes());
             names.push(member);
         }
         if names.len() >= 500 {
