@@ -536,7 +536,7 @@ fn typos(keys: &SortedKeys, query: &str, limit: usize, found: &mut Vec<(usize, u
 const DIRECTORY_MAGIC: &[u8] = b"crm-username directory 1\n";
 
 /// What "did you mean" shows of each user (id, username, name), with the keys to find them:
-/// what a store that does not hold the whole org keeps in memory for it, about 150 bytes a
+/// what a store that does not hold the whole org keeps in memory for it, about 130 bytes a
 /// user.
 pub struct Directory {
     keys: UserKeys,

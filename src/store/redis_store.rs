@@ -298,7 +298,7 @@ impl RedisStore {
     }
 
     /// "Did you mean" needs every username and name: read once per generation, only when a
-    /// query matched nothing, and kept in memory (sorted, about 150 bytes a user) for the next
+    /// query matched nothing, and kept in memory (sorted, about 130 bytes a user) for the next
     /// miss.
     async fn suggestions(
         &self,
