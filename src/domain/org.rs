@@ -61,6 +61,30 @@ pub fn name_key(name: &str) -> String {
     key
 }
 
+/// How a name matches a name query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameMatch {
+    /// The whole name (lower case, single spaces) is the query.
+    Exact,
+    /// Each word of the query starts a word of the name.
+    Words,
+}
+
+/// Whether the name key `name` (see `name_key`) matches `query` (a name key too, split into
+/// `words`), and how. A search shows the exact matches if there are any, else the others.
+pub fn name_match(query: &str, words: &[&str], name: &str) -> Option<NameMatch> {
+    if name == query {
+        Some(NameMatch::Exact)
+    } else if words
+        .iter()
+        .all(|w| name.split(' ').any(|nw| nw.starts_with(w)))
+    {
+        Some(NameMatch::Words)
+    } else {
+        None
+    }
+}
+
 impl Org {
     pub fn new(snapshot: OrgSnapshot) -> Self {
         Self::build(snapshot, true)
@@ -219,14 +243,10 @@ impl Org {
                 continue;
             }
             let user = self.user(idx);
-            let name = name_key(&user.name);
-            if name == query {
-                exact.push(user);
-            } else if words
-                .iter()
-                .all(|w| name.split(' ').any(|nw| nw.starts_with(w)))
-            {
-                partial.push(user);
+            match name_match(query, &words, &name_key(&user.name)) {
+                Some(NameMatch::Exact) => exact.push(user),
+                Some(NameMatch::Words) => partial.push(user),
+                None => {}
             }
         }
         let mut users = if exact.is_empty() { partial } else { exact };

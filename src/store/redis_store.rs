@@ -20,7 +20,10 @@ use super::{LockToken, Outcome, SourceStatus, StatusReport, StoreError, random_t
 use crate::diagnose::{MAX_CANDIDATES, diagnose};
 use crate::domain::close_match::Directory;
 use crate::domain::snapshot::lower;
-use crate::domain::{AeUser, Org, OrgSnapshot, Query, SfId, SfUser, Subject, TargetRef};
+use crate::domain::{
+    AeUser, NameMatch, Org, OrgSnapshot, Query, SfId, SfUser, Subject, TargetRef, name_key,
+    name_match,
+};
 
 /// Commands per pipeline when publishing: large enough to amortise round trips, small enough
 /// to keep memory flat.
@@ -111,23 +114,6 @@ async fn read_in_pieces(conn: &mut ConnectionManager, key: &str) -> Result<Vec<u
         value.extend_from_slice(&piece);
     }
     Ok(value)
-}
-
-/// A user known only by id and name: enough to tell whether a name query matches it.
-fn named_user(id: SfId, name: String) -> SfUser {
-    SfUser {
-        id,
-        username: String::new(),
-        email: String::new(),
-        name,
-        is_active: true,
-        profile_id: None,
-        profile_name: None,
-        user_license: None,
-        role_id: None,
-        user_type: None,
-        modified_at: None,
-    }
 }
 
 fn target_key(gk: &GenerationKeys, target: &TargetRef, business_unit: usize) -> String {
@@ -501,21 +487,19 @@ impl RedisStore {
                 ids.dedup();
                 if !entries.is_empty() && entries.iter().all(|(_, n)| n.is_some()) {
                     // Which users match, by their names alone, exactly as the whole org says.
-                    let named = entries
-                        .iter()
-                        .filter_map(|(id, name)| {
-                            Some(named_user(SfId::parse(id).ok()?, name.clone()?))
-                        })
-                        .collect();
-                    let probe = Org::new(assemble(&meta, named, None, Vec::new()));
-                    let matching = probe.search_name(name, usize::MAX);
-                    ids = matching
-                        .users
-                        .iter()
-                        .map(|u| u.id.as_str15().to_owned())
-                        .collect();
-                    if matching.total == 1 {
-                        drop(probe);
+                    let words: Vec<&str> = name.split(' ').filter(|w| !w.is_empty()).collect();
+                    let (mut exact, mut partial) = (Vec::new(), Vec::new());
+                    for (id, user_name) in &entries {
+                        let key = name_key(user_name.as_deref().unwrap_or_default());
+                        match name_match(name, &words, &key) {
+                            Some(NameMatch::Exact) => exact.push(id.clone()),
+                            Some(NameMatch::Words) => partial.push(id.clone()),
+                            None => {}
+                        }
+                    }
+                    ids = if exact.is_empty() { partial } else { exact };
+                    ids.dedup();
+                    if let [_] = ids.as_slice() {
                         let found = self.users_with_context(&mut conn, &gk, &ids).await?;
                         let mini = Org::new(assemble(&meta, found.0, found.1, targets));
                         return Ok(diagnose(query, &mini, now));
