@@ -185,6 +185,30 @@ async fn readers_never_see_a_mix_of_two_generations() {
 }
 
 #[tokio::test]
+async fn a_target_is_read_from_the_business_units_of_the_generation_answering() {
+    // The store reads a target in as many business units as the generation it last saw
+    // had; a refresh that adds or removes one must not leave a reader with the old count.
+    let both = demo::snapshot(now()).unwrap();
+    let mut one = both.clone();
+    one.business_units.truncate(1);
+    let store = redis_store("bu-count").await;
+    let store = Store::Redis(store);
+    let queries = [
+        "mia.multi@acme.com for 2001",
+        "email_a@example.com for email_b@example.com",
+    ];
+    for snapshot in [both.clone(), one, both] {
+        store.publish(snapshot.clone()).await.unwrap();
+        let whole = Org::new(snapshot);
+        for text in queries {
+            let query = Query::parse(text).unwrap();
+            let got = store.diagnose(&query, now()).await.unwrap();
+            assert_eq!(got, diagnose(&query, &whole, now()), "{text}");
+        }
+    }
+}
+
+#[tokio::test]
 async fn publishing_keeps_only_the_current_and_previous_generation() {
     let store = redis_store("cleanup").await;
     for n in 0..4 {

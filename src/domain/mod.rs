@@ -2,6 +2,7 @@
 
 mod account_engagement;
 mod business_unit;
+pub mod close_match;
 mod finding;
 mod org;
 mod query;
@@ -14,7 +15,7 @@ pub use business_unit::{
     Assignment, BusinessUnit, DEFAULT_AE_URL, LinkTemplates, RecordRef, UserManagement,
 };
 pub use finding::*;
-pub use org::{Org, SearchResult, name_key};
+pub use org::{NameMatch, Org, SearchResult, name_key, name_match};
 pub use query::{Query, QueryError, Subject, TargetRef};
 pub use salesforce::{GroupMember, PublicGroup, Role, RoleGroupKind, SalesforceOrg, SfUser};
 pub use sf_id::{SfId, SfIdError};

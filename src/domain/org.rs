@@ -2,93 +2,12 @@
 
 use rustc_hash::FxHashMap as HashMap;
 
+use super::close_match::{UserKeys, best_matches};
 use super::snapshot::lower;
 
 use super::{AeUser, BusinessUnit, OrgSnapshot, PublicGroup, RecordRef, Role, SfId, SfUser};
 
 type Idx = u32;
-
-/// Character histogram of a lower-cased string: a cheap lower bound on edit distance, so that
-/// "did you mean" only computes distances for the few strings that could be close.
-#[derive(Clone)]
-struct Histogram([u8; 40]);
-
-impl Histogram {
-    fn of(text: &str) -> Self {
-        let mut counts = [0u8; 40];
-        for b in text.bytes() {
-            let slot = match b {
-                b'a'..=b'z' => (b - b'a') as usize,
-                b'0'..=b'9' => 26 + (b - b'0') as usize,
-                b'.' => 36,
-                b'@' => 37,
-                b'_' | b'-' => 38,
-                _ => 39,
-            };
-            counts[slot] = counts[slot].saturating_add(1);
-        }
-        Histogram(counts)
-    }
-
-    /// A lower bound on the edit distance: each edit removes at most one surplus character
-    /// on either side, so the distance is at least the larger surplus.
-    fn distance_bound(&self, other: &Histogram) -> u32 {
-        let (mut more, mut fewer) = (0u32, 0u32);
-        for (a, b) in self.0.iter().zip(other.0.iter()) {
-            if a > b {
-                more += u32::from(a - b);
-            } else {
-                fewer += u32::from(b - a);
-            }
-        }
-        more.max(fewer)
-    }
-}
-
-/// Levenshtein distance when it is at most `max`; `None` as soon as it cannot be. Only the
-/// diagonal band of width `2 * max + 1` is computed, since cells outside it exceed `max`.
-pub fn bounded_levenshtein<T: PartialEq>(a: &[T], b: &[T], max: usize) -> Option<usize> {
-    if a.len().abs_diff(b.len()) > max {
-        return None;
-    }
-    let over = max + 1;
-    let mut prev: Vec<usize> = (0..=b.len()).map(|j| j.min(over)).collect();
-    let mut cur = vec![over; b.len() + 1];
-    for (i, x) in a.iter().enumerate() {
-        let row = i + 1;
-        let from = row.saturating_sub(max).max(1);
-        let to = (row + max).min(b.len());
-        cur[0] = row.min(over);
-        if from > 1 {
-            cur[from - 1] = over;
-        }
-        let mut row_min = if from == 1 { cur[0] } else { over };
-        for j in from..=to {
-            let substitute = prev[j - 1] + usize::from(*x != b[j - 1]);
-            let value = substitute.min(prev[j] + 1).min(cur[j - 1] + 1).min(over);
-            cur[j] = value;
-            row_min = row_min.min(value);
-        }
-        if to < b.len() {
-            cur[to + 1] = over;
-        }
-        if row_min > max {
-            return None;
-        }
-        std::mem::swap(&mut prev, &mut cur);
-    }
-    Some(prev[b.len()]).filter(|&d| d <= max)
-}
-
-fn distance(a: &str, b: &str, max: usize) -> Option<usize> {
-    if a.is_ascii() && b.is_ascii() {
-        bounded_levenshtein(a.as_bytes(), b.as_bytes(), max)
-    } else {
-        let a: Vec<char> = a.chars().collect();
-        let b: Vec<char> = b.chars().collect();
-        bounded_levenshtein(&a, &b, max)
-    }
-}
 
 struct BusinessUnitIndex {
     by_salesforce_id: HashMap<SfId, Vec<Idx>>,
@@ -109,13 +28,9 @@ pub struct Org {
     by_id: HashMap<SfId, Idx>,
     /// (lower-cased name word, user), sorted: prefix search by binary search.
     name_words: Vec<(Box<str>, Idx)>,
-    /// Lower-cased usernames, by user.
-    usernames: Vec<Box<str>>,
-    /// Users sorted by lower-cased username: exact lookups by binary search, and sandbox
-    /// variants (`jane@acme.com.uat`) as a prefix range.
-    usernames_sorted: Vec<Idx>,
-    username_histograms: Vec<Histogram>,
-    name_histograms: Vec<Histogram>,
+    /// Lower-cased usernames and name keys, sorted: exact lookups, sandbox variants
+    /// (`jane@acme.com.uat`) and "did you mean".
+    keys: UserKeys,
     groups_of_member: HashMap<SfId, Vec<Idx>>,
     group_by_id: HashMap<SfId, Idx>,
     groups_by_name: HashMap<String, Vec<Idx>>,
@@ -146,6 +61,30 @@ pub fn name_key(name: &str) -> String {
     key
 }
 
+/// How a name matches a name query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameMatch {
+    /// The whole name (lower case, single spaces) is the query.
+    Exact,
+    /// Each word of the query starts a word of the name.
+    Words,
+}
+
+/// Whether the name key `name` (see `name_key`) matches `query` (a name key too, split into
+/// `words`), and how. A search shows the exact matches if there are any, else the others.
+pub fn name_match(query: &str, words: &[&str], name: &str) -> Option<NameMatch> {
+    if name == query {
+        Some(NameMatch::Exact)
+    } else if words
+        .iter()
+        .all(|w| name.split(' ').any(|nw| nw.starts_with(w)))
+    {
+        Some(NameMatch::Words)
+    } else {
+        None
+    }
+}
+
 impl Org {
     pub fn new(snapshot: OrgSnapshot) -> Self {
         Self::build(snapshot, true)
@@ -163,32 +102,24 @@ impl Org {
         let mut by_email = HashMap::default();
         let mut by_id = with_capacity(users.len());
         let mut name_words = Vec::with_capacity(users.len() * 2);
-        let mut usernames = Vec::with_capacity(users.len());
-        let mut usernames_sorted = Vec::with_capacity(users.len());
-        let mut username_histograms = Vec::with_capacity(users.len());
-        let mut name_histograms = Vec::with_capacity(users.len());
+        let mut keys = Vec::with_capacity(if searchable { users.len() } else { 0 });
         for (i, user) in users.iter().enumerate() {
             by_id.insert(user.id, i as Idx);
             if !searchable {
                 continue;
             }
-            let username: Box<str> = lower(&user.username).into();
-            username_histograms.push(Histogram::of(&username));
-            usernames.push(username);
-            usernames_sorted.push(i as Idx);
             let email = user.email.trim();
             if !email.is_empty() {
                 push(&mut by_email, lower(email).into_owned(), i);
             }
             let name = name_key(&user.name);
-            name_histograms.push(Histogram::of(&name));
             for word in name.split(' ') {
                 name_words.push((Box::from(word), i as Idx));
             }
+            keys.push((lower(&user.username).into_owned(), name));
         }
         name_words.sort_unstable();
-        usernames_sorted
-            .sort_unstable_by(|&a, &b| usernames[a as usize].cmp(&usernames[b as usize]));
+        let keys = UserKeys::new(keys.into_iter());
 
         let group_by_id: HashMap<SfId, Idx> = sf
             .groups
@@ -255,10 +186,7 @@ impl Org {
             by_email,
             by_id,
             name_words,
-            usernames,
-            usernames_sorted,
-            username_histograms,
-            name_histograms,
+            keys,
             groups_of_member,
             group_by_id,
             groups_by_name,
@@ -282,10 +210,7 @@ impl Org {
     }
 
     pub fn user_by_username(&self, lower: &str) -> Option<&SfUser> {
-        self.usernames_sorted
-            .binary_search_by(|&i| (*self.usernames[i as usize]).cmp(lower))
-            .ok()
-            .map(|at| self.user(self.usernames_sorted[at]))
+        self.keys.user_by_username(lower).map(|i| self.user(i))
     }
 
     pub fn user_by_id(&self, id: SfId) -> Option<&SfUser> {
@@ -318,14 +243,10 @@ impl Org {
                 continue;
             }
             let user = self.user(idx);
-            let name = name_key(&user.name);
-            if name == query {
-                exact.push(user);
-            } else if words
-                .iter()
-                .all(|w| name.split(' ').any(|nw| nw.starts_with(w)))
-            {
-                partial.push(user);
+            match name_match(query, &words, &name_key(&user.name)) {
+                Some(NameMatch::Exact) => exact.push(user),
+                Some(NameMatch::Words) => partial.push(user),
+                None => {}
             }
         }
         let mut users = if exact.is_empty() { partial } else { exact };
@@ -344,68 +265,19 @@ impl Org {
     /// Close usernames for a login that matched nothing: sandbox variants of it first
     /// (`jane@acme.com.uat` for `jane@acme.com`, and the reverse), then small typos.
     pub fn closest_usernames(&self, login: &str, limit: usize) -> Vec<&SfUser> {
-        let mut found: Vec<(usize, &SfUser)> = Vec::new();
-        let dotted = format!("{login}.");
-        let start = self
-            .usernames_sorted
-            .partition_point(|&i| &*self.usernames[i as usize] < dotted.as_str());
-        for &i in self.usernames_sorted[start..]
-            .iter()
-            .take_while(|&&i| self.usernames[i as usize].starts_with(dotted.as_str()))
-            .take(limit)
-        {
-            found.push((0, self.user(i)));
-        }
-        if let Some((production, _)) = login.rsplit_once('.').filter(|(p, _)| {
-            p.contains('@') && p.rsplit('@').next().is_some_and(|d| d.contains('.'))
-        }) {
-            if let Some(user) = self.user_by_username(production) {
-                found.push((0, user));
-            }
-        }
-        self.typo_matches(
-            login,
-            &self.username_histograms,
-            |i| std::borrow::Cow::Borrowed(&*self.usernames[i as usize]),
-            &mut found,
-        );
-        finish_matches(found, limit)
+        self.best(self.keys.closest_usernames(login, limit), limit)
     }
 
     /// Close names for a name that matched nothing.
     pub fn closest_names(&self, name: &str, limit: usize) -> Vec<&SfUser> {
-        let mut found = Vec::new();
-        self.typo_matches(
-            name,
-            &self.name_histograms,
-            |i| std::borrow::Cow::Owned(name_key(&self.user(i).name)),
-            &mut found,
-        );
-        finish_matches(found, limit)
+        self.best(self.keys.closest_names(name, limit), limit)
     }
 
-    fn typo_matches<'a>(
-        &'a self,
-        query: &str,
-        histograms: &[Histogram],
-        key: impl Fn(Idx) -> std::borrow::Cow<'a, str>,
-        found: &mut Vec<(usize, &'a SfUser)>,
-    ) {
-        let len = query.chars().count();
-        let max_distance = match len {
-            0..=4 => 1,
-            5..=9 => 2,
-            _ => 3,
-        };
-        let wanted = Histogram::of(query);
-        for (i, histogram) in histograms.iter().enumerate() {
-            if histogram.distance_bound(&wanted) > max_distance as u32 {
-                continue;
-            }
-            if let Some(d) = distance(query, &key(i as Idx), max_distance).filter(|&d| d > 0) {
-                found.push((d, self.user(i as Idx)));
-            }
-        }
+    fn best(&self, found: Vec<(usize, Idx)>, limit: usize) -> Vec<&SfUser> {
+        best_matches(found, limit, |i| &self.user(i).username)
+            .into_iter()
+            .map(|i| self.user(i))
+            .collect()
     }
 
     pub fn groups_containing(&self, member: SfId) -> impl Iterator<Item = &PublicGroup> {
@@ -491,83 +363,5 @@ impl Org {
     ) -> impl Iterator<Item = &'a AeUser> + 'a {
         let users = &self.snapshot.business_units[bu].users;
         ids.into_iter().flatten().map(move |&i| &users[i as usize])
-    }
-}
-
-fn finish_matches(mut found: Vec<(usize, &SfUser)>, limit: usize) -> Vec<&SfUser> {
-    found.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.username.cmp(&b.1.username)));
-    let mut seen = std::collections::HashSet::new();
-    found
-        .into_iter()
-        .filter(|(_, u)| seen.insert(u.id))
-        .map(|(_, u)| u)
-        .take(limit)
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bounded_levenshtein_matches_the_plain_distance_within_the_bound() {
-        let pairs = [
-            ("kitten", "sitting", 3),
-            ("jane@acme.com", "jnae@acme.com", 2),
-            ("", "abc", 3),
-            ("same", "same", 0),
-        ];
-        for (a, b, d) in pairs {
-            assert_eq!(distance(a, b, 3), Some(d), "{a} {b}");
-            assert_eq!(strsim::levenshtein(a, b), d);
-        }
-        assert_eq!(distance("kitten", "sitting", 2), None);
-        assert_eq!(distance("ab", "abcdef", 3), None);
-        assert_eq!(distance("zoë", "zoe", 1), Some(1));
-    }
-
-    #[test]
-    fn bounded_levenshtein_agrees_with_strsim_on_many_pairs() {
-        let words = [
-            "",
-            "a",
-            "ab",
-            "ba",
-            "abc",
-            "acb",
-            "user1@x.com",
-            "user12@x.com",
-            "usr12@x.com",
-            "user21@x.com",
-            "jane@acme.com",
-            "jane@acme.com.uat",
-            "jane.doe@acme.com",
-        ];
-        for a in words {
-            for b in words {
-                for max in 0..5 {
-                    let plain = strsim::levenshtein(a, b);
-                    let want = (plain <= max).then_some(plain);
-                    assert_eq!(distance(a, b, max), want, "{a:?} {b:?} max {max}");
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn histogram_bound_never_exceeds_the_distance() {
-        let words = [
-            "jane@acme.com",
-            "jnae@acme.com",
-            "john@acme.org",
-            "j@a.c",
-            "user12@x.com",
-        ];
-        for a in words {
-            for b in words {
-                let bound = Histogram::of(a).distance_bound(&Histogram::of(b)) as usize;
-                assert!(bound <= strsim::levenshtein(a, b), "{a} {b}");
-            }
-        }
     }
 }

@@ -3,21 +3,32 @@
 /// Slack mrkdwn: `&`, `<` and `>` are the only control characters; escaping them makes
 /// `<!channel>`, `<@U1>` and `<http://x|y>` print as typed instead of acting.
 pub fn escape_mrkdwn(text: &str) -> String {
+    // Runs of ordinary text are copied whole: most text has nothing to escape.
     let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            c => out.push(c),
-        }
+    let mut rest = text;
+    while let Some(at) = rest.find(['&', '<', '>']) {
+        out.push_str(&rest[..at]);
+        out.push_str(match rest.as_bytes()[at] {
+            b'&' => "&amp;",
+            b'<' => "&lt;",
+            _ => "&gt;",
+        });
+        rest = &rest[at + 1..];
     }
+    out.push_str(rest);
     out
 }
 
 /// Drops control characters (terminal escapes included), zero-width characters and
 /// bidirectional overrides, which can hide or reorder what a person reads. Newlines stay.
 pub fn strip_invisible(text: &str) -> String {
+    // Printable ASCII (and newlines) has nothing to drop: copied whole.
+    if text
+        .bytes()
+        .all(|b| b == b'\n' || (b' '..=b'~').contains(&b))
+    {
+        return text.to_owned();
+    }
     text.chars()
         .filter(|&c| c == '\n' || !(c.is_control() || is_invisible(c)))
         .collect()
@@ -52,6 +63,18 @@ mod tests {
             escape_mrkdwn("<!channel> & <@U1> <http://x|y>"),
             "&lt;!channel&gt; &amp; &lt;@U1&gt; &lt;http://x|y&gt;"
         );
+    }
+
+    #[test]
+    fn text_around_escapes_is_kept_whole() {
+        assert_eq!(escape_mrkdwn("plain text"), "plain text");
+        assert_eq!(
+            escape_mrkdwn("Zoë <Ünïcode> & co"),
+            "Zoë &lt;Ünïcode&gt; &amp; co"
+        );
+        assert_eq!(escape_mrkdwn(">>"), "&gt;&gt;");
+        assert_eq!(strip_invisible("plain\ntext ~"), "plain\ntext ~");
+        assert_eq!(strip_invisible("tab\there\u{7f}"), "tabhere");
     }
 
     #[test]

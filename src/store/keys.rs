@@ -60,7 +60,20 @@ impl Keys {
 
     pub fn generation(&self, generation: &str) -> GenerationKeys {
         GenerationKeys {
-            base: format!("{}gen:{generation}:", self.prefix),
+            base: format!("{}{generation}:", self.generations_base()),
+        }
+    }
+
+    /// What every generation's keys start with, before the generation id.
+    pub fn generations_base(&self) -> String {
+        format!("{}gen:", self.prefix)
+    }
+
+    /// A generation's keys without their start (`generations_base`, the id and `:`): for a
+    /// script that reads `current` and then the keys of that generation.
+    pub fn within_generation(&self) -> GenerationKeys {
+        GenerationKeys {
+            base: String::new(),
         }
     }
 }
@@ -79,10 +92,18 @@ impl GenerationKeys {
         format!("{}meta", self.base)
     }
     pub fn user(&self, id: SfId) -> String {
-        format!("{}user:{}", self.base, id.as_str15())
+        format!("{}{}", self.user_prefix(), id.as_str15())
+    }
+    /// `user(id)` is this followed by the 15-character id.
+    pub fn user_prefix(&self) -> String {
+        format!("{}user:", self.base)
     }
     pub fn context(&self, id: SfId) -> String {
-        format!("{}ctx:{}", self.base, id.as_str15())
+        format!("{}{}", self.context_prefix(), id.as_str15())
+    }
+    /// `context(id)` is this followed by the 15-character id.
+    pub fn context_prefix(&self) -> String {
+        format!("{}ctx:", self.base)
     }
     /// Lower-cased username -> user id.
     pub fn login(&self, lower: &str) -> String {
@@ -92,7 +113,7 @@ impl GenerationKeys {
     pub fn email(&self, lower: &str) -> String {
         format!("{}email:{lower}", self.base)
     }
-    /// Sorted set of `word \0 id` for name search by prefix.
+    /// Sorted set of `word \0 id \0 name` for name search by prefix.
     pub fn names(&self) -> String {
         format!("{}names", self.base)
     }
@@ -100,7 +121,8 @@ impl GenerationKeys {
     pub fn usernames(&self) -> String {
         format!("{}usernames", self.base)
     }
-    /// Every user's id, username and name, for "did you mean" (read only when nothing matched).
+    /// Every user's id, username and name, sorted for "did you mean" (`close_match::Directory`
+    /// in its binary form; read only when nothing matched).
     pub fn suggestions(&self) -> String {
         format!("{}suggestions", self.base)
     }

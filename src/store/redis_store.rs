@@ -1,7 +1,9 @@
 //! The Redis store, shared by every replica. Key schema in `keys.rs`; what is kept per user
-//! in `records.rs`. A diagnosis reads a fixed number of round trips: the current generation,
-//! then the query's keys, then the matched user's record (names: one more).
+//! in `records.rs`. A diagnosis reads a fixed number of round trips: one script reads the
+//! current generation, the query's keys in it and, for a username, the user's record (names
+//! and emails: one or two more).
 
+use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -9,8 +11,8 @@ use chrono::{DateTime, Utc};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, FromRedisValue, Value};
 use rustc_hash::FxHashMap;
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 mod audit;
 
@@ -18,8 +20,12 @@ use super::keys::{GenerationKeys, Keys};
 use super::records::{ContextBuilder, GenerationMeta, GroupGraph, UserContext, assemble};
 use super::{LockToken, Outcome, SourceStatus, StatusReport, StoreError, random_token};
 use crate::diagnose::{MAX_CANDIDATES, diagnose};
+use crate::domain::close_match::Directory;
 use crate::domain::snapshot::lower;
-use crate::domain::{AeUser, Org, OrgSnapshot, Query, SfId, SfUser, Subject, TargetRef};
+use crate::domain::{
+    AeUser, NameMatch, Org, OrgSnapshot, Query, SfId, SfUser, Subject, TargetRef, name_key,
+    name_match,
+};
 
 /// Commands per pipeline when publishing: large enough to amortise round trips, small enough
 /// to keep memory flat.
@@ -52,7 +58,17 @@ struct GenerationCache {
 
 /// What "did you mean" searches: one per generation, built once even when several misses
 /// arrive together (they wait for the first build, hence an async lock).
-type Suggestions = Arc<tokio::sync::Mutex<Option<(String, Arc<Org>)>>>;
+type Suggestions = Arc<tokio::sync::Mutex<Option<(String, Arc<Directory>)>>>;
+
+/// One user as the suggestions key of an earlier version listed it.
+#[derive(Deserialize)]
+struct Suggestion<'a> {
+    id: SfId,
+    #[serde(borrow)]
+    username: Cow<'a, str>,
+    #[serde(borrow, default)]
+    name: Cow<'a, str>,
+}
 
 #[derive(Clone)]
 pub struct RedisStore {
@@ -83,12 +99,136 @@ fn bytes(value: &Value) -> Option<Vec<u8>> {
         .flatten()
 }
 
-fn lex_range(prefix: &str) -> (Vec<u8>, Vec<u8>) {
-    let mut min = b"[".to_vec();
-    min.extend_from_slice(prefix.as_bytes());
-    let mut max = min.clone();
-    max.push(0xff);
-    (min, max)
+/// Reads a large value (megabytes) in pieces into one buffer of its size: a single `GET`
+/// would pass it through the client's growing read buffer and a copy, at several times its
+/// size in memory. The value must not change meanwhile (those of a generation do not).
+async fn read_in_pieces(conn: &mut ConnectionManager, key: &str) -> Result<Vec<u8>, StoreError> {
+    const PIECE: usize = 1 << 20;
+    let len: usize = conn.strlen(key).await?;
+    let mut value = Vec::with_capacity(len);
+    while value.len() < len {
+        let start = value.len();
+        let end = (start + PIECE).min(len) - 1;
+        let piece: Vec<u8> = conn.getrange(key, start as isize, end as isize).await?;
+        if piece.is_empty() {
+            return Err(corrupt("suggestions", "deleted while being read"));
+        }
+        value.extend_from_slice(&piece);
+    }
+    Ok(value)
+}
+
+fn target_key(gk: &GenerationKeys, target: &TargetRef, business_unit: usize) -> String {
+    match target {
+        TargetRef::AeId(id) => gk.ae_user(business_unit, *id),
+        TargetRef::Email(email) => gk.ae_email(business_unit, email),
+    }
+}
+
+/// Reads `current`, then keys of that generation: `GET` (`g` + key), or users by name word
+/// (`z` + word, on the name index: one value for all such reads, the entries of the word with
+/// the fewest, as counted by `ZLEXCOUNT`), then, when asked, the user and context of the id
+/// the first read found. Atomic, so every value comes from one generation. (It builds key
+/// names from the generation it reads, which a Redis Cluster would not allow; the bot uses
+/// one Redis server.)
+/// ARGV: generations base, user key prefix ('' = do not follow), context key prefix, name
+/// index key, name matches limit, then the reads. Returns false without a generation, else
+/// {generation, value of each read..., [user, context]}.
+const READ_SCRIPT: &str = r#"
+local generation = redis.call('GET', KEYS[1])
+if not generation then return false end
+local base = ARGV[1] .. generation .. ':'
+local names = base .. ARGV[4]
+local driver, fewest
+for i = 6, #ARGV do
+  if string.sub(ARGV[i], 1, 1) == 'z' then
+    local word = string.sub(ARGV[i], 2)
+    local count = redis.call('ZLEXCOUNT', names, '[' .. word, '[' .. word .. '\255')
+    if not fewest or count < fewest then driver, fewest = word, count end
+  end
+end
+local out = {generation}
+local named = false
+for i = 6, #ARGV do
+  local op, arg = string.sub(ARGV[i], 1, 1), string.sub(ARGV[i], 2)
+  if op == 'g' then
+    out[#out + 1] = redis.call('GET', base .. arg)
+  elseif not named then
+    named = true
+    out[#out + 1] = redis.call('ZRANGEBYLEX', names, '[' .. driver,
+      '[' .. driver .. '\255', 'LIMIT', 0, ARGV[5])
+  end
+end
+if ARGV[2] ~= '' and out[2] then
+  out[#out + 1] = redis.call('GET', base .. ARGV[2] .. out[2])
+  out[#out + 1] = redis.call('GET', base .. ARGV[3] .. out[2])
+end
+return out
+"#;
+
+static READS: std::sync::LazyLock<redis::Script> =
+    std::sync::LazyLock::new(|| redis::Script::new(READ_SCRIPT));
+
+/// The reads of one diagnosis that do not depend on each other: one round trip (`EVALSHA`).
+#[derive(Default)]
+struct QueryReads {
+    ops: Vec<Vec<u8>>,
+    /// The first read is a username's user id: read that user and its context too.
+    follow_user: bool,
+}
+
+impl QueryReads {
+    fn get(&mut self, key: String) -> &mut Self {
+        let mut op = b"g".to_vec();
+        op.extend_from_slice(key.as_bytes());
+        self.ops.push(op);
+        self
+    }
+
+    fn names_starting_with(&mut self, word: &str) {
+        let mut op = b"z".to_vec();
+        op.extend_from_slice(word.as_bytes());
+        self.ops.push(op);
+    }
+
+    fn targets(&mut self, gk: &GenerationKeys, target: &TargetRef, business_units: usize) {
+        for b in 0..business_units {
+            self.get(target_key(gk, target, b));
+        }
+    }
+
+    /// The generation read and the values, or `None` when no generation was published.
+    async fn run(
+        &self,
+        keys: &Keys,
+        conn: &mut ConnectionManager,
+    ) -> Result<Option<(String, Vec<Value>)>, StoreError> {
+        let rel = keys.within_generation();
+        let mut invocation = READS.key(keys.current());
+        invocation
+            .arg(keys.generations_base())
+            .arg(if self.follow_user {
+                rel.user_prefix()
+            } else {
+                String::new()
+            })
+            .arg(rel.context_prefix())
+            .arg(rel.names())
+            .arg(MAX_NAME_MATCHES);
+        for op in &self.ops {
+            invocation.arg(op.as_slice());
+        }
+        let value: Value = invocation.invoke_async(conn).await?;
+        match value {
+            Value::Nil => Ok(None),
+            Value::Array(mut items) if !items.is_empty() => {
+                let generation = String::from_redis_value(items.remove(0))
+                    .map_err(|e| corrupt("current generation", e))?;
+                Ok(Some((generation, items)))
+            }
+            other => Err(corrupt("reads", format!("unexpected reply {other:?}"))),
+        }
+    }
 }
 
 impl RedisStore {
@@ -146,109 +286,132 @@ impl RedisStore {
     }
 
     /// "Did you mean" needs every username and name: read once per generation, only when a
-    /// query matched nothing, and kept in memory for the next miss.
+    /// query matched nothing, and kept in memory (sorted, about 130 bytes a user) for the next
+    /// miss.
     async fn suggestions(
         &self,
         conn: &mut ConnectionManager,
         generation: &str,
-        meta: &GenerationMeta,
-    ) -> Result<Arc<Org>, StoreError> {
+    ) -> Result<Arc<Directory>, StoreError> {
         let mut cached = self.suggestions.lock().await;
-        if let Some((g, org)) = cached.as_ref() {
+        if let Some((g, directory)) = cached.as_ref() {
             if g == generation {
-                return Ok(org.clone());
+                return Ok(directory.clone());
             }
         }
         // The previous generation's index goes first, so that two never sit in memory.
         *cached = None;
-        let raw: Option<Vec<u8>> = conn
-            .get(self.keys.generation(generation).suggestions())
-            .await?;
-        let snapshot = assemble(meta, Vec::new(), None, Vec::new());
-        let org = tokio::task::spawn_blocking(move || {
-            let users: Vec<SfUser> =
-                from_json("suggestions", &raw.unwrap_or_else(|| b"[]".to_vec()))?;
-            Ok::<_, StoreError>(Org::new(OrgSnapshot {
-                salesforce: crate::domain::SalesforceOrg {
-                    users,
-                    ..snapshot.salesforce
-                },
-                ..snapshot
-            }))
+        let raw = read_in_pieces(conn, &self.keys.generation(generation).suggestions()).await?;
+        let directory = tokio::task::spawn_blocking(move || {
+            if !raw.starts_with(b"[") {
+                return Directory::from_bytes(&raw).map_err(|e| corrupt("suggestions", e));
+            }
+            // Written by an earlier version: a JSON array of users.
+            let users: Vec<Suggestion> =
+                serde_json::from_slice(&raw).map_err(|e| corrupt("suggestions", e))?;
+            Ok(Directory::new(
+                users
+                    .iter()
+                    .map(|u| (u.id, u.username.as_ref(), u.name.as_ref())),
+            ))
         })
         .await
         .map_err(|e| corrupt("suggestions", e))??;
-        let org = Arc::new(org);
-        *cached = Some((generation.to_owned(), org.clone()));
-        Ok(org)
+        let directory = Arc::new(directory);
+        *cached = Some((generation.to_owned(), directory.clone()));
+        Ok(directory)
     }
 
-    /// Close usernames (or names) for a query that matched nothing. The search compares with
-    /// every user, so it runs off the async workers.
+    /// Close usernames (or names) for a query that matched nothing. The search looks only at
+    /// the users that can be close: tens of microseconds at 100,000 users, under a millisecond
+    /// in the worst cases measured (BENCHMARKS.md), so it runs here rather than on a blocking
+    /// thread, whose two hand-offs cost about as much on a busy machine.
     async fn close_matches(
         &self,
         conn: &mut ConnectionManager,
         generation: &str,
-        meta: &GenerationMeta,
         text: &str,
         by_name: bool,
     ) -> Result<Vec<SfUser>, StoreError> {
-        let suggestions = self.suggestions(conn, generation, meta).await?;
-        let text = text.to_owned();
-        tokio::task::spawn_blocking(move || {
-            let close = if by_name {
-                suggestions.closest_names(&text, MAX_CANDIDATES)
-            } else {
-                suggestions.closest_usernames(&text, MAX_CANDIDATES)
-            };
-            close.into_iter().cloned().collect()
+        let suggestions = self.suggestions(conn, generation).await?;
+        Ok(if by_name {
+            suggestions.closest_names(text, MAX_CANDIDATES)
+        } else {
+            suggestions.closest_usernames(text, MAX_CANDIDATES)
         })
-        .await
-        .map_err(|e| corrupt("suggestions", e))
+    }
+
+    /// The generation's metadata if it is the one cached, else the number of business units
+    /// of the cached one (a guess that holds unless a refresh changed the settings).
+    fn cached_meta(&self) -> Option<(String, Arc<GenerationMeta>)> {
+        self.cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .meta
+            .clone()
     }
 
     pub async fn diagnose(&self, query: &Query, now: DateTime<Utc>) -> Result<Outcome, StoreError> {
         let mut conn = self.conn.clone();
-        let generation = self.current_generation(&mut conn).await?;
-        let meta = self.meta(&mut conn, &generation).await?;
-        let gk = self.keys.generation(&generation);
-
-        // Round trip: the query's own keys, and the target in every business unit.
-        let mut pipe = redis::pipe();
-        let words: Vec<&str> = match &query.subject {
-            Subject::Id(id) => {
-                pipe.get(gk.user(*id)).get(gk.context(*id));
-                Vec::new()
-            }
-            Subject::Login(login) => {
-                pipe.get(gk.login(login)).get(gk.email(login));
-                Vec::new()
-            }
-            Subject::Name(name) => {
-                let words: Vec<&str> = name.split(' ').filter(|w| !w.is_empty()).collect();
-                for word in &words {
-                    let (min, max) = lex_range(word);
-                    pipe.cmd("ZRANGEBYLEX")
-                        .arg(gk.names())
-                        .arg(min)
-                        .arg(max)
-                        .arg("LIMIT")
-                        .arg(0)
-                        .arg(MAX_NAME_MATCHES);
-                }
-                words
+        let business_units = match self.cached_meta() {
+            Some((_, meta)) => meta.business_units.len(),
+            None => {
+                let generation = self.current_generation(&mut conn).await?;
+                self.meta(&mut conn, &generation)
+                    .await?
+                    .business_units
+                    .len()
             }
         };
-        let business_units = meta.business_units.len();
-        if let Some(target) = &query.target {
-            for b in 0..business_units {
-                match target {
-                    TargetRef::AeId(id) => pipe.get(gk.ae_user(b, *id)),
-                    TargetRef::Email(email) => pipe.get(gk.ae_email(b, email)),
-                };
+
+        // One round trip: the current generation, the query's own keys in it, the target in
+        // every business unit, and for a username the user and its context.
+        let rel = self.keys.within_generation();
+        let mut reads = QueryReads::default();
+        match &query.subject {
+            Subject::Id(id) => {
+                reads.get(rel.user(*id)).get(rel.context(*id));
+            }
+            Subject::Login(login) => {
+                reads.get(rel.login(login)).get(rel.email(login));
+                reads.follow_user = true;
+            }
+            Subject::Name(name) => {
+                for word in name.split(' ').filter(|w| !w.is_empty()) {
+                    reads.names_starting_with(word);
+                }
             }
         }
-        let values: Vec<Value> = pipe.query_async(&mut conn).await?;
+        if let Some(target) = &query.target {
+            reads.targets(&rel, target, business_units);
+        }
+        let Some((generation, mut values)) = reads.run(&self.keys, &mut conn).await? else {
+            return Err(StoreError::NoSnapshot);
+        };
+        let meta = self.meta(&mut conn, &generation).await?;
+        let gk = self.keys.generation(&generation);
+        let followed = if reads.follow_user && values.len() == reads.ops.len() + 2 {
+            let context = values.pop().and_then(|v| bytes(&v));
+            let user = values.pop().and_then(|v| bytes(&v));
+            Some((user, context))
+        } else {
+            None
+        };
+        if let Some(target) = query
+            .target
+            .as_ref()
+            .filter(|_| meta.business_units.len() != business_units)
+        {
+            // The settings changed with the generation: read the target again, in it.
+            values.truncate(values.len() - business_units);
+            let mut pipe = redis::pipe();
+            for b in 0..meta.business_units.len() {
+                pipe.get(target_key(&gk, target, b));
+            }
+            let more: Vec<Value> = pipe.query_async(&mut conn).await?;
+            values.extend(more);
+        }
+        let business_units = meta.business_units.len();
         let (subject_values, target_values) =
             values.split_at(values.len() - query.target.as_ref().map_or(0, |_| business_units));
 
@@ -287,9 +450,14 @@ impl RedisStore {
                     Some(id) => vec![id],
                     None => by_email.into_iter().take(MAX_EMAIL_MATCHES).collect(),
                 };
-                if ids.is_empty() {
+                if let (Some((user, context)), [_]) = (followed, ids.as_slice()) {
+                    // The script already read the user the username names.
+                    let user: Option<SfUser> = user.map(|r| from_json("user", &r)).transpose()?;
+                    let context = context.map(|r| from_json("user context", &r)).transpose()?;
+                    (user.into_iter().collect(), context)
+                } else if ids.is_empty() {
                     let close = self
-                        .close_matches(&mut conn, &generation, &meta, login, false)
+                        .close_matches(&mut conn, &generation, login, false)
                         .await?;
                     (close, None)
                 } else {
@@ -297,28 +465,48 @@ impl RedisStore {
                 }
             }
             Subject::Name(name) => {
-                let mut per_word: Vec<Vec<String>> = Vec::with_capacity(words.len());
-                for value in subject_values {
-                    let members: Vec<Vec<u8>> = Vec::<Vec<u8>>::from_redis_value(value.clone())
-                        .map_err(|e| corrupt("name index", e))?;
-                    per_word.push(
-                        members
-                            .iter()
-                            .filter_map(|m| {
-                                m.iter()
-                                    .position(|&b| b == 0)
-                                    .map(|at| String::from_utf8_lossy(&m[at + 1..]).into_owned())
-                            })
-                            .collect(),
-                    );
-                }
-                let driver = per_word
-                    .into_iter()
-                    .min_by_key(Vec::len)
-                    .unwrap_or_default();
-                let mut ids = driver;
-                ids.sort();
+                // The entries (`word \0 id \0 name`) of the word with the fewest, from the
+                // script; without names (written by an earlier version), users are read.
+                let members: Vec<Vec<u8>> = match subject_values.first() {
+                    Some(value) => Vec::<Vec<u8>>::from_redis_value(value.clone())
+                        .map_err(|e| corrupt("name index", e))?,
+                    None => Vec::new(),
+                };
+                let mut entries: Vec<(String, Option<String>)> = members
+                    .iter()
+                    .filter_map(|m| {
+                        let mut parts = m.splitn(3, |&b| b == 0).skip(1);
+                        let id = String::from_utf8_lossy(parts.next()?).into_owned();
+                        let name = parts
+                            .next()
+                            .map(|n| String::from_utf8_lossy(n).into_owned());
+                        Some((id, name))
+                    })
+                    .collect();
+                entries.sort();
+                entries.dedup();
+                let mut ids: Vec<String> = entries.iter().map(|(id, _)| id.clone()).collect();
                 ids.dedup();
+                if !entries.is_empty() && entries.iter().all(|(_, n)| n.is_some()) {
+                    // Which users match, by their names alone, exactly as the whole org says.
+                    let words: Vec<&str> = name.split(' ').filter(|w| !w.is_empty()).collect();
+                    let (mut exact, mut partial) = (Vec::new(), Vec::new());
+                    for (id, user_name) in &entries {
+                        let key = name_key(user_name.as_deref().unwrap_or_default());
+                        match name_match(name, &words, &key) {
+                            Some(NameMatch::Exact) => exact.push(id.clone()),
+                            Some(NameMatch::Words) => partial.push(id.clone()),
+                            None => {}
+                        }
+                    }
+                    ids = if exact.is_empty() { partial } else { exact };
+                    ids.dedup();
+                    if let [_] = ids.as_slice() {
+                        let found = self.users_with_context(&mut conn, &gk, &ids).await?;
+                        let mini = Org::new(assemble(&meta, found.0, found.1, targets));
+                        return Ok(diagnose(query, &mini, now));
+                    }
+                }
                 let fetched = self.users(&mut conn, &gk, &ids).await?;
                 // Which of them match, exactly as the whole org would say.
                 let probe = Org::new(assemble(&meta, fetched.clone(), None, Vec::new()));
@@ -330,7 +518,7 @@ impl RedisStore {
                 } else if found.total == 0 {
                     drop(probe);
                     let close = self
-                        .close_matches(&mut conn, &generation, &meta, name, true)
+                        .close_matches(&mut conn, &generation, name, true)
                         .await?;
                     (close, None)
                 } else {
@@ -715,8 +903,6 @@ fn generation_commands(
     let mut contexts = ContextBuilder::new(&org);
     let mut emails: FxHashMap<String, Vec<String>> = FxHashMap::default();
     let mut names: Vec<Vec<u8>> = Vec::new();
-    // A JSON array of minimal users, written as it goes rather than cloned and serialised.
-    let mut suggestions: Vec<u8> = Vec::new();
     for user in &org.snapshot().salesforce.users {
         let id = user.id.as_str15();
         batch.set(gk.user(user.id), to_json(user))?;
@@ -736,31 +922,27 @@ fn generation_commands(
             let mut member = word.as_bytes().to_vec();
             member.push(0);
             member.extend_from_slice(id.as_bytes());
+            member.push(0);
+            member.extend_from_slice(user.name.as_bytes());
             names.push(member);
         }
         if names.len() >= 500 {
             batch.zadd(&gk.names(), &names)?;
             names.clear();
         }
-        if !suggestions.is_empty() {
-            suggestions.push(b',');
-        }
-        let minimal = serde_json::json!({
-            "id": user.id, "username": user.username, "email": user.email,
-            "name": user.name, "is_active": user.is_active,
-        });
-        suggestions.extend_from_slice(&to_json(&minimal));
     }
     batch.zadd(&gk.names(), &names)?;
     for (email, ids) in emails {
         batch.set(gk.email(&email), to_json(&ids))?;
     }
-    let mut array = Vec::with_capacity(suggestions.len() + 2);
-    array.push(b'[');
-    array.append(&mut suggestions);
-    array.push(b']');
-    batch.set(gk.suggestions(), array)?;
-    drop(suggestions);
+    let users = &org.snapshot().salesforce.users;
+    let directory = Directory::new(
+        users
+            .iter()
+            .map(|u| (u.id, u.username.as_str(), u.name.as_str())),
+    );
+    batch.set(gk.suggestions(), directory.to_bytes())?;
+    drop(directory);
     for (b, bu) in org.business_units().iter().enumerate() {
         let mut by_email: FxHashMap<String, Vec<&AeUser>> = FxHashMap::default();
         for user in &bu.users {
