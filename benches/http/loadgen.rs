@@ -188,6 +188,23 @@ impl Report {
         }
     }
 
+    /// One report of several consecutive runs.
+    pub fn merge(reports: Vec<Report>) -> Report {
+        let mut merged = Report::new();
+        for r in reports {
+            merged.elapsed += r.elapsed;
+            let _ = merged.all.add(&r.all);
+            for (into, from) in merged.by_kind.iter_mut().zip(&r.by_kind) {
+                let _ = into.add(from);
+            }
+            merged.ok += r.ok;
+            merged.errors += r.errors;
+            merged.deferred += r.deferred;
+            merged.not_sent += r.not_sent;
+        }
+        merged
+    }
+
     pub fn requests(&self) -> u64 {
         self.all.len()
     }

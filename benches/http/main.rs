@@ -11,7 +11,10 @@
 //!
 //! Settings (environment): BENCH_REDIS_URL (default redis://127.0.0.1:6379/14),
 //! BENCH_SIZES (`1k,100k`), BENCH_SECONDS (20), BENCH_RATE (500), BENCH_CONNECTIONS (32),
-//! BENCH_NAME_PERCENT (5), BENCH_TYPO_PERCENT (5), BENCH_CLEAN=1 (delete the orgs afterwards).
+//! BENCH_NAME_PERCENT (5), BENCH_TYPO_PERCENT (5), BENCH_CLEAN=1 (delete the orgs afterwards),
+//! BENCH_DURING_REFRESH=1 (then, at each size, the fixed rate again while a full refresh from
+//! the fakes of Salesforce and Account Engagement publishes the same org: `check` p99 during a
+//! refresh).
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -43,6 +46,7 @@ struct Settings {
     connections: usize,
     mix: Mix,
     clean: bool,
+    during_refresh: bool,
 }
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -75,6 +79,7 @@ impl Settings {
                 typo_percent: env_or("BENCH_TYPO_PERCENT", 5),
             },
             clean: std::env::var("BENCH_CLEAN").is_ok_and(|v| v == "1"),
+            during_refresh: std::env::var("BENCH_DURING_REFRESH").is_ok_and(|v| v == "1"),
         }
     }
 }
@@ -186,6 +191,12 @@ async fn bench_size(
         startup_ms.iter().cloned().fold(0.0, f64::max)
     );
     let (bot_fixed, bot_max) = drive(settings, &bot.url, &queries, label, "bot").await;
+    if settings.during_refresh {
+        during_refresh(
+            settings, &bot.url, &queries, label, sf_users, ae_users, &prefix,
+        )
+        .await;
+    }
     let peak_rss_kb = vm_hwm_kb(bot.child.id());
     drop(bot);
 
@@ -247,6 +258,85 @@ async fn drive(
     .await;
     report_line(label, who, "max", &max);
     (fixed, max)
+}
+
+/// The fixed rate again while `crm-username refresh` (another process, as another replica would)
+/// reads the same org from the fakes and publishes it into the cache `serve` answers from. The
+/// load starts with the refresh and lasts as long as it does.
+async fn during_refresh(
+    settings: &Settings,
+    url: &str,
+    queries: &[(Kind, String)],
+    label: &str,
+    sf_users: usize,
+    ae_users: usize,
+    prefix: &str,
+) {
+    let dir = std::env::temp_dir().join(format!("crm-bench-refresh-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut fakes = Command::new(BIN)
+        .args(["fakes", "--sf-users", &sf_users.to_string()])
+        .args(["--ae-users", &ae_users.to_string(), "--business-units", "3"])
+        .args(["--seed", &SEED.to_string(), "--settings-out"])
+        .arg(dir.join("business-units.toml"))
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{BIN} fakes: {e}"));
+    let mut env = Vec::new();
+    let mut lines = BufReader::new(fakes.stdout.take().unwrap()).lines();
+    while env.len() < 4 {
+        let line = lines.next().expect("the fakes print 4 settings").unwrap();
+        if let Some((name, value)) = line.split_once('=') {
+            env.push((name.to_owned(), value.to_owned()));
+        }
+    }
+    let client = loadgen::client(settings.connections);
+    let started = Instant::now();
+    let mut refresh = Command::new(BIN)
+        .arg("refresh")
+        .envs(env)
+        .env("REDIS_URL", &settings.redis_url)
+        .env("REDIS_KEY_PREFIX", prefix)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{BIN} refresh: {e}"));
+    // The load runs in slices until the refresh ends; every slice is one report.
+    let mut slices = Vec::new();
+    let status = loop {
+        let requests = loadgen::prepare(SECRET, queries, sign);
+        slices.push(
+            loadgen::open_loop(
+                &client,
+                url,
+                requests,
+                settings.rate,
+                Duration::from_secs(2),
+                1_024,
+            )
+            .await,
+        );
+        if let Some(status) = refresh.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the refresh took over 2 minutes"
+        );
+    };
+    let refresh_s = started.elapsed().as_secs_f64();
+    let _ = fakes.kill();
+    let _ = fakes.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    let merged = Report::merge(slices);
+    println!(
+        "[{label}] refresh of {sf_users} SF / {ae_users} AE users from the fakes: {status}, {refresh_s:.1} s (load for {:.1} s)",
+        merged.elapsed.as_secs_f64()
+    );
+    report_line(label, "bot", "fixed, during a refresh", &merged);
 }
 
 fn report_line(label: &str, who: &str, mode: &str, r: &Report) {
