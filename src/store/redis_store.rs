@@ -28,8 +28,9 @@ use crate::domain::{
 };
 
 /// Commands per pipeline when publishing: large enough to amortise round trips, small enough
-/// to keep memory flat.
-const PIPELINE_COMMANDS: usize = 2_000;
+/// to keep memory flat and to let checks through between pipelines (Redis runs one command at
+/// a time: with 2,000, check p99 during a 100k refresh was 19–20 ms; with 500, 14 ms).
+const PIPELINE_COMMANDS: usize = 500;
 /// Name search reads at most this many users per query word.
 pub const MAX_NAME_MATCHES: usize = 1_000;
 /// Users sharing one email (an ambiguous query) read at most.
