@@ -202,6 +202,12 @@ async fn an_admin_audit_shares_the_csv_of_every_row_then_the_summary() {
         );
     }
     assert!(text.contains("is shared in this channel"), "{text}");
+    // Once it has ended, the next audit starts (the replica's one-at-a-time mark is cleared).
+    let again = app.command("audit", "UADMIN").await;
+    assert_eq!(
+        again["text"],
+        "Auditing every business unit… the summary and a CSV of every row follow here."
+    );
 }
 
 #[tokio::test]

@@ -59,14 +59,24 @@ pub(crate) fn start_audit(
     let user_id = user_id.to_owned();
     let first = ack.clone();
     state.tasks.spawn(async move {
+        // Cleared however the audit ends, a panic included, so that audits do not stay refused.
+        let _running = Running(state2.clone());
         if let ReplyTo::DirectMessage = reply_to {
             // Nobody was acknowledged in a channel: say it started where the rest will come.
             deliver(&state2, &user_id, &reply_to, first).await;
         }
         run(&state2, &user_id, channel_id, &scope, reply_to).await;
-        state2.audit_running.store(false, Ordering::SeqCst);
     });
     Ok(ack)
+}
+
+/// Marks the replica's audit as running until dropped.
+struct Running(AppState);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.audit_running.store(false, Ordering::SeqCst);
+    }
 }
 
 async fn run(
