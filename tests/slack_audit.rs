@@ -202,12 +202,26 @@ async fn an_admin_audit_shares_the_csv_of_every_row_then_the_summary() {
         );
     }
     assert!(text.contains("is shared in this channel"), "{text}");
-    // Once it has ended, the next audit starts (the replica's one-at-a-time mark is cleared).
-    let again = app.command("audit", "UADMIN").await;
-    assert_eq!(
-        again["text"],
-        "Auditing every business unit… the summary and a CSV of every row follow here."
-    );
+    // Once it has ended, the next audit starts (the replica's one-at-a-time mark is cleared
+    // when the task ends, just after the summary is posted: asked again until then).
+    let started = Instant::now();
+    loop {
+        let again = app.command("audit", "UADMIN").await;
+        if again["text"]
+            == "Auditing every business unit… the summary and a CSV of every row follow here."
+        {
+            break;
+        }
+        assert_eq!(
+            again["text"],
+            "An audit is already running; its summary and CSV will be posted when it ends. Try again after that."
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the first audit's mark was never cleared"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test]
