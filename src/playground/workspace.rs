@@ -324,17 +324,21 @@ async fn response_url(
     }
 }
 
+/// Whether the request carries the playground bot's token.
+fn bot_token_in(headers: &HeaderMap) -> bool {
+    headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v == format!("Bearer {BOT_TOKEN}"))
+}
+
 /// `files.getUploadURLExternal` (form-encoded, as Slack takes it): a URL on this fake.
 async fn get_upload_url_external(
     State(workspace): State<Arc<Workspace>>,
     headers: HeaderMap,
     axum::Form(form): axum::Form<std::collections::HashMap<String, String>>,
 ) -> Response {
-    let authorized = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v == format!("Bearer {BOT_TOKEN}"));
-    if !authorized {
+    if !bot_token_in(&headers) {
         return Json(json!({"ok": false, "error": "invalid_auth"})).into_response();
     }
     let Some(length) = form.get("length").and_then(|l| l.parse::<usize>().ok()) else {
@@ -370,11 +374,7 @@ async fn web_api(
     headers: HeaderMap,
     Json(body): Json<Value>,
 ) -> Response {
-    let authorized = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v == format!("Bearer {BOT_TOKEN}"));
-    if !authorized {
+    if !bot_token_in(&headers) {
         return Json(json!({"ok": false, "error": "invalid_auth"})).into_response();
     }
     let channel = if method == "files.completeUploadExternal" {

@@ -55,17 +55,23 @@ pub(crate) fn start_audit(
         scope.chars().take(100).collect()
     };
     let ack = render::audit_progress_message(&label, None);
-    let state2 = state.clone();
-    let user_id = user_id.to_owned();
     let first = ack.clone();
-    state.tasks.spawn(async move {
+    let state = state.clone();
+    let user_id = user_id.to_owned();
+    state.clone().tasks.spawn(async move {
         // Cleared however the audit ends, a panic included, so that audits do not stay refused.
-        let _running = Running(state2.clone());
-        if let ReplyTo::DirectMessage = reply_to {
+        let _running = Running(state.clone());
+        let replies = Replies {
+            state: &state,
+            user_id: &user_id,
+            reply_to,
+            dm: tokio::sync::OnceCell::new(),
+        };
+        if let ReplyTo::DirectMessage = replies.reply_to {
             // Nobody was acknowledged in a channel: say it started where the rest will come.
-            deliver(&state2, &user_id, &reply_to, first).await;
+            replies.deliver(first).await;
         }
-        run(&state2, &user_id, channel_id, &scope, reply_to).await;
+        run(&replies, channel_id, &scope, label).await;
     });
     Ok(ack)
 }
@@ -79,24 +85,52 @@ impl Drop for Running {
     }
 }
 
-async fn run(
-    state: &AppState,
-    user_id: &str,
-    channel_id: Option<String>,
-    scope: &str,
+/// Where one audit's answers go; the direct-message channel is opened once, when first needed.
+struct Replies<'a> {
+    state: &'a AppState,
+    user_id: &'a str,
     reply_to: ReplyTo,
-) {
+    dm: tokio::sync::OnceCell<String>,
+}
+
+impl Replies<'_> {
+    async fn dm(&self) -> Result<&str, SlackApiError> {
+        self.dm
+            .get_or_try_init(|| self.state.slack.web.open_dm(self.user_id))
+            .await
+            .map(String::as_str)
+    }
+
+    async fn deliver(&self, message: Value) {
+        let web = &self.state.slack.web;
+        let sent = match &self.reply_to {
+            ReplyTo::ResponseUrl(url) => {
+                web.respond(url, &render::as_response(message, false, Some(true)))
+                    .await
+            }
+            ReplyTo::DirectMessage => match self.dm().await {
+                Ok(dm) => {
+                    let mut message = message;
+                    message["channel"] = Value::String(dm.to_owned());
+                    web.post_message(&message).await
+                }
+                Err(err) => Err(err),
+            },
+        };
+        if let Err(err) = sent {
+            tracing::warn!(error = %err, "could not post the audit's answer");
+        }
+    }
+}
+
+async fn run(replies: &Replies<'_>, channel_id: Option<String>, scope: &str, label: String) {
+    let state = replies.state;
     let started = std::time::Instant::now();
     let (tx, rx) = tokio::sync::watch::channel(None::<Progress>);
     let progress = Arc::new(move |p: Progress| {
         tx.send_replace(Some(p));
     });
-    let label = if scope.is_empty() {
-        "every business unit".to_owned()
-    } else {
-        scope.to_owned()
-    };
-    let reporter = match &reply_to {
+    let reporter = match &replies.reply_to {
         ReplyTo::ResponseUrl(url) => Some(tokio::spawn(report_progress(
             state.clone(),
             url.clone(),
@@ -122,7 +156,7 @@ async fn run(
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "audit finished"
             );
-            let note = share_csv(state, user_id, channel_id.as_deref(), &report).await;
+            let note = share_csv(replies, channel_id.as_deref(), &report).await;
             render::audit_summary_message(&report, "/crm-username", &note)
         }
         Ok(Err(scope)) => render::error_message(&scope.to_string()),
@@ -131,7 +165,7 @@ async fn run(
             render::unavailable_message(&err.to_string(), None)
         }
     };
-    deliver(state, user_id, &reply_to, message).await;
+    replies.deliver(message).await;
 }
 
 /// Replaces the "Auditing…" message with the progress every few seconds, a few times.
@@ -164,24 +198,40 @@ async fn report_progress(
     }
 }
 
-/// Shares the CSV; returns where it went (or why not), for the summary.
-async fn share_csv(
+/// The report's CSV, as a file, uploaded to `channel`; the file name.
+pub(crate) async fn upload_csv(
     state: &AppState,
-    user_id: &str,
-    channel_id: Option<&str>,
+    channel: &str,
     report: &AuditReport,
-) -> String {
-    if report.rows_total == 0 {
-        return "No CSV: there are no rows.".to_owned();
-    }
-    let web = &state.slack.web;
-    if web.bot_token.is_none() {
-        return "The CSV of every row could not be shared: no SLACK_BOT_TOKEN is configured. `crm-username audit --format csv` writes it.".to_owned();
-    }
+    title: &str,
+    comment: &str,
+) -> Result<String, SlackApiError> {
     let filename = format!(
         "crm-username-audit-{}.csv",
         report.audited_at.format("%Y%m%d-%H%M")
     );
+    let csv = to_csv(report).into_bytes();
+    state
+        .slack
+        .web
+        .upload_file(channel, &filename, title, csv, comment)
+        .await?;
+    Ok(filename)
+}
+
+/// Shares the CSV; returns where it went (or why not), for the summary.
+async fn share_csv(
+    replies: &Replies<'_>,
+    channel_id: Option<&str>,
+    report: &AuditReport,
+) -> String {
+    let state = replies.state;
+    if report.rows_total == 0 {
+        return "No CSV: there are no rows.".to_owned();
+    }
+    if state.slack.web.bot_token.is_none() {
+        return "The CSV of every row could not be shared: no SLACK_BOT_TOKEN is configured. `crm-username audit --format csv` writes it.".to_owned();
+    }
     let title = format!("Audit of {}", report.business_unit_name);
     let comment = format!(
         "{} rows ({} blocked), data as of {}",
@@ -189,14 +239,13 @@ async fn share_csv(
         report.blocked(),
         report.data_as_of.format("%Y-%m-%d %H:%M UTC")
     );
-    let csv = to_csv(report).into_bytes();
     if let Some(channel) = channel_id.filter(|c| !c.is_empty()) {
-        match web
-            .upload_file(channel, &filename, &title, csv.clone(), &comment)
-            .await
-        {
-            Ok(_) => {
-                return format!("The CSV of every row ({filename}) is shared in this channel.");
+        match upload_csv(state, channel, report, &title, &comment).await {
+            Ok(filename) => {
+                return format!(
+                    "{} ({filename}) is shared in this channel.",
+                    csv_holds(report)
+                );
             }
             Err(SlackApiError::Api(error))
                 if error == "not_in_channel" || error == "channel_not_found" =>
@@ -211,14 +260,15 @@ async fn share_csv(
             }
         }
     }
-    let shared = match web.open_dm(user_id).await {
-        Ok(dm) => web.upload_file(&dm, &filename, &title, csv, &comment).await,
+    let shared = match replies.dm().await {
+        Ok(dm) => upload_csv(state, dm, report, &title, &comment).await,
         Err(err) => Err(err),
     };
     match shared {
-        Ok(_) => {
-            format!("The CSV of every row ({filename}) is in your direct messages with the bot.")
-        }
+        Ok(filename) => format!(
+            "{} ({filename}) is in your direct messages with the bot.",
+            csv_holds(report)
+        ),
         Err(err) => {
             tracing::warn!(error = %err, "could not share the audit CSV by direct message");
             format!(
@@ -238,27 +288,6 @@ pub(crate) fn csv_holds(report: &AuditReport) -> String {
         )
     } else {
         "The CSV of every row".to_owned()
-    }
-}
-
-async fn deliver(state: &AppState, user_id: &str, reply_to: &ReplyTo, message: Value) {
-    let web = &state.slack.web;
-    let sent = match reply_to {
-        ReplyTo::ResponseUrl(url) => {
-            web.respond(url, &render::as_response(message, false, Some(true)))
-                .await
-        }
-        ReplyTo::DirectMessage => match web.open_dm(user_id).await {
-            Ok(dm) => {
-                let mut message = message;
-                message["channel"] = Value::String(dm);
-                web.post_message(&message).await
-            }
-            Err(err) => Err(err),
-        },
-    };
-    if let Err(err) = sent {
-        tracing::warn!(error = %err, "could not post the audit's summary");
     }
 }
 

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use super::AppState;
-use crate::audit::{AuditReport, Changes, to_csv};
+use crate::audit::{AuditReport, Changes};
 use crate::render;
 
 const STATE: &str = "audit-digest";
@@ -112,25 +112,13 @@ async fn post(
     changes: &Changes,
     first: bool,
 ) -> Result<(), String> {
-    let web = &state.slack.web;
     let mut note = String::new();
     if report.rows_total > 0 {
-        let filename = format!(
-            "crm-username-audit-{}.csv",
-            report.audited_at.format("%Y%m%d-%H%M")
-        );
         let comment = format!("Audit digest: {} rows", report.rows_total);
-        match web
-            .upload_file(
-                &settings.channel,
-                &filename,
-                "Audit digest",
-                to_csv(report).into_bytes(),
-                &comment,
-            )
+        match super::audit::upload_csv(state, &settings.channel, report, "Audit digest", &comment)
             .await
         {
-            Ok(_) => {
+            Ok(filename) => {
                 note = format!(
                     "{} ({filename}) is shared in this channel.",
                     super::audit::csv_holds(report)
@@ -164,5 +152,10 @@ async fn post(
         message["text"].as_str().unwrap_or_default()
     ));
     message["channel"] = Value::String(settings.channel.clone());
-    web.post_message(&message).await.map_err(|e| e.to_string())
+    state
+        .slack
+        .web
+        .post_message(&message)
+        .await
+        .map_err(|e| e.to_string())
 }
