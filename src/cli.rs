@@ -4,12 +4,12 @@ use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::config::{DataArgs, LiveSettings, SlackArgs};
 use crate::diagnose::diagnose;
-use crate::domain::{Org, OrgSnapshot, Query};
+use crate::domain::{Org, OrgSnapshot, Query, SnapshotError};
 use crate::refresh::{self, Sources};
 use crate::sources::{
     AccountEngagementClient, AccountEngagementConfig, SalesforceClient, SourceError,
@@ -82,6 +82,28 @@ pub enum Format {
     Blocks,
 }
 
+/// `--demo` or `--org FILE`: an org read at once, instead of the configured cache.
+#[derive(Debug, clap::Args)]
+pub struct OfflineOrg {
+    /// Use the built-in demo org.
+    #[arg(long, conflicts_with = "org")]
+    pub demo: bool,
+    /// Use an org snapshot file (JSON, see README "Org snapshot file").
+    #[arg(long, value_name = "FILE")]
+    pub org: Option<PathBuf>,
+}
+
+impl OfflineOrg {
+    /// The org asked for, or `None` when neither flag is given (the cache is used).
+    fn snapshot(&self, now: DateTime<Utc>) -> Option<Result<OrgSnapshot, SnapshotError>> {
+        match (&self.org, self.demo) {
+            (Some(path), _) => Some(OrgSnapshot::load(path)),
+            (None, true) => Some(demo::snapshot(now)),
+            (None, false) => None,
+        }
+    }
+}
+
 #[derive(Debug, clap::Args)]
 pub struct CheckArgs {
     /// A Salesforce username, email, user id (15 or 18 characters) or name, optionally
@@ -90,12 +112,8 @@ pub struct CheckArgs {
     pub query: Vec<String>,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
-    /// Use the built-in demo org.
-    #[arg(long, conflicts_with = "org")]
-    pub demo: bool,
-    /// Use an org snapshot file (JSON, see README "Org snapshot file").
-    #[arg(long, value_name = "FILE")]
-    pub org: Option<PathBuf>,
+    #[command(flatten)]
+    pub offline: OfflineOrg,
     #[command(flatten)]
     pub data: DataArgs,
 }
@@ -139,12 +157,8 @@ pub struct AuditArgs {
     /// the bot does in Slack to bound its memory; all rows when left out.
     #[arg(long, value_name = "N")]
     pub max_rows: Option<usize>,
-    /// Use the built-in demo org.
-    #[arg(long, conflicts_with = "org")]
-    pub demo: bool,
-    /// Use an org snapshot file (JSON, see README "Org snapshot file").
-    #[arg(long, value_name = "FILE")]
-    pub org: Option<PathBuf>,
+    #[command(flatten)]
+    pub offline: OfflineOrg,
     #[command(flatten)]
     pub data: DataArgs,
 }
@@ -218,11 +232,7 @@ pub fn check(args: &CheckArgs) -> ExitCode {
         Err(err) => return usage_error(err),
     };
     let now = Utc::now();
-    let outcome = if args.demo || args.org.is_some() {
-        let snapshot = match &args.org {
-            Some(path) => OrgSnapshot::load(path),
-            None => demo::snapshot(now),
-        };
+    let outcome = if let Some(snapshot) = args.offline.snapshot(now) {
         match snapshot {
             Ok(snapshot) => diagnose(&query, &Org::new(snapshot), now),
             Err(err) => return usage_error(err),
@@ -326,11 +336,7 @@ async fn check_live(data: &DataArgs, query: &Query) -> Result<crate::store::Outc
 /// Exit code 0 when no row is blocked, 1 when some are, 3 on usage or configuration errors.
 async fn audit(args: &AuditArgs) -> ExitCode {
     let now = Utc::now();
-    let store = if args.demo || args.org.is_some() {
-        let snapshot = match &args.org {
-            Some(path) => OrgSnapshot::load(path),
-            None => demo::snapshot(now),
-        };
+    let store = if let Some(snapshot) = args.offline.snapshot(now) {
         let snapshot = match snapshot {
             Ok(snapshot) => snapshot,
             Err(err) => return usage_error(err),
