@@ -17,16 +17,12 @@ use crm_username::demo;
 use crm_username::domain::{Org, OrgSnapshot};
 use crm_username::fakes::{FakeSlack, SlackCall};
 use crm_username::render::{self, AuditSummary, HomeAudit, HomeViewer, MAX_HOME_BLOCKS};
-use crm_username::server::Server;
-use crm_username::slack::signature::sign;
-use crm_username::slack::{AppState, SlackSettings, SlackWebApi, socket_mode};
+use crm_username::slack::{AppState, socket_mode};
 use crm_username::store::{RedisStore, SourceStatus, StatusReport, Store};
 
 mod common;
+use common::slack_app::{ADMIN, TEAM, serve, settings, signed};
 
-const SECRET: &str = "test-signing-secret";
-const TEAM: &str = "T0TEAM";
-const ADMIN: &str = "UADMIN";
 const NORTH_AMERICA: &str = "0UvAk000000NAM1KAO";
 
 struct TestApp {
@@ -35,19 +31,6 @@ struct TestApp {
     state: AppState,
     _shutdown: CancellationToken,
     http: reqwest::Client,
-}
-
-fn settings(slack: &FakeSlack) -> SlackSettings {
-    SlackSettings {
-        signing_secrets: vec![SecretString::from(SECRET)],
-        allowed_team_ids: vec![TEAM.to_owned()],
-        admin_user_ids: vec![ADMIN.to_owned()],
-        web: SlackWebApi::new(
-            &slack.api_url(),
-            Some(SecretString::from("xoxb-test-token")),
-            vec!["127.0.0.1".to_owned()],
-        ),
-    }
 }
 
 /// The demo org in the in-process store, and the audit of that same snapshot.
@@ -71,12 +54,7 @@ fn expected_audit(snapshot: &OrgSnapshot) -> AuditReport {
 async fn spawn_app(store: Store) -> TestApp {
     let slack = FakeSlack::start().await.unwrap();
     let state = AppState::new(store, None, settings(&slack));
-    let server = Server::bind("127.0.0.1:0".parse().unwrap(), state.clone())
-        .await
-        .unwrap();
-    let addr = server.local_addr().unwrap();
-    let shutdown = CancellationToken::new();
-    tokio::spawn(server.run(shutdown.clone()));
+    let (addr, shutdown) = serve(state.clone()).await;
     TestApp {
         addr,
         slack,
@@ -88,25 +66,13 @@ async fn spawn_app(store: Store) -> TestApp {
 
 impl TestApp {
     async fn post_signed(&self, path: &str, content_type: &str, body: &str, retry: bool) -> u16 {
-        let ts = Utc::now().timestamp().to_string();
-        let mut request = self
-            .http
-            .post(format!("http://{}{path}", self.addr))
-            .header("content-type", content_type)
-            .header("x-slack-request-timestamp", &ts)
-            .header("x-slack-signature", sign(SECRET, &ts, body.as_bytes()));
+        let mut request = signed(&self.http, self.addr, path, content_type, body);
         if retry {
             request = request
                 .header("x-slack-retry-num", "1")
                 .header("x-slack-retry-reason", "http_timeout");
         }
-        request
-            .body(body.to_owned())
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16()
+        request.send().await.unwrap().status().as_u16()
     }
 
     async fn event(&self, body: &Value, retry: bool) {

@@ -17,9 +17,7 @@ use crm_username::slack::{AppState, SlackSettings, SlackWebApi};
 use crm_username::store::{RedisStore, Store};
 
 mod common;
-
-const SECRET: &str = "test-signing-secret";
-const TEAM: &str = "T0TEAM";
+use common::slack_app::{SECRET, TEAM, serve, settings, signed};
 
 struct TestApp {
     addr: SocketAddr,
@@ -43,25 +41,7 @@ async fn spawn_app(store: Store) -> TestApp {
 }
 
 async fn spawn_app_with(store: Store, slack: FakeSlack) -> TestApp {
-    let settings = SlackSettings {
-        signing_secrets: vec![SecretString::from(SECRET)],
-        allowed_team_ids: vec![TEAM.to_owned()],
-        admin_user_ids: vec!["UADMIN".to_owned()],
-        web: SlackWebApi::new(
-            &slack.api_url(),
-            Some(SecretString::from("xoxb-test-token")),
-            vec!["127.0.0.1".to_owned()],
-        ),
-    };
-    let server = Server::bind(
-        "127.0.0.1:0".parse().unwrap(),
-        AppState::new(store, None, settings),
-    )
-    .await
-    .unwrap();
-    let addr = server.local_addr().unwrap();
-    let shutdown = CancellationToken::new();
-    tokio::spawn(server.run(shutdown.clone()));
+    let (addr, shutdown) = serve(AppState::new(store, None, settings(&slack))).await;
     TestApp {
         addr,
         slack,
@@ -78,17 +58,11 @@ impl TestApp {
         body: &str,
         headers: &[(&str, String)],
     ) -> reqwest::Response {
-        let ts = Utc::now().timestamp().to_string();
-        let mut request = self
-            .http
-            .post(format!("http://{}{path}", self.addr))
-            .header("content-type", content_type)
-            .header("x-slack-request-timestamp", &ts)
-            .header("x-slack-signature", sign(SECRET, &ts, body.as_bytes()));
+        let mut request = signed(&self.http, self.addr, path, content_type, body);
         for (name, value) in headers {
             request = request.header(*name, value);
         }
-        request.body(body.to_owned()).send().await.unwrap()
+        request.send().await.unwrap()
     }
 
     async fn command(&self, text: &str, team: &str, user: &str) -> reqwest::Response {

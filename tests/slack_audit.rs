@@ -4,23 +4,19 @@
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use secrecy::SecretString;
 use serde_json::Value;
-use tokio_util::sync::CancellationToken;
 
 use crm_username::audit::Changes;
 use crm_username::audit::{Scope, audit_org, to_csv};
 use crm_username::demo;
 use crm_username::domain::{Org, OrgSnapshot};
 use crm_username::fakes::{FakeSlack, SlackCall};
-use crm_username::server::Server;
+use crm_username::slack::AppState;
 use crm_username::slack::digest::{DigestOutcome, DigestSettings, digest_once};
-use crm_username::slack::signature::sign;
-use crm_username::slack::{AppState, SlackSettings, SlackWebApi};
 use crm_username::store::Store;
 
-const SECRET: &str = "test-signing-secret";
-const TEAM: &str = "T0TEAM";
+mod common;
+use common::slack_app::{TEAM, serve, settings, signed};
 
 struct App {
     addr: std::net::SocketAddr,
@@ -36,26 +32,8 @@ async fn spawn_app() -> App {
     let store = Store::memory();
     store.publish(snapshot.clone()).await.unwrap();
     let slack = FakeSlack::start().await.unwrap();
-    let settings = SlackSettings {
-        signing_secrets: vec![SecretString::from(SECRET)],
-        allowed_team_ids: vec![TEAM.to_owned()],
-        admin_user_ids: vec!["UADMIN".to_owned()],
-        web: SlackWebApi::new(
-            &slack.api_url(),
-            Some(SecretString::from("xoxb-test-token")),
-            vec!["127.0.0.1".to_owned()],
-        ),
-    };
-    let server = Server::bind(
-        "127.0.0.1:0".parse().unwrap(),
-        AppState::new(store.clone(), None, settings),
-    )
-    .await
-    .unwrap();
-    let addr = server.local_addr().unwrap();
-    let state = server.state.clone();
-    let shutdown = CancellationToken::new();
-    tokio::spawn(server.run(shutdown.clone()));
+    let state = AppState::new(store.clone(), None, settings(&slack));
+    let (addr, shutdown) = serve(state.clone()).await;
     App {
         addr,
         state,
@@ -77,19 +55,19 @@ impl App {
             ("response_url", &self.slack.response_url("cmd")),
         ])
         .unwrap();
-        let ts = Utc::now().timestamp().to_string();
-        reqwest::Client::new()
-            .post(format!("http://{}/slack/commands", self.addr))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .header("x-slack-request-timestamp", &ts)
-            .header("x-slack-signature", sign(SECRET, &ts, body.as_bytes()))
-            .body(body)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        signed(
+            &reqwest::Client::new(),
+            self.addr,
+            "/slack/commands",
+            "application/x-www-form-urlencoded",
+            &body,
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
     }
 
     /// Waits (at most 10 s) for the summary on the response_url, then returns every call.

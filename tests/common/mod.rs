@@ -1,6 +1,8 @@
 //! Shared by the tests that need a Redis server (scripts/test.sh makes sure one answers).
 #![allow(dead_code)]
 
+pub mod slack_app;
+
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
