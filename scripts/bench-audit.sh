@@ -12,26 +12,12 @@ BUSINESS_UNITS=${BUSINESS_UNITS:-3}
 export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379/12}
 export REDIS_KEY_PREFIX=${REDIS_KEY_PREFIX:-bench-audit:}
 
-cargo build --release --locked -q
-bin=${CARGO_TARGET_DIR:-target}/release/crm-username
-work=$(mktemp -d)
-fakes=
-cleanup() {
-  [ -n "$fakes" ] && kill -INT "$fakes" 2>/dev/null || true
-  rm -rf "$work"
-  redis-cli -u "$REDIS_URL" --scan --pattern "${REDIS_KEY_PREFIX}*" | xargs -r -n 5000 redis-cli -u "$REDIS_URL" unlink >/dev/null
-}
-trap cleanup EXIT
-
-"$bin" fakes --sf-users "$SF_USERS" --ae-users "$AE_USERS" --business-units "$BUSINESS_UNITS" \
-  --settings-out "$work/business-units.toml" >"$work/env" 2>"$work/fakes.log" &
-fakes=$!
-for _ in $(seq 1 300); do [ "$(wc -l <"$work/env")" -ge 4 ] && break; sleep 0.1; done
-set -a; . "$work/env"; set +a
+. scripts/lib/fakes.sh
+start_fakes
 
 echo "audit of $SF_USERS Salesforce users and $AE_USERS AE users over $BUSINESS_UNITS business units, from Redis"
 "$bin" refresh >/dev/null
-kill -INT "$fakes"; wait "$fakes" || true; fakes=
+stop_fakes
 if [ -n "${ONLY_MAX_ROWS:-}" ]; then
   for n in $ONLY_MAX_ROWS; do
     /usr/bin/time -f "--max-rows $n: wall %e s, peak RSS %M KB" "$bin" audit --format csv --max-rows "$n" >/dev/null || true

@@ -12,21 +12,8 @@ BUSINESS_UNITS=${BUSINESS_UNITS:-3}
 export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379/15}
 export REDIS_KEY_PREFIX=${REDIS_KEY_PREFIX:-bench-refresh:}
 
-cargo build --release --locked -q
-bin=${CARGO_TARGET_DIR:-target}/release/crm-username
-work=$(mktemp -d)
-cleanup() {
-  kill -INT "$fakes" 2>/dev/null || true
-  rm -rf "$work"
-  redis-cli -u "$REDIS_URL" --scan --pattern "${REDIS_KEY_PREFIX}*" | xargs -r -n 5000 redis-cli -u "$REDIS_URL" unlink >/dev/null
-}
-trap cleanup EXIT
-
-"$bin" fakes --sf-users "$SF_USERS" --ae-users "$AE_USERS" --business-units "$BUSINESS_UNITS" \
-  --settings-out "$work/business-units.toml" >"$work/env" 2>"$work/fakes.log" &
-fakes=$!
-for _ in $(seq 1 300); do [ "$(wc -l <"$work/env")" -ge 4 ] && break; sleep 0.1; done
-set -a; . "$work/env"; set +a
+. scripts/lib/fakes.sh
+start_fakes
 
 echo "refresh of $SF_USERS Salesforce users and $AE_USERS AE users over $BUSINESS_UNITS business units"
 /usr/bin/time -f "run 1: wall %e s, peak RSS %M KB" "$bin" refresh
@@ -51,5 +38,5 @@ for run in 2 3; do
     END { printf "run %s: %d checks during the refresh, %d without a verdict; ms per check (process start-up included): min %d, median %d, max %d\n",
           run, NR, bad + 0, ms[1], ms[int((NR + 1) / 2)], ms[NR] }'
 done
-kill -INT "$fakes"; wait "$fakes" || true
+stop_fakes
 cat "$work/fakes.log"
