@@ -2,7 +2,7 @@
 #
 # Image of the crm-username Slack bot: `docker build -t crm-username .`
 # Runs `crm-username serve` on port 3000 (BIND_ADDR) as UID 10001. Configuration and secrets come
-# from the environment at run time (CONTRACT.md, "Environment"); nothing secret is baked in.
+# from the environment at run time (docs/reference.md, "Environment"); nothing secret is baked in.
 #
 # Stages: chef (toolchain + cargo-chef) -> planner (dependency recipe) -> builder (dependencies
 # cached in their own layer, then the crate) -> runtime (distroless: glibc, libgcc, CA

@@ -11,7 +11,7 @@
 # Environment:
 #   K8S_VERSIONS                    Kubernetes versions to validate against (default "1.30.0 1.37.0")
 #   KUBECTL                         kubectl to render with (default: the pinned one in the venv)
-#   CHECK_MANIFESTS_REQUIRE_ROUTES  1 = fail when a route of CONTRACT.md is not in src/ yet
+#   CHECK_MANIFESTS_REQUIRE_ROUTES  1 = fail when a documented route (docs/reference.md) is not in src/ yet
 #                                   (default: report it as TODO)
 #   CHECK_MANIFESTS_CACHE           where the venv and the rendered YAML go (default .cache/check-manifests)
 set -euo pipefail

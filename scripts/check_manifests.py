@@ -3,7 +3,7 @@
 usage: check_manifests.py RENDERED_K8S_YAML
 
 Checks that the Slack app manifests, the rendered Kubernetes base, the Dockerfile and the Rust
-sources agree on what CONTRACT.md fixes: the command, the /slack/* routes, the bot scopes and
+sources agree on what docs/reference.md fixes: the command, the /slack/* routes, the bot scopes and
 events, the Home tab, the port, the probes and the non-root user. Prints one line per check;
 exits 1 if one failed. Routes missing from src/ are reported but fail only with
 CHECK_MANIFESTS_REQUIRE_ROUTES=1 (while `serve` is being written).
