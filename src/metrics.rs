@@ -22,6 +22,9 @@ pub const SNAPSHOT_AGE: &str = "crm_username_snapshot_age_seconds";
 pub const SALESFORCE_API_USED: &str = "crm_username_salesforce_api_requests_used";
 pub const SALESFORCE_API_MAX: &str = "crm_username_salesforce_api_requests_max";
 pub const SLACK_API_ERRORS: &str = "crm_username_slack_api_errors_total";
+/// Non-idempotent Slack calls (posts, file shares) that timed out or got an ambiguous 5xx:
+/// maybe delivered, never sent again.
+pub const SLACK_API_UNCONFIRMED: &str = "crm_username_slack_api_unconfirmed_total";
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 

@@ -33,9 +33,13 @@ struct SlackState {
     acks: Mutex<Vec<Value>>,
     connections: AtomicU32,
     calls: Mutex<Vec<SlackCall>>,
+    /// After recording the next N Web API calls, answer late or with a 5xx (`after_accepting`).
+    after_accepting: Mutex<Option<(u32, AfterAccepting)>>,
     /// Answer the next N Web API calls with 429 and this Retry-After.
     rate_limited: AtomicU32,
     retry_after: AtomicU32,
+    /// Rate limit with HTTP 200 `{"ok": false, "error": "ratelimited"}` instead of a 429.
+    rate_limit_in_body: std::sync::atomic::AtomicBool,
     error: Mutex<Option<String>>,
     /// This fake's base URL, for the upload URLs it hands out.
     base_url: Mutex<String>,
@@ -43,6 +47,16 @@ struct SlackState {
     uploads: Mutex<std::collections::HashMap<String, usize>>,
     /// Channels the bot is not a member of: sharing a file there fails with `not_in_channel`.
     not_in_channel: Mutex<Vec<String>>,
+}
+
+/// What the Web API does with a call it has recorded (so, as far as Slack is concerned,
+/// accepted), instead of answering at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterAccepting {
+    /// Answers `{"ok": true}` only after this long: longer than the client waits.
+    AnswerAfter(std::time::Duration),
+    /// Answers with this 5xx status, as a load balancer does when Slack is slow.
+    Status(u16),
 }
 
 pub struct FakeSlack {
@@ -113,8 +127,22 @@ impl FakeSlack {
 
     /// The next `times` Web API calls get 429 with `Retry-After: seconds`.
     pub fn rate_limit(&self, times: u32, seconds: u32) {
+        self.state.rate_limit_in_body.store(false, Ordering::SeqCst);
         self.state.retry_after.store(seconds, Ordering::SeqCst);
         self.state.rate_limited.store(times, Ordering::SeqCst);
+    }
+
+    /// The next `times` Web API calls get `{"ok": false, "error": "ratelimited"}` with
+    /// `Retry-After: seconds`, the form some methods answer with.
+    pub fn rate_limit_in_body(&self, times: u32, seconds: u32) {
+        self.rate_limit(times, seconds);
+        self.state.rate_limit_in_body.store(true, Ordering::SeqCst);
+    }
+
+    /// The next `times` Web API calls are recorded (the post is made) and then answered as
+    /// `how` says.
+    pub fn after_accepting(&self, times: u32, how: AfterAccepting) {
+        *lock(&self.state.after_accepting) = Some((times, how));
     }
 
     /// Socket Mode: sends an envelope into the open socket; `false` if none is open.
@@ -178,7 +206,8 @@ async fn post_message(
     headers: HeaderMap,
     Json(body): Json<Value>,
 ) -> Response {
-    web_api_call(&state, "chat.postMessage", headers, body)
+    let response = web_api_call(&state, "chat.postMessage", headers, body);
+    after_accepting(&state, response).await
 }
 
 /// Slack checks the arguments of `views.publish`: a user id and a `home` view with at most
@@ -196,7 +225,38 @@ async fn views_publish(
     if !(user_ok && view_ok) {
         return Json(json!({"ok": false, "error": "invalid_arguments"})).into_response();
     }
-    web_api_call(&state, "views.publish", headers, body)
+    let response = web_api_call(&state, "views.publish", headers, body);
+    after_accepting(&state, response).await
+}
+
+/// A recorded call's answer, late or replaced when `FakeSlack::after_accepting` says so.
+async fn after_accepting(state: &SlackState, response: Response) -> Response {
+    if response.status() == StatusCode::TOO_MANY_REQUESTS {
+        return response;
+    }
+    let how = {
+        let mut slot = lock(&state.after_accepting);
+        let how = slot.as_ref().map(|(_, how)| *how);
+        if let Some((times, _)) = slot.as_mut() {
+            *times -= 1;
+            if *times == 0 {
+                *slot = None;
+            }
+        }
+        how
+    };
+    match how {
+        None => response,
+        Some(AfterAccepting::AnswerAfter(delay)) => {
+            tokio::time::sleep(delay).await;
+            response
+        }
+        Some(AfterAccepting::Status(status)) => (
+            StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY),
+            "upstream request timeout",
+        )
+            .into_response(),
+    }
 }
 
 /// Rate limits, records and answers one Web API call.
@@ -207,6 +267,10 @@ fn web_api_call(state: &SlackState, method: &str, headers: HeaderMap, body: Valu
         .is_ok();
     if limited {
         let wait = state.retry_after.load(Ordering::SeqCst).to_string();
+        if state.rate_limit_in_body.load(Ordering::SeqCst) {
+            let body = Json(json!({"ok": false, "error": "ratelimited"}));
+            return ([("retry-after", wait)], body).into_response();
+        }
         return (StatusCode::TOO_MANY_REQUESTS, [("retry-after", wait)], "").into_response();
     }
     record(state, method.to_owned(), &headers, body);
