@@ -26,6 +26,14 @@ pub const SLACK_API_ERRORS: &str = "crm_username_slack_api_errors_total";
 /// maybe delivered, never sent again.
 pub const SLACK_API_UNCONFIRMED: &str = "crm_username_slack_api_unconfirmed_total";
 
+/// Socket Mode connections open now (two when all is well).
+pub const SOCKET_MODE_CONNECTIONS: &str = "crm_username_socket_mode_connections";
+/// Socket Mode connections replaced, by `reason`: `disconnect` (Slack asked), `pong_missed`,
+/// `closed`, `failed` (could not open).
+pub const SOCKET_MODE_RECONNECTS: &str = "crm_username_socket_mode_reconnects_total";
+/// Envelopes delivered again (on either connection) and not handled twice.
+pub const SOCKET_MODE_DUPLICATES: &str = "crm_username_socket_mode_duplicate_envelopes_total";
+
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
 /// Installs the process-wide recorder once; later calls return the same handle.

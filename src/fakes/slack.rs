@@ -24,14 +24,38 @@ pub struct SlackCall {
     pub body: Value,
 }
 
+/// One open Socket Mode connection, as Slack's side sees it.
+struct SocketConnection {
+    id: u32,
+    tx: tokio::sync::mpsc::UnboundedSender<Outgoing>,
+    /// Told to `disconnect`, or gone silent: no more envelopes are sent on it.
+    retired: bool,
+}
+
+/// What the fake does next on one connection.
+enum Outgoing {
+    Text(String),
+    /// Sends `disconnect`, then closes the connection after this long, as Slack does.
+    Disconnect(std::time::Duration),
+    /// Stops reading and writing, keeping the TCP connection open: a half-open socket, which
+    /// answers no ping.
+    Silence,
+    /// Closes the TCP connection at once, as a network failure would.
+    Drop,
+}
+
 #[derive(Default)]
 struct SlackState {
     /// Socket Mode: where the socket listens, the sender into the open socket, the acks
     /// received and how many connections were opened.
     socket_url: Mutex<String>,
-    socket: Mutex<Option<tokio::sync::mpsc::UnboundedSender<Option<String>>>>,
+    sockets: Mutex<Vec<SocketConnection>>,
     acks: Mutex<Vec<Value>>,
     connections: AtomicU32,
+    /// `apps.connections.open` answers `{"ok": false}` with this error.
+    refuse_connections: Mutex<Option<String>>,
+    /// Acks and calls, in the order they arrived: `ack:<envelope_id>`, or the call's target.
+    timeline: Mutex<Vec<String>>,
     calls: Mutex<Vec<SlackCall>>,
     /// After recording the next N Web API calls, answer late or with a 5xx (`after_accepting`).
     after_accepting: Mutex<Option<(u32, AfterAccepting)>>,
@@ -145,17 +169,52 @@ impl FakeSlack {
         *lock(&self.state.after_accepting) = Some((times, how));
     }
 
-    /// Socket Mode: sends an envelope into the open socket; `false` if none is open.
+    /// Socket Mode: sends an envelope on one open connection (the newest one not retired), as
+    /// Slack does; `false` if none is open.
     pub fn socket_send(&self, envelope: &Value) -> bool {
-        lock(&self.state.socket)
-            .as_ref()
-            .is_some_and(|tx| tx.send(Some(envelope.to_string())).is_ok())
+        let sockets = lock(&self.state.sockets);
+        sockets
+            .iter()
+            .rev()
+            .find(|c| !c.retired)
+            .is_some_and(|c| c.tx.send(Outgoing::Text(envelope.to_string())).is_ok())
     }
 
-    /// Socket Mode: drops the open socket, as a network failure would.
+    /// Socket Mode: sends the same envelope on every open connection (Slack redelivering it);
+    /// how many connections it went to.
+    pub fn socket_send_all(&self, envelope: &Value) -> usize {
+        lock(&self.state.sockets)
+            .iter()
+            .filter(|c| !c.retired)
+            .filter(|c| c.tx.send(Outgoing::Text(envelope.to_string())).is_ok())
+            .count()
+    }
+
+    /// Socket Mode: drops the newest open connection, as a network failure would.
     pub fn socket_drop(&self) {
-        if let Some(tx) = lock(&self.state.socket).take() {
-            let _ = tx.send(None);
+        self.on_newest(Outgoing::Drop);
+    }
+
+    /// Socket Mode: sends `disconnect` (`refresh_requested`) on the newest connection and
+    /// closes it `grace` later; no more envelopes go to it meanwhile.
+    pub fn socket_disconnect(&self, grace: std::time::Duration) {
+        self.on_newest(Outgoing::Disconnect(grace));
+    }
+
+    /// Socket Mode: every open connection goes silent (half-open): nothing read, nothing
+    /// written, no pong.
+    pub fn socket_silence_all(&self) {
+        for connection in lock(&self.state.sockets).iter_mut() {
+            connection.retired = true;
+            let _ = connection.tx.send(Outgoing::Silence);
+        }
+    }
+
+    fn on_newest(&self, outgoing: Outgoing) {
+        let mut sockets = lock(&self.state.sockets);
+        if let Some(connection) = sockets.iter_mut().rev().find(|c| !c.retired) {
+            connection.retired = true;
+            let _ = connection.tx.send(outgoing);
         }
     }
 
@@ -167,6 +226,24 @@ impl FakeSlack {
     /// Socket Mode: connections opened so far.
     pub fn socket_connections(&self) -> u32 {
         self.state.connections.load(Ordering::SeqCst)
+    }
+
+    /// Socket Mode: connections open now and not retired (silenced or told to disconnect).
+    pub fn socket_open(&self) -> usize {
+        lock(&self.state.sockets)
+            .iter()
+            .filter(|c| !c.retired)
+            .count()
+    }
+
+    /// `apps.connections.open` fails with `error` (`None`: works again).
+    pub fn refuse_connections(&self, error: Option<&str>) {
+        *lock(&self.state.refuse_connections) = error.map(str::to_owned);
+    }
+
+    /// Acks (`ack:<envelope_id>`) and calls (their target), in the order they arrived.
+    pub fn timeline(&self) -> Vec<String> {
+        lock(&self.state.timeline).clone()
     }
 
     /// Sharing a file in `channel` fails with `not_in_channel`, as for a channel the bot has
@@ -194,6 +271,7 @@ fn record(state: &SlackState, target: String, headers: &HeaderMap, body: Value) 
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
+    lock(&state.timeline).push(target.clone());
     lock(&state.calls).push(SlackCall {
         target,
         authorization,
@@ -302,54 +380,98 @@ async fn connections_open(State(state): State<Arc<SlackState>>, headers: HeaderM
     if !token.starts_with("xapp-") {
         return Json(json!({"ok": false, "error": "invalid_auth"})).into_response();
     }
+    if let Some(error) = lock(&state.refuse_connections).clone() {
+        return Json(json!({"ok": false, "error": error})).into_response();
+    }
     let url = lock(&state.socket_url).clone();
     Json(json!({"ok": true, "url": url})).into_response()
 }
 
 async fn accept_sockets(listener: tokio::net::TcpListener, state: Arc<SlackState>) {
-    use futures_util::{SinkExt, StreamExt};
-    use tokio_tungstenite::tungstenite::Message;
     while let Ok((stream, _)) = listener.accept().await {
         let Ok(socket) = tokio_tungstenite::accept_async(stream).await else {
             continue;
         };
-        state.connections.fetch_add(1, Ordering::SeqCst);
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Option<String>>();
-        *lock(&state.socket) = Some(tx);
+        let id = state.connections.fetch_add(1, Ordering::SeqCst) + 1;
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Outgoing>();
+        lock(&state.sockets).push(SocketConnection {
+            id,
+            tx,
+            retired: false,
+        });
         let state = state.clone();
         tokio::spawn(async move {
-            let (mut sink, mut stream) = socket.split();
-            let hello = json!({"type": "hello", "num_connections": 1});
-            if sink
-                .send(Message::Text(hello.to_string().into()))
-                .await
-                .is_err()
-            {
+            serve_socket(socket, rx, &state).await;
+            lock(&state.sockets).retain(|c| c.id != id);
+        });
+    }
+}
+
+/// One connection: `hello`, then envelopes out and acks in until it closes.
+async fn serve_socket(
+    socket: tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<Outgoing>,
+    state: &SlackState,
+) {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let (mut sink, mut stream) = socket.split();
+    let open = lock(&state.sockets).len();
+    let hello = json!({"type": "hello", "num_connections": open});
+    if sink
+        .send(Message::Text(hello.to_string().into()))
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let mut closes_at: Option<tokio::time::Instant> = None;
+    loop {
+        let close = async {
+            match closes_at {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            outgoing = rx.recv() => match outgoing {
+                Some(Outgoing::Text(text)) => {
+                    if sink.send(Message::Text(text.into())).await.is_err() {
+                        return;
+                    }
+                }
+                Some(Outgoing::Disconnect(grace)) => {
+                    let disconnect = json!({"type": "disconnect", "reason": "refresh_requested"});
+                    if sink.send(Message::Text(disconnect.to_string().into())).await.is_err() {
+                        return;
+                    }
+                    closes_at = Some(tokio::time::Instant::now() + grace);
+                }
+                Some(Outgoing::Silence) => {
+                    // Hold the TCP connection without reading it (so without answering
+                    // pings) until the fake goes or a minute passes.
+                    let _ = tokio::time::timeout(std::time::Duration::from_secs(60), rx.recv()).await;
+                    return;
+                }
+                Some(Outgoing::Drop) | None => return,
+            },
+            () = close => {
+                let _ = sink.send(Message::Close(None)).await;
                 return;
             }
-            loop {
-                tokio::select! {
-                    outgoing = rx.recv() => match outgoing {
-                        Some(Some(text)) => {
-                            if sink.send(Message::Text(text.into())).await.is_err() {
-                                return;
-                            }
-                        }
-                        // Dropped on purpose, or the fake is gone: close the TCP stream.
-                        _ => return,
-                    },
-                    incoming = stream.next() => match incoming {
-                        Some(Ok(Message::Text(text))) => {
-                            if let Ok(ack) = serde_json::from_str::<Value>(text.as_str()) {
-                                lock(&state.acks).push(ack);
-                            }
-                        }
-                        Some(Ok(_)) => {}
-                        _ => return,
-                    },
+            incoming = stream.next() => match incoming {
+                Some(Ok(Message::Text(text))) => {
+                    if let Ok(ack) = serde_json::from_str::<Value>(text.as_str()) {
+                        let id = ack["envelope_id"].as_str().unwrap_or_default();
+                        lock(&state.timeline).push(format!("ack:{id}"));
+                        lock(&state.acks).push(ack);
+                    }
                 }
-            }
-        });
+                // Pings are answered by tungstenite itself, as Slack answers them.
+                Some(Ok(_)) => {}
+                _ => return,
+            },
+        }
     }
 }
 

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 pub use keys::Keys;
 pub use memory::MemoryStore;
-pub use redis_store::{RedisStore, unlink_matching};
+pub use redis_store::{RedisStore, RedisTimeouts, unlink_matching};
 
 use crate::audit::{AuditReport, Progress, ScopeError};
 use crate::diagnose::TargetError;
