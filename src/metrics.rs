@@ -26,6 +26,10 @@ pub const SLACK_API_ERRORS: &str = "crm_username_slack_api_errors_total";
 /// maybe delivered, never sent again.
 pub const SLACK_API_UNCONFIRMED: &str = "crm_username_slack_api_unconfirmed_total";
 
+/// 1 when the cache holds a snapshot, 0 before the first refresh ends (measured at scrape).
+pub const SNAPSHOT_LOADED: &str = "crm_username_snapshot_loaded";
+/// Errors Redis answered with (or no answer in time), counted where the store converts them.
+pub const REDIS_ERRORS: &str = "crm_username_redis_errors_total";
 /// Socket Mode connections open now (two when all is well).
 pub const SOCKET_MODE_CONNECTIONS: &str = "crm_username_socket_mode_connections";
 /// Socket Mode connections replaced, by `reason`: `disconnect` (Slack asked), `pong_missed`,

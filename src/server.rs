@@ -66,6 +66,11 @@ async fn metrics(State(state): State<AppState>) -> Response {
         return (StatusCode::SERVICE_UNAVAILABLE, "metrics are not available").into_response();
     };
     if let Ok(report) = state.store.status().await {
+        metrics::gauge!(crate::metrics::SNAPSHOT_LOADED).set(if report.data_as_of.is_some() {
+            1.0
+        } else {
+            0.0
+        });
         if let Some(as_of) = report.data_as_of {
             let age = (chrono::Utc::now() - as_of).num_milliseconds() as f64 / 1000.0;
             metrics::gauge!(crate::metrics::SNAPSHOT_AGE).set(age.max(0.0));

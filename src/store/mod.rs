@@ -38,6 +38,7 @@ pub enum StoreError {
 
 impl From<redis::RedisError> for StoreError {
     fn from(err: redis::RedisError) -> Self {
+        metrics::counter!(crate::metrics::REDIS_ERRORS).increment(1);
         StoreError::Unavailable(err.to_string())
     }
 }
