@@ -675,19 +675,7 @@ async fn readiness_does_not_depend_on_the_data_and_a_check_before_the_first_refr
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_redis_stopped_the_pod_stays_ready_and_a_check_says_data_unavailable_in_time() {
     let mut redis = common::OwnRedis::start(common::free_port());
-    let store = Store::Redis(
-        RedisStore::connect(
-            &format!("redis://127.0.0.1:{}", redis.port),
-            "stopped:",
-            Default::default(),
-        )
-        .unwrap(),
-    );
-    store
-        .publish(demo::snapshot(Utc::now()).unwrap())
-        .await
-        .unwrap();
-    let app = spawn_app(store).await;
+    let app = spawn_app(redis.demo_store("stopped:", Default::default()).await).await;
     let answered: Value = app
         .command("check sam.sales@acme.com", TEAM, "U0ASKER")
         .await

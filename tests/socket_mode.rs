@@ -13,7 +13,7 @@ use crm_username::demo;
 use crm_username::fakes::FakeSlack;
 use crm_username::slack::socket_mode::{self, SocketModeConfig};
 use crm_username::slack::{AppState, SlackSettings, SlackWebApi};
-use crm_username::store::{RedisStore, RedisTimeouts, Store};
+use crm_username::store::{RedisTimeouts, Store};
 
 mod common;
 use common::{OwnRedis, free_port};
@@ -106,6 +106,25 @@ fn command(envelope_id: &str, text: &str, response_url: &str) -> Value {
     })
 }
 
+/// A click on a message's button, answered through `response_url`.
+fn click(envelope_id: &str, action_id: &str, value: &str, response_url: &str) -> Value {
+    json!({
+        "envelope_id": envelope_id, "type": "interactive", "accepts_response_payload": false,
+        "payload": {"type": "block_actions", "team": {"id": "T0TEAM", "domain": "acme"}, "user": {"id": "U0ASKER"},
+                    "api_app_id": "A0", "trigger_id": "1.2.3",
+                    "container": {"type": "message", "message_ts": "1.1", "channel_id": "C0CHAN", "is_ephemeral": true},
+                    "response_url": response_url,
+                    "actions": [{"type": "button", "action_id": action_id, "block_id": "footer", "value": value}]}
+    })
+}
+
+/// The bot, connected again, acks a command.
+async fn assert_answers(slack: &FakeSlack) {
+    let envelope = command("env-after", "help", "http://127.0.0.1:9/unused");
+    send(slack, envelope).await;
+    wait_for(|| acked(slack) == ["env-after"]).await;
+}
+
 fn acked(slack: &FakeSlack) -> Vec<String> {
     slack
         .socket_acks()
@@ -161,14 +180,12 @@ async fn a_mention_is_acked_and_answered_once_in_its_thread() {
 async fn a_button_click_is_acked_and_replies_through_response_url() {
     let app = connect().await;
     let slack = &app.slack;
-    let click = json!({
-        "envelope_id": "env-click", "type": "interactive", "accepts_response_payload": false,
-        "payload": {"type": "block_actions", "team": {"id": "T0TEAM", "domain": "acme"}, "user": {"id": "U0ASKER"},
-                    "api_app_id": "A0", "trigger_id": "1.2.3",
-                    "container": {"type": "message", "message_ts": "1.1", "channel_id": "C0CHAN", "is_ephemeral": true},
-                    "response_url": slack.response_url("click"),
-                    "actions": [{"type": "button", "action_id": "recheck", "block_id": "footer", "value": "old.timer@acme.com"}]}
-    });
+    let click = click(
+        "env-click",
+        "recheck",
+        "old.timer@acme.com",
+        &slack.response_url("click"),
+    );
     send(slack, click).await;
     wait_for(|| !slack.calls().is_empty()).await;
     assert_eq!(slack.socket_acks()[0]["envelope_id"], "env-click");
@@ -180,21 +197,11 @@ async fn a_button_click_is_acked_and_replies_through_response_url() {
 async fn twenty_envelopes_after_a_slow_command_are_all_acked_before_its_answer() {
     // The slow command reads a Redis that is frozen for five seconds.
     let redis = OwnRedis::start(free_port());
-    let store = Store::Redis(
-        RedisStore::connect(
-            &format!("redis://127.0.0.1:{}", redis.port),
-            "socket-slow:",
-            RedisTimeouts {
-                connect: Duration::from_secs(2),
-                response: Duration::from_secs(30),
-            },
-        )
-        .unwrap(),
-    );
-    store
-        .publish(demo::snapshot(Utc::now()).unwrap())
-        .await
-        .unwrap();
+    let timeouts = RedisTimeouts {
+        connect: Duration::from_secs(2),
+        response: Duration::from_secs(30),
+    };
+    let store = redis.demo_store("socket-slow:", timeouts).await;
     let app = connect_with(store, quick()).await;
     let slack = &app.slack;
     redis.pause();
@@ -269,12 +276,7 @@ async fn a_missed_pong_causes_a_reconnect() {
     // Both silent connections are replaced after their pong deadline passes.
     wait_for(|| slack.socket_connections() == 4 && slack.socket_open() == 2).await;
     wait_for(|| app.state.socket_mode.open_connections() == 2).await;
-    send(
-        slack,
-        command("env-after", "help", "http://127.0.0.1:9/unused"),
-    )
-    .await;
-    wait_for(|| acked(slack) == ["env-after"]).await;
+    assert_answers(slack).await;
 }
 
 #[tokio::test]
@@ -306,14 +308,7 @@ async fn a_disconnect_envelope_loses_no_envelope() {
 async fn an_envelope_delivered_on_both_connections_is_handled_once() {
     let app = connect().await;
     let slack = &app.slack;
-    let click = json!({
-        "envelope_id": "env-twice", "type": "interactive", "accepts_response_payload": false,
-        "payload": {"type": "block_actions", "team": {"id": "T0TEAM", "domain": "acme"}, "user": {"id": "U0ASKER"},
-                    "api_app_id": "A0", "trigger_id": "1.2.3",
-                    "container": {"type": "message", "message_ts": "1.1", "channel_id": "C0CHAN", "is_ephemeral": true},
-                    "response_url": slack.response_url("twice"),
-                    "actions": [{"type": "button", "action_id": "recheck", "block_id": "footer", "value": "alex"}]}
-    });
+    let click = click("env-twice", "recheck", "alex", &slack.response_url("twice"));
     assert_eq!(slack.socket_send_all(&click), 2);
     wait_for(|| acked(slack).len() == 2 && !slack.calls().is_empty()).await;
     // Both deliveries are acked; the work is done once.
@@ -328,12 +323,7 @@ async fn the_client_reconnects_when_a_socket_drops() {
     let slack = &app.slack;
     slack.socket_drop();
     wait_for(|| slack.socket_connections() == 3 && slack.socket_open() == 2).await;
-    send(
-        slack,
-        command("env-after", "help", "http://127.0.0.1:9/unused"),
-    )
-    .await;
-    wait_for(|| acked(slack) == ["env-after"]).await;
+    assert_answers(slack).await;
 }
 
 #[tokio::test]
@@ -367,4 +357,80 @@ async fn probes_report_socket_mode_down_longer_than_its_thresholds() {
     );
     app.slack.refuse_connections(None);
     wait_for(|| health.not_ready().is_none() && health.unhealthy().is_none()).await;
+}
+
+/// `serve --socket-mode` as a process, killed when dropped.
+struct Serve(std::process::Child);
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_in_socket_mode_needs_no_signing_secret_and_is_ready_only_once_connected() {
+    let org = demo::snapshot(Utc::now()).unwrap();
+    let upstreams = crm_username::fakes::FakeUpstreams::start(&org)
+        .await
+        .unwrap();
+    let slack = FakeSlack::start().await.unwrap();
+    slack.refuse_connections(Some("internal_error"));
+    let dir = tempfile::tempdir().unwrap();
+    let settings = dir.path().join("business-units.toml");
+    let toml = crm_username::cli::settings_toml(&org, upstreams.account_engagement.url());
+    std::fs::write(&settings, toml).unwrap();
+    let port = free_port();
+    let salesforce = upstreams.salesforce.settings();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_crm-username"))
+        .args(["serve", "--socket-mode"])
+        .env_clear()
+        .env("BIND_ADDR", format!("127.0.0.1:{port}"))
+        .env("SALESFORCE_LOGIN_URL", upstreams.salesforce.url())
+        .env("SALESFORCE_CLIENT_ID", &salesforce.client_id)
+        .env("SALESFORCE_CLIENT_SECRET", &salesforce.client_secret)
+        .env("BUSINESS_UNITS_FILE", &settings)
+        .env("SLACK_APP_TOKEN", "xapp-test")
+        .env("SLACK_BOT_TOKEN", "xoxb-test")
+        .env("SLACK_API_URL", slack.api_url())
+        .env("SLACK_RESPONSE_URL_HOSTS", "127.0.0.1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let _serve = Serve(child);
+    crm_username::sources::install_crypto_provider();
+    let http = reqwest::Client::new();
+    let get = |path: &str| http.get(format!("http://127.0.0.1:{port}{path}")).send();
+
+    // Listening, alive, but not ready: Slack refuses the connection.
+    let started = Instant::now();
+    while get("/healthz").await.is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "serve did not listen"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let ready = get("/readyz").await.unwrap();
+    assert_eq!(ready.status(), 503);
+    assert_eq!(
+        ready.text().await.unwrap(),
+        "Socket Mode has not connected to Slack yet"
+    );
+
+    slack.refuse_connections(None);
+    wait_for(|| slack.socket_open() == 2).await;
+    let started = Instant::now();
+    while get("/readyz").await.unwrap().status() != 200 {
+        assert!(started.elapsed() < Duration::from_secs(20), "never ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    send(
+        &slack,
+        command("env-help", "help", "http://127.0.0.1:9/unused"),
+    )
+    .await;
+    wait_for(|| acked(&slack) == ["env-help"]).await;
 }

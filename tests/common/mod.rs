@@ -82,6 +82,20 @@ impl OwnRedis {
         }
     }
 
+    /// A store on this server, under `prefix`, holding the demo org.
+    pub async fn demo_store(
+        &self,
+        prefix: &str,
+        timeouts: crm_username::store::RedisTimeouts,
+    ) -> crm_username::store::Store {
+        use crm_username::store::{RedisStore, Store};
+        let url = format!("redis://127.0.0.1:{}", self.port);
+        let store = Store::Redis(RedisStore::connect(&url, prefix, timeouts).unwrap());
+        let org = crm_username::demo::snapshot(chrono::Utc::now()).unwrap();
+        store.publish(org).await.unwrap();
+        store
+    }
+
     /// Freezes the server (SIGSTOP): connections stay open, nothing is answered.
     pub fn pause(&self) {
         self.signal("-STOP");
@@ -104,8 +118,7 @@ impl OwnRedis {
 
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            // A paused server does not die of SIGKILL until it runs again? It does; resume
-            // anyway so that its socket closes cleanly.
+            // Paused by `pause`: let it run so that it exits at once.
             let _ = Command::new("kill")
                 .args(["-CONT", &child.id().to_string()])
                 .status();
