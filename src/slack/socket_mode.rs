@@ -477,3 +477,20 @@ async fn command_ack(state: &AppState, envelope_id: String, payload: Value) -> V
     };
     json!({"envelope_id": envelope_id, "payload": reply})
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Seen;
+
+    #[test]
+    fn an_envelope_id_is_first_once_whatever_came_between() {
+        let mut seen = Seen::default();
+        assert!(seen.first("env-1"));
+        assert!(seen.first("env-2"));
+        assert!(!seen.first("env-1"));
+        assert!(!seen.first("env-2"));
+        assert!(seen.first("env-3"));
+        assert_eq!(seen.ids.len(), 3);
+        assert_eq!(seen.order.len(), 3);
+    }
+}
