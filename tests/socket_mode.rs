@@ -73,7 +73,7 @@ async fn connect_with(store: Store, config: SocketModeConfig) -> Connected {
         config,
         shutdown.clone(),
     ));
-    wait_for(|| slack.socket_open() == 2).await;
+    wait_for(|| slack.socket_open() == 2 && state.socket_mode.open_connections() == 2).await;
     Connected {
         slack,
         state,
