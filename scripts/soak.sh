@@ -33,7 +33,12 @@ SLACK_SIGNING_SECRET=$SECRET SLACK_BOT_TOKEN=xoxb-soak SLACK_RESPONSE_URL_HOSTS=
   REFRESH_INTERVAL=60s BIND_ADDR=127.0.0.1:$port LOG_FORMAT=json RUST_LOG=warn \
   "$bin" serve 2>"$work/serve.log" &
 serve=$!
-for _ in $(seq 1 600); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.1; done
+# Ready (listening) comes before the data: wait for the first refresh to load it too.
+for _ in $(seq 1 600); do
+  curl -sf "http://127.0.0.1:$port/readyz" >/dev/null &&
+    curl -sf "http://127.0.0.1:$port/metrics" | grep -q '^crm_username_snapshot_loaded 1' && break
+  sleep 0.1
+done
 
 send() { # path, body
   local ts sig

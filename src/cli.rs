@@ -586,15 +586,16 @@ fn init_logging(format: Option<&str>) {
 async fn serve(args: &ServeArgs) -> ExitCode {
     init_logging(args.slack.log_format.as_deref());
     let mut slack_args = args.slack.clone();
-    if args.demo
+    if (args.demo || args.socket_mode)
         && slack_args
             .slack_signing_secret
             .as_deref()
             .is_none_or(|s| s.trim().is_empty())
     {
-        // Nobody knows this secret: /slack/* refuses every request; the playground signs its own.
+        // Nobody knows this secret: /slack/* refuses every request; the playground signs its
+        // own, and Socket Mode signs nothing.
         slack_args.slack_signing_secret = Some(crate::playground::random_secret());
-        tracing::info!("demo without SLACK_SIGNING_SECRET: /slack/* refuses every request");
+        tracing::info!("no SLACK_SIGNING_SECRET: /slack/* refuses every request");
     }
     let settings = match slack_args.settings() {
         Ok(settings) => settings,

@@ -22,6 +22,21 @@ pub const SNAPSHOT_AGE: &str = "crm_username_snapshot_age_seconds";
 pub const SALESFORCE_API_USED: &str = "crm_username_salesforce_api_requests_used";
 pub const SALESFORCE_API_MAX: &str = "crm_username_salesforce_api_requests_max";
 pub const SLACK_API_ERRORS: &str = "crm_username_slack_api_errors_total";
+/// Non-idempotent Slack calls (posts, file shares) that timed out or got an ambiguous 5xx:
+/// maybe delivered, never sent again.
+pub const SLACK_API_UNCONFIRMED: &str = "crm_username_slack_api_unconfirmed_total";
+
+/// 1 when the cache holds a snapshot, 0 before the first refresh ends (measured at scrape).
+pub const SNAPSHOT_LOADED: &str = "crm_username_snapshot_loaded";
+/// Errors Redis answered with (or no answer in time), counted where the store converts them.
+pub const REDIS_ERRORS: &str = "crm_username_redis_errors_total";
+/// Socket Mode connections open now (two when all is well).
+pub const SOCKET_MODE_CONNECTIONS: &str = "crm_username_socket_mode_connections";
+/// Socket Mode connections replaced, by `reason`: `disconnect` (Slack asked), `pong_missed`,
+/// `closed`, `failed` (could not open).
+pub const SOCKET_MODE_RECONNECTS: &str = "crm_username_socket_mode_reconnects_total";
+/// Envelopes delivered again (on either connection) and not handled twice.
+pub const SOCKET_MODE_DUPLICATES: &str = "crm_username_socket_mode_duplicate_envelopes_total";
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 

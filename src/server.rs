@@ -23,7 +23,7 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 pub fn router(state: AppState) -> Router {
     let x_request_id = axum::http::HeaderName::from_static("x-request-id");
     Router::new()
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(health))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
         .merge(slack::routes(state.clone()))
@@ -41,16 +41,22 @@ pub fn router(state: AppState) -> Router {
         .layer(SetRequestIdLayer::new(x_request_id, MakeRequestUuid))
 }
 
-/// Ready when the cache answers and holds a snapshot.
+/// Alive, unless Socket Mode has been down for long (a restart may help; nothing else will).
+async fn health(State(state): State<AppState>) -> Response {
+    match state.socket_mode.unhealthy() {
+        None => (StatusCode::OK, "ok").into_response(),
+        Some(problem) => (StatusCode::SERVICE_UNAVAILABLE, problem).into_response(),
+    }
+}
+
+/// Ready when this pod can answer Slack: its configuration was valid (it would not have
+/// started otherwise), it listens (this answer), and in Socket Mode it is connected. Neither
+/// Redis nor the data matter: a pod out of the Service cannot even say "data unavailable", and
+/// a Redis outage would take every pod out at once. Metrics and alerts watch the data.
 async fn ready(State(state): State<AppState>) -> Response {
-    match state.store.status().await {
-        Ok(report) if report.data_as_of.is_some() => (StatusCode::OK, "ready").into_response(),
-        Ok(_) => (StatusCode::SERVICE_UNAVAILABLE, "no snapshot loaded yet").into_response(),
-        Err(err) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("cache unavailable: {err}"),
-        )
-            .into_response(),
+    match state.socket_mode.not_ready() {
+        None => (StatusCode::OK, "ready").into_response(),
+        Some(problem) => (StatusCode::SERVICE_UNAVAILABLE, problem).into_response(),
     }
 }
 
@@ -60,6 +66,11 @@ async fn metrics(State(state): State<AppState>) -> Response {
         return (StatusCode::SERVICE_UNAVAILABLE, "metrics are not available").into_response();
     };
     if let Ok(report) = state.store.status().await {
+        metrics::gauge!(crate::metrics::SNAPSHOT_LOADED).set(if report.data_as_of.is_some() {
+            1.0
+        } else {
+            0.0
+        });
         if let Some(as_of) = report.data_as_of {
             let age = (chrono::Utc::now() - as_of).num_milliseconds() as f64 / 1000.0;
             metrics::gauge!(crate::metrics::SNAPSHOT_AGE).set(age.max(0.0));

@@ -62,14 +62,24 @@ async fn no_secret_or_token_appears_in_the_logs() {
     let http = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{port}");
     let started = Instant::now();
+    // Ready comes before the data (readiness ignores it): wait for the first refresh too.
     loop {
         let ready = http.get(format!("{base}/readyz")).send().await;
-        if ready.is_ok_and(|r| r.status() == 200) {
+        let metrics = http.get(format!("{base}/metrics")).send().await;
+        let loaded = match metrics {
+            Ok(m) => m
+                .text()
+                .await
+                .unwrap_or_default()
+                .contains("crm_username_snapshot_loaded 1"),
+            Err(_) => false,
+        };
+        if ready.is_ok_and(|r| r.status() == 200) && loaded {
             break;
         }
         assert!(
             started.elapsed() < Duration::from_secs(20),
-            "serve did not become ready"
+            "serve did not become ready with data"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

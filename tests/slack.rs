@@ -641,26 +641,69 @@ async fn with_the_cache_down_people_still_get_an_answer_in_time() {
 }
 
 #[tokio::test]
-async fn readiness_follows_the_cache_and_health_does_not() {
-    let app = spawn_app(demo_store().await).await;
-    let get = |path: &str| app.http.get(format!("http://{}{path}", app.addr)).send();
-    assert_eq!(get("/healthz").await.unwrap().status(), 200);
-    assert_eq!(get("/readyz").await.unwrap().status(), 200);
+async fn readiness_does_not_depend_on_the_data_and_a_check_before_the_first_refresh_says_it_is_loading()
+ {
     let empty = spawn_app(Store::memory()).await;
-    let ready = empty
+    let get = |path: &str| {
+        empty
+            .http
+            .get(format!("http://{}{path}", empty.addr))
+            .send()
+    };
+    assert_eq!(get("/readyz").await.unwrap().status(), 200);
+    assert_eq!(get("/healthz").await.unwrap().status(), 200);
+    let response = empty
+        .command("check sam.sales@acme.com", TEAM, "U0ASKER")
+        .await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(
+        body["text"], "The data is still loading, try again in a minute",
+        "{body}"
+    );
+    let shown = body["blocks"][0]["text"]["text"].as_str().unwrap();
+    assert!(
+        shown.starts_with(
+            ":hourglass_flowing_sand: The data is still loading: the first refresh started at 20"
+        ),
+        "{shown}"
+    );
+    assert!(shown.ends_with(" UTC. Try again in a minute."), "{shown}");
+    empty.shutdown.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_redis_stopped_the_pod_stays_ready_and_a_check_says_data_unavailable_in_time() {
+    let mut redis = common::OwnRedis::start(common::free_port());
+    let app = spawn_app(redis.demo_store("stopped:", Default::default()).await).await;
+    let answered: Value = app
+        .command("check sam.sales@acme.com", TEAM, "U0ASKER")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_ne!(answered["text"], "The org data is unavailable right now");
+    redis.stop();
+
+    let ready = app
         .http
-        .get(format!("http://{}/readyz", empty.addr))
+        .get(format!("http://{}/readyz", app.addr))
         .send()
         .await
         .unwrap();
-    assert_eq!(ready.status(), 503);
-    let health = empty
-        .http
-        .get(format!("http://{}/healthz", empty.addr))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(health.status(), 200);
+    assert_eq!(ready.status(), 200);
+    let started = Instant::now();
+    let response = app
+        .command("check sam.sales@acme.com", TEAM, "U0ASKER")
+        .await;
+    let took = started.elapsed();
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(
+        body["text"], "The org data is unavailable right now",
+        "{body}"
+    );
+    assert!(took < Duration::from_secs(3), "answered after {took:?}");
     app.shutdown.cancel();
 }
 

@@ -21,7 +21,7 @@ use secrecy::SecretString;
 
 pub use account_engagement::FakeAccountEngagement;
 pub use salesforce::{FakeSalesforce, FakeSalesforceSettings, SalesforceEndpoint};
-pub use slack::{FakeSlack, SlackCall};
+pub use slack::{AfterAccepting, FakeSlack, SlackCall};
 
 use crate::domain::OrgSnapshot;
 use crate::sources::{AccessToken, SourceError};

@@ -24,18 +24,46 @@ pub struct SlackCall {
     pub body: Value,
 }
 
+/// One open Socket Mode connection, as Slack's side sees it.
+struct SocketConnection {
+    id: u32,
+    tx: tokio::sync::mpsc::UnboundedSender<Outgoing>,
+    /// Told to `disconnect`, or gone silent: no more envelopes are sent on it.
+    retired: bool,
+}
+
+/// What the fake does next on one connection.
+enum Outgoing {
+    Text(String),
+    /// Sends `disconnect`, then closes the connection after this long, as Slack does.
+    Disconnect(std::time::Duration),
+    /// Stops reading and writing, keeping the TCP connection open: a half-open socket, which
+    /// answers no ping.
+    Silence,
+    /// Closes the TCP connection at once, as a network failure would.
+    Drop,
+}
+
 #[derive(Default)]
 struct SlackState {
     /// Socket Mode: where the socket listens, the sender into the open socket, the acks
     /// received and how many connections were opened.
     socket_url: Mutex<String>,
-    socket: Mutex<Option<tokio::sync::mpsc::UnboundedSender<Option<String>>>>,
+    sockets: Mutex<Vec<SocketConnection>>,
     acks: Mutex<Vec<Value>>,
     connections: AtomicU32,
+    /// `apps.connections.open` answers `{"ok": false}` with this error.
+    refuse_connections: Mutex<Option<String>>,
+    /// Acks and calls, in the order they arrived: `ack:<envelope_id>`, or the call's target.
+    timeline: Mutex<Vec<String>>,
     calls: Mutex<Vec<SlackCall>>,
+    /// After recording the next N Web API calls, answer late or with a 5xx (`after_accepting`).
+    after_accepting: Mutex<Option<(u32, AfterAccepting)>>,
     /// Answer the next N Web API calls with 429 and this Retry-After.
     rate_limited: AtomicU32,
     retry_after: AtomicU32,
+    /// Rate limit with HTTP 200 `{"ok": false, "error": "ratelimited"}` instead of a 429.
+    rate_limit_in_body: std::sync::atomic::AtomicBool,
     error: Mutex<Option<String>>,
     /// This fake's base URL, for the upload URLs it hands out.
     base_url: Mutex<String>,
@@ -43,6 +71,16 @@ struct SlackState {
     uploads: Mutex<std::collections::HashMap<String, usize>>,
     /// Channels the bot is not a member of: sharing a file there fails with `not_in_channel`.
     not_in_channel: Mutex<Vec<String>>,
+}
+
+/// What the Web API does with a call it has recorded (so, as far as Slack is concerned,
+/// accepted), instead of answering at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterAccepting {
+    /// Answers `{"ok": true}` only after this long: longer than the client waits.
+    AnswerAfter(std::time::Duration),
+    /// Answers with this 5xx status, as a load balancer does when Slack is slow.
+    Status(u16),
 }
 
 pub struct FakeSlack {
@@ -113,21 +151,70 @@ impl FakeSlack {
 
     /// The next `times` Web API calls get 429 with `Retry-After: seconds`.
     pub fn rate_limit(&self, times: u32, seconds: u32) {
+        self.state.rate_limit_in_body.store(false, Ordering::SeqCst);
         self.state.retry_after.store(seconds, Ordering::SeqCst);
         self.state.rate_limited.store(times, Ordering::SeqCst);
     }
 
-    /// Socket Mode: sends an envelope into the open socket; `false` if none is open.
-    pub fn socket_send(&self, envelope: &Value) -> bool {
-        lock(&self.state.socket)
-            .as_ref()
-            .is_some_and(|tx| tx.send(Some(envelope.to_string())).is_ok())
+    /// The next `times` Web API calls get `{"ok": false, "error": "ratelimited"}` with
+    /// `Retry-After: seconds`, the form some methods answer with.
+    pub fn rate_limit_in_body(&self, times: u32, seconds: u32) {
+        self.rate_limit(times, seconds);
+        self.state.rate_limit_in_body.store(true, Ordering::SeqCst);
     }
 
-    /// Socket Mode: drops the open socket, as a network failure would.
+    /// The next `times` Web API calls are recorded (the post is made) and then answered as
+    /// `how` says.
+    pub fn after_accepting(&self, times: u32, how: AfterAccepting) {
+        *lock(&self.state.after_accepting) = Some((times, how));
+    }
+
+    /// Socket Mode: sends an envelope on one open connection (the newest one not retired), as
+    /// Slack does; `false` if none is open.
+    pub fn socket_send(&self, envelope: &Value) -> bool {
+        let sockets = lock(&self.state.sockets);
+        sockets
+            .iter()
+            .rev()
+            .find(|c| !c.retired)
+            .is_some_and(|c| c.tx.send(Outgoing::Text(envelope.to_string())).is_ok())
+    }
+
+    /// Socket Mode: sends the same envelope on every open connection (Slack redelivering it);
+    /// how many connections it went to.
+    pub fn socket_send_all(&self, envelope: &Value) -> usize {
+        lock(&self.state.sockets)
+            .iter()
+            .filter(|c| !c.retired)
+            .filter(|c| c.tx.send(Outgoing::Text(envelope.to_string())).is_ok())
+            .count()
+    }
+
+    /// Socket Mode: drops the newest open connection, as a network failure would.
     pub fn socket_drop(&self) {
-        if let Some(tx) = lock(&self.state.socket).take() {
-            let _ = tx.send(None);
+        self.on_newest(Outgoing::Drop);
+    }
+
+    /// Socket Mode: sends `disconnect` (`refresh_requested`) on the newest connection and
+    /// closes it `grace` later; no more envelopes go to it meanwhile.
+    pub fn socket_disconnect(&self, grace: std::time::Duration) {
+        self.on_newest(Outgoing::Disconnect(grace));
+    }
+
+    /// Socket Mode: every open connection goes silent (half-open): nothing read, nothing
+    /// written, no pong.
+    pub fn socket_silence_all(&self) {
+        for connection in lock(&self.state.sockets).iter_mut() {
+            connection.retired = true;
+            let _ = connection.tx.send(Outgoing::Silence);
+        }
+    }
+
+    fn on_newest(&self, outgoing: Outgoing) {
+        let mut sockets = lock(&self.state.sockets);
+        if let Some(connection) = sockets.iter_mut().rev().find(|c| !c.retired) {
+            connection.retired = true;
+            let _ = connection.tx.send(outgoing);
         }
     }
 
@@ -139,6 +226,24 @@ impl FakeSlack {
     /// Socket Mode: connections opened so far.
     pub fn socket_connections(&self) -> u32 {
         self.state.connections.load(Ordering::SeqCst)
+    }
+
+    /// Socket Mode: connections open now and not retired (silenced or told to disconnect).
+    pub fn socket_open(&self) -> usize {
+        lock(&self.state.sockets)
+            .iter()
+            .filter(|c| !c.retired)
+            .count()
+    }
+
+    /// `apps.connections.open` fails with `error` (`None`: works again).
+    pub fn refuse_connections(&self, error: Option<&str>) {
+        *lock(&self.state.refuse_connections) = error.map(str::to_owned);
+    }
+
+    /// Acks (`ack:<envelope_id>`) and calls (their target), in the order they arrived.
+    pub fn timeline(&self) -> Vec<String> {
+        lock(&self.state.timeline).clone()
     }
 
     /// Sharing a file in `channel` fails with `not_in_channel`, as for a channel the bot has
@@ -166,6 +271,7 @@ fn record(state: &SlackState, target: String, headers: &HeaderMap, body: Value) 
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
+    lock(&state.timeline).push(target.clone());
     lock(&state.calls).push(SlackCall {
         target,
         authorization,
@@ -178,7 +284,8 @@ async fn post_message(
     headers: HeaderMap,
     Json(body): Json<Value>,
 ) -> Response {
-    web_api_call(&state, "chat.postMessage", headers, body)
+    let response = web_api_call(&state, "chat.postMessage", headers, body);
+    after_accepting(&state, response).await
 }
 
 /// Slack checks the arguments of `views.publish`: a user id and a `home` view with at most
@@ -196,7 +303,38 @@ async fn views_publish(
     if !(user_ok && view_ok) {
         return Json(json!({"ok": false, "error": "invalid_arguments"})).into_response();
     }
-    web_api_call(&state, "views.publish", headers, body)
+    let response = web_api_call(&state, "views.publish", headers, body);
+    after_accepting(&state, response).await
+}
+
+/// A recorded call's answer, late or replaced when `FakeSlack::after_accepting` says so.
+async fn after_accepting(state: &SlackState, response: Response) -> Response {
+    if response.status() == StatusCode::TOO_MANY_REQUESTS {
+        return response;
+    }
+    let how = {
+        let mut slot = lock(&state.after_accepting);
+        let how = slot.as_ref().map(|(_, how)| *how);
+        if let Some((times, _)) = slot.as_mut() {
+            *times -= 1;
+            if *times == 0 {
+                *slot = None;
+            }
+        }
+        how
+    };
+    match how {
+        None => response,
+        Some(AfterAccepting::AnswerAfter(delay)) => {
+            tokio::time::sleep(delay).await;
+            response
+        }
+        Some(AfterAccepting::Status(status)) => (
+            StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY),
+            "upstream request timeout",
+        )
+            .into_response(),
+    }
 }
 
 /// Rate limits, records and answers one Web API call.
@@ -207,6 +345,10 @@ fn web_api_call(state: &SlackState, method: &str, headers: HeaderMap, body: Valu
         .is_ok();
     if limited {
         let wait = state.retry_after.load(Ordering::SeqCst).to_string();
+        if state.rate_limit_in_body.load(Ordering::SeqCst) {
+            let body = Json(json!({"ok": false, "error": "ratelimited"}));
+            return ([("retry-after", wait)], body).into_response();
+        }
         return (StatusCode::TOO_MANY_REQUESTS, [("retry-after", wait)], "").into_response();
     }
     record(state, method.to_owned(), &headers, body);
@@ -238,54 +380,98 @@ async fn connections_open(State(state): State<Arc<SlackState>>, headers: HeaderM
     if !token.starts_with("xapp-") {
         return Json(json!({"ok": false, "error": "invalid_auth"})).into_response();
     }
+    if let Some(error) = lock(&state.refuse_connections).clone() {
+        return Json(json!({"ok": false, "error": error})).into_response();
+    }
     let url = lock(&state.socket_url).clone();
     Json(json!({"ok": true, "url": url})).into_response()
 }
 
 async fn accept_sockets(listener: tokio::net::TcpListener, state: Arc<SlackState>) {
-    use futures_util::{SinkExt, StreamExt};
-    use tokio_tungstenite::tungstenite::Message;
     while let Ok((stream, _)) = listener.accept().await {
         let Ok(socket) = tokio_tungstenite::accept_async(stream).await else {
             continue;
         };
-        state.connections.fetch_add(1, Ordering::SeqCst);
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Option<String>>();
-        *lock(&state.socket) = Some(tx);
+        let id = state.connections.fetch_add(1, Ordering::SeqCst) + 1;
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Outgoing>();
+        lock(&state.sockets).push(SocketConnection {
+            id,
+            tx,
+            retired: false,
+        });
         let state = state.clone();
         tokio::spawn(async move {
-            let (mut sink, mut stream) = socket.split();
-            let hello = json!({"type": "hello", "num_connections": 1});
-            if sink
-                .send(Message::Text(hello.to_string().into()))
-                .await
-                .is_err()
-            {
+            serve_socket(socket, rx, &state).await;
+            lock(&state.sockets).retain(|c| c.id != id);
+        });
+    }
+}
+
+/// One connection: `hello`, then envelopes out and acks in until it closes.
+async fn serve_socket(
+    socket: tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<Outgoing>,
+    state: &SlackState,
+) {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let (mut sink, mut stream) = socket.split();
+    let open = lock(&state.sockets).len();
+    let hello = json!({"type": "hello", "num_connections": open});
+    if sink
+        .send(Message::Text(hello.to_string().into()))
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let mut closes_at: Option<tokio::time::Instant> = None;
+    loop {
+        let close = async {
+            match closes_at {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            outgoing = rx.recv() => match outgoing {
+                Some(Outgoing::Text(text)) => {
+                    if sink.send(Message::Text(text.into())).await.is_err() {
+                        return;
+                    }
+                }
+                Some(Outgoing::Disconnect(grace)) => {
+                    let disconnect = json!({"type": "disconnect", "reason": "refresh_requested"});
+                    if sink.send(Message::Text(disconnect.to_string().into())).await.is_err() {
+                        return;
+                    }
+                    closes_at = Some(tokio::time::Instant::now() + grace);
+                }
+                Some(Outgoing::Silence) => {
+                    // Hold the TCP connection without reading it (so without answering
+                    // pings) until the fake goes or a minute passes.
+                    let _ = tokio::time::timeout(std::time::Duration::from_secs(60), rx.recv()).await;
+                    return;
+                }
+                Some(Outgoing::Drop) | None => return,
+            },
+            () = close => {
+                let _ = sink.send(Message::Close(None)).await;
                 return;
             }
-            loop {
-                tokio::select! {
-                    outgoing = rx.recv() => match outgoing {
-                        Some(Some(text)) => {
-                            if sink.send(Message::Text(text.into())).await.is_err() {
-                                return;
-                            }
-                        }
-                        // Dropped on purpose, or the fake is gone: close the TCP stream.
-                        _ => return,
-                    },
-                    incoming = stream.next() => match incoming {
-                        Some(Ok(Message::Text(text))) => {
-                            if let Ok(ack) = serde_json::from_str::<Value>(text.as_str()) {
-                                lock(&state.acks).push(ack);
-                            }
-                        }
-                        Some(Ok(_)) => {}
-                        _ => return,
-                    },
+            incoming = stream.next() => match incoming {
+                Some(Ok(Message::Text(text))) => {
+                    if let Ok(ack) = serde_json::from_str::<Value>(text.as_str()) {
+                        let id = ack["envelope_id"].as_str().unwrap_or_default();
+                        lock(&state.timeline).push(format!("ack:{id}"));
+                        lock(&state.acks).push(ack);
+                    }
                 }
-            }
-        });
+                // Pings are answered by tungstenite itself, as Slack answers them.
+                Some(Ok(_)) => {}
+                _ => return,
+            },
+        }
     }
 }
 

@@ -17,6 +17,7 @@ pub use home::{
 pub use json::json;
 pub use sanitize::{escape_mrkdwn, strip_invisible, truncate};
 pub use slack_messages::{
-    as_response, help_message, plain_message, shared_by, status_message, unavailable_message,
+    as_response, help_message, loading_message, plain_message, shared_by, status_message,
+    unavailable_message,
 };
 pub use text::text;

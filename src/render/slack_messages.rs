@@ -56,6 +56,15 @@ pub fn status_message(report: &StatusReport) -> Value {
     json!({"text": format!("Data as of {}", when(report.data_as_of)), "blocks": [section(text)]})
 }
 
+/// No data has been loaded yet: the first refresh, started at `since`, is still running.
+pub fn loading_message(since: DateTime<Utc>) -> Value {
+    let text = format!(
+        ":hourglass_flowing_sand: The data is still loading: the first refresh started at {}. Try again in a minute.",
+        since.format("%Y-%m-%d %H:%M UTC")
+    );
+    json!({"text": "The data is still loading, try again in a minute", "blocks": [section(text)]})
+}
+
 /// The data cannot be read right now: say so, since when the last good data is, and what to do.
 pub fn unavailable_message(problem: &str, last_data: Option<DateTime<Utc>>) -> Value {
     let since = last_data

@@ -60,6 +60,11 @@ pub struct Inner {
     pub audit_running: std::sync::atomic::AtomicBool,
     /// The Home tab's audit counts, per generation of the data.
     pub home: home::HomeSummaries,
+    /// When this process started, and so its first refresh: told to people while no data
+    /// has been loaded yet.
+    pub started_at: DateTime<Utc>,
+    /// The Socket Mode connections, when the bot uses them (for `/readyz` and `/healthz`).
+    pub socket_mode: socket_mode::Health,
 }
 
 #[derive(Clone)]
@@ -82,6 +87,8 @@ impl AppState {
             last_data_as_of: Mutex::new(None),
             audit_running: std::sync::atomic::AtomicBool::new(false),
             home: home::HomeSummaries::default(),
+            started_at: Utc::now(),
+            socket_mode: socket_mode::Health::default(),
         }))
     }
 
@@ -102,17 +109,10 @@ impl AppState {
                     .await
                     .map_err(|e| e.to_string())
             }
-            _ => self
-                .store
-                .diagnose(query, Utc::now())
-                .await
-                .map_err(|e| match e {
-                    StoreError::NoSnapshot => {
-                        "no org data has been loaded yet (the first refresh has not finished)"
-                            .to_owned()
-                    }
-                    e => e.to_string(),
-                }),
+            _ => match self.store.diagnose(query, Utc::now()).await {
+                Err(StoreError::NoSnapshot) => return render::loading_message(self.started_at),
+                outcome => outcome.map_err(|e| e.to_string()),
+            },
         };
         match outcome {
             Ok(Ok(diagnosis)) => {

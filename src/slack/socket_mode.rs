@@ -1,20 +1,73 @@
-//! Socket Mode: the same handlers, over a WebSocket the bot opens to Slack, for installs with
-//! no public URL. `apps.connections.open` (with the `xapp-` token) gives a `wss://` URL; every
-//! envelope is acknowledged with its `envelope_id` at once (a slash command's ack carries its
-//! reply); the socket is reopened when Slack asks (`disconnect`) or when it drops.
+//! Socket Mode: the same handlers, over WebSockets the bot opens to Slack, for installs with
+//! no public URL. `apps.connections.open` (with the `xapp-` token) gives a `wss://` URL.
+//!
+//! Our own client, not slack-morphism's listener (docs/socket-mode.md says why in full): its
+//! reader awaits each envelope's handler before it reads the next one, so one slow command
+//! delays every envelope behind it, and it neither drops envelopes delivered twice across its
+//! connections nor tells anyone whether it is connected. Here:
+//! - two connections are kept open, so a `disconnect` (or a dropped socket) leaves no gap; a
+//!   connection Slack asks to close is replaced at once and served until Slack closes it;
+//! - every envelope is acknowledged at once on the connection it came on, and its work runs
+//!   on its own task. A slash command's answer rides in its ack only when it is ready within
+//!   [`INLINE_DEADLINE`], as over HTTP; otherwise it follows through `response_url`;
+//! - an envelope id seen on either connection is handled once;
+//! - each connection sends a ping every `ping_interval` and is replaced when no pong comes
+//!   within `pong_timeout` (a half-open socket otherwise leaves the bot deaf);
+//! - [`Health`] tells `/readyz` and `/healthz` how long no connection has been open.
 
-use std::time::Duration;
+use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
+use backon::{BackoffBuilder, ExponentialBuilder};
 use futures_util::{SinkExt, StreamExt};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
+use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
-use super::{AppState, commands, events, interactions};
+use super::{AppState, INLINE_DEADLINE, commands, events, interactions};
+use crate::metrics::{SOCKET_MODE_CONNECTIONS, SOCKET_MODE_DUPLICATES, SOCKET_MODE_RECONNECTS};
+use crate::render;
 
-/// Waits between reconnection attempts, doubling up to this.
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// An envelope id seen within this long is a duplicate (Slack redelivers unacknowledged
+/// envelopes within seconds; ten minutes covers both connections with room to spare).
+const DEDUPE_WINDOW: Duration = Duration::from_secs(600);
+/// A command whose reply is not ready by then is acked with "the answer follows" and answered
+/// through `response_url`; a little over the HTTP path's deadline, which `check` applies
+/// itself, so that `check` answers the same way over both.
+const ACK_DEADLINE: Duration = INLINE_DEADLINE.saturating_add(Duration::from_millis(300));
+
+#[derive(Debug, Clone)]
+pub struct SocketModeConfig {
+    /// Connections kept open at once (Slack allows up to 10).
+    pub connections: usize,
+    pub ping_interval: Duration,
+    /// A connection whose pong does not come within this is replaced.
+    pub pong_timeout: Duration,
+    /// How long a connection Slack asked to close (`disconnect`) is still served while its
+    /// replacement opens. Slack closes it sooner.
+    pub drain: Duration,
+    /// `/readyz` fails when no connection has been open for this long (or none ever was).
+    pub not_ready_after: Duration,
+    /// `/healthz` fails when no connection has been open for this long.
+    pub unhealthy_after: Duration,
+}
+
+impl Default for SocketModeConfig {
+    fn default() -> Self {
+        SocketModeConfig {
+            connections: 2,
+            ping_interval: Duration::from_secs(10),
+            pong_timeout: Duration::from_secs(5),
+            drain: Duration::from_secs(30),
+            not_ready_after: Duration::from_secs(10),
+            unhealthy_after: Duration::from_secs(300),
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum SocketModeError {
@@ -24,44 +77,232 @@ pub enum SocketModeError {
     Socket(String),
 }
 
-enum Closed {
-    Shutdown,
-    Reconnect,
+/// Whether Socket Mode is connected, for the probes.
+#[derive(Default)]
+pub struct Health {
+    enabled: AtomicBool,
+    open: AtomicUsize,
+    /// Since when no connection is open (start-up, or the last one closing); `None` while one
+    /// is open.
+    down_since: Mutex<Option<Instant>>,
+    ever_connected: AtomicBool,
+    thresholds: Mutex<(Duration, Duration)>,
 }
 
-/// Runs until `shutdown`, reconnecting as needed.
-pub async fn run(state: AppState, app_token: SecretString, shutdown: CancellationToken) {
-    let mut backoff = Duration::from_millis(500);
-    loop {
-        let result = match open(&state, &app_token).await {
-            Ok(url) => serve(&state, &url, &shutdown).await,
-            Err(err) => Err(err),
-        };
-        match result {
-            Ok(Closed::Shutdown) => return,
-            Ok(Closed::Reconnect) => {
-                tracing::info!("Socket Mode: reconnecting");
-                backoff = Duration::from_millis(500);
-                continue;
-            }
-            Err(err) => {
-                tracing::warn!(error = %err, retry_in_ms = backoff.as_millis() as u64, "Socket Mode connection failed")
-            }
+impl Health {
+    fn start(&self, config: &SocketModeConfig) {
+        *lock(&self.thresholds) = (config.not_ready_after, config.unhealthy_after);
+        *lock(&self.down_since) = Some(Instant::now());
+        self.enabled.store(true, Ordering::SeqCst);
+    }
+
+    fn opened(&self) {
+        let mut down = lock(&self.down_since);
+        let open = self.open.fetch_add(1, Ordering::SeqCst) + 1;
+        *down = None;
+        self.ever_connected.store(true, Ordering::SeqCst);
+        metrics::gauge!(SOCKET_MODE_CONNECTIONS).set(open as f64);
+    }
+
+    fn closed(&self) {
+        let mut down = lock(&self.down_since);
+        let open = self.open.fetch_sub(1, Ordering::SeqCst).saturating_sub(1);
+        if open == 0 {
+            *down = Some(Instant::now());
         }
-        tokio::select! {
-            () = tokio::time::sleep(backoff) => {}
-            () = shutdown.cancelled() => return,
+        metrics::gauge!(SOCKET_MODE_CONNECTIONS).set(open as f64);
+    }
+
+    /// Connections open now.
+    pub fn open_connections(&self) -> usize {
+        self.open.load(Ordering::SeqCst)
+    }
+
+    /// Why this pod cannot answer Slack, for `/readyz`: Socket Mode never connected, or down
+    /// longer than its threshold. `None` over HTTP.
+    pub fn not_ready(&self) -> Option<String> {
+        if !self.enabled.load(Ordering::SeqCst) {
+            return None;
         }
-        backoff = (backoff * 2).min(MAX_BACKOFF);
+        if !self.ever_connected.load(Ordering::SeqCst) {
+            return Some("Socket Mode has not connected to Slack yet".to_owned());
+        }
+        self.down_longer_than(lock(&self.thresholds).0)
+    }
+
+    /// Why this process is stuck, for `/healthz`: Socket Mode down for long.
+    pub fn unhealthy(&self) -> Option<String> {
+        if !self.enabled.load(Ordering::SeqCst) {
+            return None;
+        }
+        self.down_longer_than(lock(&self.thresholds).1)
+    }
+
+    fn down_longer_than(&self, threshold: Duration) -> Option<String> {
+        let down = (*lock(&self.down_since))?.elapsed();
+        (down > threshold).then(|| {
+            format!(
+                "no Socket Mode connection to Slack for {} s (apps.connections.open and the WebSocket: see the log)",
+                down.as_secs()
+            )
+        })
     }
 }
 
-async fn open(state: &AppState, app_token: &SecretString) -> Result<String, SocketModeError> {
-    let web = &state.slack.web;
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Why a connection is being replaced (the `reason` label of the reconnect metric).
+#[derive(Debug, Clone, Copy)]
+enum Replace {
+    /// Slack sent `disconnect` (`refresh_requested`, `warning`, ...).
+    Disconnect,
+    PongMissed,
+    /// The socket closed or failed.
+    Closed,
+}
+
+impl Replace {
+    fn label(self) -> &'static str {
+        match self {
+            Replace::Disconnect => "disconnect",
+            Replace::PongMissed => "pong_missed",
+            Replace::Closed => "closed",
+        }
+    }
+}
+
+/// Envelope ids seen lately, across all connections.
+#[derive(Default)]
+struct Seen {
+    ids: HashSet<String>,
+    order: VecDeque<(Instant, String)>,
+}
+
+impl Seen {
+    /// `true` the first time `id` is seen within the window.
+    fn first(&mut self, id: &str) -> bool {
+        let now = Instant::now();
+        while let Some((at, old)) = self.order.front() {
+            if now.duration_since(*at) < DEDUPE_WINDOW {
+                break;
+            }
+            self.ids.remove(old);
+            self.order.pop_front();
+        }
+        if self.ids.contains(id) {
+            return false;
+        }
+        self.ids.insert(id.to_owned());
+        self.order.push_back((now, id.to_owned()));
+        true
+    }
+}
+
+/// What every connection shares: the app, the token, the envelopes seen.
+struct Client {
+    state: AppState,
+    app_token: SecretString,
+    config: SocketModeConfig,
+    seen: Mutex<Seen>,
+}
+
+/// Runs until `shutdown` with the default configuration.
+pub async fn run(state: AppState, app_token: SecretString, shutdown: CancellationToken) {
+    run_with(state, app_token, SocketModeConfig::default(), shutdown).await
+}
+
+/// Keeps `config.connections` connections open until `shutdown`.
+pub async fn run_with(
+    state: AppState,
+    app_token: SecretString,
+    config: SocketModeConfig,
+    shutdown: CancellationToken,
+) {
+    state.socket_mode.start(&config);
+    metrics::gauge!(SOCKET_MODE_CONNECTIONS).set(0.0);
+    let client = Arc::new(Client {
+        state,
+        app_token,
+        config,
+        seen: Mutex::default(),
+    });
+    let slots: Vec<_> = (0..client.config.connections.max(1))
+        .map(|_| tokio::spawn(keep_connected(client.clone(), shutdown.clone())))
+        .collect();
+    for slot in slots {
+        let _ = slot.await;
+    }
+}
+
+/// One connection slot: opens a connection, and a new one whenever it must be replaced.
+async fn keep_connected(client: Arc<Client>, shutdown: CancellationToken) {
+    // Jittered, so that replicas (and the two slots) do not reconnect in step.
+    let backoff = ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(500))
+        .with_max_delay(Duration::from_secs(30))
+        .without_max_times()
+        .with_jitter();
+    let mut pauses = backoff.build();
+    loop {
+        if shutdown.is_cancelled() {
+            return;
+        }
+        let (replace_tx, replace_rx) = oneshot::channel();
+        match connect(&client).await {
+            Ok(socket) => {
+                pauses = backoff.build();
+                let served =
+                    tokio::spawn(serve(client.clone(), socket, replace_tx, shutdown.clone()));
+                tokio::select! {
+                    reason = replace_rx => {
+                        let reason = reason.unwrap_or(Replace::Closed);
+                        tracing::info!(reason = reason.label(), "Socket Mode: opening a new connection");
+                        metrics::counter!(SOCKET_MODE_RECONNECTS, "reason" => reason.label()).increment(1);
+                        continue;
+                    }
+                    () = shutdown.cancelled() => {
+                        let _ = served.await;
+                        return;
+                    }
+                }
+            }
+            Err(err) => {
+                let pause = pauses.next().unwrap_or(Duration::from_secs(30));
+                tracing::warn!(error = %err, retry_in_ms = pause.as_millis() as u64, "Socket Mode connection failed");
+                metrics::counter!(SOCKET_MODE_RECONNECTS, "reason" => "failed").increment(1);
+                tokio::select! {
+                    () = tokio::time::sleep(pause) => {}
+                    () = shutdown.cancelled() => return,
+                }
+            }
+        }
+    }
+}
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn connect(client: &Client) -> Result<Socket, SocketModeError> {
+    let url = open(client).await?;
+    let (socket, _) = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio_tungstenite::connect_async(url),
+    )
+    .await
+    .map_err(|_| SocketModeError::Socket("no WebSocket handshake within 10 s".into()))?
+    .map_err(|e| SocketModeError::Socket(e.to_string()))?;
+    Ok(socket)
+}
+
+async fn open(client: &Client) -> Result<String, SocketModeError> {
+    let web = &client.state.slack.web;
     let response = web
         .http
         .post(format!("{}/apps.connections.open", web.api_url))
-        .bearer_auth(app_token.expose_secret())
+        .bearer_auth(client.app_token.expose_secret())
+        .timeout(web.timeout)
         .send()
         .await
         .map_err(|e| SocketModeError::Open(e.without_url().to_string()))?;
@@ -78,76 +319,178 @@ async fn open(state: &AppState, app_token: &SecretString) -> Result<String, Sock
     }
 }
 
+/// Serves one connection until it closes, its pong is missed, it has drained after a
+/// `disconnect`, or shutdown. `replace` is told as soon as a new connection should open.
 async fn serve(
-    state: &AppState,
-    url: &str,
-    shutdown: &CancellationToken,
-) -> Result<Closed, SocketModeError> {
-    let (socket, _) = tokio_tungstenite::connect_async(url)
-        .await
-        .map_err(|e| SocketModeError::Socket(e.to_string()))?;
-    tracing::info!("Socket Mode connected");
+    client: Arc<Client>,
+    socket: Socket,
+    replace: oneshot::Sender<Replace>,
+    shutdown: CancellationToken,
+) {
+    let health = &client.state.socket_mode;
+    health.opened();
+    tracing::info!(open = health.open_connections(), "Socket Mode connected");
     let (mut sink, mut stream) = socket.split();
-    loop {
-        let message = tokio::select! {
-            message = stream.next() => message,
-            () = shutdown.cancelled() => {
-                let _ = sink.send(Message::Close(None)).await;
-                return Ok(Closed::Shutdown);
+    let (ack_tx, mut ack_rx) = mpsc::unbounded_channel::<Value>();
+    let mut replace = Some(replace);
+    let mut ping = tokio::time::interval(client.config.ping_interval);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ping.tick().await;
+    let mut pong_due: Option<tokio::time::Instant> = None;
+    let mut drained_at: Option<tokio::time::Instant> = None;
+    let ended = loop {
+        let pong_deadline = deadline(pong_due);
+        let drain_deadline = deadline(drained_at);
+        tokio::select! {
+            () = shutdown.cancelled() => break None,
+            Some(ack) = ack_rx.recv() => {
+                if sink.send(Message::Text(ack.to_string().into())).await.is_err() {
+                    break Some(Replace::Closed);
+                }
             }
-        };
-        let message = match message {
-            None => return Ok(Closed::Reconnect),
-            Some(Err(err)) => return Err(SocketModeError::Socket(err.to_string())),
-            Some(Ok(message)) => message,
-        };
-        let envelope: Value = match message {
-            Message::Text(text) => match serde_json::from_str(text.as_str()) {
-                Ok(envelope) => envelope,
-                Err(_) => continue,
+            message = stream.next() => match message {
+                Some(Ok(Message::Text(text))) => {
+                    let Ok(envelope) = serde_json::from_str::<Value>(text.as_str()) else {
+                        continue;
+                    };
+                    if envelope["type"] == "disconnect" {
+                        tracing::info!(reason = envelope["reason"].as_str().unwrap_or("none"), "Socket Mode: Slack asked to reconnect");
+                        if let Some(replace) = replace.take() {
+                            let _ = replace.send(Replace::Disconnect);
+                        }
+                        drained_at.get_or_insert(tokio::time::Instant::now() + client.config.drain);
+                        continue;
+                    }
+                    dispatch(&client, envelope, &ack_tx);
+                }
+                Some(Ok(Message::Ping(data))) => {
+                    if sink.send(Message::Pong(data)).await.is_err() {
+                        break Some(Replace::Closed);
+                    }
+                }
+                Some(Ok(Message::Pong(_))) => pong_due = None,
+                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break Some(Replace::Closed),
+                Some(Ok(_)) => {}
             },
-            Message::Ping(data) => {
-                let _ = sink.send(Message::Pong(data)).await;
-                continue;
+            _ = ping.tick() => {
+                if pong_due.is_none() {
+                    if sink.send(Message::Ping(Vec::new().into())).await.is_err() {
+                        break Some(Replace::Closed);
+                    }
+                    pong_due = Some(tokio::time::Instant::now() + client.config.pong_timeout);
+                }
             }
-            Message::Close(_) => return Ok(Closed::Reconnect),
-            _ => continue,
-        };
-        if envelope["type"] == "disconnect" {
-            return Ok(Closed::Reconnect);
+            () = pong_deadline => {
+                tracing::warn!(timeout_ms = client.config.pong_timeout.as_millis() as u64, "Socket Mode: no pong from Slack in time; replacing the connection");
+                break Some(Replace::PongMissed);
+            }
+            () = drain_deadline => break Some(Replace::Disconnect),
         }
-        if let Some(ack) = handle_envelope(state, &envelope).await {
-            sink.send(Message::Text(ack.to_string().into()))
-                .await
-                .map_err(|e| SocketModeError::Socket(e.to_string()))?;
+    };
+    if let (Some(reason), Some(replace)) = (ended, replace.take()) {
+        let _ = replace.send(reason);
+    }
+    health.closed();
+    // A half-open socket may never answer the close handshake: do not wait for it.
+    let _ = tokio::time::timeout(Duration::from_secs(1), sink.close()).await;
+}
+
+/// Resolves at `at`, never when `None`.
+async fn deadline(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Acknowledges an envelope on its connection (at once, or for a command with its reply when
+/// ready in time) and starts its work, unless the envelope was seen already.
+fn dispatch(client: &Arc<Client>, envelope: Value, ack: &mpsc::UnboundedSender<Value>) {
+    // `hello` and other messages without an id are not acknowledged.
+    let Some(envelope_id) = envelope["envelope_id"].as_str().map(str::to_owned) else {
+        return;
+    };
+    let bare_ack = json!({"envelope_id": envelope_id});
+    if !lock(&client.seen).first(&envelope_id) {
+        metrics::counter!(SOCKET_MODE_DUPLICATES).increment(1);
+        let _ = ack.send(bare_ack);
+        return;
+    }
+    let state = client.state.clone();
+    let payload = envelope["payload"].clone();
+    match envelope["type"].as_str() {
+        Some("slash_commands") => {
+            let ack = ack.clone();
+            state.tasks.clone().spawn(async move {
+                let _ = ack.send(command_ack(&state, envelope_id, payload).await);
+            });
+        }
+        Some("interactive") => {
+            let _ = ack.send(bare_ack);
+            if let Ok(event) = serde_json::from_value(payload) {
+                interactions::on_interaction(&state, event);
+            }
+        }
+        Some("events_api") => {
+            let _ = ack.send(bare_ack);
+            state
+                .tasks
+                .clone()
+                .spawn(async move { events::on_event(&state, &payload).await });
+        }
+        _ => {
+            let _ = ack.send(bare_ack);
         }
     }
 }
 
-/// The ack for an envelope (`None` for `hello` and unknown types), after starting its work.
-async fn handle_envelope(state: &AppState, envelope: &Value) -> Option<Value> {
-    let envelope_id = envelope["envelope_id"].as_str()?;
-    let payload = &envelope["payload"];
-    let ack = match envelope["type"].as_str()? {
-        "slash_commands" => {
-            match serde_json::from_value::<commands::CommandForm>(payload.clone()) {
-                Ok(command) => {
-                    json!({"envelope_id": envelope_id, "payload": commands::reply(state, command).await})
-                }
-                Err(_) => json!({"envelope_id": envelope_id}),
-            }
-        }
-        "interactive" => {
-            if let Ok(event) = serde_json::from_value(payload.clone()) {
-                interactions::on_interaction(state, event);
-            }
-            json!({"envelope_id": envelope_id})
-        }
-        "events_api" => {
-            events::on_event(state, payload).await;
-            json!({"envelope_id": envelope_id})
-        }
-        _ => json!({"envelope_id": envelope_id}),
+/// A command's ack: with its reply when ready within `ACK_DEADLINE`; otherwise with "the
+/// answer follows", the reply then going through the command's `response_url`.
+async fn command_ack(state: &AppState, envelope_id: String, payload: Value) -> Value {
+    let Ok(command) = serde_json::from_value::<commands::CommandForm>(payload.clone()) else {
+        return json!({"envelope_id": envelope_id});
     };
-    Some(ack)
+    let mut work = tokio::spawn({
+        let state = state.clone();
+        async move { commands::reply(&state, command).await }
+    });
+    let reply = match tokio::time::timeout(ACK_DEADLINE, &mut work).await {
+        Ok(Ok(reply)) => reply,
+        Ok(Err(_)) => render::as_response(
+            render::plain_message("Something went wrong. Please try again."),
+            false,
+            None,
+        ),
+        Err(_) => {
+            let response_url = payload["response_url"].as_str().unwrap_or_default();
+            state.respond_later(response_url.to_owned(), async move {
+                work.await.unwrap_or_else(|_| {
+                    render::plain_message("Something went wrong. Please try again.")
+                })
+            });
+            render::as_response(
+                render::plain_message("Working on it… the answer follows in a moment."),
+                false,
+                None,
+            )
+        }
+    };
+    json!({"envelope_id": envelope_id, "payload": reply})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Seen;
+
+    #[test]
+    fn an_envelope_id_is_first_once_whatever_came_between() {
+        let mut seen = Seen::default();
+        assert!(seen.first("env-1"));
+        assert!(seen.first("env-2"));
+        assert!(!seen.first("env-1"));
+        assert!(!seen.first("env-2"));
+        assert!(seen.first("env-3"));
+        assert_eq!(seen.ids.len(), 3);
+        assert_eq!(seen.order.len(), 3);
+    }
 }

@@ -82,8 +82,46 @@ impl OwnRedis {
         }
     }
 
+    /// A store on this server, under `prefix`, holding the demo org.
+    pub async fn demo_store(
+        &self,
+        prefix: &str,
+        timeouts: crm_username::store::RedisTimeouts,
+    ) -> crm_username::store::Store {
+        use crm_username::store::{RedisStore, Store};
+        let url = format!("redis://127.0.0.1:{}", self.port);
+        let store = Store::Redis(RedisStore::connect(&url, prefix, timeouts).unwrap());
+        let org = crm_username::demo::snapshot(chrono::Utc::now()).unwrap();
+        store.publish(org).await.unwrap();
+        store
+    }
+
+    /// Freezes the server (SIGSTOP): connections stay open, nothing is answered.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a paused server answer again (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        if let Some(child) = &self.child {
+            let status = Command::new("kill")
+                .args([signal, &child.id().to_string()])
+                .status()
+                .expect("kill is installed");
+            assert!(status.success(), "kill {signal} failed");
+        }
+    }
+
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
+            // Paused by `pause`: let it run so that it exits at once.
+            let _ = Command::new("kill")
+                .args(["-CONT", &child.id().to_string()])
+                .status();
             let _ = child.kill();
             let _ = child.wait();
         }
