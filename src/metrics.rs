@@ -22,6 +22,9 @@ pub const SNAPSHOT_AGE: &str = "crm_username_snapshot_age_seconds";
 pub const SALESFORCE_API_USED: &str = "crm_username_salesforce_api_requests_used";
 pub const SALESFORCE_API_MAX: &str = "crm_username_salesforce_api_requests_max";
 pub const SLACK_API_ERRORS: &str = "crm_username_slack_api_errors_total";
+/// Connections closed at once because `HTTP_MAX_CONNECTIONS` were already open.
+pub const HTTP_CONNECTIONS_REFUSED: &str = "crm_username_http_connections_refused_total";
+pub const HTTP_CONNECTIONS_OPEN: &str = "crm_username_http_connections_open";
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
