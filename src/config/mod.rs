@@ -152,7 +152,7 @@ pub struct HttpLimitArgs {
     #[arg(long, env = "HTTP_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub http_request_timeout: Duration,
     /// Open connections at most; past it a new connection is closed at once.
-    #[arg(long, env = "HTTP_MAX_CONNECTIONS", default_value = "10000",
+    #[arg(long, env = "HTTP_MAX_CONNECTIONS", default_value = "5000",
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub http_max_connections: u32,
 }

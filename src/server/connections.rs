@@ -59,7 +59,7 @@ impl Default for HttpLimits {
 
 /// Sized from the measured cost of an idle connection so that a full house stays well inside
 /// the pod's 256 MiB (docs/http-limits.md, "Memory").
-pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+pub const DEFAULT_MAX_CONNECTIONS: usize = 5_000;
 
 /// The requests whose total time is `slack_request_timeout`.
 const SLACK_PREFIX: &str = "/slack/";
