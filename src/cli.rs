@@ -601,6 +601,10 @@ async fn serve(args: &ServeArgs) -> ExitCode {
         Ok(settings) => settings,
         Err(err) => return usage_error(err),
     };
+    let limits = match args.slack.http_limits.limits() {
+        Ok(limits) => limits,
+        Err(err) => return usage_error(err),
+    };
     let app_token = match (
         args.socket_mode,
         args.slack.slack_app_token.as_deref().map(str::trim),
@@ -634,7 +638,7 @@ async fn serve(args: &ServeArgs) -> ExitCode {
     let sources = sources.map(std::sync::Arc::new);
     let state = crate::slack::AppState::new(store.clone(), sources.clone(), settings);
     let server = match crate::server::Server::bind(args.slack.bind_addr, state).await {
-        Ok(server) => server,
+        Ok(server) => server.with_limits(limits),
         Err(err) => {
             return usage_error(format!("cannot listen on {}: {err}", args.slack.bind_addr));
         }

@@ -37,6 +37,9 @@ pub const SOCKET_MODE_CONNECTIONS: &str = "crm_username_socket_mode_connections"
 pub const SOCKET_MODE_RECONNECTS: &str = "crm_username_socket_mode_reconnects_total";
 /// Envelopes delivered again (on either connection) and not handled twice.
 pub const SOCKET_MODE_DUPLICATES: &str = "crm_username_socket_mode_duplicate_envelopes_total";
+/// Connections closed at once because `HTTP_MAX_CONNECTIONS` were already open.
+pub const HTTP_CONNECTIONS_REFUSED: &str = "crm_username_http_connections_refused_total";
+pub const HTTP_CONNECTIONS_OPEN: &str = "crm_username_http_connections_open";
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 

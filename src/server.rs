@@ -17,6 +17,9 @@ use tower_http::trace::TraceLayer;
 
 use crate::slack::{self, AppState};
 
+pub mod connections;
+pub use connections::HttpLimits;
+
 /// How long shutdown waits for replies still being delivered.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -87,6 +90,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
 pub struct Server {
     pub listener: TcpListener,
     pub state: AppState,
+    pub limits: HttpLimits,
 }
 
 impl Server {
@@ -95,7 +99,13 @@ impl Server {
         Ok(Server {
             listener: TcpListener::bind(addr).await?,
             state,
+            limits: HttpLimits::default(),
         })
+    }
+
+    /// Serves under `limits` instead of the defaults.
+    pub fn with_limits(self, limits: HttpLimits) -> Self {
+        Server { limits, ..self }
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -112,9 +122,7 @@ impl Server {
     pub async fn run_with(self, extra: Router, shutdown: CancellationToken) -> std::io::Result<()> {
         let state = self.state.clone();
         let app = router(self.state).merge(extra);
-        axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown.cancelled_owned())
-            .await?;
+        connections::serve(self.listener, app, &self.limits, shutdown).await?;
         state.tasks.close();
         if tokio::time::timeout(DRAIN_TIMEOUT, state.tasks.wait())
             .await

@@ -87,6 +87,8 @@ pub struct SlackArgs {
     pub audit_digest_interval: Duration,
     #[arg(long, env = "BIND_ADDR", default_value = "0.0.0.0:3000")]
     pub bind_addr: std::net::SocketAddr,
+    #[command(flatten)]
+    pub http_limits: HttpLimitArgs,
     /// `json` or `pretty`; default: pretty on a terminal, else json.
     #[arg(long, env = "LOG_FORMAT", value_parser = ["json", "pretty"])]
     pub log_format: Option<String>,
@@ -129,6 +131,47 @@ impl SlackArgs {
                 non_empty(&self.slack_bot_token).map(SecretString::from),
                 list(&self.slack_response_url_hosts),
             ),
+        })
+    }
+}
+
+/// What a connection to `serve` may cost (docs/http-limits.md).
+#[derive(Debug, Clone, clap::Args)]
+pub struct HttpLimitArgs {
+    /// Time for a request's line and headers, from connect or from the previous response
+    /// (so also how long an idle keep-alive connection stays open).
+    #[arg(long, env = "HTTP_HEADER_READ_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub http_header_read_timeout: Duration,
+    /// Longest pause while a request body arrives.
+    #[arg(long, env = "HTTP_BODY_READ_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub http_body_read_timeout: Duration,
+    /// Whole time of a request to /slack/...; below Slack's 3 s.
+    #[arg(long, env = "HTTP_SLACK_REQUEST_TIMEOUT", default_value = "2500ms", value_parser = parse_duration)]
+    pub http_slack_request_timeout: Duration,
+    /// Whole time of any other request (probes, /metrics).
+    #[arg(long, env = "HTTP_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub http_request_timeout: Duration,
+    /// Open connections at most; past it a new connection is closed at once.
+    #[arg(long, env = "HTTP_MAX_CONNECTIONS", default_value = "2000",
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub http_max_connections: u32,
+}
+
+impl HttpLimitArgs {
+    pub fn limits(&self) -> Result<crate::server::HttpLimits, ConfigError> {
+        if self.http_slack_request_timeout >= Duration::from_secs(3) {
+            return Err(ConfigError::Invalid {
+                variable: "HTTP_SLACK_REQUEST_TIMEOUT",
+                problem: "Slack gives up on a request after 3 s: set it below 3s, e.g. 2500ms"
+                    .into(),
+            });
+        }
+        Ok(crate::server::HttpLimits {
+            header_read_timeout: self.http_header_read_timeout,
+            body_read_timeout: self.http_body_read_timeout,
+            slack_request_timeout: self.http_slack_request_timeout,
+            request_timeout: self.http_request_timeout,
+            max_connections: self.http_max_connections as usize,
         })
     }
 }
@@ -259,6 +302,70 @@ mod tests {
     struct Cli {
         #[command(flatten)]
         data: DataArgs,
+    }
+
+    #[derive(Parser)]
+    struct HttpCli {
+        #[command(flatten)]
+        http: HttpLimitArgs,
+    }
+
+    fn http_limits(extra: &[&str]) -> Result<crate::server::HttpLimits, ConfigError> {
+        let mut argv = vec!["test"];
+        argv.extend_from_slice(extra);
+        HttpCli::try_parse_from(argv).unwrap().http.limits()
+    }
+
+    #[test]
+    fn the_http_limit_flags_default_to_the_documented_limits() {
+        assert_eq!(
+            http_limits(&[]).unwrap(),
+            crate::server::HttpLimits::default()
+        );
+    }
+
+    #[test]
+    fn http_limits_are_read_from_their_flags() {
+        let limits = http_limits(&[
+            "--http-header-read-timeout",
+            "2s",
+            "--http-body-read-timeout",
+            "3s",
+            "--http-slack-request-timeout",
+            "1500ms",
+            "--http-request-timeout",
+            "1m",
+            "--http-max-connections",
+            "64",
+        ])
+        .unwrap();
+        assert_eq!(
+            limits,
+            crate::server::HttpLimits {
+                header_read_timeout: Duration::from_secs(2),
+                body_read_timeout: Duration::from_secs(3),
+                slack_request_timeout: Duration::from_millis(1500),
+                request_timeout: Duration::from_secs(60),
+                max_connections: 64,
+            }
+        );
+    }
+
+    #[test]
+    fn a_slack_request_timeout_of_three_seconds_or_more_is_refused() {
+        let err = http_limits(&["--http-slack-request-timeout", "3s"])
+            .err()
+            .unwrap()
+            .to_string();
+        assert_eq!(
+            err,
+            "HTTP_SLACK_REQUEST_TIMEOUT: Slack gives up on a request after 3 s: set it below 3s, e.g. 2500ms"
+        );
+    }
+
+    #[test]
+    fn a_connection_cap_of_zero_is_refused() {
+        assert!(HttpCli::try_parse_from(["test", "--http-max-connections", "0"]).is_err());
     }
 
     fn args(extra: &[&str]) -> DataArgs {

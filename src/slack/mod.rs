@@ -164,8 +164,18 @@ pub fn routes(state: AppState) -> Router<AppState> {
 /// Reads the body (at most 64 KiB) and checks Slack's signature before any handler runs.
 async fn verify_request(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let (parts, body) = request.into_parts();
-    let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY_BYTES).await else {
-        return (StatusCode::PAYLOAD_TOO_LARGE, "request body too large").into_response();
+    let bytes = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+        Ok(bytes) => bytes,
+        Err(err) if crate::server::connections::is_body_timeout(&err) => {
+            return (
+                StatusCode::REQUEST_TIMEOUT,
+                "request body arrived too slowly",
+            )
+                .into_response();
+        }
+        Err(_) => {
+            return (StatusCode::PAYLOAD_TOO_LARGE, "request body too large").into_response();
+        }
     };
     let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
     if let Err(err) = signature::verify(

@@ -9,7 +9,7 @@ use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
 
 use crm_username::fakes::FakeSlack;
-use crm_username::server::Server;
+use crm_username::server::{HttpLimits, Server};
 use crm_username::slack::signature::sign;
 use crm_username::slack::{AppState, SlackSettings, SlackWebApi};
 
@@ -34,9 +34,18 @@ pub fn settings(slack: &FakeSlack) -> SlackSettings {
 
 /// Serves `state` on a free port until the token is cancelled.
 pub async fn serve(state: AppState) -> (SocketAddr, CancellationToken) {
+    serve_with_limits(state, HttpLimits::default()).await
+}
+
+/// `serve`, with connections living under `limits`.
+pub async fn serve_with_limits(
+    state: AppState,
+    limits: HttpLimits,
+) -> (SocketAddr, CancellationToken) {
     let server = Server::bind("127.0.0.1:0".parse().unwrap(), state)
         .await
-        .unwrap();
+        .unwrap()
+        .with_limits(limits);
     let addr = server.local_addr().unwrap();
     let shutdown = CancellationToken::new();
     tokio::spawn(server.run(shutdown.clone()));
