@@ -655,3 +655,83 @@ async fn settings_init_writes_a_file_naming_every_unit_and_profile_that_doctor_a
         Status::Ok
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_logs_each_check_at_start_and_starts_although_an_upstream_fails() {
+    use std::io::BufRead;
+    let world = world().await;
+    // An upstream fails: serve still starts, and logs the failure with its fix.
+    world
+        .upstreams
+        .account_engagement
+        .inject(Injection::new(Fault::ae_code(184)).always());
+    let port = common::free_port();
+    let sf = world.upstreams.salesforce.settings();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_crm-username"))
+        .arg("serve")
+        .env_clear()
+        .env("LOG_FORMAT", "json")
+        .env("BIND_ADDR", format!("127.0.0.1:{port}"))
+        .env("SALESFORCE_LOGIN_URL", world.upstreams.salesforce.url())
+        .env("SALESFORCE_CLIENT_ID", &sf.client_id)
+        .env("SALESFORCE_CLIENT_SECRET", &sf.client_secret)
+        .env("BUSINESS_UNITS_FILE", &world.settings)
+        .env("SLACK_SIGNING_SECRET", SIGNING_SECRET)
+        .env("SLACK_BOT_TOKEN", BOT_TOKEN)
+        .env("SLACK_API_URL", world.slack.api_url())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let mut checks = Vec::new();
+    // Generous: the checks take well under a second against the fakes.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while checks.len() < 27 {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let Ok(line) = tokio::task::block_in_place(|| rx.recv_timeout(left)) else {
+            break;
+        };
+        let Ok(event) = serde_json::from_str::<serde_json::Value>(&line) else {
+            continue;
+        };
+        if let Some(id) = event["check"].as_str() {
+            checks.push((
+                id.to_owned(),
+                event["status"].as_str().unwrap_or("").to_owned(),
+                line,
+            ));
+        }
+    }
+    crm_username::sources::install_crypto_provider();
+    let ready = reqwest::get(format!("http://127.0.0.1:{port}/healthz")).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(checks.len(), 27, "{checks:#?}");
+    assert_eq!(checks[0].0, "config.environment");
+    let nam = checks
+        .iter()
+        .find(|c| c.0 == format!("account_engagement.{NAM}"))
+        .unwrap();
+    assert_eq!(nam.1, "fail");
+    assert!(nam.2.contains("pardot_api"), "{}", nam.2);
+    assert_eq!(ready.unwrap().status(), 200, "serve started anyway");
+    for (_, _, line) in &checks {
+        assert!(
+            !line.contains(SIGNING_SECRET) && !line.contains(BOT_TOKEN),
+            "{line}"
+        );
+        assert!(!line.contains(&sf.client_secret), "{line}");
+    }
+}
