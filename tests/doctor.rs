@@ -58,7 +58,8 @@ async fn world() -> World {
 
 impl World {
     /// The command line of a healthy configuration, changed by `extra`: a flag given there
-    /// replaces the healthy value; a flag without a value (`--socket-mode`) is added.
+    /// replaces the healthy value (an empty value drops the flag); a flag without a value
+    /// (`--socket-mode`) is added.
     fn argv(&self, extra: &[&str]) -> Vec<String> {
         let sf = self.upstreams.salesforce.settings();
         let mut pairs: Vec<(String, String)> = [
@@ -78,6 +79,7 @@ impl World {
         let mut extra = extra.iter().peekable();
         while let Some(flag) = extra.next() {
             match extra.next_if(|v| !v.starts_with("--")) {
+                Some(&"") => pairs.retain(|(f, _)| f != flag),
                 Some(value) => match pairs.iter_mut().find(|(f, _)| f == flag) {
                     Some(pair) => pair.1 = (*value).to_owned(),
                     None => pairs.push(((*flag).to_owned(), (*value).to_owned())),
@@ -226,6 +228,32 @@ async fn client_credentials_on_a_login_host_that_is_not_my_domain_fail_naming_my
             "SALESFORCE_LOGIN_URL",
         ],
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_jwt_bearer_flow_passes_and_the_audience_it_sends_is_shown() {
+    let world = world().await;
+    let key = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/test-only-rsa-key.pem");
+    let username = world.upstreams.salesforce.settings().username.clone();
+    let report = world
+        .doctor(&[
+            "--salesforce-client-secret",
+            "",
+            "--salesforce-username",
+            &username,
+            "--salesforce-private-key-file",
+            key.to_str().unwrap(),
+        ])
+        .await;
+    assert!(
+        check(&report, "config.environment")
+            .summary
+            .contains("JWT bearer (audience https://login.salesforce.com)"),
+        "{}",
+        report.text()
+    );
+    assert_eq!(check(&report, "salesforce.token").status, Status::Ok);
+    assert!(report.ok, "{}", report.text());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

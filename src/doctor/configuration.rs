@@ -3,7 +3,7 @@
 use super::Check;
 use crate::config::{ConfigError, DataArgs, business_units};
 use crate::domain::BusinessUnit;
-use crate::sources::{SalesforceAuth, SalesforceConfig};
+use crate::sources::{SalesforceAuth, SalesforceConfig, jwt_audience};
 
 pub struct Configuration {
     pub checks: Vec<Check>,
@@ -21,8 +21,14 @@ pub fn check(data: &DataArgs) -> Configuration {
     let (environment, salesforce) = match without_file.live() {
         Ok(Some(live)) => {
             let flow = match live.salesforce.auth {
-                SalesforceAuth::ClientCredentials { .. } => "client credentials",
-                SalesforceAuth::JwtBearer { .. } => "JWT bearer",
+                SalesforceAuth::ClientCredentials { .. } => "client credentials".to_owned(),
+                SalesforceAuth::JwtBearer { .. } => format!(
+                    "JWT bearer (audience {})",
+                    live.salesforce
+                        .audience
+                        .as_deref()
+                        .unwrap_or_else(|| jwt_audience(&live.salesforce.login_url))
+                ),
             };
             let summary = format!(
                 "the environment parses: Salesforce {flow} flow at {}, refresh every {}",
