@@ -306,6 +306,51 @@ mod tests {
     }
 
     #[test]
+    fn a_refused_field_names_the_object_and_its_fields_and_a_tooling_object_its_permission() {
+        let rejected = |code: &str, message: &str| SourceError::Rejected {
+            source_name: "Salesforce".to_owned(),
+            request: "SOQL query on User".to_owned(),
+            status: 400,
+            code: code.to_owned(),
+            message: message.to_owned(),
+        };
+        let field = read_failed(
+            "User",
+            "Id, Username",
+            false,
+            &rejected(
+                "INVALID_FIELD",
+                "No such column 'Username' on entity 'User'",
+            ),
+        );
+        assert_eq!(field.id, "salesforce.read.User");
+        assert_eq!(
+            field.summary,
+            "User cannot be read: INVALID_FIELD: No such column 'Username' on entity 'User'"
+        );
+        assert_eq!(
+            field.fix.as_deref(),
+            Some(
+                "give the integration user read access (field-level security) to these fields \
+                 of User: Id, Username; the message above names the one refused"
+            )
+        );
+        let tooling = read_failed(
+            "PardotTenant",
+            "Id",
+            true,
+            &rejected("INSUFFICIENT_ACCESS", "insufficient access"),
+        );
+        assert!(
+            tooling
+                .fix
+                .as_deref()
+                .is_some_and(|f| f.contains("PardotTenant") && f.contains("View Setup")),
+            "{tooling:?}"
+        );
+    }
+
+    #[test]
     fn an_api_version_the_org_does_not_list_fails_naming_the_newest() {
         let list =
             serde_json::json!([{"version": "61.0"}, {"version": "62.0"}, {"version": "9.0"}]);
