@@ -79,10 +79,9 @@ pub fn check(data: &DataArgs) -> Configuration {
                 Check::ok(
                     "config.settings_file",
                     format!(
-                        "{} parses: {} business unit{}",
+                        "{} parses: {}",
                         path.display(),
-                        units.len(),
-                        if units.len() == 1 { "" } else { "s" }
+                        super::count(units.len(), "business unit")
                     ),
                 ),
                 Some(units),

@@ -209,6 +209,15 @@ impl Doctor {
     }
 }
 
+/// `1 role`, `2 roles`.
+pub(crate) fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
 /// Text from an upstream, safe to print on one line: invisible characters dropped, newlines
 /// folded, at most 300 characters.
 pub(crate) fn upstream_text(text: &str) -> String {

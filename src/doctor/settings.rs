@@ -90,9 +90,8 @@ fn unlisted(business_units: &[BusinessUnit], catalog: &OrgCatalog) -> Check {
     Check::warn(
         UNLISTED,
         format!(
-            "{} business unit{} of the org {} not in the settings: {}",
-            missing.len(),
-            if missing.len() == 1 { "" } else { "s" },
+            "{} of the org {} not in the settings: {}",
+            super::count(missing.len(), "business unit"),
             if missing.len() == 1 { "is" } else { "are" },
             missing.join(", ")
         ),
@@ -124,8 +123,8 @@ fn profiles(bu: &BusinessUnit, org_profiles: &[Named]) -> Check {
         return Check::ok(
             id,
             format!(
-                "the {} profiles mapped in business unit {name} exist",
-                bu.profile_roles.len()
+                "every profile mapped in business unit {name} exists ({})",
+                super::count(bu.profile_roles.len(), "profile")
             ),
         );
     }
@@ -180,9 +179,9 @@ fn assignment(bu: &BusinessUnit, catalog: &OrgCatalog) -> Check {
         return Check::ok(
             id,
             format!(
-                "the {} public groups and {} roles assigned in business unit {name} exist",
-                groups.len(),
-                roles.len()
+                "everything assigned in business unit {name} exists ({}, {})",
+                super::count(groups.len(), "public group"),
+                super::count(roles.len(), "role")
             ),
         );
     }
