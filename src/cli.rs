@@ -1,5 +1,8 @@
 //! The subcommands of CONTRACT.md.
 
+pub mod doctor;
+pub mod settings;
+
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -49,6 +52,12 @@ pub enum Command {
     Fakes(FakesArgs),
     /// Print a synthetic org snapshot (JSON) of any size, for trying and benchmarking.
     GenerateOrg(GenerateOrgArgs),
+    /// Check the configuration, Redis, Salesforce, Account Engagement, the settings against
+    /// the org, and Slack; say what to fix.
+    Doctor(Box<doctor::DoctorArgs>),
+    /// The business-unit settings file.
+    #[command(subcommand)]
+    Settings(Box<settings::SettingsCommand>),
 }
 
 #[derive(Debug, clap::Args)]
@@ -197,6 +206,10 @@ pub fn main() -> ExitCode {
         Command::Audit(args) => runtime().map_or_else(|c| c, |rt| rt.block_on(audit(&args))),
         Command::Fakes(args) => runtime().map_or_else(|c| c, |rt| rt.block_on(fakes(&args))),
         Command::GenerateOrg(args) => generate_org(&args),
+        Command::Doctor(args) => runtime().map_or_else(|c| c, |rt| rt.block_on(doctor::run(&args))),
+        Command::Settings(command) => {
+            runtime().map_or_else(|c| c, |rt| rt.block_on(settings::run(&command)))
+        }
     }
 }
 
@@ -644,6 +657,12 @@ async fn serve(args: &ServeArgs) -> ExitCode {
         }
     };
     tracing::info!(addr = %args.slack.bind_addr, demo = args.demo, "serving Slack");
+    if !args.demo {
+        // The checks of `doctor`, logged once; the bot serves whatever they find, since
+        // answering "data unavailable" beats not answering.
+        let doctor = crate::doctor::Doctor::new(args.data.clone(), slack_args, args.socket_mode);
+        tokio::spawn(async move { doctor.run().await.log() });
+    }
     let playground = if args.demo {
         match crate::playground::Playground::start(store.clone()).await {
             Ok(playground) => Some(playground),

@@ -6,6 +6,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod diagnose;
+pub mod doctor;
 pub mod domain;
 pub mod fakes;
 pub mod metrics;

@@ -2,6 +2,7 @@
 //! validated once. Secrets are wrapped so that they never reach a log or an error message.
 
 pub mod business_units;
+pub mod settings_init;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -21,12 +22,17 @@ pub struct DataArgs {
     /// Prefix of every Redis key, so that installations can share a server.
     #[arg(long, env = "REDIS_KEY_PREFIX", default_value = "crm-username:")]
     pub redis_key_prefix: String,
+    /// Where tokens are requested: the org's My Domain URL (required for client credentials).
     #[arg(
         long,
         env = "SALESFORCE_LOGIN_URL",
         default_value = "https://login.salesforce.com"
     )]
     pub salesforce_login_url: String,
+    /// The JWT bearer assertion's `aud`; default: https://test.salesforce.com for sandbox login
+    /// URLs, else https://login.salesforce.com.
+    #[arg(long, env = "SALESFORCE_AUDIENCE")]
+    pub salesforce_audience: Option<String>,
     /// Connected (or external client) app id; required for live data.
     #[arg(long, env = "SALESFORCE_CLIENT_ID")]
     pub salesforce_client_id: Option<String>,
@@ -259,6 +265,12 @@ impl DataArgs {
             auth,
         );
         salesforce.api_version = self.salesforce_api_version.clone();
+        salesforce.audience = self
+            .salesforce_audience
+            .as_deref()
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .map(str::to_owned);
         let business_units = match &self.business_units_file {
             Some(path) => business_units::load(path)?,
             None => Vec::new(),

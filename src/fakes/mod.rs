@@ -20,7 +20,9 @@ use axum::response::{IntoResponse, Response};
 use secrecy::SecretString;
 
 pub use account_engagement::FakeAccountEngagement;
-pub use salesforce::{FakeSalesforce, FakeSalesforceSettings, SalesforceEndpoint};
+pub use salesforce::{
+    FakeSalesforce, FakeSalesforceSettings, SalesforceEndpoint, TokenHost, token_errors,
+};
 pub use slack::{AfterAccepting, FakeSlack, SlackCall};
 
 use crate::domain::OrgSnapshot;
@@ -52,6 +54,15 @@ impl Fault {
         Fault::status(
             403,
             r#"[{"message":"TotalRequests Limit exceeded.","errorCode":"REQUEST_LIMIT_EXCEEDED"}]"#,
+        )
+    }
+
+    /// A Salesforce REST error reply, `[{"message","errorCode"}]`, e.g. `INVALID_TYPE` (400),
+    /// `INVALID_FIELD` (400) or `INSUFFICIENT_ACCESS` (403).
+    pub fn salesforce_error(status: u16, code: &str, message: &str) -> Self {
+        Fault::status(
+            status,
+            serde_json::json!([{ "message": message, "errorCode": code }]).to_string(),
         )
     }
 

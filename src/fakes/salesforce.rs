@@ -27,6 +27,34 @@ pub struct FakeSalesforceSettings {
     pub batch_size: usize,
     /// Daily allowance reported in `Sforce-Limit-Info`; past it, `REQUEST_LIMIT_EXCEEDED`.
     pub api_limit: u64,
+    /// The `aud` a JWT bearer assertion must carry (Salesforce: login or test.salesforce.com,
+    /// whatever host receives it).
+    pub audience: String,
+    /// Which Salesforce host this fake plays: client credentials only work on a My Domain.
+    pub host: TokenHost,
+}
+
+/// The host a token request reaches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenHost {
+    /// `https://<domain>.my.salesforce.com`: both flows work.
+    MyDomain,
+    /// `login.salesforce.com` or `test.salesforce.com`: client credentials are refused.
+    Login,
+}
+
+/// Token errors as Salesforce sends them (`error`, `error_description`), for
+/// [`FakeSalesforce::fail_tokens_with`].
+pub mod token_errors {
+    pub const NOT_MY_DOMAIN: (&str, &str) =
+        ("invalid_grant", "request not supported on this domain");
+    pub const NO_RUN_AS_USER: (&str, &str) =
+        ("invalid_grant", "no client credentials user enabled");
+    pub const NOT_APPROVED: (&str, &str) = ("invalid_grant", "user hasn't approved this consumer");
+    pub const UNKNOWN_CLIENT_ID: (&str, &str) = ("invalid_client_id", "client identifier invalid");
+    pub const BAD_CLIENT_SECRET: (&str, &str) = ("invalid_client", "invalid client credentials");
+    pub const BAD_AUDIENCE: (&str, &str) = ("invalid_grant", "audience is invalid");
+    pub const BAD_ASSERTION: (&str, &str) = ("invalid_grant", "invalid assertion");
 }
 
 impl Default for FakeSalesforceSettings {
@@ -37,6 +65,8 @@ impl Default for FakeSalesforceSettings {
             username: "integration@acme.com".to_owned(),
             batch_size: 2000,
             api_limit: 15_000,
+            audience: "https://login.salesforce.com".to_owned(),
+            host: TokenHost::MyDomain,
         }
     }
 }
@@ -67,6 +97,8 @@ struct SfState {
     api_used: AtomicU64,
     cursors: Mutex<Vec<Arc<Cursor>>>,
     faults: Faults,
+    /// Every token request gets this `(error, error_description)` while set.
+    token_error: Mutex<Option<(String, String)>>,
     token_requests: AtomicU64,
     query_requests: AtomicU64,
     tooling_requests: AtomicU64,
@@ -75,6 +107,8 @@ struct SfState {
 struct Cursor {
     object: String,
     records: Vec<Value>,
+    /// `SELECT COUNT() ...`: only `totalSize` is sent.
+    count_only: bool,
 }
 
 impl FakeSalesforce {
@@ -94,12 +128,14 @@ impl FakeSalesforce {
             api_used: AtomicU64::new(0),
             cursors: Mutex::new(Vec::new()),
             faults: Faults::default(),
+            token_error: Mutex::new(None),
             token_requests: AtomicU64::new(0),
             query_requests: AtomicU64::new(0),
             tooling_requests: AtomicU64::new(0),
         });
         let router = Router::new()
             .route("/services/oauth2/token", post(token))
+            .route("/services/data/", get(versions))
             .route("/services/data/{version}/query", get(query))
             .route("/services/data/{version}/query/{locator}", get(query_more))
             .route("/services/data/{version}/tooling/query", get(tooling_query))
@@ -138,6 +174,16 @@ impl FakeSalesforce {
         self.state.faults.clear();
     }
 
+    /// Token requests answer HTTP 400 `{"error", "error_description"}` (see [`token_errors`])
+    /// until [`clear_token_error`](Self::clear_token_error).
+    pub fn fail_tokens_with(&self, (error, description): (&str, &str)) {
+        *lock(&self.state.token_error) = Some((error.to_owned(), description.to_owned()));
+    }
+
+    pub fn clear_token_error(&self) {
+        *lock(&self.state.token_error) = None;
+    }
+
     pub fn requests(&self, endpoint: SalesforceEndpoint) -> u64 {
         let counter = match endpoint {
             SalesforceEndpoint::Token => &self.state.token_requests,
@@ -160,7 +206,12 @@ async fn token(
     state.token_requests.fetch_add(1, Ordering::SeqCst);
     let field = |name: &str| form.get(name).map(String::as_str).unwrap_or_default();
     let settings = &state.settings;
+    let injected = lock(&state.token_error).clone();
     let outcome = match field("grant_type") {
+        _ if injected.is_some() => Ok(()),
+        "client_credentials" if settings.host == TokenHost::Login => {
+            Err(token_errors::NOT_MY_DOMAIN)
+        }
         "client_credentials" => {
             if field("client_id") != settings.client_id
                 || field("client_secret") != settings.client_secret
@@ -174,6 +225,10 @@ async fn token(
             check_assertion(&state, field("assertion"))
         }
         _ => Err(("unsupported_grant_type", "grant type not supported")),
+    };
+    let outcome = match &injected {
+        Some((error, description)) => Err((error.as_str(), description.as_str())),
+        None => outcome,
     };
     if let Err((error, description)) = outcome {
         return (
@@ -209,20 +264,34 @@ fn check_assertion(state: &SfState, assertion: &str) -> Result<(), (&'static str
     let claims = jsonwebtoken::dangerous::insecure_decode::<Claims>(assertion)
         .map_err(|_| ("invalid_grant", "invalid assertion"))?
         .claims;
-    let url = lock(&state.url).clone();
     if claims.iss != state.settings.client_id {
-        return Err(("invalid_client_id", "client identifier invalid"));
+        return Err(token_errors::UNKNOWN_CLIENT_ID);
     }
-    if claims.aud.trim_end_matches('/') != url {
-        return Err(("invalid_grant", "audience is invalid"));
+    if claims.aud.trim_end_matches('/') != state.settings.audience {
+        return Err(token_errors::BAD_AUDIENCE);
     }
     if claims.sub != state.settings.username {
-        return Err(("invalid_grant", "user hasn't approved this consumer"));
+        return Err(token_errors::NOT_APPROVED);
     }
     if claims.exp < chrono::Utc::now().timestamp() {
         return Err(("invalid_grant", "expired authorization code"));
     }
     Ok(())
+}
+
+/// `GET /services/data/`: the REST versions the org serves (Salesforce lists every one since
+/// 20.0; the fake, 31.0 to 62.0). Needs no token, as on Salesforce.
+async fn versions(State(state): State<Arc<SfState>>) -> Response {
+    let versions: Vec<Value> = (31..=62)
+        .map(|v| {
+            json!({
+                "label": format!("Release {v}"),
+                "url": format!("/services/data/v{v}.0"),
+                "version": format!("{v}.0"),
+            })
+        })
+        .collect();
+    with_usage(&state, Json(versions).into_response())
 }
 
 #[derive(serde::Deserialize)]
@@ -278,6 +347,14 @@ async fn start_query(
         Ok(cursor) => Arc::new(cursor),
         Err(response) => return with_usage(state, *response),
     };
+    if cursor.count_only {
+        let body = json!({ "totalSize": cursor.records.len(), "done": true, "records": [] });
+        let response = match state.faults.take(&cursor.object, 1) {
+            Some(fault) => faulted(fault, || Json(body).into_response()).await,
+            None => Json(body).into_response(),
+        };
+        return with_usage(state, response);
+    }
     let id = {
         let mut cursors = lock(&state.cursors);
         cursors.push(cursor.clone());
@@ -480,6 +557,15 @@ fn run_soql(state: &SfState, soql: &str, tooling: bool) -> Result<Cursor, Box<Re
                 "UserOrGroupId": m.member_id.to_18(),
             }))
             .collect(),
+        ("Profile", false) => {
+            let mut seen = HashSet::new();
+            sf.users
+                .iter()
+                .filter_map(|u| Some((u.profile_id?, u.profile_name.clone()?)))
+                .filter(|(id, _)| seen.insert(*id))
+                .map(|(id, name)| record("Profile", id.to_18(), json!({ "Name": name })))
+                .collect()
+        }
         ("PardotTenant", true) => org
             .business_units
             .iter()
@@ -496,9 +582,14 @@ fn run_soql(state: &SfState, soql: &str, tooling: bool) -> Result<Cursor, Box<Re
             )));
         }
     };
+    let mut records = records;
+    if let Some(limit) = parsed.limit {
+        records.truncate(limit);
+    }
     Ok(Cursor {
         object: parsed.object,
         records,
+        count_only: parsed.count_only,
     })
 }
 
@@ -513,17 +604,34 @@ fn record(object: &str, id: String, fields: Value) -> Value {
     record
 }
 
+#[derive(Default)]
 struct ParsedSoql {
     object: String,
     /// `Field = 'value'`, unescaped.
     condition: Option<(String, String)>,
+    /// `LIMIT n`.
+    limit: Option<usize>,
+    /// `SELECT COUNT() FROM ...`.
+    count_only: bool,
 }
 
-/// Just enough SOQL: `SELECT ... FROM Object [WHERE Field = 'literal']`. A `WHERE` on Group
-/// (the type filter) is accepted and ignored.
+/// Just enough SOQL: `SELECT ... FROM Object [WHERE Field = 'literal'] [LIMIT n]`, and
+/// `SELECT COUNT() FROM Object`. A `WHERE` on Group (the type filter) is accepted and ignored.
 fn parse_soql(soql: &str) -> Result<ParsedSoql, String> {
+    let (soql, limit) = match soql.trim_end().rsplit_once(" LIMIT ") {
+        Some((head, n)) => (
+            head,
+            Some(
+                n.trim()
+                    .parse::<usize>()
+                    .map_err(|_| "LIMIT takes a number")?,
+            ),
+        ),
+        None => (soql, None),
+    };
     let upper = soql.to_ascii_uppercase();
     let from = upper.find(" FROM ").ok_or("no FROM clause")?;
+    let count_only = upper["SELECT".len().min(from)..from].trim() == "COUNT()";
     let rest = soql[from + 6..].trim_start();
     let object_end = rest.find(char::is_whitespace).unwrap_or(rest.len());
     let object = rest[..object_end].to_owned();
@@ -531,7 +639,9 @@ fn parse_soql(soql: &str) -> Result<ParsedSoql, String> {
     if rest.is_empty() {
         return Ok(ParsedSoql {
             object,
-            condition: None,
+            limit,
+            count_only,
+            ..ParsedSoql::default()
         });
     }
     let Some(clause) = rest
@@ -543,7 +653,9 @@ fn parse_soql(soql: &str) -> Result<ParsedSoql, String> {
     if object == "Group" {
         return Ok(ParsedSoql {
             object,
-            condition: None,
+            limit,
+            count_only,
+            ..ParsedSoql::default()
         });
     }
     let (field, literal) = clause.split_once('=').ok_or("expected Field = 'value'")?;
@@ -557,6 +669,8 @@ fn parse_soql(soql: &str) -> Result<ParsedSoql, String> {
     Ok(ParsedSoql {
         object,
         condition: Some((field.trim().to_owned(), value)),
+        limit,
+        count_only,
     })
 }
 

@@ -71,6 +71,10 @@ struct SlackState {
     uploads: Mutex<std::collections::HashMap<String, usize>>,
     /// Channels the bot is not a member of: sharing a file there fails with `not_in_channel`.
     not_in_channel: Mutex<Vec<String>>,
+    /// The bot scopes `auth.test` reports in `x-oauth-scopes`; `None`: the manifest's.
+    scopes: Mutex<Option<Vec<String>>>,
+    /// `auth.test` calls so far (not in `calls`: they are checks, not messages).
+    auth_tests: AtomicU32,
 }
 
 /// What the Web API does with a call it has recorded (so, as far as Slack is concerned,
@@ -102,6 +106,7 @@ impl FakeSlack {
             .route("/api/chat.postMessage", post(post_message))
             .route("/api/views.publish", post(views_publish))
             .route("/api/apps.connections.open", post(connections_open))
+            .route("/api/auth.test", post(auth_test))
             .route(
                 "/api/files.getUploadURLExternal",
                 post(get_upload_url_external),
@@ -260,6 +265,16 @@ impl FakeSlack {
             .and_then(|c| c.body.as_str().map(str::to_owned))
     }
 
+    /// The bot scopes granted, as `auth.test` reports them in `x-oauth-scopes`.
+    pub fn grant_scopes(&self, scopes: &[&str]) {
+        *lock(&self.state.scopes) = Some(scopes.iter().map(|s| (*s).to_owned()).collect());
+    }
+
+    /// `auth.test` calls so far.
+    pub fn auth_tests(&self) -> u32 {
+        self.state.auth_tests.load(Ordering::SeqCst)
+    }
+
     /// Web API calls answer `{"ok": false, "error": error}`.
     pub fn fail_with(&self, error: &str) {
         *lock(&self.state.error) = Some(error.to_owned());
@@ -369,6 +384,34 @@ async fn response_url(
 ) -> Response {
     record(&state, format!("response_url:{id}"), &headers, body);
     "ok".into_response()
+}
+
+/// `auth.test`: who the token is, and (as Slack does for a bot token) the granted scopes in
+/// the `x-oauth-scopes` header. A token that is not `xoxb-` is `invalid_auth`.
+async fn auth_test(State(state): State<Arc<SlackState>>, headers: HeaderMap) -> Response {
+    state.auth_tests.fetch_add(1, Ordering::SeqCst);
+    let token = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    if let Some(error) = lock(&state.error).clone() {
+        return Json(json!({"ok": false, "error": error})).into_response();
+    }
+    if !token.starts_with("xoxb-") {
+        return Json(json!({"ok": false, "error": "invalid_auth"})).into_response();
+    }
+    let scopes = lock(&state.scopes).clone().unwrap_or_else(|| {
+        crate::slack::manifest::bot_scopes()
+            .into_iter()
+            .map(str::to_owned)
+            .collect()
+    });
+    let body = json!({
+        "ok": true, "url": "https://acme.slack.com/", "team": "Acme", "user": "crm-username",
+        "team_id": "T0FAKE", "user_id": "U0BOT", "bot_id": "B0BOT", "is_enterprise_install": false,
+    });
+    ([("x-oauth-scopes", scopes.join(","))], Json(body)).into_response()
 }
 
 async fn connections_open(State(state): State<Arc<SlackState>>, headers: HeaderMap) -> Response {

@@ -7,6 +7,7 @@ pub mod digest;
 mod events;
 pub mod home;
 mod interactions;
+pub mod manifest;
 pub mod signature;
 pub mod socket_mode;
 pub mod web_api;

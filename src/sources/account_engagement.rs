@@ -101,6 +101,29 @@ impl AccountEngagementClient {
         }
     }
 
+    /// One page of at most `limit` users (ids only): `doctor`'s check that the business unit
+    /// answers at `ae_url` with this token. Returns how many users came.
+    pub async fn probe_users(
+        &self,
+        business_unit: SfId,
+        ae_url: &str,
+        limit: u32,
+    ) -> Result<usize, SourceError> {
+        let bu = BusinessUnitCall {
+            id: business_unit,
+            source_name: format!("Account Engagement business unit {business_unit}"),
+            base: users_url(ae_url, business_unit)?,
+        };
+        let mut url = bu.base.clone();
+        url.query_pairs_mut()
+            .append_pair("fields", "id")
+            .append_pair("limit", &limit.to_string());
+        self.fetch_page(&bu, &url)
+            .await
+            .map(|page| page.values.len())
+            .map_err(|failure| settle(failure, &bu.source_name, "the users list"))
+    }
+
     async fn fetch_all_pages(&self, bu: &BusinessUnitCall) -> Result<Vec<AeUser>, Failure> {
         let mut url = bu.base.clone();
         url.query_pairs_mut()

@@ -3,6 +3,7 @@
 //! [`SourceError`].
 
 pub mod account_engagement;
+pub mod catalog;
 pub mod salesforce;
 
 use std::future::Future;
@@ -12,8 +13,8 @@ use backon::{ExponentialBuilder, Retryable};
 
 pub use account_engagement::{AccessToken, AccountEngagementClient, AccountEngagementConfig};
 pub use salesforce::{
-    PardotTenant, SalesforceAuth, SalesforceClient, SalesforceConfig, UserLookup,
-    soql_string_literal,
+    PardotTenant, SalesforceAuth, SalesforceClient, SalesforceConfig, UserLookup, jwt_audience,
+    soql_string_literal, token_error_fix,
 };
 
 /// Installs ring as the process-wide rustls crypto provider. We keep one provider (ring, which

@@ -47,9 +47,11 @@ impl std::fmt::Debug for SalesforceAuth {
 
 #[derive(Debug)]
 pub struct SalesforceConfig {
-    /// Token endpoint base, e.g. `https://login.salesforce.com` (`https://test.salesforce.com`
-    /// for sandboxes). Also the JWT audience.
+    /// Token endpoint base: the org's My Domain URL (required for client credentials), or
+    /// `https://login.salesforce.com` / `https://test.salesforce.com`.
     pub login_url: String,
+    /// The JWT bearer assertion's `aud`; `None` derives it from `login_url` ([`jwt_audience`]).
+    pub audience: Option<String>,
     pub client_id: String,
     pub auth: SalesforceAuth,
     /// REST version without the `v`, e.g. `62.0`.
@@ -67,6 +69,7 @@ impl SalesforceConfig {
     ) -> Self {
         SalesforceConfig {
             login_url: login_url.into(),
+            audience: None,
             client_id: client_id.into(),
             auth,
             api_version: DEFAULT_API_VERSION.to_owned(),
@@ -151,6 +154,31 @@ impl SalesforceClient {
             minting: tokio::sync::Mutex::new(()),
             api_usage: Mutex::new(None),
         })
+    }
+
+    /// The JWT `aud` this client sends: `SALESFORCE_AUDIENCE`, or derived from the login URL.
+    pub fn audience(&self) -> String {
+        match &self.config.audience {
+            Some(audience) => audience.trim_end_matches('/').to_owned(),
+            None => jwt_audience(&self.config.login_url).to_owned(),
+        }
+    }
+
+    /// Mints a token now if none is cached: what `doctor` checks first.
+    pub async fn connect(&self) -> Result<(), SourceError> {
+        self.session().await.map(|_| ())
+    }
+
+    /// One GET of a REST path on the instance (`/services/data/`, or a query with `soql`),
+    /// its JSON as it came: for `doctor`, which reads fields the refresh has no use for
+    /// (`totalSize`, the version list).
+    pub async fn get_value(
+        &self,
+        path: &str,
+        soql: Option<&str>,
+    ) -> Result<serde_json::Value, SourceError> {
+        let label = soql.map_or_else(|| format!("GET {path}"), query_label);
+        self.get_json(path, soql, &label).await
     }
 
     /// The latest `Sforce-Limit-Info` the org sent.
@@ -392,7 +420,7 @@ impl SalesforceClient {
             }
             if !status.is_success() {
                 let reply: TokenError = serde_json::from_slice(&body).unwrap_or_default();
-                return Err(Failure::Fatal(auth_error(reply)));
+                return Err(Failure::Fatal(auth_error(reply, &self.audience())));
             }
             let reply: TokenReply = serde_json::from_slice(&body).map_err(|e| {
                 Failure::Fatal(SourceError::Protocol {
@@ -427,10 +455,11 @@ impl SalesforceClient {
                 ("client_secret", secret.expose_secret().to_owned()),
             ]),
             (SalesforceAuth::JwtBearer { username, .. }, Some(key)) => {
+                let audience = self.audience();
                 let claims = JwtClaims {
                     iss: &self.config.client_id,
                     sub: username,
-                    aud: self.config.login_url.trim_end_matches('/'),
+                    aud: &audience,
                     // Salesforce accepts at most 3 minutes ahead.
                     exp: Utc::now().timestamp() + 180,
                 };
@@ -497,7 +526,8 @@ pub fn soql_string_literal(value: &str) -> Result<String, SourceError> {
     Ok(out)
 }
 
-const USER_SELECT: &str = "SELECT Id, Username, Email, Name, IsActive, UserType, ProfileId, \
+/// The fields of User the refresh reads.
+pub const USER_SELECT: &str = "SELECT Id, Username, Email, Name, IsActive, UserType, ProfileId, \
      Profile.Name, Profile.UserLicense.Name, UserRoleId, SystemModstamp";
 
 /// Names a query in errors by its object: `SOQL query on User`.
@@ -556,25 +586,78 @@ fn classify(status: StatusCode, error: ApiError, url: &Url, label: &str, attempt
     })
 }
 
-fn auth_error(reply: TokenError) -> SourceError {
-    let fix = match reply.error.as_str() {
-        "invalid_grant" => {
-            "check that the integration user is pre-authorized for the connected app (Manage \
-             Connected Apps > Edit Policies > Admin approved users, plus its profile or \
-             permission set), that the certificate uploaded to the app matches the private key, \
-             and that SALESFORCE_LOGIN_URL is the org's login URL (test.salesforce.com for \
-             sandboxes); for client credentials, that a Run As user is set"
-        }
-        "invalid_client" | "invalid_client_id" => {
-            "check SALESFORCE_CLIENT_ID and SALESFORCE_CLIENT_SECRET against the connected app's \
-             consumer key and secret"
-        }
-        "unsupported_grant_type" => {
-            "enable the OAuth flow in the connected app (client credentials, or JWT bearer with \
-             a digital certificate)"
-        }
-        _ => "check the connected app's OAuth settings and the integration user",
-    };
+/// The JWT `aud` for a login URL: `https://test.salesforce.com` for sandboxes
+/// (`test.salesforce.com` or `*.sandbox.my.salesforce.com`), else `https://login.salesforce.com`.
+/// Salesforce wants one of these whatever host the assertion is posted to, My Domain included.
+pub fn jwt_audience(login_url: &str) -> &'static str {
+    let host = Url::parse(login_url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
+        .unwrap_or_default();
+    if host == "test.salesforce.com" || host.ends_with(".sandbox.my.salesforce.com") {
+        "https://test.salesforce.com"
+    } else {
+        "https://login.salesforce.com"
+    }
+}
+
+/// What to change for a token error, from Salesforce's `error` and `error_description`.
+/// `audience` is the `aud` that was sent.
+pub fn token_error_fix(error: &str, description: &str, audience: &str) -> String {
+    let description = description.to_ascii_lowercase();
+    let has = |text: &str| description.contains(text);
+    if has("not supported on this domain") {
+        return "the client credentials flow only works on the org's My Domain: set \
+                SALESFORCE_LOGIN_URL to https://<domain>.my.salesforce.com (sandboxes: \
+                https://<domain>--<sandbox>.sandbox.my.salesforce.com), as Setup > My Domain shows it"
+            .to_owned();
+    }
+    if has("no client credentials user enabled") {
+        return "set a Run As user for the client credentials flow: in the app's policies \
+                (Setup > App Manager or External Client App Manager > the app > Edit Policies), \
+                enable the Client Credentials Flow and pick the integration user as Run As"
+            .to_owned();
+    }
+    if has("approved this consumer") {
+        return "pre-authorize the user for the app: set Permitted Users to \"Admin approved users \
+                are pre-authorized\" and add the integration user's profile or a permission set \
+                that holds it (check that SALESFORCE_USERNAME is that user)"
+            .to_owned();
+    }
+    if has("audience") {
+        return format!(
+            "the assertion's audience was {audience}; Salesforce wants https://login.salesforce.com \
+             (production, developer orgs) or https://test.salesforce.com (sandboxes), or an \
+             Experience Cloud site URL: fix SALESFORCE_LOGIN_URL or set SALESFORCE_AUDIENCE"
+        );
+    }
+    if has("assertion") || has("certificate") {
+        return "the assertion's signature was not accepted: upload to the app the certificate of \
+                the key in SALESFORCE_PRIVATE_KEY_FILE (Use digital signatures), and check that \
+                the certificate has not expired"
+            .to_owned();
+    }
+    match error {
+        "invalid_client_id" => "SALESFORCE_CLIENT_ID is not the consumer key of an app in this \
+             org: copy the Consumer Key from the app's OAuth settings (and check \
+             SALESFORCE_LOGIN_URL points at the right org)"
+            .to_owned(),
+        "invalid_client" => "SALESFORCE_CLIENT_SECRET does not match the app's Consumer Secret \
+             (or the client id is wrong): copy both again from the app's OAuth settings"
+            .to_owned(),
+        "unsupported_grant_type" => "enable the OAuth flow in the app (client credentials, or JWT \
+             bearer with a digital certificate)"
+            .to_owned(),
+        "invalid_grant" => "check that the integration user is pre-authorized for the app, that \
+             the certificate on the app matches the private key, that SALESFORCE_LOGIN_URL is \
+             the org's My Domain URL, and for client credentials that a Run As user is set"
+            .to_owned(),
+        _ => "check the app's OAuth settings and the integration user".to_owned(),
+    }
+}
+
+fn auth_error(reply: TokenError, audience: &str) -> SourceError {
+    let fix = token_error_fix(&reply.error, &reply.error_description, audience);
     SourceError::Auth {
         error: if reply.error.is_empty() {
             "unknown_error".to_owned()
@@ -582,7 +665,7 @@ fn auth_error(reply: TokenError) -> SourceError {
             reply.error
         },
         description: reply.error_description,
-        fix: fix.to_owned(),
+        fix,
     }
 }
 
@@ -802,6 +885,36 @@ mod tests {
         }
         let t: T = serde_json::from_str(r#"{"t":"2024-01-15T12:00:00.000+0000"}"#).unwrap();
         assert_eq!(t.t.unwrap().to_rfc3339(), "2024-01-15T12:00:00+00:00");
+    }
+
+    #[test]
+    fn the_jwt_audience_is_test_for_sandbox_login_urls_and_login_otherwise() {
+        for (login_url, audience) in [
+            ("https://test.salesforce.com", "https://test.salesforce.com"),
+            (
+                "https://acme--uat.sandbox.my.salesforce.com/",
+                "https://test.salesforce.com",
+            ),
+            (
+                "https://ACME--UAT.SANDBOX.MY.SALESFORCE.COM",
+                "https://test.salesforce.com",
+            ),
+            (
+                "https://login.salesforce.com",
+                "https://login.salesforce.com",
+            ),
+            (
+                "https://acme.my.salesforce.com",
+                "https://login.salesforce.com",
+            ),
+            (
+                "https://acme-dev-ed.develop.my.salesforce.com",
+                "https://login.salesforce.com",
+            ),
+            ("not a url", "https://login.salesforce.com"),
+        ] {
+            assert_eq!(jwt_audience(login_url), audience, "{login_url}");
+        }
     }
 
     #[test]

@@ -1,0 +1,195 @@
+//! Redis answers (its version), authentication and TLS work as the URL asks, and its
+//! `maxmemory-policy` cannot evict the snapshot.
+
+use std::time::Duration;
+
+use super::Check;
+
+const CONNECTION: &str = "redis.connection";
+const EVICTION: &str = "redis.eviction";
+
+pub async fn checks(url: Option<&str>, timeout: Duration) -> Vec<Check> {
+    let Some(url) = url.map(str::trim).filter(|u| !u.is_empty()) else {
+        return vec![
+            Check::skip(
+                CONNECTION,
+                "no REDIS_URL: the cache lives inside `serve` (one replica only)",
+            ),
+            Check::skip(EVICTION, "no REDIS_URL"),
+        ];
+    };
+    let place = redacted(url);
+    match tokio::time::timeout(timeout, info(url)).await {
+        Ok(Ok(info)) => {
+            let version = field(&info, "redis_version").unwrap_or("unknown");
+            vec![
+                Check::ok(CONNECTION, format!("Redis {version} answers at {place}")),
+                eviction(field(&info, "maxmemory_policy")),
+            ]
+        }
+        Ok(Err(err)) => vec![
+            connection_failed(&place, &err),
+            Check::skip(EVICTION, "Redis did not answer"),
+        ],
+        Err(_) => vec![
+            Check::fail(
+                CONNECTION,
+                format!(
+                    "Redis at {place} did not answer within {} s",
+                    timeout.as_secs()
+                ),
+                "check that Redis runs and that this machine may reach it (host, port, firewall \
+                 or network policy); for TLS the URL must start with rediss://",
+            ),
+            Check::skip(EVICTION, "Redis did not answer"),
+        ],
+    }
+}
+
+/// `INFO server` and `INFO memory`: they work where `CONFIG` is disabled (managed Redis).
+async fn info(url: &str) -> Result<String, redis::RedisError> {
+    let client = redis::Client::open(url)?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    let server: String = redis::cmd("INFO")
+        .arg("server")
+        .query_async(&mut conn)
+        .await?;
+    let memory: String = redis::cmd("INFO")
+        .arg("memory")
+        .query_async(&mut conn)
+        .await?;
+    Ok(format!("{server}\n{memory}"))
+}
+
+fn field<'a>(info: &'a str, name: &str) -> Option<&'a str> {
+    info.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(':').map(str::trim))
+}
+
+fn connection_failed(place: &str, err: &redis::RedisError) -> Check {
+    let fix = match err.kind() {
+        redis::ErrorKind::AuthenticationFailed => {
+            "Redis refused the credentials: correct the user and password in REDIS_URL \
+             (redis://user:password@host:port/db)"
+        }
+        redis::ErrorKind::InvalidClientConfig => {
+            "REDIS_URL is not a Redis URL: redis://[user:password@]host:port/db, or rediss:// \
+             for TLS"
+        }
+        _ if err.to_string().contains("NOAUTH") || err.to_string().contains("WRONGPASS") => {
+            "Redis wants credentials: put the user and password in REDIS_URL \
+             (redis://user:password@host:port/db)"
+        }
+        _ => {
+            "start Redis, or correct the host and port in REDIS_URL; for TLS the URL must start \
+             with rediss://"
+        }
+    };
+    // The error text of the redis crate names the address, never the password.
+    Check::fail(
+        CONNECTION,
+        format!(
+            "Redis at {place} does not answer: {}",
+            super::upstream_text(&err.to_string())
+        ),
+        fix,
+    )
+}
+
+/// The URL without its password: scheme, host, port and database.
+fn redacted(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(u) => format!(
+            "{}://{}:{}{}",
+            u.scheme(),
+            u.host_str().unwrap_or("?"),
+            u.port().unwrap_or(6379),
+            u.path()
+        ),
+        Err(_) => "REDIS_URL".to_owned(),
+    }
+}
+
+/// Whether the policy can evict the snapshot's keys. The snapshot's keys carry no TTL; only
+/// short-lived markers do (the refresh lock, answered event ids, job claims).
+/// - `noeviction`: nothing is evicted; a full Redis refuses writes, and the refresh says so.
+/// - `volatile-*`: only keys with a TTL are evicted, so never the snapshot; under memory
+///   pressure a marker may go early (at worst an event answered twice, or two refreshes at once).
+/// - `allkeys-*`: any key, the snapshot's included: a reply could read half a snapshot as
+///   "no data".
+pub fn eviction(policy: Option<&str>) -> Check {
+    const FIX: &str = "set maxmemory-policy to noeviction (or a volatile-* policy): \
+                       `CONFIG SET maxmemory-policy noeviction` and in redis.conf, or the \
+                       parameter group of a managed Redis; give Redis room for two snapshots";
+    match policy {
+        Some("noeviction") => Check::ok(
+            EVICTION,
+            "maxmemory-policy noeviction: the snapshot is never evicted",
+        ),
+        Some(p) if p.starts_with("volatile-") => Check::ok(
+            EVICTION,
+            format!(
+                "maxmemory-policy {p}: evicts only keys with a TTL, and the snapshot's have none"
+            ),
+        ),
+        Some(p) if p.starts_with("allkeys-") => Check::warn(
+            EVICTION,
+            format!("maxmemory-policy {p} can evict the snapshot's keys"),
+            FIX,
+        ),
+        Some(p) => Check::warn(
+            EVICTION,
+            format!(
+                "maxmemory-policy {} is unknown to doctor",
+                super::upstream_text(p)
+            ),
+            FIX,
+        ),
+        None => Check::warn(EVICTION, "Redis did not report its maxmemory-policy", FIX),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::doctor::Status;
+
+    #[test]
+    fn only_allkeys_policies_and_unknown_ones_are_warnings() {
+        let status = |p: &str| eviction(Some(p)).status;
+        assert_eq!(status("noeviction"), Status::Ok);
+        for p in [
+            "volatile-lru",
+            "volatile-lfu",
+            "volatile-random",
+            "volatile-ttl",
+        ] {
+            assert_eq!(status(p), Status::Ok, "{p}");
+        }
+        for p in [
+            "allkeys-lru",
+            "allkeys-lfu",
+            "allkeys-random",
+            "something-new",
+        ] {
+            assert_eq!(status(p), Status::Warn, "{p}");
+        }
+        assert_eq!(eviction(None).status, Status::Warn);
+    }
+
+    #[test]
+    fn the_redis_url_is_shown_without_its_password() {
+        assert_eq!(
+            redacted("redis://app:s3cr3t@cache.internal:6380/2"),
+            "redis://cache.internal:6380/2"
+        );
+        assert_eq!(redacted("rediss://cache"), "rediss://cache:6379");
+    }
+
+    #[test]
+    fn info_fields_are_read_by_name() {
+        let info = "# Server\r\nredis_version:7.2.4\r\nredis_mode:standalone\r\n";
+        assert_eq!(field(info, "redis_version"), Some("7.2.4"));
+        assert_eq!(field(info, "maxmemory_policy"), None);
+    }
+}

@@ -1,0 +1,215 @@
+//! Slack: the bot token works (`auth.test`), the granted scopes (`x-oauth-scopes`) cover the
+//! manifest's, the signing secret is set for HTTP mode, and the app token opens a Socket Mode
+//! connection (`apps.connections.open`).
+
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::Value;
+
+use super::{Check, Doctor};
+
+const BOT_TOKEN: &str = "slack.bot_token";
+const SCOPES: &str = "slack.scopes";
+const SIGNING_SECRET: &str = "slack.signing_secret";
+const APP_TOKEN: &str = "slack.app_token";
+
+fn non_empty(value: &Option<String>) -> Option<SecretString> {
+    value
+        .as_deref()
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(|v| SecretString::from(v.to_owned()))
+}
+
+pub async fn checks(doctor: &Doctor) -> Vec<Check> {
+    let slack = &doctor.slack;
+    let api_url = slack.slack_api_url.trim_end_matches('/').to_owned();
+    let http = match crate::sources::http_client(doctor.timeout) {
+        Ok(http) => http,
+        Err(err) => {
+            let fail = |id: &str| Check::fail(id, err.to_string(), "check the TLS setup");
+            return vec![fail(BOT_TOKEN), fail(SCOPES), fail(APP_TOKEN)];
+        }
+    };
+    let mut checks = Vec::new();
+    match non_empty(&slack.slack_bot_token) {
+        None => {
+            checks.push(Check::warn(
+                BOT_TOKEN,
+                "no SLACK_BOT_TOKEN: the bot cannot answer in threads, publish the Home tab or \
+                 send the audit's CSV",
+                "set SLACK_BOT_TOKEN to the Bot User OAuth Token (xoxb-...) from the app's OAuth \
+                 & Permissions page",
+            ));
+            checks.push(Check::skip(SCOPES, "no SLACK_BOT_TOKEN"));
+        }
+        Some(token) => {
+            let reply = call(&http, &api_url, "auth.test", &token).await;
+            let (bot, scopes) = bot_token(reply);
+            checks.push(bot);
+            checks.push(match scopes {
+                Some(granted) => scope_check(&granted, &crate::slack::manifest::bot_scopes()),
+                None => Check::skip(SCOPES, "the bot token did not work"),
+            });
+        }
+    }
+    checks.push(signing_secret(
+        doctor.socket_mode,
+        non_empty(&slack.slack_signing_secret).is_some(),
+    ));
+    checks.push(match non_empty(&slack.slack_app_token) {
+        None if doctor.socket_mode => Check::fail(
+            APP_TOKEN,
+            "Socket Mode without SLACK_APP_TOKEN",
+            "set SLACK_APP_TOKEN to an app-level token (xapp-...) with the connections:write \
+             scope, from the app's Basic Information page",
+        ),
+        None => Check::skip(APP_TOKEN, "HTTP mode: no SLACK_APP_TOKEN needed"),
+        Some(token) => {
+            let reply = call(&http, &api_url, "apps.connections.open", &token).await;
+            app_token(reply)
+        }
+    });
+    checks
+}
+
+/// What a Web API call answered: the body and the `x-oauth-scopes` header, or why not.
+pub struct Reply {
+    pub body: Value,
+    pub scopes: Option<String>,
+}
+
+async fn call(
+    http: &reqwest::Client,
+    api_url: &str,
+    method: &str,
+    token: &SecretString,
+) -> Result<Reply, String> {
+    let response = http
+        .post(format!("{api_url}/{method}"))
+        .bearer_auth(token.expose_secret())
+        .send()
+        .await
+        .map_err(|e| format!("Slack could not be reached ({})", e.without_url()))?;
+    let scopes = response
+        .headers()
+        .get("x-oauth-scopes")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let status = response.status();
+    let body: Value = response
+        .json()
+        .await
+        .map_err(|_| format!("Slack answered HTTP {} without JSON", status.as_u16()))?;
+    Ok(Reply { body, scopes })
+}
+
+fn slack_error(body: &Value) -> String {
+    super::upstream_text(body["error"].as_str().unwrap_or("unknown_error"))
+}
+
+/// `auth.test`'s check, and the granted scopes when the token works.
+pub fn bot_token(reply: Result<Reply, String>) -> (Check, Option<Vec<String>>) {
+    match reply {
+        Ok(reply) if reply.body["ok"] == true => {
+            let summary = format!(
+                "the bot token works: {} in {}",
+                super::upstream_text(reply.body["user"].as_str().unwrap_or("?")),
+                super::upstream_text(reply.body["team"].as_str().unwrap_or("?"))
+            );
+            let scopes = reply
+                .scopes
+                .unwrap_or_default()
+                .split(',')
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect();
+            (Check::ok(BOT_TOKEN, summary), Some(scopes))
+        }
+        Ok(reply) => (
+            Check::fail(
+                BOT_TOKEN,
+                format!(
+                    "Slack refused SLACK_BOT_TOKEN ({})",
+                    slack_error(&reply.body)
+                ),
+                "copy the Bot User OAuth Token (xoxb-...) again from the app's OAuth & \
+                 Permissions page; if the app was uninstalled or the token revoked, reinstall \
+                 the app to the workspace",
+            ),
+            None,
+        ),
+        Err(why) => (
+            Check::fail(
+                BOT_TOKEN,
+                why,
+                "check SLACK_API_URL and that this machine may reach Slack over HTTPS",
+            ),
+            None,
+        ),
+    }
+}
+
+/// The manifest's bot scopes against the granted ones: a missing one fails, naming it.
+pub fn scope_check(granted: &[String], wanted: &[&str]) -> Check {
+    let missing: Vec<&str> = wanted
+        .iter()
+        .copied()
+        .filter(|w| !granted.iter().any(|g| g == w))
+        .collect();
+    if missing.is_empty() {
+        return Check::ok(
+            SCOPES,
+            format!(
+                "the bot token has every scope of the manifest: {}",
+                wanted.join(", ")
+            ),
+        );
+    }
+    Check::fail(
+        SCOPES,
+        format!("the bot token lacks the scopes {}", missing.join(", ")),
+        format!(
+            "add {} to the app's bot token scopes (OAuth & Permissions, or update the app from \
+             manifests/slack-app.yaml) and reinstall the app to the workspace",
+            missing.join(", ")
+        ),
+    )
+}
+
+pub fn signing_secret(socket_mode: bool, set: bool) -> Check {
+    match (socket_mode, set) {
+        (true, _) => Check::skip(
+            SIGNING_SECRET,
+            "Socket Mode: requests come over the socket, no signing secret needed",
+        ),
+        (false, true) => Check::ok(SIGNING_SECRET, "SLACK_SIGNING_SECRET is set"),
+        (false, false) => Check::fail(
+            SIGNING_SECRET,
+            "SLACK_SIGNING_SECRET is not set: serve refuses to start over HTTP",
+            "copy the Signing Secret from the app's Basic Information page into \
+             SLACK_SIGNING_SECRET, or run in Socket Mode (--socket-mode)",
+        ),
+    }
+}
+
+pub fn app_token(reply: Result<Reply, String>) -> Check {
+    match reply {
+        Ok(reply) if reply.body["ok"] == true => {
+            Check::ok(APP_TOKEN, "the app token opens Socket Mode connections")
+        }
+        Ok(reply) => Check::fail(
+            APP_TOKEN,
+            format!(
+                "Slack refused SLACK_APP_TOKEN ({})",
+                slack_error(&reply.body)
+            ),
+            "generate an app-level token with the connections:write scope (Basic Information > \
+             App-Level Tokens), put it in SLACK_APP_TOKEN, and turn Socket Mode on for the app",
+        ),
+        Err(why) => Check::fail(
+            APP_TOKEN,
+            why,
+            "check SLACK_API_URL and that this machine may reach Slack over HTTPS",
+        ),
+    }
+}
