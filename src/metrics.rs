@@ -22,6 +22,8 @@ pub const SNAPSHOT_AGE: &str = "crm_username_snapshot_age_seconds";
 pub const SALESFORCE_API_USED: &str = "crm_username_salesforce_api_requests_used";
 pub const SALESFORCE_API_MAX: &str = "crm_username_salesforce_api_requests_max";
 pub const SLACK_API_ERRORS: &str = "crm_username_slack_api_errors_total";
+/// Live lookups of queries the cache could not answer, by `result` (`admitted`, `refused`).
+pub const LIVE_LOOKUPS: &str = "crm_username_live_lookups_total";
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 

@@ -102,17 +102,26 @@ impl AppState {
                     .await
                     .map_err(|e| e.to_string())
             }
-            _ => self
-                .store
-                .diagnose(query, Utc::now())
-                .await
-                .map_err(|e| match e {
+            (sources, false) => {
+                let diagnosed = match sources {
+                    Some(sources) => {
+                        crate::refresh::answer(sources, &self.store, query, Utc::now()).await
+                    }
+                    None => self.store.diagnose(query, Utc::now()).await,
+                };
+                diagnosed.map_err(|e| match e {
                     StoreError::NoSnapshot => {
                         "no org data has been loaded yet (the first refresh has not finished)"
                             .to_owned()
                     }
                     e => e.to_string(),
-                }),
+                })
+            }
+            (None, true) => self
+                .store
+                .diagnose(query, Utc::now())
+                .await
+                .map_err(|e| e.to_string()),
         };
         match outcome {
             Ok(Ok(diagnosis)) => {
