@@ -67,14 +67,14 @@ async fn refresh_then_status_then_check_through_redis() {
 
     let (code, out, err) = tokio::task::block_in_place(|| live.run(&["refresh"], Some(&prefix)));
     assert_eq!(code, 0, "{out}{err}");
-    assert!(out.starts_with("Refreshed 13 Salesforce users, 8 AE users in 0UvAk000000NAM1KAO, 2 AE users in 0UvAk000000EME1KAO in "), "{out}");
+    assert!(out.starts_with("Refreshed 14 Salesforce users, 8 AE users in 0UvAk000000NAM1KAO, 2 AE users in 0UvAk000000EME1KAO in "), "{out}");
 
     let (code, out, _) =
         tokio::task::block_in_place(|| live.run(&["status", "--format", "json"], Some(&prefix)));
     assert_eq!(code, 0);
     let status: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(status["sf_users"], 13);
-    assert_eq!(status["sources"]["salesforce"]["records"], 13);
+    assert_eq!(status["sf_users"], 14);
+    assert_eq!(status["sources"]["salesforce"]["records"], 14);
     assert_eq!(
         status["sources"]["account_engagement:0UvAk000000EME1KAO"]["records"],
         2

@@ -62,7 +62,7 @@ async fn a_refresh_publishes_what_the_upstreams_hold() {
     let sources = upstreams.sources(&org).unwrap();
     let store = store("publish").await;
     let report = refresh_once(&sources, &store, now()).await.unwrap();
-    assert_eq!(report.sf_users, 13);
+    assert_eq!(report.sf_users, 14, "the partner user is not cached");
     assert_eq!(report.ae_users.iter().map(|(_, n)| n).sum::<usize>(), 10);
     let whole = Org::new(as_served(&org, &upstreams, &sources));
     for query in [
@@ -79,8 +79,8 @@ async fn a_refresh_publishes_what_the_upstreams_hold() {
     }
     let status = store.status().await.unwrap();
     assert_eq!(status.data_as_of, Some(now()));
-    assert_eq!(status.sf_users, 13);
-    assert_eq!(status.sources[SALESFORCE_SOURCE].records, Some(13));
+    assert_eq!(status.sf_users, 14);
+    assert_eq!(status.sources[SALESFORCE_SOURCE].records, Some(14));
     assert_eq!(status.sources[REFRESH_SOURCE].last_success_at, Some(now()));
     assert_eq!(
         status.sources[&business_unit_source(&org.business_units[0])].records,
@@ -92,7 +92,7 @@ async fn a_refresh_publishes_what_the_upstreams_hold() {
 async fn a_failure_on_page_3_of_5_keeps_the_previous_snapshot_and_records_the_error() {
     let org = org();
     let upstreams = FakeUpstreams::start(&org).await.unwrap();
-    upstreams.salesforce.set_batch_size(3); // 13 users: 5 pages
+    upstreams.salesforce.set_batch_size(3); // 14 internal users: 5 pages
     let sources = upstreams.sources(&org).unwrap();
     let store = store("page3").await;
     refresh_once(&sources, &store, now()).await.unwrap();

@@ -1,8 +1,13 @@
 //! The Salesforce user itself: missing, inactive, or not an internal user. And the all-clear.
 
 use crate::domain::snapshot::lower;
-use crate::domain::{Finding, FindingCode, Org, Query, Severity, SfUser, Subject};
+use crate::domain::{
+    BusinessUnit, Finding, FindingCode, Org, Query, Section, Severity, SfUser, Subject,
+    UserManagement,
+};
 
+use super::assignment::assigned;
+use super::user_sync::profile_mapped;
 use super::{Context, FindingBuilder};
 
 pub(crate) fn not_found(org: &Org, query: &Query, close: &[&SfUser]) -> Finding {
@@ -147,9 +152,10 @@ pub(crate) fn no_blocker_found(ctx: &Context<'_>, bu: Option<usize>) -> Finding 
     FindingBuilder::new(FindingCode::NoBlockerFound, Severity::Info, Some(unit))
         .title(format!("No blocker found in {}", unit.label()))
         .detail(format!(
-            "{} is active, and no Account Engagement user in {} holds or reserves it; User Sync and user assignment allow it. It should be offered in the CRM username dropdown.",
+            "{} is active, and no Account Engagement user in {} holds or reserves it; User Sync and user assignment allow it.{} It should be offered in the CRM username dropdown.",
             user.username,
-            unit.label()
+            unit.label(),
+            assignment_note(ctx, unit)
         ))
         .step(format!(
             "Check that the Salesforce connector of {} is verified (Account Engagement Settings > Connectors).",
@@ -162,6 +168,31 @@ pub(crate) fn no_blocker_found(ctx: &Context<'_>, bu: Option<usize>) -> Finding 
         ))
         .link(ctx.links.user_sync_settings(unit))
         .build()
+}
+
+/// Under Salesforce user management, how the user is assigned; for a Sales user whose profile
+/// the User Sync map lacks, why that does not matter.
+fn assignment_note(ctx: &Context<'_>, unit: &BusinessUnit) -> String {
+    if unit.user_management != UserManagement::Salesforce {
+        return String::new();
+    }
+    let Some(assigned) = assigned(ctx.org, ctx.user, &unit.assignment) else {
+        return String::new();
+    };
+    let mut note = format!(" It is assigned {}.", assigned.describe());
+    if assigned.section == Section::Sales
+        && unit.user_sync
+        && profile_mapped(unit, ctx.user) == Some(false)
+    {
+        note.push_str(&format!(
+            " Sales users become AE Sales users whatever their profile, so the unmapped profile {} does not matter here.",
+            ctx.user
+                .profile_name
+                .as_deref()
+                .unwrap_or("of this user")
+        ));
+    }
+    note
 }
 
 pub(crate) fn display_name(user: &SfUser) -> &str {
