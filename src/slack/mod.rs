@@ -102,7 +102,9 @@ impl AppState {
                     .await
                     .map_err(|e| e.to_string())
             }
-            (sources, false) => {
+            // A query the cache cannot answer is looked up live, within bounds; a re-check
+            // without live data answers from the cache.
+            (sources, _) => {
                 let diagnosed = match sources {
                     Some(sources) => {
                         crate::refresh::answer(sources, &self.store, query, Utc::now()).await
@@ -117,11 +119,6 @@ impl AppState {
                     e => e.to_string(),
                 })
             }
-            (None, true) => self
-                .store
-                .diagnose(query, Utc::now())
-                .await
-                .map_err(|e| e.to_string()),
         };
         match outcome {
             Ok(Ok(diagnosis)) => {
