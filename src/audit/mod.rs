@@ -180,7 +180,9 @@ pub fn ae_user_row(org: &Org, b: usize, ae_user: &AeUser, now: DateTime<Utc>) ->
                 by_email.len()
             )
         } else {
-            format!("has the email {email}, and no Salesforce user has it as username or email")
+            format!(
+                "has the email {email}, and no internal Salesforce user has it as username or email"
+            )
         };
         return Some(AuditRow {
             kind: RowKind::AeUserWithoutCrmUsername,
