@@ -102,6 +102,30 @@ async fn check_without_redis_refreshes_into_memory_first() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_of_an_uncached_external_user_names_it_through_the_live_lookup() {
+    let live = live().await;
+    let prefix = common::prefix("cli-live-external");
+    common::clear_prefix(&prefix).await;
+    let (code, out, err) = tokio::task::block_in_place(|| live.run(&["refresh"], Some(&prefix)));
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = tokio::task::block_in_place(|| {
+        live.run(
+            &["check", "sam.sales@acme.com.partners", "--format", "json"],
+            Some(&prefix),
+        )
+    });
+    assert_eq!(code, 1, "{out}{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["verdict"], "blocked");
+    assert_eq!(
+        v["salesforce_user"]["username"],
+        "sam.sales@acme.com.partners"
+    );
+    assert_eq!(v["findings"][0]["code"], "unsupported_user_type");
+    assert_eq!(v["findings"].as_array().map(Vec::len), Some(1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_secret_fails_the_refresh_with_advice_and_no_secret() {
     let live = live().await;
     let prefix = common::prefix("cli-live-bad");
