@@ -82,6 +82,14 @@ pub struct GenerateOrgArgs {
     pub business_units: usize,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Share of Salesforce users (0 to 100) that are external (community, portal, guest,
+    /// Chatter): Account Engagement cannot map them, and the refresh does not cache them.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub external_percent: u8,
+    /// Business units managed in Salesforce assign a Sales users section too, besides the
+    /// Marketing users section.
+    #[arg(long)]
+    pub sales_section: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -214,12 +222,18 @@ pub fn main() -> ExitCode {
 }
 
 fn synthetic_org(args: &GenerateOrgArgs) -> OrgSnapshot {
-    crate::synthetic::generate(crate::synthetic::Params {
-        sf_users: args.sf_users,
-        ae_users: args.ae_users,
-        business_units: args.business_units,
-        seed: args.seed,
-    })
+    crate::synthetic::generate_with(
+        crate::synthetic::Params {
+            sf_users: args.sf_users,
+            ae_users: args.ae_users,
+            business_units: args.business_units,
+            seed: args.seed,
+        },
+        crate::synthetic::Variety {
+            external_percent: args.external_percent,
+            sales_section: args.sales_section,
+        },
+    )
 }
 
 fn generate_org(args: &GenerateOrgArgs) -> ExitCode {
@@ -327,6 +341,7 @@ pub fn sources(live: LiveSettings) -> Result<Sources, SourceError> {
         salesforce,
         account_engagement,
         business_units: live.business_units,
+        live_lookups: Default::default(),
     })
 }
 
@@ -337,8 +352,12 @@ fn failure(message: impl std::fmt::Display) -> ExitCode {
 }
 
 async fn check_live(data: &DataArgs, query: &Query) -> Result<crate::store::Outcome, ExitCode> {
-    let (store, _) = open_store(data, true).await?;
-    store.diagnose(query, Utc::now()).await.map_err(|err| match err {
+    let (store, sources) = open_store(data, true).await?;
+    let outcome = match &sources {
+        Some(sources) => refresh::answer(sources, &store, query, Utc::now()).await,
+        None => store.diagnose(query, Utc::now()).await,
+    };
+    outcome.map_err(|err| match err {
         StoreError::NoSnapshot => usage_error(
             "the cache holds no data yet: run `crm-username refresh`, or start `crm-username serve`",
         ),
@@ -525,15 +544,18 @@ pub fn settings_toml(org: &OrgSnapshot, ae_url: &str) -> String {
         for (profile, role) in &bu.profile_roles {
             let _ = writeln!(toml, "{} = {}", quote(profile), quote(role));
         }
-        let a = &bu.assignment;
-        let _ = writeln!(
-            toml,
-            "[business_unit.assignment]\nusers = [{}]\npublic_groups = [{}]\nroles = [{}]\nroles_and_subordinates = [{}]\n",
-            list(&a.users),
-            list(&a.public_groups),
-            list(&a.roles),
-            list(&a.roles_and_subordinates)
-        );
+        for (section, a) in bu.assignment.sections() {
+            let _ = writeln!(
+                toml,
+                "[business_unit.assignment.{}]\nusers = [{}]\npublic_groups = [{}]\nroles = [{}]\nroles_and_subordinates = [{}]",
+                section.label().to_ascii_lowercase(),
+                list(&a.users),
+                list(&a.public_groups),
+                list(&a.roles),
+                list(&a.roles_and_subordinates)
+            );
+        }
+        toml.push('\n');
     }
     toml
 }

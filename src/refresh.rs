@@ -1,14 +1,16 @@
 //! Keeps the cache fresh: fetches Salesforce and every business unit's AE users, and
 //! publishes a complete new snapshot, or nothing. Runs at start-up and on a schedule, one
-//! replica at a time, restarted if it panics; and re-checks one user live on demand.
+//! replica at a time, restarted if it panics; re-checks one user live on demand; and looks
+//! up live, within bounds, a query that matched no cached user.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
-use crate::domain::{BusinessUnit, OrgSnapshot, Query, SfUser, Subject};
+use crate::domain::{BusinessUnit, OrgSnapshot, Query, SfUser, Subject, Verdict};
 use crate::sources::{AccountEngagementClient, SalesforceClient, SourceError, UserLookup};
 use crate::store::{LockToken, Outcome, Store, StoreError};
 
@@ -18,6 +20,8 @@ pub struct Sources {
     pub account_engagement: AccountEngagementClient,
     /// From the settings file; the refresh fills in their AE users.
     pub business_units: Vec<BusinessUnit>,
+    /// Bounds on looking up live the queries the cache cannot answer.
+    pub live_lookups: LiveLookups,
 }
 
 pub const SALESFORCE_SOURCE: &str = "salesforce";
@@ -282,44 +286,218 @@ pub async fn recheck(
         Err(StoreError::NoSnapshot) => None,
         Err(err) => return Err(err.into()),
     };
-    let user: Option<SfUser> = match (cached, &query.subject) {
-        (Some(user), _) => sources
-            .salesforce
-            .fetch_user(UserLookup::Id(user.id))
-            .await?
-            .pop(),
-        (None, Subject::Id(id)) => sources
-            .salesforce
-            .fetch_user(UserLookup::Id(*id))
-            .await?
-            .pop(),
-        (None, Subject::Login(login)) => {
-            let by_username = sources
-                .salesforce
-                .fetch_user(UserLookup::Username(login))
-                .await?;
-            match by_username.is_empty() {
-                true => sources
-                    .salesforce
-                    .fetch_user(UserLookup::Email(login))
-                    .await?
-                    .pop(),
-                false => by_username.into_iter().next(),
-            }
-        }
-        (None, Subject::Name(_)) => None,
+    let user = match cached {
+        Some(user) => fetch_live_user(sources, &Subject::Id(user.id)).await?,
+        None => fetch_live_user(sources, &query.subject).await?,
     };
     if let Some(user) = user {
-        let direct_groups = sources.salesforce.fetch_direct_groups(user.id).await?;
-        let mut fresh = Vec::with_capacity(sources.business_units.len());
-        for bu in &sources.business_units {
-            let users = sources
-                .account_engagement
-                .fetch_users(bu.id, &bu.ae_url)
-                .await?;
-            fresh.push((bu.id, users));
-        }
-        store.update_user(user, direct_groups, fresh).await?;
+        load_user(sources, store, user).await?;
     }
     Ok(store.diagnose(query, now).await?)
+}
+
+/// The Salesforce user a subject names, read live: by id, or by username and then by email.
+/// Names are not looked up live: a name search needs the whole org.
+async fn fetch_live_user(
+    sources: &Sources,
+    subject: &Subject,
+) -> Result<Option<SfUser>, SourceError> {
+    let salesforce = &sources.salesforce;
+    Ok(match subject {
+        Subject::Id(id) => salesforce.fetch_user(UserLookup::Id(*id)).await?.pop(),
+        Subject::Login(login) => {
+            let by_username = salesforce.fetch_user(UserLookup::Username(login)).await?;
+            match by_username.into_iter().next() {
+                Some(user) => Some(user),
+                None => salesforce.fetch_user(UserLookup::Email(login)).await?.pop(),
+            }
+        }
+        Subject::Name(_) => None,
+    })
+}
+
+/// Puts a user read live into the cache, with the groups holding it and fresh AE users. An
+/// external user needs neither: AE cannot map it in any business unit.
+async fn load_user(sources: &Sources, store: &Store, user: SfUser) -> Result<(), RefreshError> {
+    if !user.is_internal() {
+        store.update_user(user, Vec::new(), Vec::new()).await?;
+        return Ok(());
+    }
+    let direct_groups = sources.salesforce.fetch_direct_groups(user.id).await?;
+    let mut fresh = Vec::with_capacity(sources.business_units.len());
+    for bu in &sources.business_units {
+        let users = sources
+            .account_engagement
+            .fetch_users(bu.id, &bu.ae_url)
+            .await?;
+        fresh.push((bu.id, users));
+    }
+    store.update_user(user, direct_groups, fresh).await?;
+    Ok(())
+}
+
+/// Diagnoses a query from the cache. When it matches no cached user (an external user, whom
+/// the refresh does not cache, or a user created since the last refresh), Salesforce is asked
+/// live before the answer is `not_found`, within the bounds of [`LiveLookups`]. A failed live
+/// lookup is logged and the cached answer stands.
+pub async fn answer(
+    sources: &Sources,
+    store: &Store,
+    query: &Query,
+    now: DateTime<Utc>,
+) -> Result<Outcome, StoreError> {
+    let outcome = store.diagnose(query, now).await?;
+    if !matches!(&outcome, Ok(d) if d.verdict == Verdict::NotFound) {
+        return Ok(outcome);
+    }
+    let Some(key) = LiveLookups::key(&query.subject) else {
+        return Ok(outcome);
+    };
+    if !sources.live_lookups.admit(&key, Instant::now()) {
+        return Ok(outcome);
+    }
+    let found = match fetch_live_user(sources, &query.subject).await {
+        Ok(found) => found,
+        Err(err) => {
+            tracing::warn!(error = %err, "the live lookup of a query the cache could not answer failed");
+            return Ok(outcome);
+        }
+    };
+    let Some(user) = found else {
+        sources.live_lookups.remember_miss(key, Instant::now());
+        return Ok(outcome);
+    };
+    if let Err(err) = load_user(sources, store, user).await {
+        tracing::warn!(error = %err, "a user found live could not be added to the cache");
+        return Ok(outcome);
+    }
+    store.diagnose(query, now).await
+}
+
+/// How long a query Salesforce did not know either is answered `not_found` without asking
+/// again: typos are retyped within seconds, and a user created later shows up at the next
+/// refresh or re-check.
+pub const LIVE_LOOKUP_MISS_TTL: Duration = Duration::from_secs(5 * 60);
+/// Live lookups per replica per minute, at most. Each costs one or two Salesforce API calls
+/// (and, when an internal user is found, one more plus one AE call per business unit): a burst
+/// of typos is cut off at about 60 Salesforce calls a minute, while real lookups (new or
+/// external users, asked about a few times a day) never come near it.
+pub const LIVE_LOOKUPS_PER_MINUTE: u32 = 30;
+/// Misses remembered at most; when full, expired ones are dropped, then all.
+const MAX_REMEMBERED_MISSES: usize = 10_000;
+
+/// The bounds on live lookups, per replica: a short negative cache and a per-minute ceiling.
+/// Hand-written: two counters and a small map under one lock; a rate-limiting crate would add
+/// more code than it saves here.
+pub struct LiveLookups {
+    miss_ttl: Duration,
+    per_minute: u32,
+    state: Mutex<LookupState>,
+}
+
+#[derive(Default)]
+struct LookupState {
+    misses: HashMap<String, Instant>,
+    /// Start of the current one-minute window, and lookups admitted in it.
+    window: Option<(Instant, u32)>,
+}
+
+impl Default for LiveLookups {
+    fn default() -> Self {
+        LiveLookups::new(LIVE_LOOKUP_MISS_TTL, LIVE_LOOKUPS_PER_MINUTE)
+    }
+}
+
+impl LiveLookups {
+    pub fn new(miss_ttl: Duration, per_minute: u32) -> Self {
+        LiveLookups {
+            miss_ttl,
+            per_minute,
+            state: Mutex::new(LookupState::default()),
+        }
+    }
+
+    /// What identifies a lookup: the lower-cased login or the 15-character id; names are not
+    /// looked up.
+    fn key(subject: &Subject) -> Option<String> {
+        match subject {
+            Subject::Id(id) => Some(format!("id:{}", id.as_str15())),
+            Subject::Login(login) => Some(format!("login:{}", login.to_lowercase())),
+            Subject::Name(_) => None,
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, LookupState> {
+        // Each update is a single assignment or insert: a panic cannot leave it half-done.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether a lookup of `key` may go to Salesforce now: not a recent miss, and under the
+    /// ceiling of this minute (then it counts).
+    fn admit(&self, key: &str, now: Instant) -> bool {
+        let mut state = self.state();
+        if state.misses.get(key).is_some_and(|until| *until > now) {
+            return false;
+        }
+        let (start, used) = match state.window {
+            Some((start, used)) if now.duration_since(start) < Duration::from_secs(60) => {
+                (start, used)
+            }
+            _ => (now, 0),
+        };
+        if used >= self.per_minute {
+            metrics::counter!(crate::metrics::LIVE_LOOKUPS, "result" => "refused").increment(1);
+            return false;
+        }
+        state.window = Some((start, used + 1));
+        metrics::counter!(crate::metrics::LIVE_LOOKUPS, "result" => "admitted").increment(1);
+        true
+    }
+
+    fn remember_miss(&self, key: String, now: Instant) {
+        let mut state = self.state();
+        if state.misses.len() >= MAX_REMEMBERED_MISSES {
+            state.misses.retain(|_, until| *until > now);
+            if state.misses.len() >= MAX_REMEMBERED_MISSES {
+                state.misses.clear();
+            }
+        }
+        state.misses.insert(key, now + self.miss_ttl);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missed_query_is_not_looked_up_again_until_its_miss_expires() {
+        let lookups = LiveLookups::new(Duration::from_secs(300), 100);
+        let t0 = Instant::now();
+        assert!(lookups.admit("login:typo@acme.com", t0));
+        lookups.remember_miss("login:typo@acme.com".into(), t0);
+        assert!(!lookups.admit("login:typo@acme.com", t0 + Duration::from_secs(299)));
+        assert!(lookups.admit("login:other@acme.com", t0 + Duration::from_secs(299)));
+        assert!(lookups.admit("login:typo@acme.com", t0 + Duration::from_secs(301)));
+    }
+
+    #[test]
+    fn lookups_beyond_the_ceiling_wait_for_the_next_minute() {
+        let lookups = LiveLookups::new(Duration::from_secs(300), 3);
+        let t0 = Instant::now();
+        let admitted: Vec<bool> = (0..5)
+            .map(|i| lookups.admit(&format!("login:u{i}"), t0 + Duration::from_secs(i)))
+            .collect();
+        assert_eq!(admitted, [true, true, true, false, false]);
+        assert!(lookups.admit("login:u9", t0 + Duration::from_secs(60)));
+    }
+
+    #[test]
+    fn names_are_not_looked_up_live() {
+        assert_eq!(LiveLookups::key(&Subject::Name("jane doe".into())), None);
+        assert_eq!(
+            LiveLookups::key(&Subject::Login("Jane@Acme.com".into())).as_deref(),
+            Some("login:jane@acme.com")
+        );
+    }
 }

@@ -1,15 +1,16 @@
 //! A synthetic org of any size, deterministic for a seed: for benchmarks, load tests and fakes.
 //! Every cause of the diagnosis occurs in it: inactive users, mappings to active and deleted AE
 //! users, email reservations and sync conflicts, unmapped profiles, business units managed in
-//! Salesforce with nested groups and a role tree, recent assignments.
+//! Salesforce with nested groups and a role tree, recent assignments. [`Variety`] adds external
+//! users (community, portal, guest, Chatter) and a Sales section to the assignments.
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 
 use crate::domain::{
-    AeUser, Assignment, BusinessUnit, GroupMember, LinkTemplates, OrgSnapshot, PublicGroup,
-    RecordRef, Role, SalesforceOrg, SfId, SfUser, UserManagement,
+    AeUser, Assignment, AssignmentSection, BusinessUnit, GroupMember, LinkTemplates, OrgSnapshot,
+    PublicGroup, RecordRef, Role, SalesforceOrg, SfId, SfUser, UserManagement,
 };
 
 #[derive(Debug, Clone, Copy)]
@@ -19,6 +20,39 @@ pub struct Params {
     pub business_units: usize,
     pub seed: u64,
 }
+
+/// What real orgs add to the basic synthetic org. The default adds nothing, so that an org
+/// generated with it is the same as before these options existed.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Variety {
+    /// Share of Salesforce users (0 to 100) that are external: community, portal, guest or
+    /// Chatter users, which Account Engagement cannot map.
+    pub external_percent: u8,
+    /// Business units managed in Salesforce assign a Sales section too (a public group and a
+    /// role with its subordinates), besides the Marketing section.
+    pub sales_section: bool,
+}
+
+/// (user type, licence, profile) of the external users.
+const EXTERNAL: [(&str, &str, &str); 5] = [
+    (
+        "PowerPartner",
+        "Partner Community",
+        "Partner Community User",
+    ),
+    (
+        "PowerCustomerSuccess",
+        "Customer Community Plus",
+        "Customer Community Plus User",
+    ),
+    (
+        "CspLitePortal",
+        "Customer Community",
+        "Customer Community User",
+    ),
+    ("Guest", "Guest User License", "Site Guest User"),
+    ("CsnOnly", "Chatter Free", "Chatter Free User"),
+];
 
 /// splitmix64: small, fast and good enough to spread test data.
 struct Rng(u64);
@@ -71,6 +105,10 @@ pub fn username(n: usize) -> String {
 }
 
 pub fn generate(params: Params) -> OrgSnapshot {
+    generate_with(params, Variety::default())
+}
+
+pub fn generate_with(params: Params, variety: Variety) -> OrgSnapshot {
     let mut rng = Rng(params.seed);
     let fetched_at: DateTime<Utc> = Utc
         .with_ymd_and_hms(2026, 1, 15, 12, 0, 0)
@@ -147,6 +185,25 @@ pub fn generate(params: Params) -> OrgSnapshot {
             } else {
                 fetched_at - Duration::days(rng.below(700) as i64 + 1)
             };
+            // Only drawn when asked for, so that the default org stays as it was.
+            let external = (variety.external_percent > 0
+                && rng.chance(u64::from(variety.external_percent.min(100))))
+            .then(|| EXTERNAL[i % EXTERNAL.len()]);
+            if let Some((user_type, licence, profile)) = external {
+                return SfUser {
+                    id: user_id(i),
+                    username,
+                    email,
+                    name: format!("External {i}"),
+                    is_active: true,
+                    profile_id: Some(make_id("00e", PROFILES.len() + i % EXTERNAL.len())),
+                    profile_name: Some(profile.into()),
+                    user_license: Some(licence.into()),
+                    role_id: None,
+                    user_type: Some(user_type.into()),
+                    modified_at: Some(modified),
+                };
+            }
             SfUser {
                 id: user_id(i),
                 username,
@@ -188,12 +245,25 @@ pub fn generate(params: Params) -> OrgSnapshot {
                 profile_roles.insert((*p).to_owned(), "Sales".to_owned());
             }
             let assignment = if managed_in_salesforce {
-                Assignment {
+                let marketing = AssignmentSection {
                     users: vec![RecordRef::Id(user_id(0))],
                     public_groups: vec![RecordRef::Id(make_id("00G", 1))],
                     roles: Vec::new(),
                     roles_and_subordinates: vec![RecordRef::Id(make_id("00E", 1 + b))],
-                }
+                };
+                let sales = if variety.sales_section {
+                    AssignmentSection {
+                        public_groups: vec![RecordRef::Id(make_id("00G", 2))],
+                        roles_and_subordinates: vec![RecordRef::Id(make_id(
+                            "00E",
+                            1 + (b + 1) % bus,
+                        ))],
+                        ..AssignmentSection::default()
+                    }
+                } else {
+                    AssignmentSection::default()
+                };
+                Assignment { marketing, sales }
             } else {
                 Assignment::default()
             };

@@ -67,14 +67,14 @@ async fn refresh_then_status_then_check_through_redis() {
 
     let (code, out, err) = tokio::task::block_in_place(|| live.run(&["refresh"], Some(&prefix)));
     assert_eq!(code, 0, "{out}{err}");
-    assert!(out.starts_with("Refreshed 13 Salesforce users, 8 AE users in 0UvAk000000NAM1KAO, 2 AE users in 0UvAk000000EME1KAO in "), "{out}");
+    assert!(out.starts_with("Refreshed 14 Salesforce users, 8 AE users in 0UvAk000000NAM1KAO, 2 AE users in 0UvAk000000EME1KAO in "), "{out}");
 
     let (code, out, _) =
         tokio::task::block_in_place(|| live.run(&["status", "--format", "json"], Some(&prefix)));
     assert_eq!(code, 0);
     let status: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(status["sf_users"], 13);
-    assert_eq!(status["sources"]["salesforce"]["records"], 13);
+    assert_eq!(status["sf_users"], 14);
+    assert_eq!(status["sources"]["salesforce"]["records"], 14);
     assert_eq!(
         status["sources"]["account_engagement:0UvAk000000EME1KAO"]["records"],
         2
@@ -99,6 +99,30 @@ async fn check_without_redis_refreshes_into_memory_first() {
     assert_eq!(code, 1, "{out}{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["findings"][0]["code"], "not_assigned_to_business_unit");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_of_an_uncached_external_user_names_it_through_the_live_lookup() {
+    let live = live().await;
+    let prefix = common::prefix("cli-live-external");
+    common::clear_prefix(&prefix).await;
+    let (code, out, err) = tokio::task::block_in_place(|| live.run(&["refresh"], Some(&prefix)));
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = tokio::task::block_in_place(|| {
+        live.run(
+            &["check", "sam.sales@acme.com.partners", "--format", "json"],
+            Some(&prefix),
+        )
+    });
+    assert_eq!(code, 1, "{out}{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["verdict"], "blocked");
+    assert_eq!(
+        v["salesforce_user"]["username"],
+        "sam.sales@acme.com.partners"
+    );
+    assert_eq!(v["findings"][0]["code"], "unsupported_user_type");
+    assert_eq!(v["findings"].as_array().map(Vec::len), Some(1));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

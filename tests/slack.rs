@@ -187,6 +187,51 @@ async fn empty_text_and_unknown_subcommands_get_the_help() {
 }
 
 #[tokio::test]
+async fn a_slash_command_for_a_user_the_cache_lacks_is_answered_through_the_live_lookup() {
+    // The refresh caches internal users only; the partner user is read live when asked about.
+    let org = demo::snapshot(Utc::now()).unwrap();
+    let upstreams = crm_username::fakes::FakeUpstreams::start(&org)
+        .await
+        .unwrap();
+    let sources = upstreams.sources(&org).unwrap();
+    let store = Store::memory();
+    crm_username::refresh::refresh_once(&sources, &store, Utc::now())
+        .await
+        .unwrap();
+    let slack = FakeSlack::start().await.unwrap();
+    let state = AppState::new(store, Some(std::sync::Arc::new(sources)), settings(&slack));
+    let (addr, shutdown) = serve(state).await;
+    let app = TestApp {
+        addr,
+        slack,
+        shutdown,
+        http: reqwest::Client::new(),
+    };
+    let body: Value = app
+        .command("check sam.sales@acme.com.partners", TEAM, "U0ASKER")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        body["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("Blocked: sam.sales@acme.com.partners"),
+        "{body}"
+    );
+    assert_eq!(
+        block_ids(&body),
+        [
+            "summary",
+            "finding:unsupported_user_type:0",
+            "links:0",
+            "footer"
+        ]
+    );
+}
+
+#[tokio::test]
 async fn a_bad_query_says_what_to_type() {
     let app = spawn_app(demo_store().await).await;
     let body: Value = app

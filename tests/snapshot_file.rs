@@ -173,5 +173,5 @@ fn a_file_round_trips_through_the_loader() {
 fn the_demo_org_loads() {
     let s = OrgSnapshot::from_json(crm_username::demo::DEMO_ORG_JSON, "demo").unwrap();
     assert_eq!(s.business_units.len(), 2);
-    assert_eq!(s.salesforce.users.len(), 13);
+    assert_eq!(s.salesforce.users.len(), 15);
 }

@@ -154,7 +154,16 @@ async fn demo_org_round_trips_through_the_salesforce_fake() {
 
     let fetched = salesforce(&fake).fetch_org().await.expect("org is fetched");
 
-    assert_eq!(fetched.users, org.salesforce.users);
+    // Internal users only: the partner user is not fetched.
+    let internal: Vec<_> = org
+        .salesforce
+        .users
+        .iter()
+        .filter(|u| u.is_internal())
+        .cloned()
+        .collect();
+    assert_eq!(internal.len(), org.salesforce.users.len() - 1);
+    assert_eq!(fetched.users, internal);
     assert_eq!(fetched.group_members, org.salesforce.group_members);
 }
 

@@ -4,16 +4,22 @@ use std::collections::BTreeSet;
 
 use crm_username::diagnose::diagnose;
 use crm_username::domain::{FindingCode, Org, Query};
-use crm_username::synthetic::{Params, generate};
+use crm_username::synthetic::{Params, Variety, generate_with};
 
 #[test]
 fn every_finding_code_occurs_in_a_synthetic_org() {
-    let snapshot = generate(Params {
-        sf_users: 3_000,
-        ae_users: 900,
-        business_units: 3,
-        seed: 1,
-    });
+    let snapshot = generate_with(
+        Params {
+            sf_users: 3_000,
+            ae_users: 900,
+            business_units: 3,
+            seed: 1,
+        },
+        Variety {
+            external_percent: 5,
+            sales_section: true,
+        },
+    );
     let now = snapshot.fetched_at;
     let org = Org::new(snapshot.clone());
     let mut seen = BTreeSet::new();

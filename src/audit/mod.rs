@@ -1,9 +1,9 @@
 //! The audit: every mapping that is broken before anyone opens a ticket.
 //!
 //! Two kinds of rows, per business unit:
-//! - an active Salesforce user who should have an AE user there (its profile is mapped to an AE
-//!   role under User Sync, or it is assigned to the business unit under Salesforce user
-//!   management) and has none that is not in the recycle bin;
+//! - an active internal Salesforce user who should have an AE user there (see
+//!   [`expected_reason`]: assigned through either section under Salesforce user management, or
+//!   with a mapped profile under User Sync) and has none that is not in the recycle bin;
 //! - an AE user with no CRM username (not in the recycle bin).
 //!
 //! Each row carries what blocks the mapping: the causes the per-user diagnosis gives for that
@@ -22,7 +22,7 @@ pub use report::{
     AuditReport, CauseCount, Changes, Progress, Scope, ScopeError, fingerprint, row_key,
 };
 
-use crate::diagnose::{assignment_path, findings_for_user, profile_mapped};
+use crate::diagnose::{assigned, findings_for_user, profile_mapped};
 use crate::domain::snapshot::lower;
 use crate::domain::{
     AeUser, AeUserSummary, BusinessUnit, Finding, FindingCode, Org, Severity, SfId, SfUser,
@@ -69,20 +69,23 @@ pub struct AuditRow {
     pub check: String,
 }
 
-/// Why a Salesforce user should have an AE user in a business unit, or `None`.
+/// Why a Salesforce user should have an AE user in a business unit, or `None`. Only active
+/// internal users are expected, and per kind of business unit:
+/// - Salesforce-managed: those assigned through either section, never an unassigned one;
+/// - AE-managed with User Sync: those whose profile is mapped to an AE role;
+/// - without User Sync: none (AE users are made by hand).
 pub fn expected_reason(org: &Org, unit: &BusinessUnit, user: &SfUser) -> Option<String> {
-    if !user.is_active {
+    if !user.is_active || !user.is_internal() {
         return None;
     }
-    if unit.user_management == UserManagement::Salesforce {
-        if let Some(path) = assignment_path(org, user, &unit.assignment) {
-            return Some(format!("assigned {}", path.describe()));
+    match unit.user_management {
+        UserManagement::Salesforce => {
+            assigned(org, user, &unit.assignment).map(|a| format!("assigned {}", a.describe()))
         }
+        UserManagement::AccountEngagement => (unit.user_sync
+            && profile_mapped(unit, user) == Some(true))
+        .then(|| "profile mapped to an AE role under User Sync".to_owned()),
     }
-    if unit.user_sync && profile_mapped(unit, user) == Some(true) {
-        return Some("profile mapped to an AE role under User Sync".to_owned());
-    }
-    None
 }
 
 /// The rows of one Salesforce user: one per business unit in scope where it should have an AE
@@ -177,7 +180,9 @@ pub fn ae_user_row(org: &Org, b: usize, ae_user: &AeUser, now: DateTime<Utc>) ->
                 by_email.len()
             )
         } else {
-            format!("has the email {email}, and no Salesforce user has it as username or email")
+            format!(
+                "has the email {email}, and no internal Salesforce user has it as username or email"
+            )
         };
         return Some(AuditRow {
             kind: RowKind::AeUserWithoutCrmUsername,
@@ -307,7 +312,7 @@ pub fn audit_org(
     let mut done = 0;
     for chunk in snapshot.salesforce.users.chunks(PROGRESS_EVERY) {
         for user in chunk {
-            report.sf_users_scanned += usize::from(user.is_active);
+            report.sf_users_scanned += usize::from(user.is_active && user.is_internal());
             report.add_all(sf_user_rows(org, user, bu, now));
         }
         done += chunk.len();

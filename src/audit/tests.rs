@@ -328,3 +328,144 @@ fn with_a_row_limit_the_most_severe_rows_are_kept_and_every_row_is_counted() {
     let none = audit_org(&org(), &Scope::All, now(), Some(0), &mut |_| {});
     assert_eq!((none.rows.len(), none.rows_total), (0, 4));
 }
+
+/// Three business units managed in Salesforce, all with User Sync on and every profile mapped
+/// (so mapping the profile expects nothing there), in an org of 10,000 users:
+/// - North assigns users 1 to 5 in its Marketing section, and public group All Sales (which
+///   holds EMEA Sales, which holds users 10 to 19) in its Sales section;
+/// - South assigns role VP and subordinates in its Sales section (users 100 to 109 are Reps
+///   below VP);
+/// - West assigns the role Ops exactly in its Marketing section (users 200 to 204).
+///
+/// Assigned but not expected: user 3 is inactive, user 4 is a partner user. AE users exist for
+/// users 1, 2, 10, 11, 100 and 200 (and a recycle-bin one for 12, which does not count). AE
+/// users without a CRM username: North's AE 900 (the email of unassigned user 5000) and West's
+/// AE 901 (an email no one has).
+fn three_salesforce_managed_units() -> Org {
+    let mut users = Vec::with_capacity(10_000);
+    for n in 0..10_000u32 {
+        let username = format!("user{n}@acme.com");
+        let role = match n {
+            100..=109 => Some("00EAa0000000002"),
+            200..=204 => Some("00EAa0000000003"),
+            _ => None,
+        };
+        users.push(serde_json::json!({
+            "id": format!("005Aa{n:010}"), "username": username, "email": username,
+            "name": format!("User {n}"), "profile_name": "Standard User",
+            "user_license": "Salesforce", "user_type": "Standard",
+            "role_id": role, "is_active": n != 3,
+        }));
+    }
+    users[4]["user_type"] = "PowerPartner".into();
+    users[4]["user_license"] = "Partner Community".into();
+    let mut members: Vec<serde_json::Value> = (10..20)
+        .map(|n| serde_json::json!({"group_id": "00GAa0000000002", "member_id": format!("005Aa{n:010}")}))
+        .collect();
+    members
+        .push(serde_json::json!({"group_id": "00GAa0000000001", "member_id": "00GAa0000000002"}));
+    let mapped = |id: u64, n: u32| serde_json::json!({"id": id, "email": format!("user{n}@acme.com"), "salesforce_id": format!("005Aa{n:010}")});
+    let unit = |id: &str, name: &str, assignment: serde_json::Value, ae: Vec<serde_json::Value>| {
+        serde_json::json!({
+            "id": id, "name": name, "user_sync": true, "user_management": "salesforce",
+            "profile_roles": {"Standard User": "Sales"}, "assignment": assignment, "users": ae,
+        })
+    };
+    let mut deleted = mapped(12, 12);
+    deleted["is_deleted"] = true.into();
+    let snapshot = serde_json::json!({
+        "fetched_at": "2026-11-27T09:00:00Z",
+        "salesforce": {
+            "instance_url": "https://acme.my.salesforce.com",
+            "users": users,
+            "roles": [
+                {"id": "00EAa0000000001", "name": "VP"},
+                {"id": "00EAa0000000002", "name": "Rep", "parent_role_id": "00EAa0000000001"},
+                {"id": "00EAa0000000003", "name": "Ops"},
+            ],
+            "groups": [
+                {"id": "00GAa0000000001", "name": "All Sales"},
+                {"id": "00GAa0000000002", "name": "EMEA Sales"},
+            ],
+            "group_members": members,
+        },
+        "business_units": [
+            unit("0UvAa0000000001", "North", serde_json::json!({
+                "marketing": {"users": (1..=5).map(|n| format!("005Aa{n:010}")).collect::<Vec<_>>()},
+                "sales": {"public_groups": ["All Sales"]},
+            }), vec![mapped(1, 1), mapped(2, 2), mapped(10, 10), mapped(11, 11), deleted,
+                     serde_json::json!({"id": 900, "email": "user5000@acme.com"})]),
+            unit("0UvAa0000000002", "South", serde_json::json!({
+                "sales": {"roles_and_subordinates": ["VP"]},
+            }), vec![mapped(100, 100)]),
+            unit("0UvAa0000000003", "West", serde_json::json!({
+                "marketing": {"roles": ["00EAa0000000003"]},
+            }), vec![mapped(200, 200), serde_json::json!({"id": 901, "email": "nobody@acme.com"})]),
+        ],
+    });
+    Org::new(OrgSnapshot::from_json(&snapshot.to_string(), "test").unwrap())
+}
+
+#[test]
+fn in_salesforce_managed_units_only_assigned_users_are_expected_among_ten_thousand() {
+    let org = three_salesforce_managed_units();
+    let report = audit(&org);
+    let mut got: Vec<(String, RowKind, String)> = report
+        .rows
+        .iter()
+        .map(|r| {
+            let who = match (&r.ae_user, &r.salesforce_user) {
+                (Some(ae), _) => format!("AE {}", ae.id),
+                (None, Some(sf)) => sf.username.clone(),
+                (None, None) => String::new(),
+            };
+            (r.business_unit_name.clone(), r.kind, who)
+        })
+        .collect();
+    got.sort();
+    let sf = |bu: &str, n: u32| {
+        (
+            bu.to_owned(),
+            RowKind::SfUserWithoutAeUser,
+            format!("user{n}@acme.com"),
+        )
+    };
+    let mut want: Vec<(String, RowKind, String)> = Vec::new();
+    want.push(sf("North", 5));
+    want.extend((12..20).map(|n| sf("North", n)));
+    want.extend((101..110).map(|n| sf("South", n)));
+    want.extend((201..205).map(|n| sf("West", n)));
+    want.push((
+        "North".into(),
+        RowKind::AeUserWithoutCrmUsername,
+        "AE 900".into(),
+    ));
+    want.push((
+        "West".into(),
+        RowKind::AeUserWithoutCrmUsername,
+        "AE 901".into(),
+    ));
+    want.sort();
+    assert_eq!(got, want);
+    assert_eq!(
+        report.sf_users_scanned, 9_998,
+        "inactive and external users are not scanned"
+    );
+    // The unassigned user 5000 appears only through the AE user reserving it, as not assigned.
+    let ae_900 = report
+        .rows
+        .iter()
+        .find(|r| r.ae_user.as_ref().is_some_and(|a| a.id == 900))
+        .unwrap();
+    assert_eq!(ae_900.causes, [C::NotAssignedToBusinessUnit]);
+    let sales_row = report
+        .rows
+        .iter()
+        .find(|r| r.check == "check user12@acme.com")
+        .unwrap();
+    assert_eq!(
+        sales_row.reason,
+        "assigned as a Sales user through the public group EMEA Sales, nested in All Sales"
+    );
+    assert_rows_agree_with_check(&org, &report);
+}

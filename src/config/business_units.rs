@@ -1,6 +1,6 @@
 //! The business-unit settings file (`BUSINESS_UNITS_FILE`, TOML): what no API exposes —
 //! User Sync, the profile to AE role map, and the user assignment under Salesforce user
-//! management. Validated once at start; a bad file stops start-up naming file, line and key.
+//! management (a Marketing and a Sales section; the older flat form means Marketing). Validated once at start; a bad file stops start-up naming file, line and key.
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
@@ -201,7 +201,7 @@ ae_url = "https://pi.demo.pardot.com/"
         assert_eq!(na.user_management, UserManagement::Salesforce);
         assert_eq!(na.profile_roles["Standard User"], "Sales");
         assert_eq!(
-            na.assignment.public_groups,
+            na.assignment.marketing.public_groups,
             [RecordRef::Id(SfId::parse("00G000000000001").unwrap())]
         );
         let sandbox = &units[1];
@@ -290,6 +290,53 @@ ae_url = "https://pi.demo.pardot.com/"
             err(&text).starts_with("bu.toml:19:8: (syntax): "),
             "{}",
             err(&text)
+        );
+    }
+
+    #[test]
+    fn the_marketing_and_sales_sections_load_and_the_flat_form_means_marketing() {
+        let text = EXAMPLE.replace(
+            "[business_unit.assignment]\n",
+            "[business_unit.assignment.sales]\nroles = [\"Rep\"]\n[business_unit.assignment.marketing]\n",
+        );
+        let sections = parse(&text, "bu.toml").unwrap();
+        let flat = parse(EXAMPLE, "bu.toml").unwrap();
+        assert_eq!(
+            sections[0].assignment.marketing,
+            flat[0].assignment.marketing
+        );
+        assert_eq!(
+            sections[0].assignment.sales.roles,
+            [RecordRef::Name("Rep".into())]
+        );
+        assert!(flat[0].assignment.sales.is_empty());
+    }
+
+    #[test]
+    fn a_section_written_both_flat_and_nested_names_line_and_key() {
+        let text = EXAMPLE.replace(
+            "roles_and_subordinates = [\"00E000000000001AAA\"]\n",
+            "roles_and_subordinates = [\"00E000000000001AAA\"]\nmarketing = { users = [\"jane@acme.com\"] }\n",
+        );
+        let message = err(&text);
+        assert!(
+            message.starts_with(
+                "bu.toml:11:1: business_unit[0].assignment: the Marketing section is written twice"
+            ),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_misspelt_section_is_refused_naming_the_choices() {
+        let text = EXAMPLE.replace(
+            "[business_unit.assignment]",
+            "[business_unit.assignment.sale]",
+        );
+        let message = err(&text);
+        assert!(
+            message.contains("business_unit[0].assignment.sale: unknown field `sale`, expected one of `marketing`, `sales`"),
+            "{message}"
         );
     }
 

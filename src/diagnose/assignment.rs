@@ -1,12 +1,13 @@
 //! Scenario 4: user management transferred to Salesforce. A user gets an AE user in a business
-//! unit only when assigned to it: directly, through a public group (nested groups and groups
-//! holding roles included), through a role, or below a role assigned with its subordinates.
+//! unit only when assigned to it, in its Marketing or its Sales section: directly, through a
+//! public group (nested groups and groups holding roles included), through a role, or below a
+//! role assigned with its subordinates.
 
 use std::collections::{HashSet, VecDeque};
 
 use crate::domain::{
-    Assignment, Finding, FindingCode, Org, PublicGroup, RecordRef, Role, RoleGroupKind, Severity,
-    SfUser, UserManagement,
+    Assignment, AssignmentSection, Finding, FindingCode, Org, PublicGroup, RecordRef, Role,
+    RoleGroupKind, Section, Severity, SfUser, UserManagement,
 };
 
 use super::{Context, FindingBuilder};
@@ -30,7 +31,7 @@ pub enum AssignmentPath<'a> {
 impl AssignmentPath<'_> {
     pub fn describe(&self) -> String {
         match self {
-            AssignmentPath::User => "directly, as a user".to_owned(),
+            AssignmentPath::User => "directly".to_owned(),
             AssignmentPath::Role(role) => format!("through the role {}", role.name),
             AssignmentPath::RoleAndSubordinates { assigned, own } if assigned.id == own.id => {
                 format!("through the role and subordinates {}", assigned.name)
@@ -40,11 +41,37 @@ impl AssignmentPath<'_> {
                 assigned.name, own.name
             ),
             AssignmentPath::Group(chain) => {
-                let names: Vec<&str> = chain.iter().rev().map(|g| g.name.as_str()).collect();
-                format!("through the public group {}", names.join(", which holds "))
+                let names: Vec<&str> = chain.iter().map(|g| g.name.as_str()).collect();
+                format!("through the public group {}", names.join(", nested in "))
             }
         }
     }
+}
+
+/// The section that assigns a user, and how.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Assigned<'a> {
+    pub section: Section,
+    pub path: AssignmentPath<'a>,
+}
+
+impl Assigned<'_> {
+    /// `as a Sales user through the public group EMEA Sales, nested in All Sales`
+    pub fn describe(&self) -> String {
+        format!(
+            "as a {} user {}",
+            self.section.label(),
+            self.path.describe()
+        )
+    }
+}
+
+/// Which section assigns `user`, and how; Marketing wins when both do, since the profile map
+/// then decides the AE role.
+pub fn assigned<'a>(org: &'a Org, user: &SfUser, assignment: &Assignment) -> Option<Assigned<'a>> {
+    assignment.sections().into_iter().find_map(|(section, a)| {
+        assignment_path(org, user, a).map(|path| Assigned { section, path })
+    })
 }
 
 /// The user's role, then its parent, up to the top. Stops at a missing role or a cycle.
@@ -67,7 +94,7 @@ pub(crate) fn role_chain<'a>(org: &'a Org, user: &SfUser) -> Vec<&'a Role> {
 pub fn assignment_path<'a>(
     org: &'a Org,
     user: &SfUser,
-    assignment: &Assignment,
+    assignment: &AssignmentSection,
 ) -> Option<AssignmentPath<'a>> {
     let by_user = assignment.users.iter().any(|r| match r {
         RecordRef::Id(id) => *id == user.id,
@@ -154,7 +181,7 @@ pub(crate) fn assignment_findings(ctx: &Context<'_>, bu: usize) -> Option<Findin
         return None;
     }
     let user = ctx.user;
-    match assignment_path(ctx.org, user, &unit.assignment) {
+    match assigned(ctx.org, user, &unit.assignment) {
         None => Some(not_assigned(ctx, bu)),
         Some(path) => {
             let has_ae_user = ctx.org.ae_users_mapped_to(bu, user.id).next().is_some();
@@ -211,15 +238,17 @@ fn not_assigned(ctx: &Context<'_>, bu: usize) -> Finding {
         format!("the public groups {}", groups.join(", "))
     };
     let example = a
+        .marketing
         .public_groups
         .first()
+        .or(a.sales.public_groups.first())
         .map(|r| group_label(ctx.org, r))
         .map(|g| format!(" (for example the public group {g})"))
         .unwrap_or_default();
     let mut finding = FindingBuilder::new(FindingCode::NotAssignedToBusinessUnit, Severity::Blocker, Some(unit))
         .title(format!("{} is not assigned to {}", user.username, unit.label()))
         .detail(format!(
-            "User management of {} is in Salesforce, and {} is not assigned to it: not as a user, not in an assigned public group (nested groups included), not in an assigned role, nor below an assigned role and subordinates. Assigned: {assigned}. The user is in {member_of}; role: {role}.",
+            "User management of {} is in Salesforce, and {} is not assigned to it in either section (Marketing or Sales): not as a user, not in an assigned public group (nested groups included), not in an assigned role, nor below an assigned role and subordinates. Assigned: {assigned}. The user is in {member_of}; role: {role}.",
             unit.label(),
             user.username
         ))
@@ -228,13 +257,13 @@ fn not_assigned(ctx: &Context<'_>, bu: usize) -> Finding {
             unit.label()
         ))
         .step(format!(
-            "Add {}, or a public group or role that holds them{example}, and save.",
+            "Add {}, or a public group or role that holds them{example}, to the Sales users section (or to the Marketing users section when the profile map should decide its AE role), and save.",
             user.username
         ))
         .step("Wait 10 to 15 minutes (up to an hour): the AE user is created automatically.")
         .step("Re-check, then map the CRM username if it was not mapped automatically.")
         .link(ctx.links.bu_assignment(unit));
-    if !a.public_groups.is_empty() {
+    if !(a.marketing.public_groups.is_empty() && a.sales.public_groups.is_empty()) {
         finding = finding.link(ctx.links.public_groups());
     }
     finding.link(ctx.links.sf_user(user.id)).build()
@@ -260,7 +289,23 @@ fn role_label(org: &Org, reference: &RecordRef) -> String {
     }
 }
 
+/// `Marketing section (public groups All Marketing; roles CMO), Sales section (roles Rep)`,
+/// or `nothing`.
 fn describe_assignment(org: &Org, a: &Assignment) -> String {
+    let parts: Vec<String> = a
+        .sections()
+        .into_iter()
+        .filter(|(_, s)| !s.is_empty())
+        .map(|(section, s)| format!("{} section ({})", section.label(), describe_section(org, s)))
+        .collect();
+    if parts.is_empty() {
+        "nothing".to_owned()
+    } else {
+        parts.join(", ")
+    }
+}
+
+fn describe_section(org: &Org, a: &AssignmentSection) -> String {
     fn list(items: Vec<String>) -> String {
         let shown: Vec<&str> = items.iter().take(5).map(String::as_str).collect();
         match items.len() {
@@ -303,9 +348,5 @@ fn describe_assignment(org: &Org, a: &Assignment) -> String {
             )
         ));
     }
-    if parts.is_empty() {
-        "nothing".to_owned()
-    } else {
-        parts.join("; ")
-    }
+    parts.join("; ")
 }

@@ -2,7 +2,7 @@
 //! CRM username dropdown, with evidence and fix steps. Pure: no IO, no clock.
 //!
 //! One file per cause family of the source article (KB 000381517):
-//! `salesforce_user` (the user itself), `mapping` (scenario 1), `email_reservation`
+//! `salesforce_user` (the user itself: missing, inactive, not internal), `mapping` (scenario 1), `email_reservation`
 //! (scenario 2), `user_sync` (scenario 3), `assignment` (scenario 4).
 
 mod assignment;
@@ -16,7 +16,7 @@ mod user_sync;
 use chrono::{DateTime, Utc};
 
 pub(crate) use assignment::role_chain;
-pub use assignment::{AssignmentPath, assignment_path};
+pub use assignment::{Assigned, AssignmentPath, assigned, assignment_path};
 pub use links::Links;
 pub use resolve::{MAX_CANDIDATES, TargetError};
 pub use user_sync::profile_mapped;
@@ -192,6 +192,11 @@ pub fn findings_for_user(
 fn findings_for(ctx: &Context<'_>) -> Vec<Finding> {
     let mut findings = Vec::new();
     findings.extend(salesforce_user::inactive(ctx));
+    if let Some(external) = salesforce_user::unsupported_user_type(ctx) {
+        // No business unit can map an external user: what holds there does not matter.
+        findings.insert(0, external);
+        return findings;
+    }
     let user_blocked_everywhere = !findings.is_empty();
     let in_scope: Vec<usize> = match ctx.target {
         Some((bu, _)) => vec![bu],

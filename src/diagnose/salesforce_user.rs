@@ -1,7 +1,13 @@
-//! The Salesforce user itself: missing, or inactive. And the all-clear.
+//! The Salesforce user itself: missing, inactive, or not an internal user. And the all-clear.
 
-use crate::domain::{Finding, FindingCode, Org, Query, Severity, SfUser, Subject};
+use crate::domain::snapshot::lower;
+use crate::domain::{
+    BusinessUnit, Finding, FindingCode, Org, Query, Section, Severity, SfUser, Subject,
+    UserManagement,
+};
 
+use super::assignment::assigned;
+use super::user_sync::profile_mapped;
 use super::{Context, FindingBuilder};
 
 pub(crate) fn not_found(org: &Org, query: &Query, close: &[&SfUser]) -> Finding {
@@ -59,6 +65,77 @@ pub(crate) fn inactive(ctx: &Context<'_>) -> Option<Finding> {
     )
 }
 
+/// Account Engagement maps only internal users (user type `Standard`, with a Salesforce or
+/// Identity licence): partner and customer community, portal, guest and Chatter (`CsnOnly`)
+/// users never appear in the dropdown, in any business unit.
+pub(crate) fn unsupported_user_type(ctx: &Context<'_>) -> Option<Finding> {
+    let user = ctx.user;
+    if user.is_internal() {
+        return None;
+    }
+    let user_type = user.user_type.as_deref().unwrap_or("unknown");
+    let licence = user.user_license.as_deref().unwrap_or("unknown");
+    let internal = internal_account(ctx.org, user);
+    let mut detail = format!(
+        "{} ({}, {}) has user type {user_type} and licence {licence}. Account Engagement maps only internal users: user type Standard, with a Salesforce or Identity licence. Community, portal, guest and Chatter users cannot hold a CRM username.",
+        display_name(user),
+        user.username,
+        user.id
+    );
+    let mut finding = FindingBuilder::new(
+        FindingCode::UnsupportedUserType,
+        Severity::Blocker,
+        None,
+    )
+    .title(format!(
+        "{} is not an internal user (user type {user_type}): Account Engagement cannot map it",
+        user.username
+    ));
+    // One Salesforce user button: Slack refuses two with the same action id in a message block.
+    let shown = internal.map_or(user.id, |u| u.id);
+    match internal {
+        Some(other) => {
+            detail.push_str(&format!(
+                " The same person has an internal user with the email {}: {}.",
+                user.email.trim(),
+                other.username
+            ));
+            finding = finding.step(format!(
+                "Map the internal user {} instead: check {} to see whether it can be picked.",
+                other.username, other.username
+            ));
+        }
+        None => {
+            finding = finding
+                .step("Find the person's internal Salesforce user (user type Standard) and map that username instead.")
+                .step("If they have none, create an internal user for them with a Salesforce or Identity licence (Identity licences exist for Account Engagement-only users), then map it.");
+        }
+    }
+    Some(
+        finding
+            .detail(detail)
+            .link(ctx.links.sf_user(shown))
+            .build(),
+    )
+}
+
+/// Another user of the same person that AE can map: an internal user whose username or email
+/// is this user's email (an active one first).
+fn internal_account<'a>(org: &'a Org, user: &SfUser) -> Option<&'a SfUser> {
+    let email = lower(user.email.trim()).into_owned();
+    if email.is_empty() {
+        return None;
+    }
+    let mut candidates: Vec<&SfUser> = org
+        .user_by_username(&email)
+        .into_iter()
+        .chain(org.users_by_email(&email))
+        .filter(|u| u.id != user.id && u.is_internal())
+        .collect();
+    candidates.sort_by_key(|u| (!u.is_active, u.username.clone()));
+    candidates.into_iter().next()
+}
+
 pub(crate) fn no_blocker_found(ctx: &Context<'_>, bu: Option<usize>) -> Finding {
     let user = ctx.user;
     let Some(b) = bu else {
@@ -75,9 +152,10 @@ pub(crate) fn no_blocker_found(ctx: &Context<'_>, bu: Option<usize>) -> Finding 
     FindingBuilder::new(FindingCode::NoBlockerFound, Severity::Info, Some(unit))
         .title(format!("No blocker found in {}", unit.label()))
         .detail(format!(
-            "{} is active, and no Account Engagement user in {} holds or reserves it; User Sync and user assignment allow it. It should be offered in the CRM username dropdown.",
+            "{} is active, and no Account Engagement user in {} holds or reserves it; User Sync and user assignment allow it.{} It should be offered in the CRM username dropdown.",
             user.username,
-            unit.label()
+            unit.label(),
+            assignment_note(ctx, unit)
         ))
         .step(format!(
             "Check that the Salesforce connector of {} is verified (Account Engagement Settings > Connectors).",
@@ -90,6 +168,31 @@ pub(crate) fn no_blocker_found(ctx: &Context<'_>, bu: Option<usize>) -> Finding 
         ))
         .link(ctx.links.user_sync_settings(unit))
         .build()
+}
+
+/// Under Salesforce user management, how the user is assigned; for a Sales user whose profile
+/// the User Sync map lacks, why that does not matter.
+fn assignment_note(ctx: &Context<'_>, unit: &BusinessUnit) -> String {
+    if unit.user_management != UserManagement::Salesforce {
+        return String::new();
+    }
+    let Some(assigned) = assigned(ctx.org, ctx.user, &unit.assignment) else {
+        return String::new();
+    };
+    let mut note = format!(" It is assigned {}.", assigned.describe());
+    if assigned.section == Section::Sales
+        && unit.user_sync
+        && profile_mapped(unit, ctx.user) == Some(false)
+    {
+        note.push_str(&format!(
+            " Sales users become AE Sales users whatever their profile, so the unmapped profile {} does not matter here.",
+            ctx.user
+                .profile_name
+                .as_deref()
+                .unwrap_or("of this user")
+        ));
+    }
+    note
 }
 
 pub(crate) fn display_name(user: &SfUser) -> &str {

@@ -153,11 +153,220 @@ fn role(n: u32, name: &str, parent: Option<u32>) -> Role {
 /// South is managed in Salesforce and assigns public group 1.
 fn south_managed_in_salesforce(s: &mut OrgSnapshot) {
     s.business_units[1].user_management = UserManagement::Salesforce;
-    s.business_units[1].assignment.public_groups = vec![RecordRef::Id(group_id(1))];
+    s.business_units[1].assignment.marketing.public_groups = vec![RecordRef::Id(group_id(1))];
     s.salesforce.groups.push(group(1, "South Team"));
 }
 
+/// South syncs users, and Jane's profile (Standard User) has no AE role there.
+fn south_syncs_without_janes_profile(s: &mut OrgSnapshot) {
+    s.business_units[1].user_sync = true;
+    s.business_units[1]
+        .profile_roles
+        .insert("Marketing User".into(), "Marketing".into());
+}
+
+/// South is managed in Salesforce with User Sync on, and Jane's profile is not mapped there;
+/// its Sales section assigns public group 1, All Sales, which holds EMEA Sales (2), which
+/// holds Jane.
+fn south_sales_section_by_nested_group(s: &mut OrgSnapshot) {
+    south_syncs_without_janes_profile(s);
+    s.business_units[1].user_management = UserManagement::Salesforce;
+    s.business_units[1].assignment.sales.public_groups = vec![RecordRef::Id(group_id(1))];
+    s.salesforce.groups.push(group(1, "All Sales"));
+    s.salesforce.groups.push(group(2, "EMEA Sales"));
+    s.salesforce.group_members.push(member(1, group_id(2)));
+    s.salesforce.group_members.push(member(2, user_id(1)));
+}
+
+/// Jane's role Rep (2) is below VP (1), and South (managed in Salesforce, User Sync on, Jane's
+/// profile unmapped) assigns VP and subordinates in no section yet.
+fn south_with_role_tree(s: &mut OrgSnapshot) {
+    south_syncs_without_janes_profile(s);
+    s.business_units[1].user_management = UserManagement::Salesforce;
+    s.salesforce.roles.push(role(1, "VP", None));
+    s.salesforce.roles.push(role(2, "Rep", Some(1)));
+    s.salesforce.users[0].role_id = Some(role_id(2));
+}
+
+/// Jane becomes an external user of this type and licence.
+fn external(s: &mut OrgSnapshot, user_type: &str, licence: &str) {
+    s.salesforce.users[0].user_type = Some(user_type.into());
+    s.salesforce.users[0].user_license = Some(licence.into());
+}
+
+const EXTERNAL_ONLY: &[(C, Option<usize>)] = &[(C::UnsupportedUserType, None)];
+
 const CASES: &[Case] = &[
+    Case {
+        name: "a Sales-section user with an unmapped profile is clear",
+        setup: south_sales_section_by_nested_group,
+        query: "jane@acme.com",
+        verdict: Verdict::Clear,
+        findings: &[(C::NoBlockerFound, Some(0)), (C::NoBlockerFound, Some(1))],
+    },
+    Case {
+        name: "a Marketing-section user with an unmapped profile is blocked",
+        setup: |s| {
+            south_sales_section_by_nested_group(s);
+            let a = &mut s.business_units[1].assignment;
+            a.marketing = std::mem::take(&mut a.sales);
+        },
+        query: "jane@acme.com",
+        verdict: Verdict::Blocked,
+        findings: &[
+            (C::ProfileNotMappedToRole, Some(1)),
+            (C::NoBlockerFound, Some(0)),
+        ],
+    },
+    Case {
+        name: "a user in both sections is treated as Marketing",
+        setup: |s| {
+            south_sales_section_by_nested_group(s);
+            s.business_units[1].assignment.marketing.users = vec![RecordRef::Id(user_id(1))];
+        },
+        query: "jane@acme.com",
+        verdict: Verdict::Blocked,
+        findings: &[
+            (C::ProfileNotMappedToRole, Some(1)),
+            (C::NoBlockerFound, Some(0)),
+        ],
+    },
+    Case {
+        name: "an unassigned user with an unmapped profile is only reported as not assigned",
+        setup: |s| {
+            south_sales_section_by_nested_group(s);
+            s.business_units[1].assignment.sales.public_groups.clear();
+        },
+        query: "jane@acme.com",
+        verdict: Verdict::Blocked,
+        findings: &[
+            (C::NotAssignedToBusinessUnit, Some(1)),
+            (C::NoBlockerFound, Some(0)),
+        ],
+    },
+    Case {
+        name: "a Sales section assigning a role and subordinates clears a user below it",
+        setup: |s| {
+            south_with_role_tree(s);
+            s.business_units[1].assignment.sales.roles_and_subordinates =
+                vec![RecordRef::Name("VP".into())];
+        },
+        query: "jane@acme.com",
+        verdict: Verdict::Clear,
+        findings: &[(C::NoBlockerFound, Some(0)), (C::NoBlockerFound, Some(1))],
+    },
+    Case {
+        name: "a Marketing section assigning a role and subordinates leaves the profile map to decide",
+        setup: |s| {
+            south_with_role_tree(s);
+            s.business_units[1]
+                .assignment
+                .marketing
+                .roles_and_subordinates = vec![RecordRef::Id(role_id(1))];
+        },
+        query: "jane@acme.com",
+        verdict: Verdict::Blocked,
+        findings: &[
+            (C::ProfileNotMappedToRole, Some(1)),
+            (C::NoBlockerFound, Some(0)),
+        ],
+    },
+    Case {
+        name: "under User Sync with user management in AE an unmapped profile blocks",
+        setup: south_syncs_without_janes_profile,
+        query: "jane@acme.com",
+        verdict: Verdict::Blocked,
+        findings: &[
+            (C::ProfileNotMappedToRole, Some(1)),
+            (C::NoBlockerFound, Some(0)),
+        ],
+    },
+    Case {
+        name: "a partner community user is not supported",
+        setup: |s| external(s, "PowerPartner", "Partner Community"),
+        query: "jane@acme.com",
+        verdict: Verdict::Blocked,
+        findings: EXTERNAL_ONLY,
+    },
+    Case {
+        name: "a customer community plus user is not supported",
+        setup: |s| external(s, "PowerCustomerSuccess", "Customer Community Plus"),
+        query: "jane@acme.com",
+        verdict: Verdict::Blocked,
+        findings: EXTERNAL_ONLY,
+    },
+    Case {
+        name: "a customer community user is not supported",
+        setup: |s| external(s, "CspLitePortal", "Customer Community"),
+        query: "jane@acme.com",
+        verdict: Verdict::Blocked,
+        findings: EXTERNAL_ONLY,
+    },
+    Case {
+        name: "a customer portal user is not supported",
+        setup: |s| external(s, "CustomerSuccess", "Customer Portal Manager Custom"),
+        query: "jane@acme.com",
+        verdict: Verdict::Blocked,
+        findings: EXTERNAL_ONLY,
+    },
+    Case {
+        name: "a self-service portal user is not supported",
+        setup: |s| external(s, "SelfService", "Self-Service"),
+        query: "jane@acme.com",
+        verdict: Verdict::Blocked,
+        findings: EXTERNAL_ONLY,
+    },
+    Case {
+        name: "a guest user is not supported",
+        setup: |s| external(s, "Guest", "Guest User License"),
+        query: "jane@acme.com",
+        verdict: Verdict::Blocked,
+        findings: EXTERNAL_ONLY,
+    },
+    Case {
+        name: "a Chatter Free user is not supported",
+        setup: |s| external(s, "CsnOnly", "Chatter Free"),
+        query: "jane@acme.com",
+        verdict: Verdict::Blocked,
+        findings: EXTERNAL_ONLY,
+    },
+    Case {
+        name: "a Standard user with a Chatter licence is not supported",
+        setup: |s| external(s, "Standard", "Chatter Only"),
+        query: "jane@acme.com",
+        verdict: Verdict::Blocked,
+        findings: EXTERNAL_ONLY,
+    },
+    Case {
+        name: "an external user that is also inactive is reported both ways, and nothing per business unit",
+        setup: |s| {
+            external(s, "PowerPartner", "Partner Community");
+            s.salesforce.users[0].is_active = false;
+            s.business_units[0]
+                .users
+                .push(ae(7, "j@acme.com", Some(user_id(1)), false));
+        },
+        query: "jane@acme.com",
+        verdict: Verdict::Blocked,
+        findings: &[
+            (C::UnsupportedUserType, None),
+            (C::SalesforceUserInactive, None),
+        ],
+    },
+    Case {
+        name: "an Identity-licence user is treated as internal",
+        setup: |s| external(s, "Standard", "Identity"),
+        query: "jane@acme.com",
+        verdict: Verdict::Clear,
+        findings: &[(C::NoBlockerFound, Some(0)), (C::NoBlockerFound, Some(1))],
+    },
+    Case {
+        name: "a Salesforce Platform licence is internal",
+        setup: |s| external(s, "Standard", "Salesforce Platform"),
+        query: "jane@acme.com",
+        verdict: Verdict::Clear,
+        findings: &[(C::NoBlockerFound, Some(0)), (C::NoBlockerFound, Some(1))],
+    },
     Case {
         name: "an unobstructed user is clear in every business unit",
         setup: nothing,
@@ -431,7 +640,8 @@ const CASES: &[Case] = &[
         name: "assigned directly by username",
         setup: |s| {
             south_managed_in_salesforce(s);
-            s.business_units[1].assignment.users = vec![RecordRef::Name("JANE@acme.com".into())];
+            s.business_units[1].assignment.marketing.users =
+                vec![RecordRef::Name("JANE@acme.com".into())];
         },
         query: "jane@acme.com",
         verdict: Verdict::Clear,
@@ -489,7 +699,7 @@ const CASES: &[Case] = &[
             south_managed_in_salesforce(s);
             s.salesforce.roles.push(role(1, "Rep", None));
             s.salesforce.users[0].role_id = Some(role_id(1));
-            s.business_units[1].assignment.roles = vec![RecordRef::Name("rep".into())];
+            s.business_units[1].assignment.marketing.roles = vec![RecordRef::Name("rep".into())];
         },
         query: "jane@acme.com",
         verdict: Verdict::Clear,
@@ -502,7 +712,7 @@ const CASES: &[Case] = &[
             s.salesforce.roles.push(role(1, "VP", None));
             s.salesforce.roles.push(role(2, "Rep", Some(1)));
             s.salesforce.users[0].role_id = Some(role_id(2));
-            s.business_units[1].assignment.roles = vec![RecordRef::Id(role_id(1))];
+            s.business_units[1].assignment.marketing.roles = vec![RecordRef::Id(role_id(1))];
         },
         query: "jane@acme.com",
         verdict: Verdict::Blocked,
@@ -519,7 +729,10 @@ const CASES: &[Case] = &[
             s.salesforce.roles.push(role(2, "Manager", Some(1)));
             s.salesforce.roles.push(role(3, "Rep", Some(2)));
             s.salesforce.users[0].role_id = Some(role_id(3));
-            s.business_units[1].assignment.roles_and_subordinates = vec![RecordRef::Id(role_id(1))];
+            s.business_units[1]
+                .assignment
+                .marketing
+                .roles_and_subordinates = vec![RecordRef::Id(role_id(1))];
         },
         query: "jane@acme.com",
         verdict: Verdict::Clear,
@@ -533,7 +746,10 @@ const CASES: &[Case] = &[
             s.salesforce.roles.push(role(2, "Manager A", Some(1)));
             s.salesforce.roles.push(role(3, "Manager B", Some(1)));
             s.salesforce.users[0].role_id = Some(role_id(3));
-            s.business_units[1].assignment.roles_and_subordinates = vec![RecordRef::Id(role_id(2))];
+            s.business_units[1]
+                .assignment
+                .marketing
+                .roles_and_subordinates = vec![RecordRef::Id(role_id(2))];
         },
         query: "jane@acme.com",
         verdict: Verdict::Blocked,
@@ -549,7 +765,10 @@ const CASES: &[Case] = &[
             s.salesforce.roles.push(role(1, "A", Some(2)));
             s.salesforce.roles.push(role(2, "B", Some(1)));
             s.salesforce.users[0].role_id = Some(role_id(1));
-            s.business_units[1].assignment.roles_and_subordinates = vec![RecordRef::Id(role_id(3))];
+            s.business_units[1]
+                .assignment
+                .marketing
+                .roles_and_subordinates = vec![RecordRef::Id(role_id(3))];
         },
         query: "jane@acme.com",
         verdict: Verdict::Blocked,
@@ -811,7 +1030,8 @@ fn not_assigned_names_the_assignment_and_the_users_groups() {
     let f = &d.findings[0];
     assert_eq!(f.code, C::NotAssignedToBusinessUnit);
     assert!(
-        f.detail.contains("Assigned: public groups South Team."),
+        f.detail
+            .contains("Assigned: Marketing section (public groups South Team)."),
         "{}",
         f.detail
     );
@@ -839,11 +1059,123 @@ fn pending_assignment_names_the_path_and_the_wait() {
     assert_eq!(f.code, C::AssignmentPendingSync);
     assert!(
         f.detail
-            .contains("through the public group South Team, which holds Inner"),
+            .contains("as a Marketing user through the public group Inner, nested in South Team"),
         "{}",
         f.detail
     );
     assert_eq!(f.steps[0], "Wait, then re-check in 40 minutes.");
+}
+
+#[test]
+fn the_evidence_names_the_section_and_the_nested_group_path() {
+    let mut s = base();
+    south_sales_section_by_nested_group(&mut s);
+    s.salesforce.users[0].modified_at = Some(now() - Duration::minutes(20));
+    let d = run(s, "jane@acme.com");
+    let f = &d.findings[0];
+    assert_eq!(f.code, C::AssignmentPendingSync);
+    assert_eq!(
+        f.detail,
+        "jane@acme.com is assigned to South as a Sales user through the public group EMEA Sales, nested in All Sales, and the user changed 20 minutes ago. Account Engagement creates the user 10 to 15 minutes after assignment, sometimes up to an hour."
+    );
+}
+
+#[test]
+fn a_marketing_section_profile_finding_names_the_section_and_offers_the_sales_section() {
+    let mut s = base();
+    south_with_role_tree(&mut s);
+    s.business_units[1]
+        .assignment
+        .marketing
+        .roles_and_subordinates = vec![RecordRef::Id(role_id(1))];
+    let d = run(s, "jane@acme.com");
+    let f = &d.findings[0];
+    assert_eq!(f.code, C::ProfileNotMappedToRole);
+    assert!(
+        f.detail.contains(
+            "It is assigned as a Marketing user through the role and subordinates VP (their role Rep is below it), so its AE role comes from the profile map."
+        ),
+        "{}",
+        f.detail
+    );
+    assert!(
+        f.steps
+            .last()
+            .is_some_and(|step| step.contains("Sales users section")),
+        "{:?}",
+        f.steps
+    );
+}
+
+#[test]
+fn an_external_user_is_named_with_its_type_and_licence_and_pointed_at_its_internal_user() {
+    let mut s = base();
+    let mut community = sf_user(2, "jane@acme.com.community");
+    community.email = "Jane@Acme.com".into();
+    community.user_type = Some("PowerCustomerSuccess".into());
+    community.user_license = Some("Customer Community Plus".into());
+    s.salesforce.users.push(community);
+    let d = run(s.clone(), "jane@acme.com.community");
+    assert_eq!(d.verdict, Verdict::Blocked);
+    let f = &d.findings[0];
+    assert_eq!(f.code, C::UnsupportedUserType);
+    assert_eq!(f.severity, Severity::Blocker);
+    assert!(
+        f.detail.contains(
+            "has user type PowerCustomerSuccess and licence Customer Community Plus. Account Engagement maps only internal users"
+        ),
+        "{}",
+        f.detail
+    );
+    assert!(
+        f.detail.contains(
+            "The same person has an internal user with the email Jane@Acme.com: jane@acme.com."
+        ),
+        "{}",
+        f.detail
+    );
+    assert_eq!(
+        f.steps,
+        [
+            "Map the internal user jane@acme.com instead: check jane@acme.com to see whether it can be picked."
+        ]
+    );
+    assert_eq!(f.links.len(), 1);
+    assert!(f.links[0].url.contains("005Aa0000000001"), "{:?}", f.links);
+
+    // Without an internal user of the same email, the fix says to find or create one.
+    s.salesforce.users[0].email = "someone.else@acme.com".into();
+    s.salesforce.users[0].username = "someone.else@acme.com".into();
+    let d = run(s, "jane@acme.com.community");
+    assert_eq!(d.findings[0].steps.len(), 2);
+    assert!(d.findings[0].steps[1].contains("Identity licences"));
+}
+
+#[test]
+fn the_flat_assignment_form_means_the_marketing_section() {
+    let flat: Assignment =
+        serde_json::from_str(r#"{"public_groups": ["00GAa0000000001"]}"#).unwrap();
+    assert_eq!(flat.marketing.public_groups, [RecordRef::Id(group_id(1))]);
+    assert!(flat.sales.is_empty());
+    let both: Assignment = serde_json::from_str(
+        r#"{"marketing": {"users": ["jane@acme.com"]}, "sales": {"roles": ["Rep"]}}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        both.marketing.users,
+        [RecordRef::Name("jane@acme.com".into())]
+    );
+    assert_eq!(both.sales.roles, [RecordRef::Name("Rep".into())]);
+    let twice = serde_json::from_str::<Assignment>(
+        r#"{"users": ["a@acme.com"], "marketing": {"users": ["b@acme.com"]}}"#,
+    )
+    .unwrap_err();
+    assert!(
+        twice
+            .to_string()
+            .contains("the Marketing section is written twice"),
+        "{twice}"
+    );
 }
 
 #[test]

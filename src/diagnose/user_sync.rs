@@ -1,7 +1,12 @@
-//! Scenario 3: with Salesforce User Sync on, the user's profile must map to an AE role.
+//! Scenario 3: with Salesforce User Sync on, the user's profile must map to an AE role. Under
+//! Salesforce user management that holds only for users of the Marketing section: Sales users
+//! become AE Sales users whatever their profile.
 
-use crate::domain::{BusinessUnit, Finding, FindingCode, Severity, SfId, SfUser};
+use crate::domain::{
+    BusinessUnit, Finding, FindingCode, Section, Severity, SfId, SfUser, UserManagement,
+};
 
+use super::assignment::assigned;
 use super::{Context, FindingBuilder};
 
 /// Whether the business unit's profile map gives the user's profile an AE role (by profile id,
@@ -29,6 +34,18 @@ pub(crate) fn profile_not_mapped_to_role(ctx: &Context<'_>, bu: usize) -> Option
     if !unit.user_sync || profile_mapped(unit, user) != Some(false) {
         return None;
     }
+    // Under Salesforce user management the section decides: a Sales user needs no role from
+    // the map, and an unassigned user is reported as not assigned.
+    let why = match unit.user_management {
+        UserManagement::AccountEngagement => String::new(),
+        UserManagement::Salesforce => match assigned(ctx.org, user, &unit.assignment) {
+            Some(a) if a.section == Section::Marketing => format!(
+                " It is assigned {}, so its AE role comes from the profile map.",
+                a.describe()
+            ),
+            _ => return None,
+        },
+    };
     let profile = match (&user.profile_name, user.profile_id) {
         (Some(name), Some(id)) => format!("{name} ({id})"),
         (Some(name), None) => name.clone(),
@@ -53,7 +70,7 @@ pub(crate) fn profile_not_mapped_to_role(ctx: &Context<'_>, bu: usize) -> Option
             unit.label()
         ))
         .detail(format!(
-            "Salesforce User Sync is on in {}, and the profile of {}, {profile}, is not mapped to an Account Engagement role, so the username is not offered and no user is synced for it. Profiles mapped: {known}.",
+            "Salesforce User Sync is on in {}, and the profile of {}, {profile}, is not mapped to an Account Engagement role, so the username is not offered and no user is synced for it.{why} Profiles mapped: {known}.",
             unit.label(),
             user.username
         ))
@@ -65,6 +82,15 @@ pub(crate) fn profile_not_mapped_to_role(ctx: &Context<'_>, bu: usize) -> Option
         .step(format!("Create the user and map the CRM username {} (User Sync creates it within minutes).", user.username))
         .step("Add the profile to profile_roles in the bot's business-unit settings, so the next check knows.")
         .link(ctx.links.user_sync_settings(unit));
+    if unit.user_management == UserManagement::Salesforce {
+        finding = finding
+            .step(format!(
+                "Or, if {} should be an AE Sales user, assign it in the Sales users section of Edit User Assignment for {} instead: Sales users need no role from the profile map.",
+                user.username,
+                unit.label()
+            ))
+            .link(ctx.links.bu_assignment(unit));
+    }
     if let Some(id) = user.profile_id {
         finding = finding.link(ctx.links.sf_profile(id));
     }

@@ -62,10 +62,11 @@ impl<'de> Deserialize<'de> for RecordRef {
     }
 }
 
-/// What is assigned to the business unit under Salesforce user management.
+/// One section of Setup > Account Engagement Account Setup > Manage Users > Edit User
+/// Assignment: the users, public groups, roles and roles-and-subordinates it assigns.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Assignment {
+pub struct AssignmentSection {
     #[serde(default)]
     pub users: Vec<RecordRef>,
     #[serde(default)]
@@ -76,12 +77,107 @@ pub struct Assignment {
     pub roles_and_subordinates: Vec<RecordRef>,
 }
 
-impl Assignment {
+impl AssignmentSection {
     pub fn is_empty(&self) -> bool {
         self.users.is_empty()
             && self.public_groups.is_empty()
             && self.roles.is_empty()
             && self.roles_and_subordinates.is_empty()
+    }
+}
+
+/// The two sections of Edit User Assignment. Sales users become AE Sales users whatever their
+/// profile; Marketing users (admins among them) take their AE role from the profile map.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Section {
+    Marketing,
+    Sales,
+}
+
+impl Section {
+    pub fn label(self) -> &'static str {
+        match self {
+            Section::Marketing => "Marketing",
+            Section::Sales => "Sales",
+        }
+    }
+}
+
+/// What is assigned to the business unit under Salesforce user management, per section.
+/// Read from `{marketing = {...}, sales = {...}}`, or from the older flat form (the four lists
+/// directly), which means the Marketing section.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(try_from = "AssignmentForm")]
+pub struct Assignment {
+    pub marketing: AssignmentSection,
+    pub sales: AssignmentSection,
+}
+
+impl Assignment {
+    pub fn is_empty(&self) -> bool {
+        self.marketing.is_empty() && self.sales.is_empty()
+    }
+
+    /// Marketing first: a user in both sections counts as Marketing.
+    pub fn sections(&self) -> [(Section, &AssignmentSection); 2] {
+        [
+            (Section::Marketing, &self.marketing),
+            (Section::Sales, &self.sales),
+        ]
+    }
+
+    pub fn section_mut(&mut self, section: Section) -> &mut AssignmentSection {
+        match section {
+            Section::Marketing => &mut self.marketing,
+            Section::Sales => &mut self.sales,
+        }
+    }
+}
+
+/// Both forms an admin may write; see [`Assignment`].
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AssignmentForm {
+    #[serde(default)]
+    marketing: Option<AssignmentSection>,
+    #[serde(default)]
+    sales: Option<AssignmentSection>,
+    #[serde(default)]
+    users: Option<Vec<RecordRef>>,
+    #[serde(default)]
+    public_groups: Option<Vec<RecordRef>>,
+    #[serde(default)]
+    roles: Option<Vec<RecordRef>>,
+    #[serde(default)]
+    roles_and_subordinates: Option<Vec<RecordRef>>,
+}
+
+impl TryFrom<AssignmentForm> for Assignment {
+    type Error = String;
+
+    fn try_from(form: AssignmentForm) -> Result<Self, String> {
+        let flat_used = form.users.is_some()
+            || form.public_groups.is_some()
+            || form.roles.is_some()
+            || form.roles_and_subordinates.is_some();
+        let flat = AssignmentSection {
+            users: form.users.unwrap_or_default(),
+            public_groups: form.public_groups.unwrap_or_default(),
+            roles: form.roles.unwrap_or_default(),
+            roles_and_subordinates: form.roles_and_subordinates.unwrap_or_default(),
+        };
+        let marketing = match (form.marketing, flat_used) {
+            (Some(_), true) => {
+                return Err("the Marketing section is written twice: flat (users, public_groups, roles, roles_and_subordinates directly under assignment) and under assignment.marketing; keep one".to_owned());
+            }
+            (Some(section), false) => section,
+            (None, _) => flat,
+        };
+        Ok(Assignment {
+            marketing,
+            sales: form.sales.unwrap_or_default(),
+        })
     }
 }
 

@@ -29,11 +29,12 @@ pub enum FindingCode {
     AssignmentPendingSync,
     MappedInOtherBusinessUnit,
     AlreadyMappedToTarget,
+    UnsupportedUserType,
     NoBlockerFound,
 }
 
 impl FindingCode {
-    pub const ALL: [FindingCode; 12] = [
+    pub const ALL: [FindingCode; 13] = [
         FindingCode::SalesforceUserNotFound,
         FindingCode::SalesforceUserInactive,
         FindingCode::MappedToActiveUser,
@@ -45,6 +46,7 @@ impl FindingCode {
         FindingCode::AssignmentPendingSync,
         FindingCode::MappedInOtherBusinessUnit,
         FindingCode::AlreadyMappedToTarget,
+        FindingCode::UnsupportedUserType,
         FindingCode::NoBlockerFound,
     ];
 
@@ -61,6 +63,7 @@ impl FindingCode {
             FindingCode::AssignmentPendingSync => "assignment_pending_sync",
             FindingCode::MappedInOtherBusinessUnit => "mapped_in_other_business_unit",
             FindingCode::AlreadyMappedToTarget => "already_mapped_to_target",
+            FindingCode::UnsupportedUserType => "unsupported_user_type",
             FindingCode::NoBlockerFound => "no_blocker_found",
         }
     }

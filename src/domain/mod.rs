@@ -12,11 +12,14 @@ pub(crate) mod snapshot;
 
 pub use account_engagement::{AeUser, bool_or_string, optional_sf_id};
 pub use business_unit::{
-    Assignment, BusinessUnit, DEFAULT_AE_URL, LinkTemplates, RecordRef, UserManagement,
+    Assignment, AssignmentSection, BusinessUnit, DEFAULT_AE_URL, LinkTemplates, RecordRef, Section,
+    UserManagement,
 };
 pub use finding::*;
 pub use org::{NameMatch, Org, SearchResult, name_key, name_match};
 pub use query::{Query, QueryError, Subject, TargetRef};
-pub use salesforce::{GroupMember, PublicGroup, Role, RoleGroupKind, SalesforceOrg, SfUser};
+pub use salesforce::{
+    GroupMember, INTERNAL_USER_TYPE, PublicGroup, Role, RoleGroupKind, SalesforceOrg, SfUser,
+};
 pub use sf_id::{SfId, SfIdError};
 pub use snapshot::{OrgSnapshot, SnapshotError, check_url};

@@ -33,6 +33,27 @@ pub struct SfUser {
     pub modified_at: Option<DateTime<Utc>>,
 }
 
+/// The user type of internal users, the only ones Account Engagement can map.
+pub const INTERNAL_USER_TYPE: &str = "Standard";
+
+impl SfUser {
+    /// Whether Account Engagement can map this user: user type `Standard` with a Salesforce
+    /// licence (`Salesforce`, `Salesforce Platform`, ...) or an `Identity` licence (AE-only
+    /// users). What the data does not say is taken as internal: snapshot files written before
+    /// these fields existed carry neither, and silence beats a false blocker.
+    pub fn is_internal(&self) -> bool {
+        let type_ok = self
+            .user_type
+            .as_deref()
+            .is_none_or(|t| t.trim().eq_ignore_ascii_case(INTERNAL_USER_TYPE));
+        let licence_ok = self.user_license.as_deref().is_none_or(|l| {
+            let l = l.trim().to_ascii_lowercase();
+            l.starts_with("salesforce") || l == "identity"
+        });
+        type_ok && licence_ok
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Role {
     pub id: SfId,

@@ -331,6 +331,7 @@ impl FakeUpstreams {
             salesforce,
             account_engagement,
             business_units,
+            live_lookups: Default::default(),
         })
     }
 }

@@ -496,6 +496,12 @@ fn run_soql(state: &SfState, soql: &str, tooling: bool) -> Result<Cursor, Box<Re
                     // SOQL compares text case-insensitively.
                     "Username" => u.username.eq_ignore_ascii_case(value),
                     "Email" => u.email.eq_ignore_ascii_case(value),
+                    // A user with no type in the snapshot is an internal one (`Standard`).
+                    "UserType" => u
+                        .user_type
+                        .as_deref()
+                        .unwrap_or(crate::domain::INTERNAL_USER_TYPE)
+                        .eq_ignore_ascii_case(value),
                     _ => false,
                 },
             })
@@ -516,7 +522,7 @@ fn run_soql(state: &SfState, soql: &str, tooling: bool) -> Result<Cursor, Box<Re
                     "Email": u.email,
                     "Name": u.name,
                     "IsActive": u.is_active,
-                    "UserType": u.user_type,
+                    "UserType": u.user_type.as_deref().unwrap_or(crate::domain::INTERNAL_USER_TYPE),
                     "ProfileId": u.profile_id.map(|id| id.to_18()),
                     "Profile": profile,
                     "UserRoleId": u.role_id.map(|id| id.to_18()),

@@ -21,6 +21,7 @@ pub fn cause_summary(code: FindingCode) -> &'static str {
         FindingCode::AssignmentPendingSync => "assigned recently: the AE user is on its way",
         FindingCode::MappedInOtherBusinessUnit => "mapped in another business unit",
         FindingCode::AlreadyMappedToTarget => "already mapped",
+        FindingCode::UnsupportedUserType => "not an internal user: AE cannot map it",
         FindingCode::NoBlockerFound => {
             "nothing blocks it: map it, or check the connector if it should sync"
         }

@@ -110,10 +110,22 @@ impl AppState {
                     .await
                     .map_err(|e| e.to_string())
             }
-            _ => match self.store.diagnose(query, Utc::now()).await {
-                Err(StoreError::NoSnapshot) => return render::loading_message(self.started_at),
-                outcome => outcome.map_err(|e| e.to_string()),
-            },
+            // A query the cache cannot answer is looked up live, within bounds; a re-check
+            // without live data answers from the cache.
+            (sources, _) => {
+                let diagnosed = match sources {
+                    Some(sources) => {
+                        crate::refresh::answer(sources, &self.store, query, Utc::now()).await
+                    }
+                    None => self.store.diagnose(query, Utc::now()).await,
+                };
+                match diagnosed {
+                    Err(StoreError::NoSnapshot) => {
+                        return render::loading_message(self.started_at);
+                    }
+                    outcome => outcome.map_err(|e| e.to_string()),
+                }
+            }
         };
         match outcome {
             Ok(Ok(diagnosis)) => {

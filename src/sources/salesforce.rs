@@ -16,7 +16,9 @@ use super::{
     AccessToken, ApiUsage, Failure, RetryPolicy, SourceError, path_of, settle, transport_failure,
     with_retry,
 };
-use crate::domain::{GroupMember, PublicGroup, Role, SalesforceOrg, SfId, SfUser};
+use crate::domain::{
+    GroupMember, INTERNAL_USER_TYPE, PublicGroup, Role, SalesforceOrg, SfId, SfUser,
+};
 
 const SOURCE: &str = "Salesforce";
 pub const DEFAULT_API_VERSION: &str = "62.0";
@@ -189,7 +191,13 @@ impl SalesforceClient {
     /// Everything the diagnosis reads from Salesforce.
     pub async fn fetch_org(&self) -> Result<SalesforceOrg, SourceError> {
         let organizations: Vec<IdRecord> = self.query("SELECT Id FROM Organization").await?;
-        let users: Vec<UserRecord> = self.query(&format!("{USER_SELECT} FROM User")).await?;
+        // Only internal users can be AE users: external ones (millions in large Experience
+        // Cloud orgs) are neither fetched nor cached, and are looked up live when asked about.
+        let users: Vec<UserRecord> = self
+            .query(&format!(
+                "{USER_SELECT} FROM User WHERE UserType = '{INTERNAL_USER_TYPE}'"
+            ))
+            .await?;
         let roles: Vec<RoleRecord> = self
             .query("SELECT Id, Name, ParentRoleId FROM UserRole")
             .await?;
@@ -211,7 +219,11 @@ impl SalesforceClient {
                 .trim_end_matches('/')
                 .to_owned(),
             lightning_url: None,
-            users: users.into_iter().map(SfUser::from).collect(),
+            users: users
+                .into_iter()
+                .map(SfUser::from)
+                .filter(SfUser::is_internal)
+                .collect(),
             roles: roles.into_iter().map(Role::from).collect(),
             groups: groups.into_iter().map(PublicGroup::from).collect(),
             group_members: members

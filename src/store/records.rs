@@ -51,8 +51,11 @@ impl GenerationMeta {
         let sf = &snapshot.salesforce;
         let mut referenced_groups = Vec::new();
         let mut referenced_roles = Vec::new();
-        for bu in &snapshot.business_units {
-            let a = &bu.assignment;
+        for (_, a) in snapshot
+            .business_units
+            .iter()
+            .flat_map(|bu| bu.assignment.sections())
+        {
             for r in &a.public_groups {
                 referenced_groups.extend(
                     sf.groups

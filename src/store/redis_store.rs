@@ -503,8 +503,10 @@ impl RedisStore {
                     ids = if exact.is_empty() { partial } else { exact };
                     ids.dedup();
                     if let [_] = ids.as_slice() {
-                        let found = self.users_with_context(&mut conn, &gk, &ids).await?;
-                        let mini = Org::new(assemble(&meta, found.0, found.1, targets));
+                        let (users, context) =
+                            self.users_with_context(&mut conn, &gk, &ids).await?;
+                        let users = self.with_same_email(&mut conn, &gk, users).await?;
+                        let mini = Org::new(assemble(&meta, users, context, targets));
                         return Ok(diagnose(query, &mini, now));
                     }
                 }
@@ -527,8 +529,43 @@ impl RedisStore {
                 }
             }
         };
+        let users = self.with_same_email(&mut conn, &gk, users).await?;
         let mini = Org::new(assemble(&meta, users, context, targets));
         Ok(diagnose(query, &mini, now))
+    }
+
+    /// For one external user (AE cannot map it), the users whose username or email is its
+    /// email too, so that the diagnosis can point at the person's internal user.
+    async fn with_same_email(
+        &self,
+        conn: &mut ConnectionManager,
+        gk: &GenerationKeys,
+        mut users: Vec<SfUser>,
+    ) -> Result<Vec<SfUser>, StoreError> {
+        let [user] = users.as_slice() else {
+            return Ok(users);
+        };
+        let email = lower(user.email.trim()).into_owned();
+        if user.is_internal() || email.is_empty() {
+            return Ok(users);
+        }
+        let own = user.id;
+        let (by_login, by_email): (Option<String>, Option<Vec<u8>>) = redis::pipe()
+            .get(gk.login(&email))
+            .get(gk.email(&email))
+            .query_async(conn)
+            .await?;
+        let mut ids: Vec<String> = match by_email {
+            Some(raw) => from_json("users by email", &raw)?,
+            None => Vec::new(),
+        };
+        ids.extend(by_login);
+        ids.sort();
+        ids.dedup();
+        ids.truncate(MAX_EMAIL_MATCHES + 1);
+        let others = self.users(conn, gk, &ids).await?;
+        users.extend(others.into_iter().filter(|u| u.id != own));
+        Ok(users)
     }
 
     async fn users(

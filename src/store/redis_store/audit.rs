@@ -28,7 +28,7 @@ const MAX_EMAIL_MATCHES: usize = 1_000;
 /// Who the audit looks at, written with each generation.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct AuditSubjects {
-    /// Active Salesforce users (15-character ids).
+    /// Active internal Salesforce users (15-character ids).
     pub sf: Vec<String>,
     /// AE users with no CRM username, not in the recycle bin: (business unit index, id).
     pub ae: Vec<(u32, u64)>,
@@ -42,7 +42,7 @@ impl AuditSubjects {
                 .salesforce
                 .users
                 .iter()
-                .filter(|u| u.is_active)
+                .filter(|u| u.is_active && u.is_internal())
                 .map(|u| u.id.as_str15().to_owned())
                 .collect(),
             ae: snapshot
