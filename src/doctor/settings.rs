@@ -149,11 +149,18 @@ fn closest(typed: &str, profiles: &[Named]) -> Option<String> {
     (distance <= (typed.chars().count() / 3).max(2)).then(|| super::upstream_text(name))
 }
 
-/// The public groups and the roles an assignment names: one place that knows its layout.
+/// The public groups and the roles an assignment names, in both sections (Marketing, then
+/// Sales): one place that knows its layout.
 fn assignment_refs(bu: &BusinessUnit) -> (Vec<&RecordRef>, Vec<&RecordRef>) {
-    let a = &bu.assignment;
-    let groups = a.public_groups.iter().collect();
-    let roles = a.roles.iter().chain(&a.roles_and_subordinates).collect();
+    let sections = bu.assignment.sections();
+    let groups = sections
+        .iter()
+        .flat_map(|(_, s)| s.public_groups.iter())
+        .collect();
+    let roles = sections
+        .iter()
+        .flat_map(|(_, s)| s.roles.iter().chain(&s.roles_and_subordinates))
+        .collect();
     (groups, roles)
 }
 
