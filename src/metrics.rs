@@ -40,6 +40,8 @@ pub const SOCKET_MODE_DUPLICATES: &str = "crm_username_socket_mode_duplicate_env
 /// Connections closed at once because `HTTP_MAX_CONNECTIONS` were already open.
 pub const HTTP_CONNECTIONS_REFUSED: &str = "crm_username_http_connections_refused_total";
 pub const HTTP_CONNECTIONS_OPEN: &str = "crm_username_http_connections_open";
+/// Connections closed at the cap to make room: the oldest with no request in progress.
+pub const HTTP_CONNECTIONS_EVICTED: &str = "crm_username_http_connections_evicted_total";
 /// Live lookups of queries the cache could not answer, by `result` (`admitted`, `refused`).
 pub const LIVE_LOOKUPS: &str = "crm_username_live_lookups_total";
 

@@ -1,5 +1,6 @@
 //! `serve` under connections that never finish their request: each is closed by its timeout,
-//! a signed command is answered meanwhile, and the connection cap closes the one too many.
+//! a signed command is answered meanwhile, and at the connection cap the oldest connection
+//! with no request in progress makes room, or the new one is closed when none can.
 //! Timeouts here are short; the deadlines the tests wait for are generous on purpose.
 
 use std::net::SocketAddr;
@@ -197,22 +198,49 @@ async fn a_slack_request_whose_body_trickles_in_is_cut_off_by_the_total_request_
     );
 }
 
-/// The counter of connections refused at the cap, as `/metrics` shows it.
-fn refused_so_far() -> u64 {
+/// A counter of the connection cap, as `/metrics` shows it.
+fn counter(name: &str) -> u64 {
     let text = crm_username::metrics::handle().unwrap().render();
     text.lines()
-        .find_map(|line| line.strip_prefix("crm_username_http_connections_refused_total "))
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
         .map_or(0, |n| n.trim().parse().unwrap())
 }
 
-#[tokio::test]
-async fn past_the_cap_a_connection_is_closed_at_once_and_one_is_accepted_again_once_room_frees() {
-    let (addr, _slack) = spawn_app(HttpLimits {
+const REFUSED: &str = "crm_username_http_connections_refused_total";
+const EVICTED: &str = "crm_username_http_connections_evicted_total";
+
+/// A request whose body the server is waiting for: with `expect: 100-continue`, the server
+/// says "100 Continue" only once the request is in progress, which this waits for.
+async fn request_in_progress(addr: SocketAddr) -> TcpStream {
+    let mut stream = half_open(
+        addr,
+        b"POST /slack/commands HTTP/1.1\r\nhost: bot\r\ncontent-type: application/x-www-form-urlencoded\r\nexpect: 100-continue\r\ncontent-length: 1000\r\n\r\n",
+    )
+    .await;
+    let mut buf = vec![0; 256];
+    let n = tokio::time::timeout(GENEROUS, stream.read(&mut buf))
+        .await
+        .expect("100 Continue")
+        .unwrap();
+    let seen = String::from_utf8_lossy(&buf[..n]);
+    assert!(seen.starts_with("HTTP/1.1 100 Continue"), "{seen}");
+    stream
+}
+
+/// Cap 2, header and body timeouts of a minute: only the cap can close a connection here.
+fn cap_of_two() -> HttpLimits {
+    HttpLimits {
         header_read_timeout: Duration::from_secs(60),
+        body_read_timeout: Duration::from_secs(60),
+        slack_request_timeout: Duration::from_secs(60),
         max_connections: 2,
         ..short_limits()
-    })
-    .await;
+    }
+}
+
+#[tokio::test]
+async fn at_the_cap_a_new_connection_takes_the_place_of_the_oldest_with_no_request_in_progress() {
+    let (addr, _slack) = spawn_app(cap_of_two()).await;
     let mut first = TcpStream::connect(addr).await.unwrap();
     assert!(
         request_on(&mut first, HEALTHZ)
@@ -225,22 +253,43 @@ async fn past_the_cap_a_connection_is_closed_at_once_and_one_is_accepted_again_o
             .await
             .starts_with("HTTP/1.1 200 OK")
     );
-    let refused_before = refused_so_far();
+    let evicted_before = counter(EVICTED);
 
-    // The third is closed without an answer, long before its 60 s header timeout.
-    let mut third = half_open(addr, HEALTHZ).await;
-    let mut seen = Vec::new();
-    let closed = tokio::time::timeout(GENEROUS, third.read_to_end(&mut seen)).await;
-    assert!(closed.is_ok(), "the connection past the cap is still open");
-    assert!(seen.is_empty(), "{}", String::from_utf8_lossy(&seen));
-    assert_eq!(refused_so_far(), refused_before + 1);
+    // Both are idle; the third is served, and the first, the oldest, makes room for it.
+    let mut third = TcpStream::connect(addr).await.unwrap();
+    assert!(
+        request_on(&mut third, HEALTHZ)
+            .await
+            .starts_with("HTTP/1.1 200 OK")
+    );
+    assert_eq!(until_closed(first).await.as_deref(), Some(""));
+    assert_eq!(counter(EVICTED), evicted_before + 1);
 
-    // The connections already open keep being served.
+    // The second and the third keep being served.
     assert!(
         request_on(&mut second, HEALTHZ)
             .await
             .starts_with("HTTP/1.1 200 OK")
     );
+    assert!(
+        request_on(&mut third, HEALTHZ)
+            .await
+            .starts_with("HTTP/1.1 200 OK")
+    );
+}
+
+#[tokio::test]
+async fn past_the_cap_with_every_request_in_progress_a_connection_is_closed_at_once_until_room_frees()
+ {
+    let (addr, _slack) = spawn_app(cap_of_two()).await;
+    let first = request_in_progress(addr).await;
+    let second = request_in_progress(addr).await;
+    let refused_before = counter(REFUSED);
+
+    // The third is closed without an answer, long before any timeout: nothing could give way.
+    let third = half_open(addr, HEALTHZ).await;
+    assert_eq!(until_closed(third).await.as_deref(), Some(""));
+    assert_eq!(counter(REFUSED), refused_before + 1);
 
     // Once one of them closes, a new connection is served again.
     drop(first);
@@ -256,4 +305,5 @@ async fn past_the_cap_a_connection_is_closed_at_once_and_one_is_accepted_again_o
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert!(answered.starts_with("HTTP/1.1 200 OK"), "{answered:?}");
+    drop(second);
 }

@@ -4,20 +4,28 @@
 //! bounded before that: hyper's header read timeout (which, in hyper 1, also starts again
 //! right after each response, so it closes idle keep-alive connections too), a body read
 //! timeout, a total time per request (shorter for Slack's routes, which Slack gives up on
-//! after 3 s), and a cap on open connections. Past the cap a connection is closed at once and
-//! counted; the connections already open, and their requests, go on. docs/http-limits.md
-//! says what one idle connection costs and how the default cap follows from it.
+//! after 3 s), and a cap on open connections. At the cap, the connection that has waited
+//! longest with no request in progress (idle, or still sending its headers) is closed to make
+//! room, so a flood of half-open connections cannot lock out Slack and the probes; when every
+//! connection has a request in progress, the new one is closed at once. Both are counted, and
+//! requests already in progress always finish. docs/http-limits.md says what one idle
+//! connection costs and how the default cap follows from it.
 //!
 //! axum::serve offers none of these knobs, hence this loop; it keeps axum::serve's graceful
 //! shutdown (stop accepting, let open requests finish, close idle connections).
 
+use std::collections::BTreeMap;
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::Request;
 use axum::http::StatusCode;
+use futures_util::future::BoxFuture;
+use http_body_util::BodyExt;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
@@ -72,11 +80,12 @@ pub async fn serve(
     limits: &HttpLimits,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let service = limited(app, limits);
+    let service = limited(app, limits.clone());
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout);
     let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let open = Arc::new(OpenConnections::default());
     let graceful = GracefulShutdown::new();
     loop {
         let stream = tokio::select! {
@@ -89,23 +98,39 @@ pub async fn serve(
             },
             () = shutdown.cancelled() => break,
         };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            // Dropping the stream closes it; the client sees the connection end at once.
-            metrics::counter!(crate::metrics::HTTP_CONNECTIONS_REFUSED).increment(1);
-            drop(stream);
-            continue;
+        let slot = match slots.clone().try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(_) => match make_room(&open, &slots).await {
+                Some(slot) => slot,
+                None => {
+                    // Dropping the stream closes it; the client sees the connection end at once.
+                    metrics::counter!(crate::metrics::HTTP_CONNECTIONS_REFUSED).increment(1);
+                    drop(stream);
+                    continue;
+                }
+            },
         };
+        let (id, state) = open.insert();
         let connection = http.serve_connection(
             TokioIo::new(stream),
-            TowerToHyperService::new(service.clone()),
+            TowerToHyperService::new(Tracked {
+                inner: service.clone(),
+                state: state.clone(),
+            }),
         );
         let connection = graceful.watch(connection);
         metrics::gauge!(crate::metrics::HTTP_CONNECTIONS_OPEN).increment(1.0);
+        let open = open.clone();
         tokio::spawn(async move {
-            if let Err(err) = connection.await {
-                // Timeouts and clients that hang up; nothing the operator can act on one by one.
-                tracing::debug!(error = %err, "connection closed with an error");
+            tokio::select! {
+                closed = connection => if let Err(err) = closed {
+                    // Timeouts and clients that hang up; nothing the operator can act on one by one.
+                    tracing::debug!(error = %err, "connection closed with an error");
+                },
+                // Dropping the connection closes its socket; it had no request in progress.
+                () = state.evict.cancelled() => {}
             }
+            open.remove(id);
             metrics::gauge!(crate::metrics::HTTP_CONNECTIONS_OPEN).decrement(1.0);
             drop(slot);
         });
@@ -115,10 +140,129 @@ pub async fn serve(
     Ok(())
 }
 
+/// How long the accept loop waits for an evicted connection to give its slot back: its task
+/// only has to be scheduled, so this bounds a stall, it is not a pace.
+const EVICTION_WAIT: Duration = Duration::from_secs(1);
+
+/// At the cap: closes the connection that has waited longest with no request in progress, and
+/// takes its slot. `None` when every open connection has a request in progress.
+async fn make_room(
+    open: &OpenConnections,
+    slots: &Arc<Semaphore>,
+) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    if !open.evict_oldest_idle() {
+        return None;
+    }
+    metrics::counter!(crate::metrics::HTTP_CONNECTIONS_EVICTED).increment(1);
+    tokio::time::timeout(EVICTION_WAIT, slots.clone().acquire_owned())
+        .await
+        .ok()?
+        .ok()
+}
+
+/// What the accept loop knows of one open connection.
+#[derive(Default)]
+struct ConnectionState {
+    /// Requests whose response has not been sent whole yet.
+    in_progress: AtomicUsize,
+    /// Cancelled to close the connection and give its slot to a new one.
+    evict: CancellationToken,
+}
+
+/// The open connections by accept order, oldest first.
+#[derive(Default)]
+struct OpenConnections {
+    by_age: Mutex<(u64, BTreeMap<u64, Arc<ConnectionState>>)>,
+}
+
+impl OpenConnections {
+    fn insert(&self) -> (u64, Arc<ConnectionState>) {
+        let mut guard = self.by_age.lock().unwrap_or_else(|e| e.into_inner());
+        let (next, open) = &mut *guard;
+        let id = *next;
+        *next += 1;
+        let state = Arc::new(ConnectionState::default());
+        open.insert(id, state.clone());
+        (id, state)
+    }
+
+    fn remove(&self, id: u64) {
+        let mut guard = self.by_age.lock().unwrap_or_else(|e| e.into_inner());
+        guard.1.remove(&id);
+    }
+
+    /// Marks the oldest connection with no request in progress for closing, and forgets it.
+    /// A scan of at most the cap, only when the cap is reached.
+    fn evict_oldest_idle(&self) -> bool {
+        let mut guard = self.by_age.lock().unwrap_or_else(|e| e.into_inner());
+        let open = &mut guard.1;
+        let idle = open
+            .iter()
+            .find(|(_, state)| state.in_progress.load(Ordering::Acquire) == 0)
+            .map(|(id, _)| *id);
+        match idle.and_then(|id| open.remove(&id)) {
+            Some(state) => {
+                state.evict.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// Counts a connection's requests in progress, from the moment its head has arrived until its
+/// response has been sent whole (the count drops when hyper drops the response body).
+#[derive(Clone)]
+struct Tracked<S> {
+    inner: S,
+    state: Arc<ConnectionState>,
+}
+
+struct InProgress(Arc<ConnectionState>);
+
+impl Drop for InProgress {
+    fn drop(&mut self) {
+        self.0.in_progress.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl<S> tower::Service<Request<hyper::body::Incoming>> for Tracked<S>
+where
+    S: tower::Service<
+            Request<hyper::body::Incoming>,
+            Response = axum::response::Response,
+            Error = Infallible,
+        >,
+    S::Future: Send + 'static,
+{
+    type Response = axum::response::Response;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<hyper::body::Incoming>) -> Self::Future {
+        self.state.in_progress.fetch_add(1, Ordering::AcqRel);
+        let guard = InProgress(self.state.clone());
+        let response = self.inner.call(request);
+        Box::pin(async move {
+            let response = response.await?;
+            Ok(response.map(|body| {
+                axum::body::Body::new(body.map_frame(move |frame| {
+                    let _in_progress = &guard;
+                    frame
+                }))
+            }))
+        })
+    }
+}
+
 /// `app` with the body read timeout and the total time per request, Slack's or the others'.
 fn limited(
     app: Router,
-    limits: &HttpLimits,
+    limits: HttpLimits,
 ) -> impl tower::Service<
     Request<hyper::body::Incoming>,
     Response = axum::response::Response,
