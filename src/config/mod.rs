@@ -18,6 +18,13 @@ pub struct DataArgs {
     /// Shared cache; unset = an in-process store (one replica only).
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
+    /// PEM bundle of the CAs that sign a `rediss://` server's certificate; unset = the
+    /// system's roots.
+    #[arg(long, env = "REDIS_CA_FILE")]
+    pub redis_ca_file: Option<PathBuf>,
+    /// `true`: REDIS_URL names a seed node of a Redis Cluster.
+    #[arg(long, env = "REDIS_CLUSTER", default_value_t = false, action = clap::ArgAction::Set)]
+    pub redis_cluster: bool,
     /// Prefix of every Redis key, so that installations can share a server.
     #[arg(long, env = "REDIS_KEY_PREFIX", default_value = "crm-username:")]
     pub redis_key_prefix: String,
@@ -151,6 +158,15 @@ pub struct LiveSettings {
 }
 
 impl DataArgs {
+    /// How to reach the shared cache; `None` without REDIS_URL.
+    pub fn redis(&self) -> Option<crate::store::RedisSettings> {
+        Some(crate::store::RedisSettings {
+            url: self.redis_url.clone()?,
+            ca_file: self.redis_ca_file.clone(),
+            cluster: self.redis_cluster,
+        })
+    }
+
     /// `None` when no live data is configured (no SALESFORCE_CLIENT_ID).
     pub fn live(&self) -> Result<Option<LiveSettings>, ConfigError> {
         let Some(client_id) = self

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 pub use keys::Keys;
 pub use memory::MemoryStore;
-pub use redis_store::{RedisStore, unlink_matching};
+pub use redis_store::{RedisSettings, RedisStore, RedisTimeouts, unlink_matching};
 
 use crate::audit::{AuditReport, Progress, ScopeError};
 use crate::diagnose::TargetError;
@@ -38,7 +38,7 @@ pub enum StoreError {
 
 impl From<redis::RedisError> for StoreError {
     fn from(err: redis::RedisError) -> Self {
-        StoreError::Unavailable(err.to_string())
+        StoreError::Unavailable(redis_store::explain(&err))
     }
 }
 
