@@ -51,6 +51,9 @@ ensure_chromium() {
 }
 
 ensure_redis
+# TLS, ACL and Cluster servers for tests/redis_deployments.rs (ports 16380-16384).
+log "Redis deployments: TLS, ACL user, Cluster"
+eval "$(bash scripts/redis-test-servers.sh)"
 ensure_chromium
 
 log "cargo fmt --check"

@@ -190,8 +190,12 @@ pub(crate) fn explain(err: &redis::RedisError) -> String {
         "this server is not a Redis Cluster: unset REDIS_CLUSTER (or set it to false)"
     } else if has("moved") || has("crossslot") {
         "this server is part of a Redis Cluster: set REDIS_CLUSTER=true"
-    } else if err.is_connection_refusal() || err.is_timeout() || err.is_io_error() {
-        "check that Redis runs and that REDIS_URL names its host and port (with REDIS_CLUSTER=true, any reachable node of the Cluster)"
+    } else if err.is_connection_refusal()
+        || err.is_timeout()
+        || err.is_io_error()
+        || err.kind() == redis::ErrorKind::ClusterConnectionNotFound
+    {
+        "check that Redis runs, that REDIS_URL names its host and port (with REDIS_CLUSTER=true, any reachable node of the Cluster), and that it starts with rediss:// if the server speaks TLS"
     } else {
         return text;
     };
