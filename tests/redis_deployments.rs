@@ -254,6 +254,22 @@ async fn scenario(settings: &RedisSettings, test: &str, upstreams: &Upstreams) -
         ),
     );
 
+    // What `doctor` reads: the server's version and eviction policy.
+    let Store::Redis(redis) = &a else {
+        unreachable!()
+    };
+    let info = redis.info("server").await.unwrap();
+    note(
+        &mut transcript,
+        "INFO names the version",
+        info.contains("redis_version:"),
+    );
+    note(
+        &mut transcript,
+        "maxmemory-policy",
+        redis.config_get("maxmemory-policy").await,
+    );
+
     delete_prefix(settings, &prefix).await;
     transcript
 }
@@ -342,6 +358,8 @@ async fn assert_same_as_one_redis(deployment: RedisSettings, test: &str) {
     assert!(find("third generation: check sam.sales@acme.com").contains("Blocked"));
     assert!(find("first generation: check sam.sals@acme.com").contains("sam.sales@acme.com"));
     assert!(find("audit").contains("Ok("));
+    assert_eq!(find("INFO names the version"), "true");
+    assert!(find("maxmemory-policy").starts_with("Ok(\n    Some("));
     // Both upstream sets were read.
     assert!(upstreams.served.account_engagement.requests() > 0);
     assert!(

@@ -136,3 +136,45 @@ impl GenerationKeys {
         format!("{}ae:{bu}:email:{lower}", self.base)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use redis::cluster_routing::Slot;
+
+    use super::*;
+
+    #[test]
+    fn every_key_of_a_generation_hashes_to_one_cluster_slot_and_generations_spread() {
+        let keys = Keys::new("crm-username:").unwrap();
+        let id = SfId::parse("005Ak00000SAMS1").unwrap();
+        let slot_of = |generation: &str| {
+            let gk = keys.generation(generation);
+            let all = [
+                gk.meta(),
+                gk.successor(),
+                gk.user(id),
+                gk.context(id),
+                gk.login("sam.sales@acme.com"),
+                gk.email("sam.sales@acme.com"),
+                gk.names(),
+                gk.usernames(),
+                gk.suggestions(),
+                gk.group_graph(),
+                gk.audit_subjects(),
+                gk.ae_user(2, 1003),
+                gk.ae_email(0, "sam.sales@acme.com"),
+            ];
+            let slots: Vec<Slot> = all.iter().map(Slot::for_key).collect();
+            assert!(slots.iter().all(|s| *s == slots[0]), "{all:?}: {slots:?}");
+            slots[0]
+        };
+        let slots: std::collections::HashSet<Slot> = (0..20)
+            .map(|n| slot_of(&format!("1768478400000-{n:016x}")))
+            .collect();
+        assert!(
+            slots.len() > 10,
+            "generations land on {} slots",
+            slots.len()
+        );
+    }
+}
