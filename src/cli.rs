@@ -314,8 +314,8 @@ async fn open_store(data: &DataArgs, fill: bool) -> Result<(Store, Option<Source
         Some(live) => Some(sources(live).map_err(usage_error)?),
         None => None,
     };
-    if let Some(url) = &data.redis_url {
-        let store = RedisStore::connect(url, &data.redis_key_prefix, Default::default())
+    if let Some(redis) = data.redis() {
+        let store = RedisStore::open(&redis, &data.redis_key_prefix, Default::default())
             .map_err(usage_error)?;
         return Ok((Store::Redis(store), sources));
     }
@@ -458,12 +458,12 @@ async fn refresh(args: &RefreshArgs) -> ExitCode {
 }
 
 async fn status(args: &StatusArgs) -> ExitCode {
-    let Some(url) = &args.data.redis_url else {
+    let Some(redis) = args.data.redis() else {
         return usage_error(
             "status reads the shared cache: set REDIS_URL (without it, the cache lives inside `serve`)",
         );
     };
-    let store = match RedisStore::connect(url, &args.data.redis_key_prefix, Default::default()) {
+    let store = match RedisStore::open(&redis, &args.data.redis_key_prefix, Default::default()) {
         Ok(store) => Store::Redis(store),
         Err(err) => return usage_error(err),
     };

@@ -19,6 +19,20 @@ pub struct DataArgs {
     /// Shared cache; unset = an in-process store (one replica only).
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
+    /// PEM bundle of the CAs that sign a `rediss://` server's certificate; unset = the
+    /// system's roots.
+    #[arg(long, env = "REDIS_CA_FILE")]
+    pub redis_ca_file: Option<PathBuf>,
+    /// `true`: REDIS_URL names a seed node of a Redis Cluster.
+    #[arg(
+        long,
+        env = "REDIS_CLUSTER",
+        default_value_t = false,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
+    pub redis_cluster: bool,
     /// Prefix of every Redis key, so that installations can share a server.
     #[arg(long, env = "REDIS_KEY_PREFIX", default_value = "crm-username:")]
     pub redis_key_prefix: String,
@@ -200,6 +214,15 @@ pub struct LiveSettings {
 }
 
 impl DataArgs {
+    /// How to reach the shared cache; `None` without REDIS_URL.
+    pub fn redis(&self) -> Option<crate::store::RedisSettings> {
+        Some(crate::store::RedisSettings {
+            url: self.redis_url.clone()?,
+            ca_file: self.redis_ca_file.clone(),
+            cluster: self.redis_cluster,
+        })
+    }
+
     /// `None` when no live data is configured (no SALESFORCE_CLIENT_ID).
     pub fn live(&self) -> Result<Option<LiveSettings>, ConfigError> {
         let Some(client_id) = self
@@ -396,6 +419,25 @@ mod tests {
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("5d").is_err());
+    }
+
+    #[test]
+    fn the_redis_flags_name_the_url_the_ca_file_and_cluster_mode() {
+        let redis = args(&[
+            "--redis-url",
+            "rediss://crm:secret@redis.example:6380",
+            "--redis-ca-file",
+            "/etc/redis-ca.pem",
+            "--redis-cluster",
+        ])
+        .redis()
+        .unwrap();
+        assert_eq!(redis.url, "rediss://crm:secret@redis.example:6380");
+        assert_eq!(redis.ca_file, Some(PathBuf::from("/etc/redis-ca.pem")));
+        assert!(redis.cluster);
+        let off = args(&["--redis-url", "redis://h", "--redis-cluster", "false"]);
+        assert!(!off.redis().unwrap().cluster);
+        assert!(args(&[]).redis().is_none());
     }
 
     #[test]

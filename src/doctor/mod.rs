@@ -195,7 +195,9 @@ impl Doctor {
         let mut checks = Vec::new();
         let config = configuration::check(&self.data);
         checks.extend(config.checks);
-        checks.extend(redis::checks(self.data.redis_url.as_deref(), self.timeout).await);
+        checks.extend(
+            redis::checks(self.data.redis(), &self.data.redis_key_prefix, self.timeout).await,
+        );
         let org = salesforce::checks(self, config.salesforce).await;
         checks.extend(org.checks);
         let business_units = config.business_units.as_deref();

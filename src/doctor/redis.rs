@@ -4,12 +4,17 @@
 use std::time::Duration;
 
 use super::Check;
+use crate::store::{RedisSettings, RedisStore, RedisTimeouts, StoreError};
 
 const CONNECTION: &str = "redis.connection";
 const EVICTION: &str = "redis.eviction";
 
-pub async fn checks(url: Option<&str>, timeout: Duration) -> Vec<Check> {
-    let Some(url) = url.map(str::trim).filter(|u| !u.is_empty()) else {
+pub async fn checks(
+    settings: Option<RedisSettings>,
+    prefix: &str,
+    timeout: Duration,
+) -> Vec<Check> {
+    let Some(settings) = settings.filter(|s| !s.url.trim().is_empty()) else {
         return vec![
             Check::skip(
                 CONNECTION,
@@ -18,8 +23,15 @@ pub async fn checks(url: Option<&str>, timeout: Duration) -> Vec<Check> {
             Check::skip(EVICTION, "no REDIS_URL"),
         ];
     };
-    let place = redacted(url);
-    match tokio::time::timeout(timeout, info(url)).await {
+    let place = redacted(&settings.url);
+    // The store's own connection: TLS with REDIS_CA_FILE, ACL users and Cluster as `serve` uses them.
+    let info = async {
+        let store = RedisStore::open(&settings, prefix, RedisTimeouts::default())?;
+        let server = store.info("server").await?;
+        let memory = store.info("memory").await?;
+        Ok::<_, StoreError>(format!("{server}\n{memory}"))
+    };
+    match tokio::time::timeout(timeout, info).await {
         Ok(Ok(info)) => {
             let version = field(&info, "redis_version").unwrap_or("unknown");
             vec![
@@ -46,51 +58,32 @@ pub async fn checks(url: Option<&str>, timeout: Duration) -> Vec<Check> {
     }
 }
 
-/// `INFO server` and `INFO memory`: they work where `CONFIG` is disabled (managed Redis).
-async fn info(url: &str) -> Result<String, redis::RedisError> {
-    let client = redis::Client::open(url)?;
-    let mut conn = client.get_multiplexed_async_connection().await?;
-    let server: String = redis::cmd("INFO")
-        .arg("server")
-        .query_async(&mut conn)
-        .await?;
-    let memory: String = redis::cmd("INFO")
-        .arg("memory")
-        .query_async(&mut conn)
-        .await?;
-    Ok(format!("{server}\n{memory}"))
-}
-
 fn field<'a>(info: &'a str, name: &str) -> Option<&'a str> {
     info.lines()
         .find_map(|line| line.strip_prefix(name)?.strip_prefix(':').map(str::trim))
 }
 
-fn connection_failed(place: &str, err: &redis::RedisError) -> Check {
-    let fix = match err.kind() {
-        redis::ErrorKind::AuthenticationFailed => {
-            "Redis refused the credentials: correct the user and password in REDIS_URL \
-             (redis://user:password@host:port/db)"
-        }
-        redis::ErrorKind::InvalidClientConfig => {
-            "REDIS_URL is not a Redis URL: redis://[user:password@]host:port/db, or rediss:// \
-             for TLS"
-        }
-        _ if err.to_string().contains("NOAUTH") || err.to_string().contains("WRONGPASS") => {
-            "Redis wants credentials: put the user and password in REDIS_URL \
-             (redis://user:password@host:port/db)"
-        }
-        _ => {
-            "start Redis, or correct the host and port in REDIS_URL; for TLS the URL must start \
-             with rediss://"
-        }
+fn connection_failed(place: &str, err: &StoreError) -> Check {
+    // The store explains Redis errors with the setting to change; the text never holds the
+    // password (the URL is not part of it).
+    let text = match err {
+        StoreError::Unavailable(text) => text.clone(),
+        other => other.to_string(),
     };
-    // The error text of the redis crate names the address, never the password.
+    let fix = match text.split_once("; ") {
+        Some((_, fix)) => fix.to_owned(),
+        None => "start Redis, or correct the host and port in REDIS_URL; for TLS the URL must \
+                 start with rediss://"
+            .to_owned(),
+    };
+    let cause = text
+        .split_once("; ")
+        .map_or(text.as_str(), |(cause, _)| cause);
     Check::fail(
         CONNECTION,
         format!(
             "Redis at {place} does not answer: {}",
-            super::upstream_text(&err.to_string())
+            super::upstream_text(cause)
         ),
         fix,
     )

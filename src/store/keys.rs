@@ -4,7 +4,12 @@
 //! A refresh writes a complete generation under `gen:{g}:`, then points `current` at it:
 //! readers see the old generation or the new one, never a mix. The previous generation is
 //! kept until the next publish, so a reader that looked up `current` just before the switch
-//! still finds its keys.
+//! still finds its keys, and learns from its `successor` key which generation replaced it.
+//!
+//! The braces are a Redis Cluster hash tag: every key of one generation hashes to one slot,
+//! so a check's script, a pipeline of a publish or an audit, all touch one slot (a Cluster
+//! refuses anything else). Keys outside a generation (`current`, the lock, event ids, claims)
+//! are each read or written alone. The prefix therefore holds no braces (`Keys::new`).
 
 use crate::domain::SfId;
 
@@ -14,10 +19,16 @@ pub struct Keys {
 }
 
 impl Keys {
-    pub fn new(prefix: &str) -> Self {
-        Keys {
-            prefix: prefix.to_owned(),
+    /// `Err` says what to change when the prefix holds a brace: it would move the hash tag.
+    pub fn new(prefix: &str) -> Result<Self, String> {
+        if prefix.contains(['{', '}']) {
+            return Err(format!(
+                "REDIS_KEY_PREFIX {prefix:?} holds a brace; remove it: the store puts its own Redis Cluster hash tags in the keys"
+            ));
         }
+        Ok(Keys {
+            prefix: prefix.to_owned(),
+        })
     }
 
     pub fn prefix(&self) -> &str {
@@ -60,20 +71,7 @@ impl Keys {
 
     pub fn generation(&self, generation: &str) -> GenerationKeys {
         GenerationKeys {
-            base: format!("{}{generation}:", self.generations_base()),
-        }
-    }
-
-    /// What every generation's keys start with, before the generation id.
-    pub fn generations_base(&self) -> String {
-        format!("{}gen:", self.prefix)
-    }
-
-    /// A generation's keys without their start (`generations_base`, the id and `:`): for a
-    /// script that reads `current` and then the keys of that generation.
-    pub fn within_generation(&self) -> GenerationKeys {
-        GenerationKeys {
-            base: String::new(),
+            base: format!("{}gen:{{{generation}}}:", self.prefix),
         }
     }
 }
@@ -91,19 +89,15 @@ impl GenerationKeys {
     pub fn meta(&self) -> String {
         format!("{}meta", self.base)
     }
-    pub fn user(&self, id: SfId) -> String {
-        format!("{}{}", self.user_prefix(), id.as_str15())
+    /// The id of the generation that replaced this one, set when it was published.
+    pub fn successor(&self) -> String {
+        format!("{}successor", self.base)
     }
-    /// `user(id)` is this followed by the 15-character id.
-    pub fn user_prefix(&self) -> String {
-        format!("{}user:", self.base)
+    pub fn user(&self, id: SfId) -> String {
+        format!("{}user:{}", self.base, id.as_str15())
     }
     pub fn context(&self, id: SfId) -> String {
-        format!("{}{}", self.context_prefix(), id.as_str15())
-    }
-    /// `context(id)` is this followed by the 15-character id.
-    pub fn context_prefix(&self) -> String {
-        format!("{}ctx:", self.base)
+        format!("{}ctx:{}", self.base, id.as_str15())
     }
     /// Lower-cased username -> user id.
     pub fn login(&self, lower: &str) -> String {
@@ -140,5 +134,47 @@ impl GenerationKeys {
     /// Lower-cased email -> JSON list of AE users of that business unit.
     pub fn ae_email(&self, bu: usize, lower: &str) -> String {
         format!("{}ae:{bu}:email:{lower}", self.base)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use redis::cluster_routing::Slot;
+
+    use super::*;
+
+    #[test]
+    fn every_key_of_a_generation_hashes_to_one_cluster_slot_and_generations_spread() {
+        let keys = Keys::new("crm-username:").unwrap();
+        let id = SfId::parse("005Ak00000SAMS1").unwrap();
+        let slot_of = |generation: &str| {
+            let gk = keys.generation(generation);
+            let all = [
+                gk.meta(),
+                gk.successor(),
+                gk.user(id),
+                gk.context(id),
+                gk.login("sam.sales@acme.com"),
+                gk.email("sam.sales@acme.com"),
+                gk.names(),
+                gk.usernames(),
+                gk.suggestions(),
+                gk.group_graph(),
+                gk.audit_subjects(),
+                gk.ae_user(2, 1003),
+                gk.ae_email(0, "sam.sales@acme.com"),
+            ];
+            let slots: Vec<Slot> = all.iter().map(Slot::for_key).collect();
+            assert!(slots.iter().all(|s| *s == slots[0]), "{all:?}: {slots:?}");
+            slots[0]
+        };
+        let slots: std::collections::HashSet<Slot> = (0..20)
+            .map(|n| slot_of(&format!("1768478400000-{n:016x}")))
+            .collect();
+        assert!(
+            slots.len() > 10,
+            "generations land on {} slots",
+            slots.len()
+        );
     }
 }

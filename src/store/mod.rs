@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 pub use keys::Keys;
 pub use memory::MemoryStore;
-pub use redis_store::{RedisStore, RedisTimeouts, unlink_matching};
+pub use redis_store::{RedisSettings, RedisStore, RedisTimeouts, unlink_matching};
 
 use crate::audit::{AuditReport, Progress, ScopeError};
 use crate::diagnose::TargetError;
@@ -39,7 +39,7 @@ pub enum StoreError {
 impl From<redis::RedisError> for StoreError {
     fn from(err: redis::RedisError) -> Self {
         metrics::counter!(crate::metrics::REDIS_ERRORS).increment(1);
-        StoreError::Unavailable(err.to_string())
+        StoreError::Unavailable(redis_store::explain(&err))
     }
 }
 

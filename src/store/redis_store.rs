@@ -1,20 +1,24 @@
 //! The Redis store, shared by every replica. Key schema in `keys.rs`; what is kept per user
 //! in `records.rs`. A diagnosis reads a fixed number of round trips: one script reads the
-//! current generation, the query's keys in it and, for a username, the user's record (names
-//! and emails: one or two more).
+//! query's keys in the generation read last (and says when a newer one replaced it); a
+//! username's user and context, and the users of a name or an email, take one more.
 
 use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, FromRedisValue, Value};
 use rustc_hash::FxHashMap;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 mod audit;
+mod connection;
+
+use connection::Conn;
+pub use connection::RedisSettings;
+pub(crate) use connection::explain;
 
 use super::keys::{GenerationKeys, Keys};
 use super::records::{ContextBuilder, GenerationMeta, GroupGraph, UserContext, assemble};
@@ -73,7 +77,7 @@ struct Suggestion<'a> {
 
 #[derive(Clone)]
 pub struct RedisStore {
-    conn: ConnectionManager,
+    conn: Conn,
     keys: Keys,
     cache: Arc<Mutex<GenerationCache>>,
     suggestions: Suggestions,
@@ -103,7 +107,7 @@ fn bytes(value: &Value) -> Option<Vec<u8>> {
 /// Reads a large value (megabytes) in pieces into one buffer of its size: a single `GET`
 /// would pass it through the client's growing read buffer and a copy, at several times its
 /// size in memory. The value must not change meanwhile (those of a generation do not).
-async fn read_in_pieces(conn: &mut ConnectionManager, key: &str) -> Result<Vec<u8>, StoreError> {
+async fn read_in_pieces(conn: &mut Conn, key: &str) -> Result<Vec<u8>, StoreError> {
     const PIECE: usize = 1 << 20;
     let len: usize = conn.strlen(key).await?;
     let mut value = Vec::with_capacity(len);
@@ -126,43 +130,29 @@ fn target_key(gk: &GenerationKeys, target: &TargetRef, business_unit: usize) -> 
     }
 }
 
-/// Reads `current`, then keys of that generation: `GET` (`g` + key), or users by name word
-/// (`z` + word, on the name index: one value for all such reads, the entries of the word with
-/// the fewest, as counted by `ZLEXCOUNT`), then, when asked, the user and context of the id
-/// the first read found. Atomic, so every value comes from one generation. (It builds key
-/// names from the generation it reads, which a Redis Cluster would not allow; the bot uses
-/// one Redis server.)
-/// ARGV: generations base, user key prefix ('' = do not follow), context key prefix, name
-/// index key, name matches limit, then the reads. Returns false without a generation, else
-/// {generation, value of each read..., [user, context]}.
+/// Reads keys of one generation, all named by the caller in KEYS (a Redis Cluster refuses
+/// keys a script makes up, and all of them share the generation's hash slot). KEYS: the
+/// generation's `meta`, `successor` and name index, then the keys to `GET`. ARGV: the name
+/// matches limit, then the words of a name query; the entries of the word with the fewest
+/// (as counted by `ZLEXCOUNT`) come first in the reply. Atomic, so every value comes from one
+/// generation. Returns {'gone'} when the generation was deleted, {'moved', id} when another
+/// replaced it, else {'ok', [entries,] value of each key...}.
 const READ_SCRIPT: &str = r#"
-local generation = redis.call('GET', KEYS[1])
-if not generation then return false end
-local base = ARGV[1] .. generation .. ':'
-local names = base .. ARGV[4]
-local driver, fewest
-for i = 6, #ARGV do
-  if string.sub(ARGV[i], 1, 1) == 'z' then
-    local word = string.sub(ARGV[i], 2)
-    local count = redis.call('ZLEXCOUNT', names, '[' .. word, '[' .. word .. '\255')
-    if not fewest or count < fewest then driver, fewest = word, count end
+if redis.call('EXISTS', KEYS[1]) == 0 then return {'gone'} end
+local successor = redis.call('GET', KEYS[2])
+if successor then return {'moved', successor} end
+local out = {'ok'}
+if #ARGV > 1 then
+  local driver, fewest
+  for i = 2, #ARGV do
+    local count = redis.call('ZLEXCOUNT', KEYS[3], '[' .. ARGV[i], '[' .. ARGV[i] .. '\255')
+    if not fewest or count < fewest then driver, fewest = ARGV[i], count end
   end
+  out[#out + 1] = redis.call('ZRANGEBYLEX', KEYS[3], '[' .. driver,
+    '[' .. driver .. '\255', 'LIMIT', 0, ARGV[1])
 end
-local out = {generation}
-local named = false
-for i = 6, #ARGV do
-  local op, arg = string.sub(ARGV[i], 1, 1), string.sub(ARGV[i], 2)
-  if op == 'g' then
-    out[#out + 1] = redis.call('GET', base .. arg)
-  elseif not named then
-    named = true
-    out[#out + 1] = redis.call('ZRANGEBYLEX', names, '[' .. driver,
-      '[' .. driver .. '\255', 'LIMIT', 0, ARGV[5])
-  end
-end
-if ARGV[2] ~= '' and out[2] then
-  out[#out + 1] = redis.call('GET', base .. ARGV[2] .. out[2])
-  out[#out + 1] = redis.call('GET', base .. ARGV[3] .. out[2])
+for i = 4, #KEYS do
+  out[#out + 1] = redis.call('GET', KEYS[i])
 end
 return out
 "#;
@@ -173,23 +163,27 @@ static READS: std::sync::LazyLock<redis::Script> =
 /// The reads of one diagnosis that do not depend on each other: one round trip (`EVALSHA`).
 #[derive(Default)]
 struct QueryReads {
-    ops: Vec<Vec<u8>>,
-    /// The first read is a username's user id: read that user and its context too.
-    follow_user: bool,
+    keys: Vec<String>,
+    words: Vec<String>,
+}
+
+/// What the read script found.
+enum Read {
+    Values(Vec<Value>),
+    /// The generation was replaced by this one.
+    Moved(String),
+    /// The generation is gone: look up `current` again.
+    Gone,
 }
 
 impl QueryReads {
     fn get(&mut self, key: String) -> &mut Self {
-        let mut op = b"g".to_vec();
-        op.extend_from_slice(key.as_bytes());
-        self.ops.push(op);
+        self.keys.push(key);
         self
     }
 
     fn names_starting_with(&mut self, word: &str) {
-        let mut op = b"z".to_vec();
-        op.extend_from_slice(word.as_bytes());
-        self.ops.push(op);
+        self.words.push(word.to_owned());
     }
 
     fn targets(&mut self, gk: &GenerationKeys, target: &TargetRef, business_units: usize) {
@@ -198,55 +192,55 @@ impl QueryReads {
         }
     }
 
-    /// The generation read and the values, or `None` when no generation was published.
-    async fn run(
-        &self,
-        keys: &Keys,
-        conn: &mut ConnectionManager,
-    ) -> Result<Option<(String, Vec<Value>)>, StoreError> {
-        let rel = keys.within_generation();
-        let mut invocation = READS.key(keys.current());
+    async fn run(&self, gk: &GenerationKeys, conn: &mut Conn) -> Result<Read, StoreError> {
+        let mut invocation = READS.key(gk.meta());
         invocation
-            .arg(keys.generations_base())
-            .arg(if self.follow_user {
-                rel.user_prefix()
-            } else {
-                String::new()
-            })
-            .arg(rel.context_prefix())
-            .arg(rel.names())
+            .key(gk.successor())
+            .key(gk.names())
             .arg(MAX_NAME_MATCHES);
-        for op in &self.ops {
-            invocation.arg(op.as_slice());
+        for key in &self.keys {
+            invocation.key(key.as_str());
+        }
+        for word in &self.words {
+            invocation.arg(word.as_str());
         }
         let value: Value = invocation.invoke_async(conn).await?;
-        match value {
-            Value::Nil => Ok(None),
-            Value::Array(mut items) if !items.is_empty() => {
-                let generation = String::from_redis_value(items.remove(0))
-                    .map_err(|e| corrupt("current generation", e))?;
-                Ok(Some((generation, items)))
-            }
-            other => Err(corrupt("reads", format!("unexpected reply {other:?}"))),
+        let Value::Array(mut items) = value else {
+            return Err(corrupt("reads", format!("unexpected reply {value:?}")));
+        };
+        if items.is_empty() {
+            return Err(corrupt("reads", "empty reply"));
+        }
+        let status = String::from_redis_value(items.remove(0)).map_err(|e| corrupt("reads", e))?;
+        match status.as_str() {
+            "ok" => Ok(Read::Values(items)),
+            "gone" => Ok(Read::Gone),
+            "moved" if items.len() == 1 => Ok(Read::Moved(
+                String::from_redis_value(items.remove(0))
+                    .map_err(|e| corrupt("successor generation", e))?,
+            )),
+            other => Err(corrupt("reads", format!("unexpected status {other:?}"))),
         }
     }
 }
 
 impl RedisStore {
-    /// Connects lazily: the bot starts (and says "data unavailable") while Redis is down,
-    /// and reconnects by itself when it is back.
+    /// One plain server at `url` (no CA file, no Cluster): what tests and benchmarks use.
     pub fn connect(url: &str, prefix: &str, timeouts: RedisTimeouts) -> Result<Self, StoreError> {
-        let client = redis::Client::open(url)
-            .map_err(|e| StoreError::Unavailable(format!("REDIS_URL is not valid: {e}")))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeouts.connect))
-            .set_response_timeout(Some(timeouts.response))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(500));
-        let conn = ConnectionManager::new_lazy_with_config(client, config)?;
+        Self::open(&RedisSettings::url(url), prefix, timeouts)
+    }
+
+    /// Connects lazily: the bot starts (and says "data unavailable") while Redis is down,
+    /// and reconnects by itself when it is back. `Err` names a setting to change.
+    pub fn open(
+        settings: &RedisSettings,
+        prefix: &str,
+        timeouts: RedisTimeouts,
+    ) -> Result<Self, StoreError> {
+        let keys = Keys::new(prefix).map_err(StoreError::Unavailable)?;
         Ok(RedisStore {
-            conn,
-            keys: Keys::new(prefix),
+            conn: Conn::open(settings, timeouts)?,
+            keys,
             cache: Arc::default(),
             suggestions: Suggestions::default(),
             publish_response_timeout: Duration::from_secs(30),
@@ -263,14 +257,33 @@ impl RedisStore {
         Ok(())
     }
 
-    async fn current_generation(&self, conn: &mut ConnectionManager) -> Result<String, StoreError> {
+    /// A section of `INFO` (e.g. `server` for `redis_version`), from the server holding the
+    /// keys of this installation (in a Cluster, the node of `current`).
+    pub async fn info(&self, section: &str) -> Result<String, StoreError> {
+        let mut conn = self.conn.clone();
+        let mut cmd = redis::cmd("INFO");
+        cmd.arg(section);
+        Ok(conn.on_node_of(&self.keys.current(), cmd).await?)
+    }
+
+    /// A server setting (e.g. `maxmemory-policy`), from the same server as `info`; `None` when
+    /// the server does not say (managed offerings may refuse `CONFIG`).
+    pub async fn config_get(&self, name: &str) -> Result<Option<String>, StoreError> {
+        let mut conn = self.conn.clone();
+        let mut cmd = redis::cmd("CONFIG");
+        cmd.arg("GET").arg(name);
+        let pairs: Vec<String> = conn.on_node_of(&self.keys.current(), cmd).await?;
+        Ok(pairs.into_iter().nth(1))
+    }
+
+    async fn current_generation(&self, conn: &mut Conn) -> Result<String, StoreError> {
         let current: Option<String> = conn.get(self.keys.current()).await?;
         current.ok_or(StoreError::NoSnapshot)
     }
 
     async fn meta(
         &self,
-        conn: &mut ConnectionManager,
+        conn: &mut Conn,
         generation: &str,
     ) -> Result<Arc<GenerationMeta>, StoreError> {
         if let Some((g, meta)) = &self.cache.lock().unwrap_or_else(|e| e.into_inner()).meta {
@@ -291,7 +304,7 @@ impl RedisStore {
     /// miss.
     async fn suggestions(
         &self,
-        conn: &mut ConnectionManager,
+        conn: &mut Conn,
         generation: &str,
     ) -> Result<Arc<Directory>, StoreError> {
         let mut cached = self.suggestions.lock().await;
@@ -329,7 +342,7 @@ impl RedisStore {
     /// thread, whose two hand-offs cost about as much on a busy machine.
     async fn close_matches(
         &self,
-        conn: &mut ConnectionManager,
+        conn: &mut Conn,
         generation: &str,
         text: &str,
         by_name: bool,
@@ -342,8 +355,8 @@ impl RedisStore {
         })
     }
 
-    /// The generation's metadata if it is the one cached, else the number of business units
-    /// of the cached one (a guess that holds unless a refresh changed the settings).
+    /// The generation read last and its metadata: the one a check reads first (the read
+    /// script says when another replaced it).
     fn cached_meta(&self) -> Option<(String, Arc<GenerationMeta>)> {
         self.cache
             .lock()
@@ -354,64 +367,52 @@ impl RedisStore {
 
     pub async fn diagnose(&self, query: &Query, now: DateTime<Utc>) -> Result<Outcome, StoreError> {
         let mut conn = self.conn.clone();
-        let business_units = match self.cached_meta() {
-            Some((_, meta)) => meta.business_units.len(),
+        let (mut generation, mut meta) = match self.cached_meta() {
+            Some(cached) => cached,
             None => {
                 let generation = self.current_generation(&mut conn).await?;
-                self.meta(&mut conn, &generation)
-                    .await?
-                    .business_units
-                    .len()
+                let meta = self.meta(&mut conn, &generation).await?;
+                (generation, meta)
             }
         };
 
-        // One round trip: the current generation, the query's own keys in it, the target in
-        // every business unit, and for a username the user and its context.
-        let rel = self.keys.within_generation();
-        let mut reads = QueryReads::default();
-        match &query.subject {
-            Subject::Id(id) => {
-                reads.get(rel.user(*id)).get(rel.context(*id));
-            }
-            Subject::Login(login) => {
-                reads.get(rel.login(login)).get(rel.email(login));
-                reads.follow_user = true;
-            }
-            Subject::Name(name) => {
-                for word in name.split(' ').filter(|w| !w.is_empty()) {
-                    reads.names_starting_with(word);
+        // One round trip while the generation known here is current: the query's own keys
+        // in it and the target in every business unit. A username's user and context follow
+        // in a second one (the script reads only keys named before it runs).
+        let mut attempts = 0;
+        let values = loop {
+            let gk = self.keys.generation(&generation);
+            let mut reads = QueryReads::default();
+            match &query.subject {
+                Subject::Id(id) => {
+                    reads.get(gk.user(*id)).get(gk.context(*id));
+                }
+                Subject::Login(login) => {
+                    reads.get(gk.login(login)).get(gk.email(login));
+                }
+                Subject::Name(name) => {
+                    for word in name.split(' ').filter(|w| !w.is_empty()) {
+                        reads.names_starting_with(word);
+                    }
                 }
             }
-        }
-        if let Some(target) = &query.target {
-            reads.targets(&rel, target, business_units);
-        }
-        let Some((generation, mut values)) = reads.run(&self.keys, &mut conn).await? else {
-            return Err(StoreError::NoSnapshot);
-        };
-        let meta = self.meta(&mut conn, &generation).await?;
-        let gk = self.keys.generation(&generation);
-        let followed = if reads.follow_user && values.len() == reads.ops.len() + 2 {
-            let context = values.pop().and_then(|v| bytes(&v));
-            let user = values.pop().and_then(|v| bytes(&v));
-            Some((user, context))
-        } else {
-            None
-        };
-        if let Some(target) = query
-            .target
-            .as_ref()
-            .filter(|_| meta.business_units.len() != business_units)
-        {
-            // The settings changed with the generation: read the target again, in it.
-            values.truncate(values.len() - business_units);
-            let mut pipe = redis::pipe();
-            for b in 0..meta.business_units.len() {
-                pipe.get(target_key(&gk, target, b));
+            if let Some(target) = &query.target {
+                reads.targets(&gk, target, meta.business_units.len());
             }
-            let more: Vec<Value> = pipe.query_async(&mut conn).await?;
-            values.extend(more);
-        }
+            match reads.run(&gk, &mut conn).await? {
+                Read::Values(values) => break values,
+                Read::Moved(next) => generation = next,
+                Read::Gone => generation = self.current_generation(&mut conn).await?,
+            }
+            attempts += 1;
+            if attempts > 3 {
+                return Err(StoreError::Unavailable(
+                    "the cached data was replaced during every read; try again".into(),
+                ));
+            }
+            meta = self.meta(&mut conn, &generation).await?;
+        };
+        let gk = self.keys.generation(&generation);
         let business_units = meta.business_units.len();
         let (subject_values, target_values) =
             values.split_at(values.len() - query.target.as_ref().map_or(0, |_| business_units));
@@ -451,12 +452,7 @@ impl RedisStore {
                     Some(id) => vec![id],
                     None => by_email.into_iter().take(MAX_EMAIL_MATCHES).collect(),
                 };
-                if let (Some((user, context)), [_]) = (followed, ids.as_slice()) {
-                    // The script already read the user the username names.
-                    let user: Option<SfUser> = user.map(|r| from_json("user", &r)).transpose()?;
-                    let context = context.map(|r| from_json("user context", &r)).transpose()?;
-                    (user.into_iter().collect(), context)
-                } else if ids.is_empty() {
+                if ids.is_empty() {
                     let close = self
                         .close_matches(&mut conn, &generation, login, false)
                         .await?;
@@ -538,7 +534,7 @@ impl RedisStore {
     /// email too, so that the diagnosis can point at the person's internal user.
     async fn with_same_email(
         &self,
-        conn: &mut ConnectionManager,
+        conn: &mut Conn,
         gk: &GenerationKeys,
         mut users: Vec<SfUser>,
     ) -> Result<Vec<SfUser>, StoreError> {
@@ -570,7 +566,7 @@ impl RedisStore {
 
     async fn users(
         &self,
-        conn: &mut ConnectionManager,
+        conn: &mut Conn,
         gk: &GenerationKeys,
         ids: &[String],
     ) -> Result<Vec<SfUser>, StoreError> {
@@ -593,7 +589,7 @@ impl RedisStore {
     /// The users, and the context of the one user when there is exactly one.
     async fn users_with_context(
         &self,
-        conn: &mut ConnectionManager,
+        conn: &mut Conn,
         gk: &GenerationKeys,
         ids: &[String],
     ) -> Result<(Vec<SfUser>, Option<UserContext>), StoreError> {
@@ -639,6 +635,12 @@ impl RedisStore {
             .await
             .map_err(|e| corrupt("building the generation", e))??;
         let _: () = conn.set(self.keys.current(), &generation).await?;
+        if let Some(previous) = &previous {
+            // Replicas still reading the previous generation learn of this one from it.
+            let _: () = conn
+                .set(self.keys.generation(previous).successor(), &generation)
+                .await?;
+        }
         let keep: Vec<&str> = std::iter::once(generation.as_str())
             .chain(previous.as_deref())
             .collect();
@@ -647,12 +649,16 @@ impl RedisStore {
 
     async fn delete_generations_except(
         &self,
-        conn: &mut ConnectionManager,
+        conn: &mut Conn,
         keep: &[&str],
     ) -> Result<(), StoreError> {
         let all: Vec<String> = conn.zrange(self.keys.generations(), 0, -1).await?;
         for generation in all.iter().filter(|g| !keep.contains(&g.as_str())) {
-            unlink_matching(conn, &self.keys.generation(generation).pattern()).await?;
+            let gk = self.keys.generation(generation);
+            // The metadata first: from then on, a check still holding this generation reads
+            // `current` again instead of keys being deleted.
+            let _: () = conn.unlink(gk.meta()).await?;
+            unlink_slot_matching(conn, &gk.meta(), &gk.pattern()).await?;
             let _: () = conn.zrem(self.keys.generations(), generation).await?;
         }
         Ok(())
@@ -873,6 +879,28 @@ pub async fn unlink_matching<C: redis::aio::ConnectionLike + Send>(
         }
         if next == 0 {
             return Ok(deleted);
+        }
+        cursor = next;
+    }
+}
+
+/// `unlink_matching` for keys that share the hash slot of `key` (one generation): in a
+/// Cluster, the SCAN runs on the node holding that slot.
+async fn unlink_slot_matching(conn: &mut Conn, key: &str, pattern: &str) -> Result<(), StoreError> {
+    let mut cursor: u64 = 0;
+    loop {
+        let mut scan = redis::cmd("SCAN");
+        scan.arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(10_000);
+        let (next, found): (u64, Vec<String>) = conn.on_node_of(key, scan).await?;
+        if !found.is_empty() {
+            let _: () = redis::cmd("UNLINK").arg(&found).query_async(conn).await?;
+        }
+        if next == 0 {
+            return Ok(());
         }
         cursor = next;
     }

@@ -6,9 +6,9 @@
 
 use std::sync::Arc;
 
+use super::Conn;
 use chrono::{DateTime, Utc};
 use redis::Value;
-use redis::aio::ConnectionManager;
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
@@ -170,7 +170,7 @@ impl RedisStore {
     /// which is never rewritten but for a re-check) are skipped.
     async fn users_and_contexts(
         &self,
-        conn: &mut ConnectionManager,
+        conn: &mut Conn,
         gk: &GenerationKeys,
         ids: &[String],
     ) -> Result<Vec<(SfUser, Option<UserContext>)>, StoreError> {
@@ -198,7 +198,7 @@ impl RedisStore {
     /// and the context of the one it would be mapped to. Three round trips per batch.
     async fn ae_batch(
         &self,
-        conn: &mut ConnectionManager,
+        conn: &mut Conn,
         gk: &GenerationKeys,
         batch: &[(u32, u64)],
     ) -> Result<Vec<(u32, AeUser, Vec<SfUser>, Option<UserContext>)>, StoreError> {
