@@ -63,6 +63,16 @@ cargo fmt --all -- --check
 log "cargo clippy --all-targets -- -D warnings"
 cargo clippy --locked --all-targets -- -D warnings
 
+log "links: every relative link and #anchor in the Markdown files resolves"
+# First prove the checker catches a broken link and anchor, then run it on the repository.
+links_fixture="$(mktemp -d)"
+printf '# Title\n[ok](#title) [gone](#nowhere) [missing](missing.md)\n' > "$links_fixture/a.md"
+if python3 scripts/check-links.py "$links_fixture" >/dev/null 2>&1; then
+  echo "error: scripts/check-links.py accepted a broken link" >&2; exit 1
+fi
+rm -rf "$links_fixture"
+python3 scripts/check-links.py
+
 log "packaging: Dockerfile, Kubernetes manifests, Slack app manifests"
 CHECK_MANIFESTS_REQUIRE_ROUTES=1 bash scripts/check-manifests.sh
 
