@@ -1,4 +1,4 @@
-//! The subcommands of CONTRACT.md.
+//! The subcommands of docs/reference.md.
 
 pub mod doctor;
 pub mod settings;
@@ -20,7 +20,7 @@ use crate::sources::{
 use crate::store::{RedisStore, Store, StoreError};
 use crate::{demo, render};
 
-/// Exit code for usage and configuration errors (CONTRACT.md).
+/// Exit code for usage and configuration errors (docs/reference.md).
 pub const EXIT_USAGE: u8 = 3;
 
 #[derive(Debug, Parser)]
@@ -193,7 +193,7 @@ pub enum StatusFormat {
     Json,
 }
 
-/// Parses the command line and runs it; usage errors exit with code 3, as CONTRACT.md says.
+/// Parses the command line and runs it; usage errors exit with code 3, as docs/reference.md says.
 pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,

@@ -1,5 +1,5 @@
 //! The result of a diagnosis: a verdict and the findings behind it. Serialises to the JSON of
-//! CONTRACT.md (`check --format json`).
+//! docs/reference.md (`check --format json`).
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -14,7 +14,7 @@ pub enum Severity {
     Info,
 }
 
-/// The causes of DOMAIN.md, spelled as the JSON spells them.
+/// The causes (docs/using.md), spelled as the JSON spells them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FindingCode {
@@ -88,7 +88,7 @@ impl Verdict {
         }
     }
 
-    /// Exit code of `crm-username check` (CONTRACT.md).
+    /// Exit code of `crm-username check` (docs/reference.md).
     pub fn exit_code(self) -> u8 {
         match self {
             Verdict::Clear => 0,
@@ -98,7 +98,7 @@ impl Verdict {
     }
 }
 
-/// A button target. `action_id` is one of CONTRACT.md's names.
+/// A button target. `action_id` is one of the documented names (docs/reference.md).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Link {
     pub action_id: String,
@@ -153,7 +153,7 @@ impl AeUserSummary {
 pub struct Target {
     pub business_unit_id: SfId,
     pub ae_user_id: u64,
-    /// Shown to people; not part of CONTRACT.md's required fields.
+    /// Shown to people; beyond the fields the JSON first promised.
     pub email: String,
     pub name: String,
     pub business_unit_name: String,

@@ -165,7 +165,7 @@ mod tests {
 
     #[test]
     fn eighteen_char_id_with_upper_case_keeps_its_case_whatever_the_suffix() {
-        // CONTRACT.md's examples: the suffix says "all lower case", the ids say otherwise.
+        // The documented examples: the suffix says "all lower case", the ids say otherwise.
         assert_eq!(
             SfId::parse("0Uv000000000001AAA").unwrap().as_str15(),
             "0Uv000000000001"

@@ -1,5 +1,5 @@
 //! An org snapshot: everything the diagnosis reads, as of one moment. Loaded from the JSON
-//! format of CONTRACT.md (`--org FILE`, the demo org) or built by a refresh.
+//! format of docs/reference.md (`--org FILE`, the demo org) or built by a refresh.
 
 use rustc_hash::FxHashSet as HashSet;
 use std::path::Path;

@@ -1,5 +1,5 @@
 //! Fakes of Salesforce and Account Engagement: real HTTP servers on 127.0.0.1 that speak the
-//! wire formats of DOMAIN.md, paging and errors included, served from an [`OrgSnapshot`].
+//! real wire formats, paging and errors included, served from an [`OrgSnapshot`].
 //! Tests, the demo and benchmarks share them. Faults can be injected while they run.
 //!
 //! [`OrgSnapshot`]: crate::domain::OrgSnapshot

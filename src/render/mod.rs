@@ -1,4 +1,4 @@
-//! Diagnosis -> what people read: terminal text, CONTRACT.md's JSON, Slack Block Kit.
+//! Diagnosis -> what people read: terminal text, the documented JSON, Slack Block Kit.
 
 mod audit;
 mod blocks;
