@@ -20,12 +20,7 @@ async fn live() -> Live {
     let org = demo::snapshot(Utc::now()).unwrap();
     let upstreams = FakeUpstreams::start(&org).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let settings = dir.path().join("business-units.toml");
-    std::fs::write(
-        &settings,
-        crm_username::cli::settings_toml(&org, upstreams.account_engagement.url()),
-    )
-    .unwrap();
+    let settings = common::write_settings(dir.path(), &org, &upstreams);
     Live {
         upstreams,
         _dir: dir,

@@ -37,12 +37,7 @@ async fn world_with(settings: FakeSalesforceSettings) -> World {
         account_engagement: FakeAccountEngagement::start(&org).await.unwrap(),
     };
     let dir = tempfile::tempdir().unwrap();
-    let settings = dir.path().join("business-units.toml");
-    std::fs::write(
-        &settings,
-        crm_username::cli::settings_toml(&org, upstreams.account_engagement.url()),
-    )
-    .unwrap();
+    let settings = common::write_settings(dir.path(), &org, &upstreams);
     World {
         org,
         upstreams,

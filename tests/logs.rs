@@ -10,6 +10,8 @@ use crm_username::demo;
 use crm_username::fakes::{FakeSlack, FakeUpstreams};
 use crm_username::slack::signature::sign;
 
+mod common;
+
 const SIGNING_SECRET: &str = "signing-secret-7d2f9c";
 const BOT_TOKEN: &str = "xoxb-bot-token-1b3e77";
 const APP_TOKEN: &str = "xapp-app-token-88aa01";
@@ -20,12 +22,7 @@ async fn no_secret_or_token_appears_in_the_logs() {
     let upstreams = FakeUpstreams::start(&org).await.unwrap();
     let slack = FakeSlack::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let settings = dir.path().join("business-units.toml");
-    std::fs::write(
-        &settings,
-        crm_username::cli::settings_toml(&org, upstreams.account_engagement.url()),
-    )
-    .unwrap();
+    let settings = common::write_settings(dir.path(), &org, &upstreams);
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

@@ -390,9 +390,7 @@ async fn serve_in_socket_mode_needs_no_signing_secret_and_is_ready_only_once_con
     let slack = FakeSlack::start().await.unwrap();
     slack.refuse_connections(Some("internal_error"));
     let dir = tempfile::tempdir().unwrap();
-    let settings = dir.path().join("business-units.toml");
-    let toml = crm_username::cli::settings_toml(&org, upstreams.account_engagement.url());
-    std::fs::write(&settings, toml).unwrap();
+    let settings = common::write_settings(dir.path(), &org, &upstreams);
     let port = free_port();
     let salesforce = upstreams.salesforce.settings();
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_crm-username"))

@@ -70,15 +70,15 @@ fn connection_failed(place: &str, err: &StoreError) -> Check {
         StoreError::Unavailable(text) => text.clone(),
         other => other.to_string(),
     };
-    let fix = match text.split_once("; ") {
-        Some((_, fix)) => fix.to_owned(),
-        None => "start Redis, or correct the host and port in REDIS_URL; for TLS the URL must \
-                 start with rediss://"
-            .to_owned(),
+    // `explain` appends its fix after the last "; "; the error itself may hold one too.
+    let (cause, fix) = match text.rsplit_once("; ") {
+        Some((cause, fix)) => (cause, fix),
+        None => (
+            text.as_str(),
+            "start Redis, or correct the host and port in REDIS_URL; for TLS the URL must \
+             start with rediss://",
+        ),
     };
-    let cause = text
-        .split_once("; ")
-        .map_or(text.as_str(), |(cause, _)| cause);
     Check::fail(
         CONNECTION,
         format!(

@@ -2,10 +2,9 @@
 //! (Tooling API `PardotTenant`), profiles, roles and public groups. Read by `doctor` to check
 //! the settings against the org, and by `settings init` to write them.
 
-use serde::Deserialize;
-
+use super::salesforce::{GroupRecord, RoleRecord};
 use super::{PardotTenant, SalesforceClient, SourceError};
-use crate::domain::SfId;
+use crate::domain::{PublicGroup, Role, SfId};
 
 /// A record an admin refers to by id or by name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,48 +63,55 @@ pub async fn fetch(client: &SalesforceClient) -> Result<OrgCatalog, CatalogError
         .discover_business_units()
         .await
         .map_err(named("PardotTenant"))?;
-    let profiles: Vec<Record> = client
+    // Profiles have an id and a name, like roles: the role record reads both.
+    let profiles: Vec<RoleRecord> = client
         .query("SELECT Id, Name FROM Profile")
         .await
         .map_err(named("Profile"))?;
-    let roles: Vec<Record> = client
+    let roles: Vec<RoleRecord> = client
         .query("SELECT Id, Name FROM UserRole")
         .await
         .map_err(named("UserRole"))?;
-    let groups: Vec<Record> = client
+    let groups: Vec<GroupRecord> = client
         .query("SELECT Id, Name, DeveloperName, Type FROM Group WHERE Type = 'Regular'")
         .await
         .map_err(named("Group"))?;
-    let sorted = |records: Vec<Record>| {
-        let mut out: Vec<Named> = records
-            .into_iter()
-            // The WHERE is Salesforce's to apply; filtering again costs nothing.
-            .filter(|r| r.group_type.as_deref().is_none_or(|t| t == "Regular"))
-            .map(|r| Named {
-                id: r.id,
-                name: r.name.unwrap_or_default(),
-                developer_name: r.developer_name,
-            })
-            .collect();
+    let by_name = |mut out: Vec<Named>| {
         out.sort_by_key(|n| n.name.to_lowercase());
         out
     };
+    let without_api_name = |role: Role| Named {
+        id: role.id,
+        name: role.name,
+        developer_name: None,
+    };
+    let groups = groups
+        .into_iter()
+        .map(PublicGroup::from)
+        // The WHERE is Salesforce's to apply; filtering again costs nothing.
+        .filter(|g| g.group_type == "Regular")
+        .map(|g| Named {
+            id: g.id,
+            name: g.name,
+            developer_name: g.developer_name,
+        })
+        .collect();
     Ok(OrgCatalog {
         business_units,
-        profiles: sorted(profiles),
-        roles: sorted(roles),
-        groups: sorted(groups),
+        profiles: by_name(
+            profiles
+                .into_iter()
+                .map(Role::from)
+                .map(without_api_name)
+                .collect(),
+        ),
+        roles: by_name(
+            roles
+                .into_iter()
+                .map(Role::from)
+                .map(without_api_name)
+                .collect(),
+        ),
+        groups: by_name(groups),
     })
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct Record {
-    id: SfId,
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(default)]
-    developer_name: Option<String>,
-    #[serde(default, rename = "Type")]
-    group_type: Option<String>,
 }

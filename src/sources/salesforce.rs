@@ -799,7 +799,7 @@ impl From<UserRecord> for SfUser {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
-struct RoleRecord {
+pub(super) struct RoleRecord {
     id: SfId,
     #[serde(default)]
     name: Option<String>,
@@ -819,7 +819,7 @@ impl From<RoleRecord> for Role {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
-struct GroupRecord {
+pub(super) struct GroupRecord {
     id: SfId,
     #[serde(default)]
     name: Option<String>,

@@ -141,3 +141,16 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// Writes the business-unit settings of `org`, its AE pages served by `upstreams`, into
+/// `dir`, and returns the file's path (for `BUSINESS_UNITS_FILE`).
+pub fn write_settings(
+    dir: &std::path::Path,
+    org: &crm_username::domain::OrgSnapshot,
+    upstreams: &crm_username::fakes::FakeUpstreams,
+) -> std::path::PathBuf {
+    let path = dir.join("business-units.toml");
+    let toml = crm_username::cli::settings_toml(org, upstreams.account_engagement.url());
+    std::fs::write(&path, toml).expect("the settings file is written");
+    path
+}
