@@ -186,7 +186,7 @@ def prometheus_rule(path, rendered):
     """The PrometheusRule stays out of the kustomize base (its kind exists only with the
     Prometheus Operator, and the strict core-types validation does not know it): checked here
     for shape, and its alerts against the runbook in docs/deployment.md. That its PromQL names
-    only metrics /metrics exposes is proven by a Rust test (tests/prometheus_rule.rs)."""
+    only metrics /metrics exposes is proven by a Rust test (tests/it/prometheus_rule.rs)."""
     print(f"-- {path}")
     rule = yaml.safe_load(Path(path).read_text())
     check(rule.get("apiVersion") == "monitoring.coreos.com/v1" and rule.get("kind") == "PrometheusRule",

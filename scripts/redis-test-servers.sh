@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Starts the Redis servers the deployment tests (tests/redis_deployments.rs) need, on loopback
+# Starts the Redis servers the deployment tests (tests/it/redis_deployments.rs) need, on loopback
 # and fixed ports, and prints the variables that point the tests at them:
 #
-#   eval "$(scripts/redis-test-servers.sh)"      # then: cargo test --test redis_deployments
+#   eval "$(scripts/redis-test-servers.sh)"      # then: cargo test --test it redis_deployments
 #
 #   16380        redis-server with TLS only (a CA and server certificate made here, by openssl)
 #   16381        redis-server with an ACL user `crm` (the default user is off)

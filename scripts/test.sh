@@ -51,7 +51,7 @@ ensure_chromium() {
 }
 
 ensure_redis
-# TLS, ACL and Cluster servers for tests/redis_deployments.rs (ports 16380-16384).
+# TLS, ACL and Cluster servers for tests/it/redis_deployments.rs (ports 16380-16384).
 log "Redis deployments: TLS, ACL user, Cluster"
 servers="$(bash scripts/redis-test-servers.sh)"   # an assignment, so that a failure stops here
 eval "$servers"

@@ -9,7 +9,7 @@
 //!
 //! Both stop by themselves: a bounded number of requests, a bounded duration, and a timeout
 //! per request. Latencies go into HDR histograms (microseconds), one per kind of query.
-//! Also used by `tests/loadgen.rs` (a short smoke run against an in-process app).
+//! Also used by `tests/it/loadgen.rs` (a short smoke run against an in-process app).
 #![allow(dead_code)]
 
 use std::sync::Arc;

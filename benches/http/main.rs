@@ -90,7 +90,7 @@ fn main() {
         return;
     }
     // `cargo bench` passes `--bench`; `cargo test --all-targets` (scripts/test.sh) runs this
-    // binary without it, and must not start a benchmark of minutes: tests/loadgen.rs covers
+    // binary without it, and must not start a benchmark of minutes: tests/it/loadgen.rs covers
     // the load generator there.
     if !std::env::args().any(|a| a == "--bench") {
         println!("the HTTP benchmark runs with `cargo bench --bench http`; nothing to do here");

@@ -3,7 +3,8 @@
 //! types a check, sees the `reserved_by_email` finding with its buttons, clicks re-check and
 //! sees the reply replaced. A screenshot of that is checked and kept in the target directory.
 
-#[path = "../common/mod.rs"]
+#[path = "../it/common/mod.rs"]
+#[allow(dead_code)] // the playground uses a few of the integration tests' helpers
 mod common;
 
 mod cdp;

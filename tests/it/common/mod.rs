@@ -1,0 +1,155 @@
+//! Shared by the tests that need a Redis server (scripts/test.sh makes sure one answers).
+
+pub mod slack_app;
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+pub fn redis_url() -> String {
+    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// A key prefix of its own per test, so that tests run in parallel on one server.
+pub fn prefix(test: &str) -> String {
+    format!("test:{test}:{}:", std::process::id())
+}
+
+/// Deletes every key under `prefix`.
+pub async fn clear_prefix(prefix: &str) {
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    crm_username::store::unlink_matching(&mut conn, &format!("{prefix}*"))
+        .await
+        .unwrap();
+}
+
+/// How many keys match `pattern` under `prefix`.
+pub async fn count_keys(prefix: &str, pattern: &str) -> usize {
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let mut cursor: u64 = 0;
+    let mut count = 0;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{prefix}{pattern}"))
+            .arg("COUNT")
+            .arg(10_000)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        count += keys.len();
+        if next == 0 {
+            return count;
+        }
+        cursor = next;
+    }
+}
+
+/// A Redis server of the test's own, on a free port, that the test can stop and start.
+pub struct OwnRedis {
+    pub port: u16,
+    child: Option<Child>,
+}
+
+impl OwnRedis {
+    pub fn start(port: u16) -> Self {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (scripts/test.sh makes sure)");
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        OwnRedis {
+            port,
+            child: Some(child),
+        }
+    }
+
+    /// A store on this server, under `prefix`, holding the demo org.
+    pub async fn demo_store(
+        &self,
+        prefix: &str,
+        timeouts: crm_username::store::RedisTimeouts,
+    ) -> crm_username::store::Store {
+        use crm_username::store::{RedisStore, Store};
+        let url = format!("redis://127.0.0.1:{}", self.port);
+        let store = Store::Redis(RedisStore::connect(&url, prefix, timeouts).unwrap());
+        let org = crm_username::demo::snapshot(chrono::Utc::now()).unwrap();
+        store.publish(org).await.unwrap();
+        store
+    }
+
+    /// Freezes the server (SIGSTOP): connections stay open, nothing is answered.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a paused server answer again (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        if let Some(child) = &self.child {
+            let status = Command::new("kill")
+                .args([signal, &child.id().to_string()])
+                .status()
+                .expect("kill is installed");
+            assert!(status.success(), "kill {signal} failed");
+        }
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // Paused by `pause`: let it run so that it exits at once.
+            let _ = Command::new("kill")
+                .args(["-CONT", &child.id().to_string()])
+                .status();
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Writes the business-unit settings of `org`, its AE pages served by `upstreams`, into
+/// `dir`, and returns the file's path (for `BUSINESS_UNITS_FILE`).
+pub fn write_settings(
+    dir: &std::path::Path,
+    org: &crm_username::domain::OrgSnapshot,
+    upstreams: &crm_username::fakes::FakeUpstreams,
+) -> std::path::PathBuf {
+    let path = dir.join("business-units.toml");
+    let toml = crm_username::cli::settings_toml(org, upstreams.account_engagement.url());
+    std::fs::write(&path, toml).expect("the settings file is written");
+    path
+}

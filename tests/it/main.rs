@@ -1,0 +1,28 @@
+//! The integration tests: one binary, one module per area. `common` holds what they share.
+
+mod common;
+
+mod audit;
+mod cli;
+mod cli_live;
+mod connection_limits;
+mod doctor;
+mod faults;
+mod home;
+mod hostile_input;
+mod loadgen;
+mod logs;
+mod prometheus_rule;
+mod redis_deployments;
+mod refresh;
+mod render;
+mod salesforce_auth;
+mod schemas;
+mod slack;
+mod slack_audit;
+mod snapshot_file;
+mod socket_mode;
+mod sources;
+mod store;
+mod synthetic;
+mod web_api;

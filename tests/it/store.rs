@@ -1,0 +1,337 @@
+//! The cache on a real Redis server: the Redis store answers exactly as the whole org does,
+//! publishes atomically, cleans up, locks, and survives Redis restarting.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+
+use crm_username::demo;
+use crm_username::diagnose::diagnose;
+use crm_username::domain::{Org, OrgSnapshot, Query, Verdict};
+use crm_username::store::{RedisStore, Store, StoreError};
+use crm_username::synthetic::{self, Params};
+
+use crate::common;
+use common::{OwnRedis, clear_prefix, count_keys, free_port, prefix, redis_url};
+
+async fn redis_store(test: &str) -> RedisStore {
+    let store = RedisStore::connect(&redis_url(), &prefix(test), Default::default()).unwrap();
+    clear_prefix(store.keys().prefix()).await;
+    store
+}
+
+async fn key_count(store: &RedisStore, pattern: &str) -> usize {
+    count_keys(store.keys().prefix(), pattern).await
+}
+
+fn now() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 1, 15, 12, 0, 0).unwrap()
+}
+
+fn queries_for(snapshot: &OrgSnapshot) -> Vec<String> {
+    let users = &snapshot.salesforce.users;
+    let mut queries = Vec::new();
+    for (i, user) in users.iter().enumerate().step_by((users.len() / 60).max(1)) {
+        queries.push(user.username.clone());
+        queries.push(user.username.to_uppercase());
+        queries.push(user.id.to_string());
+        queries.push(user.id.as_str15().to_owned());
+        queries.push(user.email.clone());
+        queries.push(user.name.clone());
+        if let Some(first) = user.name.split(' ').next() {
+            queries.push(first.to_owned());
+        }
+        // A typo, a sandbox variant, and targets in each business unit.
+        queries.push(user.username.replacen('e', "", 1));
+        queries.push(format!("{}.uat", user.username));
+        for bu in &snapshot.business_units {
+            if let Some(ae) = bu.users.get(i % bu.users.len().max(1)) {
+                queries.push(format!("{} for {}", user.username, ae.id));
+                queries.push(format!("{} for {}", user.username, ae.email));
+            }
+        }
+    }
+    queries.extend(
+        [
+            "alex",
+            "nobody@nowhere.example",
+            "Jnae Xoe",
+            "user1",
+            "005Sy0000000001",
+        ]
+        .map(String::from),
+    );
+    queries
+}
+
+async fn assert_same_answers(snapshot: OrgSnapshot, test: &str) {
+    let store = redis_store(test).await;
+    let whole = Org::new(snapshot.clone());
+    store.publish(snapshot.clone()).await.unwrap();
+    let store = Store::Redis(store);
+    let mut checked = 0;
+    let mut verdicts = HashSet::new();
+    for text in queries_for(&snapshot) {
+        let Ok(query) = Query::parse(&text) else {
+            continue;
+        };
+        let want = diagnose(&query, &whole, now());
+        let got = store.diagnose(&query, now()).await.unwrap();
+        assert_eq!(got, want, "query {text:?}");
+        if let Ok(d) = &want {
+            verdicts.insert(d.verdict as u8);
+        }
+        checked += 1;
+    }
+    assert!(checked > 100, "only {checked} queries");
+    assert_eq!(verdicts.len(), 4, "every verdict occurs among the queries");
+}
+
+#[tokio::test]
+async fn redis_answers_exactly_as_the_whole_demo_org() {
+    assert_same_answers(demo::snapshot(now()).unwrap(), "same-demo").await;
+}
+
+#[tokio::test]
+async fn redis_answers_exactly_as_the_whole_synthetic_org() {
+    let snapshot = synthetic::generate(Params {
+        sf_users: 3_000,
+        ae_users: 900,
+        business_units: 3,
+        seed: 11,
+    });
+    assert_same_answers(snapshot, "same-synthetic").await;
+}
+
+#[tokio::test]
+async fn a_store_without_a_snapshot_says_so() {
+    let store = Store::Redis(redis_store("empty").await);
+    let err = store
+        .diagnose(&Query::parse("jane@acme.com").unwrap(), now())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NoSnapshot), "{err:?}");
+    let err = Store::memory()
+        .diagnose(&Query::parse("jane@acme.com").unwrap(), now())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NoSnapshot), "{err:?}");
+}
+
+/// Two orgs that disagree about everything a reader checks: a reader that mixed them would
+/// see one generation's timestamp with the other's findings.
+fn generation(n: i64) -> OrgSnapshot {
+    let mut s = demo::snapshot(now() + chrono::Duration::minutes(n)).unwrap();
+    if n % 2 == 1 {
+        for user in &mut s.salesforce.users {
+            user.is_active = false;
+        }
+        for bu in &mut s.business_units {
+            bu.users.clear();
+        }
+    }
+    s
+}
+
+#[tokio::test]
+async fn readers_never_see_a_mix_of_two_generations() {
+    let store = redis_store("atomic").await;
+    store.publish(generation(0)).await.unwrap();
+    let store = Store::Redis(store);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut readers = Vec::new();
+    for r in 0..4 {
+        let store = store.clone();
+        let stop = stop.clone();
+        readers.push(tokio::spawn(async move {
+            let query = Query::parse(
+                [
+                    "sam.sales@acme.com",
+                    "old.timer@acme.com",
+                    "alex",
+                    "email_a@example.com for 1011",
+                ][r],
+            )
+            .unwrap();
+            let mut seen = HashSet::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let outcome = store.diagnose(&query, now()).await.unwrap();
+                let n = match &outcome {
+                    Ok(d) => (d.data_as_of - now()).num_minutes(),
+                    // Only odd generations lack the target AE user.
+                    Err(_) => {
+                        assert_eq!(r, 3);
+                        1
+                    }
+                };
+                // The whole answer is the one that generation gives, not only its timestamp.
+                let want = diagnose(&query, &Org::new(generation(n)), now());
+                assert_eq!(outcome, want, "generation {n}");
+                seen.insert(n % 2);
+            }
+            seen
+        }));
+    }
+    for n in 1..=6 {
+        store.publish(generation(n)).await.unwrap();
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut seen = HashSet::new();
+    for reader in readers {
+        seen.extend(reader.await.unwrap());
+    }
+    assert_eq!(seen.len(), 2, "readers saw both kinds of generation");
+}
+
+#[tokio::test]
+async fn a_target_is_read_from_the_business_units_of_the_generation_answering() {
+    // The store reads a target in as many business units as the generation it last saw
+    // had; a refresh that adds or removes one must not leave a reader with the old count.
+    let both = demo::snapshot(now()).unwrap();
+    let mut one = both.clone();
+    one.business_units.truncate(1);
+    let store = redis_store("bu-count").await;
+    let store = Store::Redis(store);
+    let queries = [
+        "mia.multi@acme.com for 2001",
+        "email_a@example.com for email_b@example.com",
+    ];
+    for snapshot in [both.clone(), one, both] {
+        store.publish(snapshot.clone()).await.unwrap();
+        let whole = Org::new(snapshot);
+        for text in queries {
+            let query = Query::parse(text).unwrap();
+            let got = store.diagnose(&query, now()).await.unwrap();
+            assert_eq!(got, diagnose(&query, &whole, now()), "{text}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn publishing_keeps_only_the_current_and_previous_generation() {
+    let store = redis_store("cleanup").await;
+    for n in 0..4 {
+        store.publish(generation(n * 2)).await.unwrap();
+    }
+    let metas = key_count(&store, "gen:*:meta").await;
+    assert_eq!(metas, 2);
+    let users_per_generation = demo::snapshot(now()).unwrap().salesforce.users.len();
+    assert_eq!(
+        key_count(&store, "gen:*:user:*").await,
+        2 * users_per_generation
+    );
+}
+
+#[tokio::test]
+async fn only_one_of_two_racing_refreshers_gets_the_lock() {
+    let store = Store::Redis(redis_store("lock").await);
+    let ttl = Duration::from_secs(5);
+    let (a, b) = tokio::join!(store.try_lock(ttl), store.try_lock(ttl));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert!(a.is_some() != b.is_some(), "exactly one holds the lock");
+    let held = a.or(b).unwrap();
+    assert!(store.try_lock(ttl).await.unwrap().is_none());
+    assert!(store.renew_lock(&held, ttl).await.unwrap());
+    store.release_lock(&held).await.unwrap();
+    assert!(
+        !store.renew_lock(&held, ttl).await.unwrap(),
+        "a released lock cannot be renewed"
+    );
+    let again = store.try_lock(ttl).await.unwrap();
+    assert!(again.is_some());
+}
+
+#[tokio::test]
+async fn an_expired_lock_can_be_taken_and_the_old_holder_cannot_release_it() {
+    let store = Store::Redis(redis_store("lock-expiry").await);
+    let old = store
+        .try_lock(Duration::from_millis(100))
+        .await
+        .unwrap()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let new = store
+        .try_lock(Duration::from_secs(5))
+        .await
+        .unwrap()
+        .unwrap();
+    store.release_lock(&old).await.unwrap();
+    assert!(
+        store
+            .try_lock(Duration::from_secs(5))
+            .await
+            .unwrap()
+            .is_none(),
+        "the new holder still holds it"
+    );
+    assert!(
+        store
+            .renew_lock(&new, Duration::from_secs(5))
+            .await
+            .unwrap()
+    );
+}
+
+#[tokio::test]
+async fn the_in_process_lock_behaves_the_same() {
+    let store = Store::memory();
+    let ttl = Duration::from_secs(5);
+    let held = store.try_lock(ttl).await.unwrap().unwrap();
+    assert!(store.try_lock(ttl).await.unwrap().is_none());
+    store.release_lock(&held).await.unwrap();
+    assert!(store.try_lock(ttl).await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn the_store_reconnects_after_redis_restarts() {
+    let port = free_port();
+    let mut server = OwnRedis::start(port);
+    let url = format!("redis://127.0.0.1:{port}");
+    let store = Store::Redis(RedisStore::connect(&url, "restart:", Default::default()).unwrap());
+    store.publish(demo::snapshot(now()).unwrap()).await.unwrap();
+    let query = Query::parse("sam.sales@acme.com").unwrap();
+    assert_eq!(
+        store
+            .diagnose(&query, now())
+            .await
+            .unwrap()
+            .unwrap()
+            .verdict,
+        Verdict::Blocked
+    );
+
+    server.stop();
+    let started = std::time::Instant::now();
+    let err = store.diagnose(&query, now()).await.unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "an unavailable cache is reported quickly"
+    );
+
+    let _server = OwnRedis::start(server.port);
+    // The restarted server kept nothing: the store says so, then serves a new publish.
+    let mut outcome = store.diagnose(&query, now()).await;
+    for _ in 0..50 {
+        if !matches!(outcome, Err(StoreError::Unavailable(_))) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        outcome = store.diagnose(&query, now()).await;
+    }
+    assert!(
+        matches!(outcome, Err(StoreError::NoSnapshot)),
+        "{outcome:?}"
+    );
+    store.publish(demo::snapshot(now()).unwrap()).await.unwrap();
+    assert_eq!(
+        store
+            .diagnose(&query, now())
+            .await
+            .unwrap()
+            .unwrap()
+            .verdict,
+        Verdict::Blocked
+    );
+}
