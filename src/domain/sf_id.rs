@@ -97,10 +97,6 @@ impl SfId {
     pub fn key_prefix(&self) -> &str {
         &self.as_str15()[..3]
     }
-
-    pub fn bytes15(&self) -> &[u8; 15] {
-        &self.0
-    }
 }
 
 impl fmt::Display for SfId {

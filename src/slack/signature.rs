@@ -5,7 +5,7 @@
 //! slack-morphism's verifier checks one secret against the wall clock; this one takes the
 //! clock as an argument (tests verify Slack's published example) and a list of secrets.
 
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;

@@ -6,8 +6,14 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use reqwest::{StatusCode, Url};
+use ring::rand::SystemRandom;
+use ring::signature::{RSA_PKCS1_SHA256, RsaKeyPair};
+use rustls_pki_types::PrivateKeyDer;
+use rustls_pki_types::pem::PemObject;
 use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -111,7 +117,7 @@ pub struct SalesforceClient {
     config: SalesforceConfig,
     token_url: Url,
     /// Parsed once, so that a bad key is reported at start-up rather than at first refresh.
-    jwt_key: Option<jsonwebtoken::EncodingKey>,
+    jwt_key: Option<RsaKeyPair>,
     session: Mutex<Option<Arc<Session>>>,
     /// Held while minting so that concurrent callers share one new token.
     minting: tokio::sync::Mutex<()>,
@@ -135,16 +141,7 @@ impl SalesforceClient {
             SalesforceAuth::ClientCredentials { .. } => None,
             SalesforceAuth::JwtBearer {
                 private_key_pem, ..
-            } => Some(
-                jsonwebtoken::EncodingKey::from_rsa_pem(private_key_pem.expose_secret().as_bytes())
-                    .map_err(|_| SourceError::Settings {
-                        problem: "the Salesforce private key is not an RSA key in PEM format"
-                            .to_owned(),
-                        fix: "point SALESFORCE_PRIVATE_KEY_FILE at the PEM private key whose \
-                              certificate is uploaded to the connected app"
-                            .to_owned(),
-                    })?,
-            ),
+            } => Some(rsa_key_from_pem(private_key_pem.expose_secret())?),
         };
         let http = super::http_client(config.timeout)?;
         Ok(SalesforceClient {
@@ -475,14 +472,7 @@ impl SalesforceClient {
                     // Salesforce accepts at most 3 minutes ahead.
                     exp: Utc::now().timestamp() + 180,
                 };
-                let header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
-                let assertion = jsonwebtoken::encode(&header, &claims, key).map_err(|_| {
-                    SourceError::Settings {
-                        problem: "cannot sign the JWT bearer assertion with the private key"
-                            .to_owned(),
-                        fix: "use a 2048-bit (or larger) RSA private key in PEM format".to_owned(),
-                    }
-                })?;
+                let assertion = jwt_assertion(&claims, key)?;
                 Ok(vec![
                     ("grant_type", JWT_BEARER_GRANT.to_owned()),
                     ("assertion", assertion),
@@ -689,6 +679,56 @@ struct JwtClaims<'a> {
     exp: i64,
 }
 
+/// The JOSE header jsonwebtoken sent before, kept byte for byte: Salesforce reads `alg`.
+const JWT_HEADER: &str = r#"{"typ":"JWT","alg":"RS256"}"#;
+
+/// The connected app's private key, PEM in either form: PKCS#8 (`BEGIN PRIVATE KEY`, what
+/// `openssl genpkey` and OpenSSL 3's `genrsa` write) or PKCS#1 (`BEGIN RSA PRIVATE KEY`, older
+/// `openssl genrsa` and Salesforce's own instructions).
+fn rsa_key_from_pem(pem: &str) -> Result<RsaKeyPair, SourceError> {
+    let not_rsa = || SourceError::Settings {
+        problem: "the Salesforce private key is not an RSA key in PEM format".to_owned(),
+        fix: "point SALESFORCE_PRIVATE_KEY_FILE at the PEM private key whose \
+              certificate is uploaded to the connected app"
+            .to_owned(),
+    };
+    let parsed = match PrivateKeyDer::from_pem_slice(pem.as_bytes()).map_err(|_| not_rsa())? {
+        PrivateKeyDer::Pkcs8(der) => RsaKeyPair::from_pkcs8(der.secret_pkcs8_der()),
+        PrivateKeyDer::Pkcs1(der) => RsaKeyPair::from_der(der.secret_pkcs1_der()),
+        _ => return Err(not_rsa()),
+    };
+    // ring refuses RSA keys under 2048 bits, and anything not RSA inside PKCS#8.
+    parsed.map_err(|rejected| SourceError::Settings {
+        problem: format!("the Salesforce private key cannot sign RS256 ({rejected})"),
+        fix: "use a 2048-bit (or larger) RSA private key in PEM format".to_owned(),
+    })
+}
+
+/// The JWT bearer assertion: `header.claims.signature`, each part base64url without padding,
+/// the signature RS256 (RSASSA-PKCS1-v1_5 with SHA-256) over `header.claims`. Written here
+/// rather than with jsonwebtoken, whose RS256 needs `rsa` 0.9 (RUSTSEC-2023-0071) or aws-lc-rs.
+fn jwt_assertion(claims: &JwtClaims<'_>, key: &RsaKeyPair) -> Result<String, SourceError> {
+    let cannot_sign = || SourceError::Settings {
+        problem: "cannot sign the JWT bearer assertion with the private key".to_owned(),
+        fix: "use a 2048-bit (or larger) RSA private key in PEM format".to_owned(),
+    };
+    let claims = serde_json::to_vec(claims).map_err(|_| cannot_sign())?;
+    let mut message = URL_SAFE_NO_PAD.encode(JWT_HEADER);
+    message.push('.');
+    message.push_str(&URL_SAFE_NO_PAD.encode(claims));
+    let mut signature = vec![0; key.public().modulus_len()];
+    key.sign(
+        &RSA_PKCS1_SHA256,
+        &SystemRandom::new(),
+        message.as_bytes(),
+        &mut signature,
+    )
+    .map_err(|_| cannot_sign())?;
+    message.push('.');
+    message.push_str(&URL_SAFE_NO_PAD.encode(signature));
+    Ok(message)
+}
+
 #[derive(Deserialize)]
 struct TokenReply {
     access_token: String,
@@ -865,6 +905,103 @@ fn salesforce_datetime<'de, D: serde::Deserializer<'de>>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One test-only key in both PEM forms: PKCS#8, and PKCS#1 (`openssl rsa -traditional`).
+    const PKCS8_KEY: &str = include_str!("../../tests/fixtures/test-only-rsa-key.pem");
+    const PKCS1_KEY: &str = include_str!("../../tests/fixtures/test-only-rsa-key-pkcs1.pem");
+
+    fn claims() -> JwtClaims<'static> {
+        JwtClaims {
+            iss: "3MVG9client",
+            sub: "integration@acme.com",
+            aud: "https://login.salesforce.com",
+            exp: 1_800_000_000,
+        }
+    }
+
+    fn decoded_json(part: &str) -> serde_json::Value {
+        let bytes = URL_SAFE_NO_PAD
+            .decode(part)
+            .expect("base64url without padding");
+        serde_json::from_slice(&bytes).expect("JSON")
+    }
+
+    #[test]
+    fn the_assertion_signature_verifies_with_the_public_key_for_both_pem_forms() {
+        let pkcs8 = rsa_key_from_pem(PKCS8_KEY).expect("PKCS#8 PEM is read");
+        let pkcs1 = rsa_key_from_pem(PKCS1_KEY).expect("PKCS#1 PEM is read");
+        assert_eq!(
+            pkcs8.public().as_ref(),
+            pkcs1.public().as_ref(),
+            "both files hold the same key"
+        );
+        let public_key = ring::signature::UnparsedPublicKey::new(
+            &ring::signature::RSA_PKCS1_2048_8192_SHA256,
+            pkcs8.public().as_ref().to_vec(),
+        );
+        for (form, key) in [("PKCS#8", &pkcs8), ("PKCS#1", &pkcs1)] {
+            let assertion = jwt_assertion(&claims(), key).expect("signed");
+            let (message, signature) = assertion.rsplit_once('.').expect("three parts");
+            let signature = URL_SAFE_NO_PAD.decode(signature).expect("base64url");
+            assert_eq!(signature.len(), 256, "{form}: a 2048-bit RSA signature");
+            assert!(
+                public_key.verify(message.as_bytes(), &signature).is_ok(),
+                "{form}: the signature verifies"
+            );
+            let tampered = message.replace('.', ".e");
+            assert!(
+                public_key.verify(tampered.as_bytes(), &signature).is_err(),
+                "{form}: a changed message does not verify"
+            );
+        }
+    }
+
+    #[test]
+    fn the_assertion_header_and_claims_are_what_salesforce_expects() {
+        let key = rsa_key_from_pem(PKCS8_KEY).expect("PKCS#8 PEM is read");
+        let assertion = jwt_assertion(&claims(), &key).expect("signed");
+        let parts: Vec<&str> = assertion.split('.').collect();
+        assert_eq!(parts.len(), 3, "header.claims.signature");
+        assert!(
+            parts.iter().all(|p| !p.contains('=')),
+            "base64url without padding"
+        );
+        assert_eq!(
+            decoded_json(parts[0]),
+            serde_json::json!({"typ": "JWT", "alg": "RS256"})
+        );
+        assert_eq!(
+            decoded_json(parts[1]),
+            serde_json::json!({
+                "iss": "3MVG9client",
+                "sub": "integration@acme.com",
+                "aud": "https://login.salesforce.com",
+                "exp": 1_800_000_000,
+            })
+        );
+    }
+
+    #[test]
+    fn a_private_key_that_is_not_rsa_in_pem_is_refused_at_start() {
+        let problem = |pem: &str| match rsa_key_from_pem(pem) {
+            Err(SourceError::Settings { problem, .. }) => problem,
+            Err(other) => panic!("a settings error, not {other:?}"),
+            Ok(_) => panic!("{pem:?} was accepted"),
+        };
+        let not_rsa = "the Salesforce private key is not an RSA key in PEM format";
+        assert_eq!(problem("not a key"), not_rsa);
+        assert_eq!(
+            problem(&PKCS8_KEY.replace("PRIVATE KEY", "CERTIFICATE")),
+            not_rsa
+        );
+        // A PKCS#8 envelope whose body is not an RSA key.
+        let broken = PKCS8_KEY.replacen("MII", "MIH", 1);
+        assert!(
+            problem(&broken).starts_with("the Salesforce private key"),
+            "{}",
+            problem(&broken)
+        );
+    }
 
     #[test]
     fn soql_literal_escapes_quotes_so_hostile_input_stays_one_value() {

@@ -14,6 +14,8 @@ use crm_username::slack::signature::sign;
 use crm_username::slack::{AppState, SlackSettings, SlackWebApi};
 use crm_username::store::Store;
 
+// The benchmark's own file, under its own name.
+#[allow(clippy::module_inception)]
 #[path = "../../benches/http/loadgen.rs"]
 mod loadgen;
 
