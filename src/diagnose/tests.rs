@@ -150,6 +150,36 @@ fn role(n: u32, name: &str, parent: Option<u32>) -> Role {
     }
 }
 
+/// Regular public groups, `(n, name)`.
+fn add_groups(s: &mut OrgSnapshot, groups: &[(u32, &str)]) {
+    let groups = groups.iter().map(|&(n, name)| group(n, name));
+    s.salesforce.groups.extend(groups);
+}
+
+/// Group memberships, `(group n, member)`: the member is a user or a nested group.
+fn add_members(s: &mut OrgSnapshot, members: &[(u32, SfId)]) {
+    let members = members.iter().map(|&(group, id)| member(group, id));
+    s.salesforce.group_members.extend(members);
+}
+
+/// Roles, `(n, name, parent n)`.
+fn add_roles(s: &mut OrgSnapshot, roles: &[(u32, &str, Option<u32>)]) {
+    let roles = roles.iter().map(|&(n, name, parent)| role(n, name, parent));
+    s.salesforce.roles.extend(roles);
+}
+
+/// The group Salesforce keeps for a role: `Role`, or `RoleAndSubordinates` for the role and
+/// every role below it. It has no name of its own.
+fn role_group(n: u32, group_type: &str, role: u32) -> PublicGroup {
+    PublicGroup {
+        id: group_id(n),
+        name: String::new(),
+        developer_name: None,
+        group_type: group_type.into(),
+        related_id: Some(role_id(role)),
+    }
+}
+
 /// South is managed in Salesforce and assigns public group 1.
 fn south_managed_in_salesforce(s: &mut OrgSnapshot) {
     s.business_units[1].user_management = UserManagement::Salesforce;
@@ -172,10 +202,8 @@ fn south_sales_section_by_nested_group(s: &mut OrgSnapshot) {
     south_syncs_without_janes_profile(s);
     s.business_units[1].user_management = UserManagement::Salesforce;
     s.business_units[1].assignment.sales.public_groups = vec![RecordRef::Id(group_id(1))];
-    s.salesforce.groups.push(group(1, "All Sales"));
-    s.salesforce.groups.push(group(2, "EMEA Sales"));
-    s.salesforce.group_members.push(member(1, group_id(2)));
-    s.salesforce.group_members.push(member(2, user_id(1)));
+    add_groups(s, &[(1, "All Sales"), (2, "EMEA Sales")]);
+    add_members(s, &[(1, group_id(2)), (2, user_id(1))]);
 }
 
 /// Jane's role Rep (2) is below VP (1), and South (managed in Salesforce, User Sync on, Jane's
@@ -183,8 +211,7 @@ fn south_sales_section_by_nested_group(s: &mut OrgSnapshot) {
 fn south_with_role_tree(s: &mut OrgSnapshot) {
     south_syncs_without_janes_profile(s);
     s.business_units[1].user_management = UserManagement::Salesforce;
-    s.salesforce.roles.push(role(1, "VP", None));
-    s.salesforce.roles.push(role(2, "Rep", Some(1)));
+    add_roles(s, &[(1, "VP", None), (2, "Rep", Some(1))]);
     s.salesforce.users[0].role_id = Some(role_id(2));
 }
 
@@ -195,6 +222,14 @@ fn external(s: &mut OrgSnapshot, user_type: &str, licence: &str) {
 }
 
 const EXTERNAL_ONLY: &[(C, Option<usize>)] = &[(C::UnsupportedUserType, None)];
+/// Nothing blocks Jane in either business unit.
+const CLEAR_IN_BOTH: &[(C, Option<usize>)] =
+    &[(C::NoBlockerFound, Some(0)), (C::NoBlockerFound, Some(1))];
+/// South (managed in Salesforce) does not assign Jane; nothing blocks her in North.
+const NOT_ASSIGNED_IN_SOUTH: &[(C, Option<usize>)] = &[
+    (C::NotAssignedToBusinessUnit, Some(1)),
+    (C::NoBlockerFound, Some(0)),
+];
 
 const CASES: &[Case] = &[
     Case {
@@ -202,7 +237,7 @@ const CASES: &[Case] = &[
         setup: south_sales_section_by_nested_group,
         query: "jane@acme.com",
         verdict: Verdict::Clear,
-        findings: &[(C::NoBlockerFound, Some(0)), (C::NoBlockerFound, Some(1))],
+        findings: CLEAR_IN_BOTH,
     },
     Case {
         name: "a Marketing-section user with an unmapped profile is blocked",
@@ -239,10 +274,7 @@ const CASES: &[Case] = &[
         },
         query: "jane@acme.com",
         verdict: Verdict::Blocked,
-        findings: &[
-            (C::NotAssignedToBusinessUnit, Some(1)),
-            (C::NoBlockerFound, Some(0)),
-        ],
+        findings: NOT_ASSIGNED_IN_SOUTH,
     },
     Case {
         name: "a Sales section assigning a role and subordinates clears a user below it",
@@ -253,7 +285,7 @@ const CASES: &[Case] = &[
         },
         query: "jane@acme.com",
         verdict: Verdict::Clear,
-        findings: &[(C::NoBlockerFound, Some(0)), (C::NoBlockerFound, Some(1))],
+        findings: CLEAR_IN_BOTH,
     },
     Case {
         name: "a Marketing section assigning a role and subordinates leaves the profile map to decide",
@@ -358,21 +390,21 @@ const CASES: &[Case] = &[
         setup: |s| external(s, "Standard", "Identity"),
         query: "jane@acme.com",
         verdict: Verdict::Clear,
-        findings: &[(C::NoBlockerFound, Some(0)), (C::NoBlockerFound, Some(1))],
+        findings: CLEAR_IN_BOTH,
     },
     Case {
         name: "a Salesforce Platform licence is internal",
         setup: |s| external(s, "Standard", "Salesforce Platform"),
         query: "jane@acme.com",
         verdict: Verdict::Clear,
-        findings: &[(C::NoBlockerFound, Some(0)), (C::NoBlockerFound, Some(1))],
+        findings: CLEAR_IN_BOTH,
     },
     Case {
         name: "an unobstructed user is clear in every business unit",
         setup: nothing,
         query: "jane@acme.com",
         verdict: Verdict::Clear,
-        findings: &[(C::NoBlockerFound, Some(0)), (C::NoBlockerFound, Some(1))],
+        findings: CLEAR_IN_BOTH,
     },
     Case {
         name: "no business unit data: clear with one org-wide note",
@@ -542,7 +574,7 @@ const CASES: &[Case] = &[
         },
         query: "jane@acme.com",
         verdict: Verdict::Clear,
-        findings: &[(C::NoBlockerFound, Some(0)), (C::NoBlockerFound, Some(1))],
+        findings: CLEAR_IN_BOTH,
     },
     Case {
         name: "user sync skips a user whose email an unmapped AE user already has",
@@ -573,7 +605,7 @@ const CASES: &[Case] = &[
         },
         query: "jane@acme.com",
         verdict: Verdict::Clear,
-        findings: &[(C::NoBlockerFound, Some(0)), (C::NoBlockerFound, Some(1))],
+        findings: CLEAR_IN_BOTH,
     },
     Case {
         name: "scenario 3: user sync on and the profile has no AE role",
@@ -602,7 +634,7 @@ const CASES: &[Case] = &[
         },
         query: "jane@acme.com",
         verdict: Verdict::Clear,
-        findings: &[(C::NoBlockerFound, Some(0)), (C::NoBlockerFound, Some(1))],
+        findings: CLEAR_IN_BOTH,
     },
     Case {
         name: "the profile map accepts the profile name in any case",
@@ -614,7 +646,7 @@ const CASES: &[Case] = &[
         },
         query: "jane@acme.com",
         verdict: Verdict::Clear,
-        findings: &[(C::NoBlockerFound, Some(0)), (C::NoBlockerFound, Some(1))],
+        findings: CLEAR_IN_BOTH,
     },
     Case {
         name: "an unmapped profile does not matter with user sync off",
@@ -624,17 +656,14 @@ const CASES: &[Case] = &[
         },
         query: "jane@acme.com",
         verdict: Verdict::Clear,
-        findings: &[(C::NoBlockerFound, Some(0)), (C::NoBlockerFound, Some(1))],
+        findings: CLEAR_IN_BOTH,
     },
     Case {
         name: "scenario 4: not assigned to a business unit managed in Salesforce",
         setup: south_managed_in_salesforce,
         query: "jane@acme.com",
         verdict: Verdict::Blocked,
-        findings: &[
-            (C::NotAssignedToBusinessUnit, Some(1)),
-            (C::NoBlockerFound, Some(0)),
-        ],
+        findings: NOT_ASSIGNED_IN_SOUTH,
     },
     Case {
         name: "assigned directly by username",
@@ -645,53 +674,48 @@ const CASES: &[Case] = &[
         },
         query: "jane@acme.com",
         verdict: Verdict::Clear,
-        findings: &[(C::NoBlockerFound, Some(0)), (C::NoBlockerFound, Some(1))],
+        findings: CLEAR_IN_BOTH,
     },
     Case {
         name: "assigned through a group nested three deep",
         setup: |s| {
             south_managed_in_salesforce(s);
-            s.salesforce.groups.push(group(2, "Middle"));
-            s.salesforce.groups.push(group(3, "Inner"));
-            s.salesforce.group_members.push(member(1, group_id(2)));
-            s.salesforce.group_members.push(member(2, group_id(3)));
-            s.salesforce.group_members.push(member(3, user_id(1)));
+            add_groups(s, &[(2, "Middle"), (3, "Inner")]);
+            add_members(s, &[(1, group_id(2)), (2, group_id(3)), (3, user_id(1))]);
         },
         query: "jane@acme.com",
         verdict: Verdict::Clear,
-        findings: &[(C::NoBlockerFound, Some(0)), (C::NoBlockerFound, Some(1))],
+        findings: CLEAR_IN_BOTH,
     },
     Case {
         name: "a cycle in group nesting ends and reports not assigned",
         setup: |s| {
             south_managed_in_salesforce(s);
-            s.salesforce.groups.push(group(2, "Loop A"));
-            s.salesforce.groups.push(group(3, "Loop B"));
-            s.salesforce.group_members.push(member(2, group_id(3)));
-            s.salesforce.group_members.push(member(3, group_id(2)));
-            s.salesforce.group_members.push(member(3, user_id(1)));
+            add_groups(s, &[(2, "Loop A"), (3, "Loop B")]);
+            add_members(s, &[(2, group_id(3)), (3, group_id(2)), (3, user_id(1))]);
         },
         query: "jane@acme.com",
         verdict: Verdict::Blocked,
-        findings: &[
-            (C::NotAssignedToBusinessUnit, Some(1)),
-            (C::NoBlockerFound, Some(0)),
-        ],
+        findings: NOT_ASSIGNED_IN_SOUTH,
     },
     Case {
         name: "assigned through a cycle that reaches the assigned group",
         setup: |s| {
             south_managed_in_salesforce(s);
-            s.salesforce.groups.push(group(2, "Loop A"));
-            s.salesforce.groups.push(group(3, "Loop B"));
-            s.salesforce.group_members.push(member(2, group_id(3)));
-            s.salesforce.group_members.push(member(3, group_id(2)));
-            s.salesforce.group_members.push(member(1, group_id(2)));
-            s.salesforce.group_members.push(member(3, user_id(1)));
+            add_groups(s, &[(2, "Loop A"), (3, "Loop B")]);
+            add_members(
+                s,
+                &[
+                    (2, group_id(3)),
+                    (3, group_id(2)),
+                    (1, group_id(2)),
+                    (3, user_id(1)),
+                ],
+            );
         },
         query: "jane@acme.com",
         verdict: Verdict::Clear,
-        findings: &[(C::NoBlockerFound, Some(0)), (C::NoBlockerFound, Some(1))],
+        findings: CLEAR_IN_BOTH,
     },
     Case {
         name: "assigned through the exact role",
@@ -703,31 +727,32 @@ const CASES: &[Case] = &[
         },
         query: "jane@acme.com",
         verdict: Verdict::Clear,
-        findings: &[(C::NoBlockerFound, Some(0)), (C::NoBlockerFound, Some(1))],
+        findings: CLEAR_IN_BOTH,
     },
     Case {
         name: "a role assigned without subordinates does not cover the roles below it",
         setup: |s| {
             south_managed_in_salesforce(s);
-            s.salesforce.roles.push(role(1, "VP", None));
-            s.salesforce.roles.push(role(2, "Rep", Some(1)));
+            add_roles(s, &[(1, "VP", None), (2, "Rep", Some(1))]);
             s.salesforce.users[0].role_id = Some(role_id(2));
             s.business_units[1].assignment.marketing.roles = vec![RecordRef::Id(role_id(1))];
         },
         query: "jane@acme.com",
         verdict: Verdict::Blocked,
-        findings: &[
-            (C::NotAssignedToBusinessUnit, Some(1)),
-            (C::NoBlockerFound, Some(0)),
-        ],
+        findings: NOT_ASSIGNED_IN_SOUTH,
     },
     Case {
         name: "role and subordinates covers roles two levels below",
         setup: |s| {
             south_managed_in_salesforce(s);
-            s.salesforce.roles.push(role(1, "VP", None));
-            s.salesforce.roles.push(role(2, "Manager", Some(1)));
-            s.salesforce.roles.push(role(3, "Rep", Some(2)));
+            add_roles(
+                s,
+                &[
+                    (1, "VP", None),
+                    (2, "Manager", Some(1)),
+                    (3, "Rep", Some(2)),
+                ],
+            );
             s.salesforce.users[0].role_id = Some(role_id(3));
             s.business_units[1]
                 .assignment
@@ -736,15 +761,20 @@ const CASES: &[Case] = &[
         },
         query: "jane@acme.com",
         verdict: Verdict::Clear,
-        findings: &[(C::NoBlockerFound, Some(0)), (C::NoBlockerFound, Some(1))],
+        findings: CLEAR_IN_BOTH,
     },
     Case {
         name: "role and subordinates does not cover roles above or beside it",
         setup: |s| {
             south_managed_in_salesforce(s);
-            s.salesforce.roles.push(role(1, "VP", None));
-            s.salesforce.roles.push(role(2, "Manager A", Some(1)));
-            s.salesforce.roles.push(role(3, "Manager B", Some(1)));
+            add_roles(
+                s,
+                &[
+                    (1, "VP", None),
+                    (2, "Manager A", Some(1)),
+                    (3, "Manager B", Some(1)),
+                ],
+            );
             s.salesforce.users[0].role_id = Some(role_id(3));
             s.business_units[1]
                 .assignment
@@ -753,17 +783,13 @@ const CASES: &[Case] = &[
         },
         query: "jane@acme.com",
         verdict: Verdict::Blocked,
-        findings: &[
-            (C::NotAssignedToBusinessUnit, Some(1)),
-            (C::NoBlockerFound, Some(0)),
-        ],
+        findings: NOT_ASSIGNED_IN_SOUTH,
     },
     Case {
         name: "a cycle in the role tree ends",
         setup: |s| {
             south_managed_in_salesforce(s);
-            s.salesforce.roles.push(role(1, "A", Some(2)));
-            s.salesforce.roles.push(role(2, "B", Some(1)));
+            add_roles(s, &[(1, "A", Some(2)), (2, "B", Some(1))]);
             s.salesforce.users[0].role_id = Some(role_id(1));
             s.business_units[1]
                 .assignment
@@ -772,53 +798,35 @@ const CASES: &[Case] = &[
         },
         query: "jane@acme.com",
         verdict: Verdict::Blocked,
-        findings: &[
-            (C::NotAssignedToBusinessUnit, Some(1)),
-            (C::NoBlockerFound, Some(0)),
-        ],
+        findings: NOT_ASSIGNED_IN_SOUTH,
     },
     Case {
         name: "a public group holding a role-and-subordinates group covers users below the role",
         setup: |s| {
             south_managed_in_salesforce(s);
-            s.salesforce.roles.push(role(1, "VP", None));
-            s.salesforce.roles.push(role(2, "Rep", Some(1)));
+            add_roles(s, &[(1, "VP", None), (2, "Rep", Some(1))]);
             s.salesforce.users[0].role_id = Some(role_id(2));
-            s.salesforce.groups.push(PublicGroup {
-                id: group_id(9),
-                name: String::new(),
-                developer_name: None,
-                group_type: "RoleAndSubordinates".into(),
-                related_id: Some(role_id(1)),
-            });
+            s.salesforce
+                .groups
+                .push(role_group(9, "RoleAndSubordinates", 1));
             s.salesforce.group_members.push(member(1, group_id(9)));
         },
         query: "jane@acme.com",
         verdict: Verdict::Clear,
-        findings: &[(C::NoBlockerFound, Some(0)), (C::NoBlockerFound, Some(1))],
+        findings: CLEAR_IN_BOTH,
     },
     Case {
         name: "a public group holding a role group does not cover that role's subordinates",
         setup: |s| {
             south_managed_in_salesforce(s);
-            s.salesforce.roles.push(role(1, "VP", None));
-            s.salesforce.roles.push(role(2, "Rep", Some(1)));
+            add_roles(s, &[(1, "VP", None), (2, "Rep", Some(1))]);
             s.salesforce.users[0].role_id = Some(role_id(2));
-            s.salesforce.groups.push(PublicGroup {
-                id: group_id(9),
-                name: String::new(),
-                developer_name: None,
-                group_type: "Role".into(),
-                related_id: Some(role_id(1)),
-            });
+            s.salesforce.groups.push(role_group(9, "Role", 1));
             s.salesforce.group_members.push(member(1, group_id(9)));
         },
         query: "jane@acme.com",
         verdict: Verdict::Blocked,
-        findings: &[
-            (C::NotAssignedToBusinessUnit, Some(1)),
-            (C::NoBlockerFound, Some(0)),
-        ],
+        findings: NOT_ASSIGNED_IN_SOUTH,
     },
     Case {
         name: "assigned and changed 20 minutes ago without an AE user: pending",
@@ -843,7 +851,7 @@ const CASES: &[Case] = &[
         },
         query: "jane@acme.com",
         verdict: Verdict::Clear,
-        findings: &[(C::NoBlockerFound, Some(0)), (C::NoBlockerFound, Some(1))],
+        findings: CLEAR_IN_BOTH,
     },
     Case {
         name: "recently assigned with an AE user already created is mapped, not pending",
@@ -894,7 +902,7 @@ const CASES: &[Case] = &[
         setup: nothing,
         query: "005aa0000000001iaa",
         verdict: Verdict::Clear,
-        findings: &[(C::NoBlockerFound, Some(0)), (C::NoBlockerFound, Some(1))],
+        findings: CLEAR_IN_BOTH,
     },
     Case {
         name: "a name that matches several users is ambiguous",
@@ -918,7 +926,7 @@ const CASES: &[Case] = &[
         },
         query: "jane doe",
         verdict: Verdict::Clear,
-        findings: &[(C::NoBlockerFound, Some(0)), (C::NoBlockerFound, Some(1))],
+        findings: CLEAR_IN_BOTH,
     },
     Case {
         name: "an email shared by two users is ambiguous",
@@ -1051,8 +1059,7 @@ fn pending_assignment_names_the_path_and_the_wait() {
     let mut s = base();
     south_managed_in_salesforce(&mut s);
     s.salesforce.groups.push(group(2, "Inner"));
-    s.salesforce.group_members.push(member(1, group_id(2)));
-    s.salesforce.group_members.push(member(2, user_id(1)));
+    add_members(&mut s, &[(1, group_id(2)), (2, user_id(1))]);
     s.salesforce.users[0].modified_at = Some(now() - Duration::minutes(20));
     let d = run(s, "jane@acme.com");
     let f = &d.findings[0];
