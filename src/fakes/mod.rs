@@ -21,7 +21,8 @@ use secrecy::SecretString;
 
 pub use account_engagement::FakeAccountEngagement;
 pub use salesforce::{
-    FakeSalesforce, FakeSalesforceSettings, SalesforceEndpoint, TokenHost, token_errors,
+    FakeSalesforce, FakeSalesforceSettings, SalesforceEndpoint, TokenHost, rsa_public_key,
+    token_errors,
 };
 pub use slack::{AfterAccepting, FakeSlack, SlackCall};
 

@@ -12,6 +12,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use ring::signature::{RSA_PKCS1_2048_8192_SHA256, UnparsedPublicKey};
 use serde_json::{Value, json};
 
 use super::{Faults, Injection, Server, faulted, json_response, lock};
@@ -34,6 +35,10 @@ pub struct FakeSalesforceSettings {
     pub audience: String,
     /// Which Salesforce host this fake plays: client credentials only work on a My Domain.
     pub host: TokenHost,
+    /// The public key of the certificate on the connected app ([`rsa_public_key`]): a JWT
+    /// bearer assertion must be signed RS256 with its private key, or it is refused as
+    /// `invalid assertion`. `None` checks the claims only.
+    pub jwt_public_key: Option<Vec<u8>>,
 }
 
 /// The host a token request reaches.
@@ -69,6 +74,7 @@ impl Default for FakeSalesforceSettings {
             api_limit: 15_000,
             audience: "https://login.salesforce.com".to_owned(),
             host: TokenHost::MyDomain,
+            jwt_public_key: None,
         }
     }
 }
@@ -254,7 +260,16 @@ async fn token(
     .into_response()
 }
 
-/// Checks the claims of a JWT bearer assertion; the signature is not verified.
+/// The public half of an RSA private key in PEM (PKCS#8 or PKCS#1): what the certificate
+/// uploaded to the connected app holds, for [`FakeSalesforceSettings::jwt_public_key`].
+/// `None` when the PEM is not an RSA key the client could sign with.
+pub fn rsa_public_key(private_key_pem: &str) -> Option<Vec<u8>> {
+    let key = crate::sources::salesforce::rsa_key_from_pem(private_key_pem).ok()?;
+    Some(key.public().as_ref().to_vec())
+}
+
+/// Checks a JWT bearer assertion: its claims, and with [`FakeSalesforceSettings::jwt_public_key`]
+/// its RS256 signature.
 fn check_assertion(state: &SfState, assertion: &str) -> Result<(), (&'static str, &'static str)> {
     #[derive(serde::Deserialize)]
     struct Claims {
@@ -264,14 +279,30 @@ fn check_assertion(state: &SfState, assertion: &str) -> Result<(), (&'static str
         exp: i64,
     }
     // `header.claims.signature`, each base64url without padding; the claims are the middle.
-    let claims = match assertion.split('.').collect::<Vec<_>>()[..] {
-        [_, claims, _] => URL_SAFE_NO_PAD
-            .decode(claims)
+    let [header, claims, signature] = assertion.split('.').collect::<Vec<_>>()[..] else {
+        return Err(token_errors::BAD_ASSERTION);
+    };
+    let claims = URL_SAFE_NO_PAD
+        .decode(claims)
+        .ok()
+        .and_then(|json| serde_json::from_slice::<Claims>(&json).ok())
+        .ok_or(token_errors::BAD_ASSERTION)?;
+    if let Some(public_key) = &state.settings.jwt_public_key {
+        let rs256 = URL_SAFE_NO_PAD
+            .decode(header)
             .ok()
-            .and_then(|json| serde_json::from_slice::<Claims>(&json).ok()),
-        _ => None,
+            .and_then(|json| serde_json::from_slice::<Value>(&json).ok())
+            .is_some_and(|header| header["alg"] == "RS256");
+        // The signature covers `header.claims` as sent.
+        let signed = &assertion[..assertion.len() - signature.len() - 1];
+        let signature = URL_SAFE_NO_PAD.decode(signature).unwrap_or_default();
+        let verified = UnparsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, public_key)
+            .verify(signed.as_bytes(), &signature)
+            .is_ok();
+        if !(rs256 && verified) {
+            return Err(token_errors::BAD_ASSERTION);
+        }
     }
-    .ok_or(token_errors::BAD_ASSERTION)?;
     if claims.iss != state.settings.client_id {
         return Err(token_errors::UNKNOWN_CLIENT_ID);
     }

@@ -683,9 +683,9 @@ struct JwtClaims<'a> {
 const JWT_HEADER: &str = r#"{"typ":"JWT","alg":"RS256"}"#;
 
 /// The connected app's private key, PEM in either form: PKCS#8 (`BEGIN PRIVATE KEY`, what
-/// `openssl genpkey` and OpenSSL 3's `genrsa` write) or PKCS#1 (`BEGIN RSA PRIVATE KEY`, older
-/// `openssl genrsa` and Salesforce's own instructions).
-fn rsa_key_from_pem(pem: &str) -> Result<RsaKeyPair, SourceError> {
+/// `openssl req -newkey`, `genpkey` and OpenSSL 3's `genrsa` write) or PKCS#1 (`BEGIN RSA
+/// PRIVATE KEY`, what older `openssl genrsa` writes).
+pub(crate) fn rsa_key_from_pem(pem: &str) -> Result<RsaKeyPair, SourceError> {
     let not_rsa = || SourceError::Settings {
         problem: "the Salesforce private key is not an RSA key in PEM format".to_owned(),
         fix: "point SALESFORCE_PRIVATE_KEY_FILE at the PEM private key whose \

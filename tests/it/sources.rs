@@ -8,7 +8,7 @@ use std::time::Duration;
 use crm_username::domain::{OrgSnapshot, SfId};
 use crm_username::fakes::{
     FakeAccessToken, FakeAccountEngagement, FakeSalesforce, FakeSalesforceSettings, Fault,
-    Injection, SalesforceEndpoint,
+    Injection, SalesforceEndpoint, rsa_public_key,
 };
 use crm_username::sources::{
     AccessToken, AccountEngagementClient, AccountEngagementConfig, ApiUsage, RetryPolicy,
@@ -20,6 +20,8 @@ use serde_json::json;
 const BU: &str = "0UvAk000000BU01";
 /// Generated for these tests only; no connected app trusts it.
 const TEST_ONLY_KEY: &str = include_str!("../fixtures/test-only-rsa-key.pem");
+/// A second test-only key, for an assertion the connected app's certificate does not match.
+const OTHER_TEST_ONLY_KEY: &str = include_str!("../fixtures/test-only-other-rsa-key.pem");
 
 fn sf_id(prefix: &str, n: usize) -> String {
     format!("{prefix}Ak00000X{n:04}")
@@ -183,7 +185,11 @@ async fn salesforce_token_expiring_mid_run_is_reminted_once_and_the_run_complete
 
 #[tokio::test]
 async fn salesforce_jwt_bearer_flow_gets_a_token_and_reads_data() {
-    let fake = fake_salesforce(&org(3), 2000).await;
+    let settings = FakeSalesforceSettings {
+        jwt_public_key: rsa_public_key(TEST_ONLY_KEY),
+        ..FakeSalesforceSettings::default()
+    };
+    let fake = FakeSalesforce::start(&org(3), settings).await.unwrap();
     let mut config = client_credentials(&fake);
     config.auth = SalesforceAuth::JwtBearer {
         username: fake.settings().username.clone(),
@@ -196,6 +202,30 @@ async fn salesforce_jwt_bearer_flow_gets_a_token_and_reads_data() {
         expected_sf_ids(3)
     );
     assert_eq!(fake.tokens_minted(), 1);
+}
+
+#[tokio::test]
+async fn a_jwt_assertion_signed_with_a_key_other_than_the_apps_certificate_is_refused() {
+    let settings = FakeSalesforceSettings {
+        jwt_public_key: rsa_public_key(OTHER_TEST_ONLY_KEY),
+        ..FakeSalesforceSettings::default()
+    };
+    let fake = FakeSalesforce::start(&org(3), settings).await.unwrap();
+    let mut config = client_credentials(&fake);
+    config.auth = SalesforceAuth::JwtBearer {
+        username: fake.settings().username.clone(),
+        private_key_pem: SecretString::from(TEST_ONLY_KEY.to_owned()),
+    };
+    let client = SalesforceClient::new(config).expect("key is read");
+
+    let error = client.fetch_org().await.expect_err("token is refused");
+
+    assert!(
+        matches!(&error, SourceError::Auth { error, description, .. }
+        if error == "invalid_grant" && description == "invalid assertion"),
+        "{error:?}"
+    );
+    assert_eq!(fake.tokens_minted(), 0);
 }
 
 #[tokio::test]
