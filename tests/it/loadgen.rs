@@ -15,9 +15,9 @@ use crm_username::slack::{AppState, SlackSettings, SlackWebApi};
 use crm_username::store::Store;
 
 #[path = "../../benches/http/loadgen.rs"]
-mod loadgen;
+mod http_loadgen;
 
-use loadgen::{Kind, Mix};
+use http_loadgen::{Kind, Mix};
 
 const SECRET: &str = "loadgen-secret";
 
@@ -51,7 +51,7 @@ async fn open_and_closed_loop_runs_stop_by_themselves_and_count_every_request() 
         name_percent: 30,
         typo_percent: 30,
     };
-    let queries = loadgen::queries(
+    let queries = http_loadgen::queries(
         50,
         mix,
         users.len(),
@@ -71,11 +71,11 @@ async fn open_and_closed_loop_runs_stop_by_themselves_and_count_every_request() 
             .all(|(_, q)| q.contains("@acme.com") && !users.contains(&q.as_str()))
     );
 
-    let client = loadgen::client(4);
-    let fixed = loadgen::open_loop(
+    let client = http_loadgen::client(4);
+    let fixed = http_loadgen::open_loop(
         &client,
         &url,
-        loadgen::prepare(SECRET, &queries, sign),
+        http_loadgen::prepare(SECRET, &queries, sign),
         200,
         Duration::from_millis(250),
         16,
@@ -85,10 +85,10 @@ async fn open_and_closed_loop_runs_stop_by_themselves_and_count_every_request() 
     assert_eq!((fixed.ok, fixed.errors, fixed.deferred), (50, 0, 0));
     assert!(fixed.elapsed < Duration::from_secs(3));
 
-    let max = loadgen::closed_loop(
+    let max = http_loadgen::closed_loop(
         &client,
         &url,
-        loadgen::prepare(SECRET, &queries, sign),
+        http_loadgen::prepare(SECRET, &queries, sign),
         2,
         Duration::from_secs(5),
         40,
@@ -99,10 +99,10 @@ async fn open_and_closed_loop_runs_stop_by_themselves_and_count_every_request() 
     assert!(max.ms(0.99) >= max.ms(0.5));
 
     // A wrong secret is counted as an error, not as an answer.
-    let refused = loadgen::closed_loop(
+    let refused = http_loadgen::closed_loop(
         &client,
         &url,
-        loadgen::prepare("not-the-secret", &queries, sign),
+        http_loadgen::prepare("not-the-secret", &queries, sign),
         1,
         Duration::from_secs(5),
         3,
