@@ -6,13 +6,14 @@ use std::time::Duration;
 
 use chrono::Utc;
 use secrecy::SecretString;
-use tokio_util::sync::CancellationToken;
 
 use crm_username::demo;
-use crm_username::server::Server;
+use crm_username::fakes::FakeSlack;
 use crm_username::slack::signature::sign;
-use crm_username::slack::{AppState, SlackSettings, SlackWebApi};
+use crm_username::slack::{SlackSettings, SlackWebApi};
 use crm_username::store::Store;
+
+use crate::common::app::TestApp;
 
 #[path = "../../benches/http/loadgen.rs"]
 mod http_loadgen;
@@ -29,21 +30,16 @@ async fn open_and_closed_loop_runs_stop_by_themselves_and_count_every_request() 
         .publish(demo::snapshot(Utc::now()).unwrap())
         .await
         .unwrap();
-    let settings = SlackSettings {
+    let slack = FakeSlack::start().await.unwrap();
+    let mut config = TestApp::config(store, &slack);
+    config.slack = SlackSettings {
         signing_secrets: vec![SecretString::from(SECRET)],
         allowed_team_ids: Vec::new(),
         admin_user_ids: Vec::new(),
         web: SlackWebApi::new("http://127.0.0.1:9", None, Vec::new()),
     };
-    let server = Server::bind(
-        "127.0.0.1:0".parse().unwrap(),
-        AppState::new(store, None, settings),
-    )
-    .await
-    .unwrap();
-    let url = format!("http://{}/slack/commands", server.local_addr().unwrap());
-    let shutdown = CancellationToken::new();
-    let running = tokio::spawn(server.run(shutdown.clone()));
+    let mut app = TestApp::spawn(config, slack).await;
+    let url = app.url("/slack/commands");
 
     let users = ["sam.sales@acme.com", "ok.user@acme.com", "eve.new@acme.com"];
     let names = ["Sam Sales", "Alex", "Nora North"];
@@ -110,6 +106,5 @@ async fn open_and_closed_loop_runs_stop_by_themselves_and_count_every_request() 
     .await;
     assert_eq!((refused.ok, refused.errors), (0, 3));
 
-    shutdown.cancel();
-    running.await.unwrap().unwrap();
+    app.stop().await.unwrap();
 }

@@ -10,64 +10,47 @@ use crm_username::audit::Changes;
 use crm_username::audit::{Scope, audit_org, to_csv};
 use crm_username::demo;
 use crm_username::domain::{Org, OrgSnapshot};
-use crm_username::fakes::{FakeSlack, SlackCall};
-use crm_username::slack::AppState;
+use crm_username::fakes::SlackCall;
 use crm_username::slack::digest::{DigestOutcome, DigestSettings, digest_once};
 use crm_username::store::Store;
 
 use crate::common;
-use common::slack_app::{TEAM, serve, settings, signed};
+use common::app::{TEAM, TestApp};
 
+/// The app, and the org it answers from.
 struct App {
-    addr: std::net::SocketAddr,
-    state: AppState,
+    app: TestApp,
     store: Store,
-    slack: FakeSlack,
     snapshot: OrgSnapshot,
-    _shutdown: tokio_util::sync::DropGuard,
+}
+
+impl std::ops::Deref for App {
+    type Target = TestApp;
+    fn deref(&self) -> &TestApp {
+        &self.app
+    }
 }
 
 async fn spawn_app() -> App {
     let snapshot = demo::snapshot(Utc::now()).unwrap();
     let store = Store::memory();
     store.publish(snapshot.clone()).await.unwrap();
-    let slack = FakeSlack::start().await.unwrap();
-    let state = AppState::new(store.clone(), None, settings(&slack));
-    let (addr, shutdown) = serve(state.clone()).await;
     App {
-        addr,
-        state,
+        app: TestApp::start(store.clone()).await,
         store,
-        slack,
         snapshot,
-        _shutdown: shutdown.drop_guard(),
     }
 }
 
 impl App {
+    /// `/crm-username <text>` from `user`: the acknowledgement.
     async fn command(&self, text: &str, user: &str) -> Value {
-        let body = serde_urlencoded::to_string([
-            ("team_id", TEAM),
-            ("channel_id", "C0CHAN"),
-            ("user_id", user),
-            ("command", "/crm-username"),
-            ("text", text),
-            ("response_url", &self.slack.response_url("cmd")),
-        ])
-        .unwrap();
-        signed(
-            &reqwest::Client::new(),
-            self.addr,
-            "/slack/commands",
-            "application/x-www-form-urlencoded",
-            &body,
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+        self.app
+            .command(text, TEAM, user)
+            .await
+            .json()
+            .await
+            .unwrap()
     }
 
     /// Waits (at most 10 s) for the summary on the response_url, then returns every call.

@@ -1,6 +1,6 @@
 //! Shared by the tests that need a Redis server (scripts/test.sh makes sure one answers).
 
-pub mod slack_app;
+pub mod app;
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
