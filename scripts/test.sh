@@ -63,6 +63,9 @@ cargo fmt --all -- --check
 log "cargo clippy --all-targets -- -D warnings"
 cargo clippy --locked --all-targets -- -D warnings
 
+log "cargo clippy --no-default-features -- -D warnings (the production build: no fakes, playground or synthetic org)"
+cargo clippy --locked --no-default-features -- -D warnings
+
 log "links: every relative link and #anchor in the Markdown files resolves"
 # First prove the checker catches a broken link and anchor, then run it on the repository.
 links_fixture="$(mktemp -d)"

@@ -117,3 +117,25 @@ fn unguessable_secret() -> SecretString {
         uuid::Uuid::new_v4().simple()
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_a_person_must_fix_exits_3_and_what_failed_while_running_exits_1() {
+        let listen = AppError::Listen {
+            addr: "127.0.0.1:3000".parse().unwrap(),
+            source: std::io::Error::from(std::io::ErrorKind::AddrInUse),
+        };
+        assert_eq!(
+            CliError::from(listen),
+            CliError::usage("cannot listen on 127.0.0.1:3000: address in use")
+        );
+        let playground = AppError::Playground(std::io::Error::other("no loopback"));
+        assert_eq!(
+            CliError::from(playground),
+            CliError::failure("cannot start the playground: no loopback")
+        );
+    }
+}

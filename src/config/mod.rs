@@ -355,6 +355,36 @@ mod tests {
     }
 
     #[derive(Parser)]
+    struct ServeCli {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    #[test]
+    fn slack_secrets_are_parsed_into_secrets_that_debug_does_not_show() {
+        let serve = ServeCli::try_parse_from([
+            "test",
+            "--slack-signing-secret",
+            " s3cr3t-signing ",
+            "--slack-bot-token",
+            "xoxb-s3cr3t",
+            "--slack-app-token",
+            "xapp-s3cr3t",
+        ])
+        .unwrap()
+        .serve;
+        let shown = format!("{serve:?}");
+        assert!(!shown.contains("s3cr3t"), "{shown}");
+        assert_eq!(
+            non_empty_secret(&serve.slack_signing_secret)
+                .unwrap()
+                .expose_secret(),
+            "s3cr3t-signing"
+        );
+        assert!(non_empty_secret(&Some(SecretString::from("  "))).is_none());
+    }
+
+    #[derive(Parser)]
     struct HttpCli {
         #[command(flatten)]
         http: HttpLimitArgs,

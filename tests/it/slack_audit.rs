@@ -10,7 +10,7 @@ use crm_username::audit::Changes;
 use crm_username::audit::{Scope, audit_org, to_csv};
 use crm_username::demo;
 use crm_username::domain::{Org, OrgSnapshot};
-use crm_username::fakes::SlackCall;
+use crm_username::fakes::{FakeSlack, SlackCall};
 use crm_username::slack::digest::{DigestOutcome, DigestSettings, digest_once};
 use crm_username::store::Store;
 
@@ -290,6 +290,39 @@ async fn the_digest_is_posted_once_per_period_and_only_when_the_rows_change() {
         all_text(&calls[7].body).contains("Since the last digest: 1 new row, 1 gone"),
         "{}",
         calls[7].body
+    );
+}
+
+#[tokio::test]
+async fn the_app_with_a_digest_channel_posts_the_first_digest_by_itself() {
+    let store = Store::memory();
+    store
+        .publish(demo::snapshot(Utc::now()).unwrap())
+        .await
+        .unwrap();
+    let slack = FakeSlack::start().await.unwrap();
+    let mut config = TestApp::config(store, &slack);
+    config.digest = Some(DigestSettings {
+        channel: "C0DIGEST".to_owned(),
+        interval: Duration::from_secs(3600),
+    });
+    let app = TestApp::spawn(config, slack).await;
+    let calls = app.calls(4).await;
+    assert_eq!(
+        targets(&calls),
+        vec![
+            "files.getUploadURLExternal",
+            "upload:F00000001",
+            "files.completeUploadExternal",
+            "chat.postMessage"
+        ]
+    );
+    assert_eq!(calls[2].body["channel_id"], "C0DIGEST");
+    assert_eq!(calls[3].body["channel"], "C0DIGEST");
+    assert!(
+        all_text(&calls[3].body).contains("First digest: every row is new."),
+        "{}",
+        calls[3].body
     );
 }
 
