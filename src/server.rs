@@ -1,5 +1,5 @@
-//! `crm-username serve`: the Slack routes, the operations endpoints, the refresher, and a
-//! graceful shutdown that finishes the replies already promised.
+//! The HTTP server of `crm-username serve` (src/app.rs assembles the rest): the Slack routes,
+//! the operations endpoints, and a graceful shutdown that finishes the replies already promised.
 
 use std::net::SocketAddr;
 use std::time::Duration;
