@@ -256,3 +256,37 @@ pub fn sources(live: LiveSettings) -> Result<Sources, SourceError> {
         live_lookups: Default::default(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_demo_only_subcommands_exist_only_in_builds_with_the_demo_feature() {
+        for argv in [
+            &["crm-username", "generate-org"][..],
+            &["crm-username", "fakes", "--settings-out", "bu.toml"],
+        ] {
+            let parsed = Cli::try_parse_from(argv);
+            if cfg!(feature = "demo") {
+                assert!(parsed.is_ok(), "{argv:?}: {parsed:?}");
+            } else {
+                let err = parsed.expect_err("not in this build");
+                assert_eq!(err.kind(), clap::error::ErrorKind::InvalidSubcommand);
+            }
+        }
+    }
+
+    #[test]
+    fn a_usage_error_exits_3_and_a_failure_1_each_with_its_message() {
+        assert_eq!(
+            CliError::usage("bad flag"),
+            CliError {
+                code: 3,
+                message: Some("bad flag".into())
+            }
+        );
+        assert_eq!(CliError::failure("it broke").code, 1);
+        assert_eq!(CliError::output_closed().message, None);
+    }
+}
