@@ -23,12 +23,15 @@ RUN cargo chef prepare --recipe-path recipe.json
 
 FROM chef AS builder
 COPY --from=planner /app/recipe.json recipe.json
-RUN cargo chef cook --release --locked --bin crm-username --recipe-path recipe.json
+# Without the `demo` feature (the default build has it): the fakes of Salesforce, Account
+# Engagement and Slack, the synthetic org and the playground page are test servers, and stay out
+# of the image. `check --demo` and `serve --demo` still answer from the built-in demo org.
+RUN cargo chef cook --release --locked --no-default-features --bin crm-username --recipe-path recipe.json
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 # Cargo.toml declares the bench target, so its file must exist for the manifest to load.
 COPY benches ./benches
-RUN cargo build --release --locked --bin crm-username
+RUN cargo build --release --locked --no-default-features --bin crm-username
 
 # distroless/cc: what a Rust binary linked against glibc needs, plus CA certificates for the
 # TLS calls to Salesforce, Account Engagement and Slack (rustls reads the system store).

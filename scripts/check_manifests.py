@@ -121,6 +121,10 @@ def dockerfile():
           'ENTRYPOINT ["crm-username"] and CMD ["serve"]')
     check(re.search(r"^STOPSIGNAL\s+SIGTERM", final, re.M) is not None, "STOPSIGNAL SIGTERM")
     check("--locked" in text, "cargo builds with --locked")
+    builds = re.findall(r"^RUN cargo (?:build|chef cook) .*$", text, re.M)
+    check(len(builds) == 2 and all("--no-default-features" in b for b in builds),
+          "the image builds without the demo feature (--no-default-features)",
+          f"found {builds}")
     return int(user.group(1)) if user else None
 
 

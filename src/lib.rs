@@ -1,6 +1,7 @@
 //! crm-username: explains why a Salesforce username is missing from the Account Engagement
 //! CRM username dropdown, and how to fix it.
 
+pub mod app;
 pub mod audit;
 pub mod cli;
 pub mod config;
@@ -8,8 +9,11 @@ pub mod demo;
 pub mod diagnose;
 pub mod doctor;
 pub mod domain;
+#[cfg(feature = "demo")]
 pub mod fakes;
+pub mod logging;
 pub mod metrics;
+#[cfg(feature = "demo")]
 pub mod playground;
 pub mod refresh;
 pub mod render;
@@ -17,4 +21,5 @@ pub mod server;
 pub mod slack;
 pub mod sources;
 pub mod store;
+#[cfg(feature = "demo")]
 pub mod synthetic;

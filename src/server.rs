@@ -1,8 +1,7 @@
-//! `crm-username serve`: the Slack routes, the operations endpoints, the refresher, and a
-//! graceful shutdown that finishes the replies already promised.
+//! The HTTP server of `crm-username serve` (src/app.rs assembles the rest): the Slack routes,
+//! the operations endpoints, and a graceful shutdown that finishes the replies already promised.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -159,16 +158,4 @@ pub fn cancel_on_signal(token: CancellationToken) {
         tracing::info!("shutting down: finishing the replies in flight");
         token.cancel();
     });
-}
-
-/// The refresher for a live source, stopped by `shutdown`.
-pub fn spawn_refresher(
-    sources: Option<Arc<crate::refresh::Sources>>,
-    store: crate::store::Store,
-    interval: Duration,
-    shutdown: CancellationToken,
-) {
-    if let Some(sources) = sources {
-        tokio::spawn(crate::refresh::run(sources, store, interval, shutdown));
-    }
 }

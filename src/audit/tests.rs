@@ -204,6 +204,7 @@ fn every_row_of_the_demo_org_agrees_with_check() {
 }
 
 #[test]
+#[cfg(feature = "demo")] // the synthetic org
 fn every_row_of_a_synthetic_org_agrees_with_check() {
     let org = Org::new(crate::synthetic::generate(crate::synthetic::Params {
         sf_users: 2_000,

@@ -4,6 +4,8 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use super::{CliError, CliResult};
+
 use crate::config::DataArgs;
 use crate::config::settings_init;
 use crate::sources::{SalesforceClient, catalog};
@@ -31,18 +33,18 @@ pub struct InitArgs {
     pub data: DataArgs,
 }
 
-pub async fn run(command: &SettingsCommand) -> ExitCode {
+pub async fn run(command: &SettingsCommand) -> CliResult {
     let SettingsCommand::Init(args) = command;
     init(args).await
 }
 
-async fn init(args: &InitArgs) -> ExitCode {
+async fn init(args: &InitArgs) -> CliResult {
     if let Some(path) = &args.output {
         if path.exists() && !args.force {
-            return super::usage_error(format!(
+            return Err(CliError::usage(format!(
                 "{} exists; pass --force to overwrite it",
                 path.display()
-            ));
+            )));
         }
     }
     // The file is what we are writing: do not read it.
@@ -53,25 +55,25 @@ async fn init(args: &InitArgs) -> ExitCode {
     let live = match data.live() {
         Ok(Some(live)) => live,
         Ok(None) => {
-            return super::usage_error(
+            return Err(CliError::usage(
                 "settings init reads the org: set SALESFORCE_CLIENT_ID and a secret or key \
                  (docs/setup-salesforce.md)",
-            );
+            ));
         }
-        Err(err) => return super::usage_error(err),
+        Err(err) => return Err(CliError::usage(err)),
     };
     let login_url = live.salesforce.login_url.clone();
     let client = match SalesforceClient::new(live.salesforce) {
         Ok(client) => client,
-        Err(err) => return super::usage_error(err),
+        Err(err) => return Err(CliError::usage(err)),
     };
     let catalog = match catalog::fetch(&client).await {
         Ok(catalog) => catalog,
         Err(err) => {
-            return super::failure(format!(
+            return Err(CliError::failure(format!(
                 "cannot read {} from the org: {}",
                 err.object, err.error
-            ));
+            )));
         }
     };
     let ae_url = match &args.ae_url {
@@ -93,7 +95,9 @@ async fn init(args: &InitArgs) -> ExitCode {
         }
     };
     if let Err(err) = written {
-        return super::failure(format!("cannot write the settings: {err}"));
+        return Err(CliError::failure(format!(
+            "cannot write the settings: {err}"
+        )));
     }
     if let Some(path) = &args.output {
         eprintln!(
@@ -106,5 +110,5 @@ async fn init(args: &InitArgs) -> ExitCode {
             path.display()
         );
     }
-    ExitCode::SUCCESS
+    Ok(ExitCode::SUCCESS)
 }

@@ -7,7 +7,7 @@ pub mod settings_init;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 
 use crate::domain::BusinessUnit;
 use crate::sources::salesforce::DEFAULT_API_VERSION;
@@ -17,8 +17,8 @@ use crate::sources::{SalesforceAuth, SalesforceConfig};
 #[derive(Debug, Clone, clap::Args)]
 pub struct DataArgs {
     /// Shared cache; unset = an in-process store (one replica only).
-    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
-    pub redis_url: Option<String>,
+    #[arg(long, env = "REDIS_URL", hide_env_values = true, value_parser = secret)]
+    pub redis_url: Option<SecretString>,
     /// PEM bundle of the CAs that sign a `rediss://` server's certificate; unset = the
     /// system's roots.
     #[arg(long, env = "REDIS_CA_FILE")]
@@ -51,8 +51,8 @@ pub struct DataArgs {
     #[arg(long, env = "SALESFORCE_CLIENT_ID")]
     pub salesforce_client_id: Option<String>,
     /// Selects the client credentials flow.
-    #[arg(long, env = "SALESFORCE_CLIENT_SECRET", hide_env_values = true)]
-    pub salesforce_client_secret: Option<String>,
+    #[arg(long, env = "SALESFORCE_CLIENT_SECRET", hide_env_values = true, value_parser = secret)]
+    pub salesforce_client_secret: Option<SecretString>,
     /// With SALESFORCE_PRIVATE_KEY_FILE, selects the JWT bearer flow.
     #[arg(long, env = "SALESFORCE_USERNAME")]
     pub salesforce_username: Option<String>,
@@ -68,21 +68,41 @@ pub struct DataArgs {
     pub refresh_interval: Duration,
 }
 
-/// The Slack side of `serve`.
+/// A secret, from a flag or the environment, straight into a [`SecretString`]: no plain
+/// `String` copy of it is kept in the parsed arguments, and `Debug` prints it redacted.
+fn secret(text: &str) -> Result<SecretString, std::convert::Infallible> {
+    Ok(SecretString::from(text))
+}
+
+/// A secret that is set and not blank, trimmed.
+pub fn non_empty_secret(value: &Option<SecretString>) -> Option<SecretString> {
+    value
+        .as_ref()
+        .map(|v| v.expose_secret().trim())
+        .filter(|v| !v.is_empty())
+        .map(SecretString::from)
+}
+
+/// The settings of `serve` that `doctor` checks too: Slack (over HTTP or Socket Mode), the
+/// HTTP listener and its limits, the audit digest, logging.
 #[derive(Debug, Clone, clap::Args)]
-pub struct SlackArgs {
+pub struct ServeArgs {
+    /// Connect to Slack over Socket Mode (SLACK_APP_TOKEN) instead of serving HTTP to it
+    /// (`doctor`: check the app token instead of the signing secret).
+    #[arg(long)]
+    pub socket_mode: bool,
     /// Verifies requests; required for `serve`.
-    #[arg(long, env = "SLACK_SIGNING_SECRET", hide_env_values = true)]
-    pub slack_signing_secret: Option<String>,
+    #[arg(long, env = "SLACK_SIGNING_SECRET", hide_env_values = true, value_parser = secret)]
+    pub slack_signing_secret: Option<SecretString>,
     /// The previous signing secret, accepted too while rotating (README "Rotating the signing secret").
-    #[arg(long, env = "SLACK_SIGNING_SECRET_PREVIOUS", hide_env_values = true)]
-    pub slack_signing_secret_previous: Option<String>,
+    #[arg(long, env = "SLACK_SIGNING_SECRET_PREVIOUS", hide_env_values = true, value_parser = secret)]
+    pub slack_signing_secret_previous: Option<SecretString>,
     /// `xoxb-` token for Web API calls (replies in threads).
-    #[arg(long, env = "SLACK_BOT_TOKEN", hide_env_values = true)]
-    pub slack_bot_token: Option<String>,
+    #[arg(long, env = "SLACK_BOT_TOKEN", hide_env_values = true, value_parser = secret)]
+    pub slack_bot_token: Option<SecretString>,
     /// `xapp-` token for Socket Mode.
-    #[arg(long, env = "SLACK_APP_TOKEN", hide_env_values = true)]
-    pub slack_app_token: Option<String>,
+    #[arg(long, env = "SLACK_APP_TOKEN", hide_env_values = true, value_parser = secret)]
+    pub slack_app_token: Option<SecretString>,
     #[arg(long, env = "SLACK_API_URL", default_value = "https://slack.com/api")]
     pub slack_api_url: String,
     /// Hosts a `response_url` may point at (comma-separated).
@@ -114,14 +134,9 @@ pub struct SlackArgs {
     pub log_format: Option<String>,
 }
 
-impl SlackArgs {
+impl ServeArgs {
     pub fn settings(&self) -> Result<crate::slack::SlackSettings, ConfigError> {
-        let non_empty = |v: &Option<String>| {
-            v.as_ref()
-                .map(|s| s.trim().to_owned())
-                .filter(|s| !s.is_empty())
-        };
-        let Some(secret) = non_empty(&self.slack_signing_secret) else {
+        let Some(secret) = non_empty_secret(&self.slack_signing_secret) else {
             return Err(ConfigError::Invalid {
                 variable: "SLACK_SIGNING_SECRET",
                 problem:
@@ -129,9 +144,8 @@ impl SlackArgs {
                         .into(),
             });
         };
-        let mut signing_secrets = vec![SecretString::from(secret)];
-        signing_secrets
-            .extend(non_empty(&self.slack_signing_secret_previous).map(SecretString::from));
+        let mut signing_secrets = vec![secret];
+        signing_secrets.extend(non_empty_secret(&self.slack_signing_secret_previous));
         crate::domain::check_url(&self.slack_api_url).map_err(|problem| ConfigError::Invalid {
             variable: "SLACK_API_URL",
             problem,
@@ -148,7 +162,7 @@ impl SlackArgs {
             admin_user_ids: list(&self.slack_admin_user_ids),
             web: crate::slack::SlackWebApi::new(
                 &self.slack_api_url,
-                non_empty(&self.slack_bot_token).map(SecretString::from),
+                non_empty_secret(&self.slack_bot_token),
                 list(&self.slack_response_url_hosts),
             ),
         })
@@ -217,7 +231,8 @@ impl DataArgs {
     /// How to reach the shared cache; `None` without REDIS_URL.
     pub fn redis(&self) -> Option<crate::store::RedisSettings> {
         Some(crate::store::RedisSettings {
-            url: self.redis_url.clone()?,
+            // The store's client keeps the URL (and its password) as the redis crate needs it.
+            url: self.redis_url.as_ref()?.expose_secret().to_owned(),
             ca_file: self.redis_ca_file.clone(),
             cluster: self.redis_cluster,
         })
@@ -244,7 +259,7 @@ impl DataArgs {
             &self.salesforce_private_key_file,
         ) {
             (Some(secret), _, None) => SalesforceAuth::ClientCredentials {
-                secret: SecretString::from(secret.clone()),
+                secret: secret.clone(),
             },
             (None, Some(username), Some(path)) => {
                 let pem = std::fs::read_to_string(path).map_err(|e| ConfigError::Invalid {
@@ -337,6 +352,36 @@ mod tests {
     struct Cli {
         #[command(flatten)]
         data: DataArgs,
+    }
+
+    #[derive(Parser)]
+    struct ServeCli {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    #[test]
+    fn slack_secrets_are_parsed_into_secrets_that_debug_does_not_show() {
+        let serve = ServeCli::try_parse_from([
+            "test",
+            "--slack-signing-secret",
+            " s3cr3t-signing ",
+            "--slack-bot-token",
+            "xoxb-s3cr3t",
+            "--slack-app-token",
+            "xapp-s3cr3t",
+        ])
+        .unwrap()
+        .serve;
+        let shown = format!("{serve:?}");
+        assert!(!shown.contains("s3cr3t"), "{shown}");
+        assert_eq!(
+            non_empty_secret(&serve.slack_signing_secret)
+                .unwrap()
+                .expose_secret(),
+            "s3cr3t-signing"
+        );
+        assert!(non_empty_secret(&Some(SecretString::from("  "))).is_none());
     }
 
     #[derive(Parser)]

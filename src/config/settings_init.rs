@@ -50,6 +50,53 @@ fn listing(out: &mut String, title: &str, records: &[Named]) {
     out.push_str("#\n");
 }
 
+/// The settings file of an org snapshot (every business unit as the snapshot has it), its AE
+/// pages at `ae_url`: what `crm-username fakes` writes for the fake it serves, and the tests use.
+pub fn from_snapshot(org: &crate::domain::OrgSnapshot, ae_url: &str) -> String {
+    let list = |refs: &[crate::domain::RecordRef]| {
+        refs.iter()
+            .map(|r| quote(&r.label()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut toml = String::new();
+    for bu in &org.business_units {
+        let management = match bu.user_management {
+            crate::domain::UserManagement::Salesforce => "salesforce",
+            crate::domain::UserManagement::AccountEngagement => "account_engagement",
+        };
+        let _ = writeln!(
+            toml,
+            "[[business_unit]]\nid = \"{}\"\nname = {}\nae_url = {}",
+            bu.id,
+            quote(&bu.name),
+            quote(ae_url)
+        );
+        let _ = writeln!(
+            toml,
+            "user_sync = {}\nuser_management = \"{management}\"",
+            bu.user_sync
+        );
+        let _ = writeln!(toml, "[business_unit.profile_roles]");
+        for (profile, role) in &bu.profile_roles {
+            let _ = writeln!(toml, "{} = {}", quote(profile), quote(role));
+        }
+        for (section, a) in bu.assignment.sections() {
+            let _ = writeln!(
+                toml,
+                "[business_unit.assignment.{}]\nusers = [{}]\npublic_groups = [{}]\nroles = [{}]\nroles_and_subordinates = [{}]",
+                section.label().to_ascii_lowercase(),
+                list(&a.users),
+                list(&a.public_groups),
+                list(&a.roles),
+                list(&a.roles_and_subordinates)
+            );
+        }
+        toml.push('\n');
+    }
+    toml
+}
+
 /// The settings file for `catalog`; `ae_url` is written for every business unit.
 pub fn render(catalog: &OrgCatalog, ae_url: &str, written_at: &str) -> String {
     let mut out = String::new();

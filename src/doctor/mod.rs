@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::config::{DataArgs, SlackArgs};
+use crate::config::{DataArgs, ServeArgs};
 
 /// How one check came out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -165,7 +165,7 @@ impl Report {
 #[derive(Debug, Clone)]
 pub struct Doctor {
     pub data: DataArgs,
-    pub slack: SlackArgs,
+    pub slack: ServeArgs,
     /// Slack over Socket Mode: the app token is checked and the signing secret is not needed.
     pub socket_mode: bool,
     /// Account Engagement hosts that stand in for each other: on code 201 (business unit not
@@ -176,11 +176,11 @@ pub struct Doctor {
 }
 
 impl Doctor {
-    pub fn new(data: DataArgs, slack: SlackArgs, socket_mode: bool) -> Self {
+    pub fn new(data: DataArgs, slack: ServeArgs) -> Self {
         Doctor {
             data,
+            socket_mode: slack.socket_mode,
             slack,
-            socket_mode,
             ae_host_pairs: vec![(
                 crate::domain::DEFAULT_AE_URL.to_owned(),
                 "https://pi.demo.pardot.com".to_owned(),

@@ -12,13 +12,7 @@ const SCOPES: &str = "slack.scopes";
 const SIGNING_SECRET: &str = "slack.signing_secret";
 const APP_TOKEN: &str = "slack.app_token";
 
-fn non_empty(value: &Option<String>) -> Option<SecretString> {
-    value
-        .as_deref()
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
-        .map(|v| SecretString::from(v.to_owned()))
-}
+use crate::config::non_empty_secret as non_empty;
 
 pub async fn checks(doctor: &Doctor) -> Vec<Check> {
     let slack = &doctor.slack;

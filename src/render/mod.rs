@@ -6,6 +6,7 @@ mod home;
 mod json;
 mod sanitize;
 mod slack_messages;
+mod status;
 mod text;
 
 pub use audit::{audit_progress_message, audit_summary_message, audit_text, cause_summary};
@@ -20,4 +21,5 @@ pub use slack_messages::{
     as_response, help_message, loading_message, plain_message, shared_by, status_message,
     unavailable_message,
 };
+pub use status::status_text;
 pub use text::text;

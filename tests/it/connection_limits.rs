@@ -15,11 +15,10 @@ use tokio::task::JoinSet;
 use crm_username::demo;
 use crm_username::fakes::FakeSlack;
 use crm_username::server::HttpLimits;
-use crm_username::slack::AppState;
 use crm_username::store::Store;
 
 use crate::common;
-use common::slack_app::{TEAM, serve_with_limits, settings, signed};
+use common::app::{TEAM, TestApp, signed};
 
 /// Longer than any timeout below, many times over: only a connection left open misses it.
 const GENEROUS: Duration = Duration::from_secs(30);
@@ -35,16 +34,17 @@ fn short_limits() -> HttpLimits {
     }
 }
 
-async fn spawn_app(limits: HttpLimits) -> (SocketAddr, FakeSlack) {
+/// The app serving the demo org under `limits`; it runs until dropped.
+async fn spawn_app(limits: HttpLimits) -> TestApp {
     let store = Store::memory();
     store
         .publish(demo::snapshot(Utc::now()).unwrap())
         .await
         .unwrap();
     let slack = FakeSlack::start().await.unwrap();
-    let (addr, _shutdown) =
-        serve_with_limits(AppState::new(store, None, settings(&slack)), limits).await;
-    (addr, slack)
+    let mut config = TestApp::config(store, &slack);
+    config.http_limits = limits;
+    TestApp::spawn(config, slack).await
 }
 
 /// A connection that sent `bytes` and then nothing more.
@@ -107,7 +107,8 @@ async fn signed_check(addr: SocketAddr, slack: &FakeSlack) -> reqwest::Response 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hundreds_of_stalled_connections_are_each_closed_by_their_timeout_while_a_signed_command_is_answered()
  {
-    let (addr, slack) = spawn_app(short_limits()).await;
+    let app = spawn_app(short_limits()).await;
+    let (addr, slack) = (app.addr, &app.slack);
     let mut stalled = JoinSet::new();
     for i in 0..400 {
         let sent: &[u8] = match i % 4 {
@@ -128,7 +129,7 @@ async fn hundreds_of_stalled_connections_are_each_closed_by_their_timeout_while_
     );
     stalled.spawn(async move { (4, until_closed(idle).await) });
 
-    let response = signed_check(addr, &slack).await;
+    let response = signed_check(addr, slack).await;
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.unwrap();
     assert!(
@@ -156,11 +157,12 @@ async fn hundreds_of_stalled_connections_are_each_closed_by_their_timeout_while_
 
 #[tokio::test]
 async fn a_slack_request_whose_body_trickles_in_is_cut_off_by_the_total_request_timeout() {
-    let (addr, _slack) = spawn_app(HttpLimits {
+    let app = spawn_app(HttpLimits {
         slack_request_timeout: Duration::from_secs(2),
         ..short_limits()
     })
     .await;
+    let addr = app.addr;
     let (mut reader, mut writer) = half_open(addr, A_BODY_THAT_NEVER_COMPLETES)
         .await
         .into_split();
@@ -240,7 +242,8 @@ fn cap_of_two() -> HttpLimits {
 
 #[tokio::test]
 async fn at_the_cap_a_new_connection_takes_the_place_of_the_oldest_with_no_request_in_progress() {
-    let (addr, _slack) = spawn_app(cap_of_two()).await;
+    let app = spawn_app(cap_of_two()).await;
+    let addr = app.addr;
     let mut first = TcpStream::connect(addr).await.unwrap();
     assert!(
         request_on(&mut first, HEALTHZ)
@@ -281,7 +284,8 @@ async fn at_the_cap_a_new_connection_takes_the_place_of_the_oldest_with_no_reque
 #[tokio::test]
 async fn past_the_cap_with_every_request_in_progress_a_connection_is_closed_at_once_until_room_frees()
  {
-    let (addr, _slack) = spawn_app(cap_of_two()).await;
+    let app = spawn_app(cap_of_two()).await;
+    let addr = app.addr;
     let first = request_in_progress(addr).await;
     let second = request_in_progress(addr).await;
     let refused_before = counter(REFUSED);

@@ -7,18 +7,17 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use secrecy::SecretString;
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
 
+use crm_username::app::AppData;
 use crm_username::demo;
 use crm_username::domain::{Query, Verdict};
 use crm_username::fakes::{FakeSlack, FakeUpstreams};
-use crm_username::server::Server;
 use crm_username::slack::signature::sign;
-use crm_username::slack::{AppState, SlackSettings, SlackWebApi};
 use crm_username::store::{RedisStore, Store};
 use crm_username::synthetic::{self, Params};
 
 use crate::common;
+use common::app::TestApp;
 use common::{OwnRedis, free_port};
 
 const SECRET: &str = "fault-test-secret";
@@ -50,14 +49,15 @@ async fn an_emptied_redis_is_refilled_without_waiting_for_the_interval() {
     let org = demo::snapshot(Utc::now()).unwrap();
     let upstreams = FakeUpstreams::start(&org).await.unwrap();
     let sources = Arc::new(upstreams.sources(&org).unwrap());
-    let shutdown = CancellationToken::new();
-    tokio::spawn(crm_username::refresh::run_watching(
-        sources,
-        store.clone(),
-        Duration::from_secs(3600),
-        Duration::from_millis(100),
-        shutdown.clone(),
-    ));
+    let slack = FakeSlack::start().await.unwrap();
+    let mut config = TestApp::config(store.clone(), &slack);
+    config.data = AppData::Cache {
+        store: store.clone(),
+        sources: Some(sources),
+    };
+    config.refresh_interval = Duration::from_secs(3600);
+    config.refresh_watch = Duration::from_millis(100);
+    let app = TestApp::spawn(config, slack).await;
     let has_data = || async { matches!(store.status().await, Ok(r) if r.data_as_of.is_some()) };
     wait_for("the first refresh", Duration::from_secs(10), has_data).await;
 
@@ -71,7 +71,7 @@ async fn an_emptied_redis_is_refilled_without_waiting_for_the_interval() {
         .unwrap()
         .unwrap();
     assert_eq!(outcome.verdict, Verdict::Blocked);
-    shutdown.cancel();
+    drop(app);
 }
 
 #[tokio::test]
@@ -128,34 +128,14 @@ async fn a_publish_stopped_halfway_leaves_the_previous_snapshot_serving() {
     common::clear_prefix(&prefix).await;
 }
 
-async fn spawn(
-    store: Store,
-    slack: &FakeSlack,
-) -> (
-    std::net::SocketAddr,
-    CancellationToken,
-    tokio::task::JoinHandle<std::io::Result<()>>,
-) {
-    let settings = SlackSettings {
-        signing_secrets: vec![SecretString::from(SECRET)],
-        allowed_team_ids: Vec::new(),
-        admin_user_ids: Vec::new(),
-        web: SlackWebApi::new(
-            &slack.api_url(),
-            Some(SecretString::from("xoxb-test")),
-            vec!["127.0.0.1".into()],
-        ),
-    };
-    let server = Server::bind(
-        "127.0.0.1:0".parse().unwrap(),
-        AppState::new(store, None, settings),
-    )
-    .await
-    .unwrap();
-    let addr = server.local_addr().unwrap();
-    let shutdown = CancellationToken::new();
-    let handle = tokio::spawn(server.run(shutdown.clone()));
-    (addr, shutdown, handle)
+/// The app answering from `store`, calling `slack`; any workspace, requests signed with
+/// `SECRET`.
+async fn spawn(store: Store, slack: FakeSlack) -> TestApp {
+    let mut config = TestApp::config(store, &slack);
+    config.slack.signing_secrets = vec![SecretString::from(SECRET)];
+    config.slack.allowed_team_ids = Vec::new();
+    config.slack.admin_user_ids = Vec::new();
+    TestApp::spawn(config, slack).await
 }
 
 async fn signed(
@@ -183,7 +163,8 @@ async fn shutdown_finishes_the_replies_already_promised() {
         .unwrap();
     let slack = FakeSlack::start().await.unwrap();
     slack.rate_limit(1, 1); // the first reply waits a second: shutdown comes while it waits
-    let (addr, shutdown, server) = spawn(store, &slack).await;
+    let mut app = spawn(store, slack).await;
+    let addr = app.addr;
     let http = reqwest::Client::new();
     for n in 0..10 {
         let event = json!({"type": "event_callback", "team_id": "T1", "event_id": format!("Ev0DRAIN{n}"), "event_time": 1,
@@ -195,10 +176,9 @@ async fn shutdown_finishes_the_replies_already_promised() {
             200
         );
     }
-    shutdown.cancel();
-    server.await.unwrap().unwrap();
+    app.stop().await.unwrap();
     assert_eq!(
-        slack.calls().len(),
+        app.slack.calls().len(),
         10,
         "every acknowledged mention was answered before exit"
     );
@@ -221,7 +201,8 @@ async fn a_burst_gets_answers_in_time_while_redis_stops_and_the_bot_recovers() {
         .await
         .unwrap();
     let slack = FakeSlack::start().await.unwrap();
-    let (addr, shutdown, _server) = spawn(store.clone(), &slack).await;
+    let app = spawn(store.clone(), slack).await;
+    let addr = app.addr;
     let http = reqwest::Client::new();
     let command = || {
         serde_urlencoded::to_string([
@@ -229,7 +210,7 @@ async fn a_burst_gets_answers_in_time_while_redis_stops_and_the_bot_recovers() {
             ("user_id", "U1"),
             ("command", "/crm-username"),
             ("text", "check sam.sales@acme.com"),
-            ("response_url", &slack.response_url("burst")),
+            ("response_url", &app.slack.response_url("burst")),
         ])
         .unwrap()
     };
@@ -290,5 +271,5 @@ async fn a_burst_gets_answers_in_time_while_redis_stops_and_the_bot_recovers() {
             .starts_with("Blocked: sam.sales@acme.com"),
         "{body}"
     );
-    shutdown.cancel();
+    drop(app);
 }

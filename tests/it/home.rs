@@ -4,34 +4,24 @@
 //! fake Slack recording what the bot sends.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeZone, Utc};
 use secrecy::SecretString;
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
 
+use crm_username::app::SocketMode;
 use crm_username::audit::{AuditReport, Scope, audit_org};
 use crm_username::demo;
 use crm_username::domain::{Org, OrgSnapshot};
 use crm_username::fakes::{FakeSlack, SlackCall};
 use crm_username::render::{self, AuditSummary, HomeAudit, HomeViewer, MAX_HOME_BLOCKS};
-use crm_username::slack::{AppState, socket_mode};
 use crm_username::store::{RedisStore, SourceStatus, StatusReport, Store};
 
 use crate::common;
-use common::slack_app::{ADMIN, TEAM, serve, settings, signed};
+use common::app::{ADMIN, TEAM, TestApp};
 
 const NORTH_AMERICA: &str = "0UvAk000000NAM1KAO";
-
-struct TestApp {
-    addr: SocketAddr,
-    slack: FakeSlack,
-    state: AppState,
-    _shutdown: CancellationToken,
-    http: reqwest::Client,
-}
 
 /// The demo org in the in-process store, and the audit of that same snapshot.
 async fn demo_store() -> (Store, OrgSnapshot) {
@@ -52,32 +42,32 @@ fn expected_audit(snapshot: &OrgSnapshot) -> AuditReport {
 }
 
 async fn spawn_app(store: Store) -> TestApp {
-    let slack = FakeSlack::start().await.unwrap();
-    let state = AppState::new(store, None, settings(&slack));
-    let (addr, shutdown) = serve(state.clone()).await;
-    TestApp {
-        addr,
-        slack,
-        state,
-        _shutdown: shutdown,
-        http: reqwest::Client::new(),
-    }
+    TestApp::start(store).await
 }
 
 impl TestApp {
-    async fn post_signed(&self, path: &str, content_type: &str, body: &str, retry: bool) -> u16 {
-        let mut request = signed(&self.http, self.addr, path, content_type, body);
-        if retry {
-            request = request
-                .header("x-slack-retry-num", "1")
-                .header("x-slack-retry-reason", "http_timeout");
-        }
-        request.send().await.unwrap().status().as_u16()
+    /// A signed POST, as Slack's retry when `retry`; its status.
+    async fn post_signed_retried(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: &str,
+        retry: bool,
+    ) -> u16 {
+        let retry_headers = [
+            ("x-slack-retry-num", "1".to_owned()),
+            ("x-slack-retry-reason", "http_timeout".to_owned()),
+        ];
+        let headers: &[(&str, String)] = if retry { &retry_headers } else { &[] };
+        self.post_signed(path, content_type, body, headers)
+            .await
+            .status()
+            .as_u16()
     }
 
     async fn event(&self, body: &Value, retry: bool) {
         let status = self
-            .post_signed(
+            .post_signed_retried(
                 "/slack/events",
                 "application/json",
                 &body.to_string(),
@@ -91,7 +81,7 @@ impl TestApp {
         let payload = home_click(user);
         let body = serde_urlencoded::to_string([("payload", payload.to_string())]).unwrap();
         let status = self
-            .post_signed(
+            .post_signed_retried(
                 "/slack/interactions",
                 "application/x-www-form-urlencoded",
                 &body,
@@ -493,13 +483,13 @@ async fn an_admin_clicking_run_audit_gets_the_summary_and_the_csv_in_a_direct_me
 async fn the_home_tab_is_published_over_socket_mode_too() {
     let (store, _) = demo_store().await;
     let slack = FakeSlack::start().await.unwrap();
-    let state = AppState::new(store, None, settings(&slack));
-    let shutdown = CancellationToken::new();
-    tokio::spawn(socket_mode::run(
-        state,
-        SecretString::from("xapp-test"),
-        shutdown.clone(),
-    ));
+    let mut config = TestApp::config(store, &slack);
+    config.socket_mode = Some(SocketMode {
+        app_token: SecretString::from("xapp-test"),
+        config: Default::default(),
+    });
+    let app = TestApp::spawn(config, slack).await;
+    let slack = &app.slack;
     let envelope = json!({
         "envelope_id": "env-home", "type": "events_api", "accepts_response_payload": false,
         "retry_attempt": 0, "retry_reason": "",
@@ -512,7 +502,6 @@ async fn the_home_tab_is_published_over_socket_mode_too() {
     assert_eq!(calls.len(), 2);
     assert!(calls.iter().all(|c| c.body["user_id"] == "U0READER"));
     assert!(causes_text(view_of(&calls[1])).is_some());
-    shutdown.cancel();
 }
 
 // The renderer on fixed data: snapshots, Slack's limits, hostile data.

@@ -6,20 +6,19 @@ use std::time::Duration;
 
 use chrono::Utc;
 use secrecy::SecretString;
-use tokio_util::sync::CancellationToken;
 
 use crm_username::demo;
-use crm_username::server::Server;
+use crm_username::fakes::FakeSlack;
 use crm_username::slack::signature::sign;
-use crm_username::slack::{AppState, SlackSettings, SlackWebApi};
+use crm_username::slack::{SlackSettings, SlackWebApi};
 use crm_username::store::Store;
 
-// The benchmark's own file, under its own name.
-#[allow(clippy::module_inception)]
-#[path = "../../benches/http/loadgen.rs"]
-mod loadgen;
+use crate::common::app::TestApp;
 
-use loadgen::{Kind, Mix};
+#[path = "../../benches/http/loadgen.rs"]
+mod http_loadgen;
+
+use http_loadgen::{Kind, Mix};
 
 const SECRET: &str = "loadgen-secret";
 
@@ -31,21 +30,16 @@ async fn open_and_closed_loop_runs_stop_by_themselves_and_count_every_request() 
         .publish(demo::snapshot(Utc::now()).unwrap())
         .await
         .unwrap();
-    let settings = SlackSettings {
+    let slack = FakeSlack::start().await.unwrap();
+    let mut config = TestApp::config(store, &slack);
+    config.slack = SlackSettings {
         signing_secrets: vec![SecretString::from(SECRET)],
         allowed_team_ids: Vec::new(),
         admin_user_ids: Vec::new(),
         web: SlackWebApi::new("http://127.0.0.1:9", None, Vec::new()),
     };
-    let server = Server::bind(
-        "127.0.0.1:0".parse().unwrap(),
-        AppState::new(store, None, settings),
-    )
-    .await
-    .unwrap();
-    let url = format!("http://{}/slack/commands", server.local_addr().unwrap());
-    let shutdown = CancellationToken::new();
-    let running = tokio::spawn(server.run(shutdown.clone()));
+    let mut app = TestApp::spawn(config, slack).await;
+    let url = app.url("/slack/commands");
 
     let users = ["sam.sales@acme.com", "ok.user@acme.com", "eve.new@acme.com"];
     let names = ["Sam Sales", "Alex", "Nora North"];
@@ -53,7 +47,7 @@ async fn open_and_closed_loop_runs_stop_by_themselves_and_count_every_request() 
         name_percent: 30,
         typo_percent: 30,
     };
-    let queries = loadgen::queries(
+    let queries = http_loadgen::queries(
         50,
         mix,
         users.len(),
@@ -73,11 +67,11 @@ async fn open_and_closed_loop_runs_stop_by_themselves_and_count_every_request() 
             .all(|(_, q)| q.contains("@acme.com") && !users.contains(&q.as_str()))
     );
 
-    let client = loadgen::client(4);
-    let fixed = loadgen::open_loop(
+    let client = http_loadgen::client(4);
+    let fixed = http_loadgen::open_loop(
         &client,
         &url,
-        loadgen::prepare(SECRET, &queries, sign),
+        http_loadgen::prepare(SECRET, &queries, sign),
         200,
         Duration::from_millis(250),
         16,
@@ -87,10 +81,10 @@ async fn open_and_closed_loop_runs_stop_by_themselves_and_count_every_request() 
     assert_eq!((fixed.ok, fixed.errors, fixed.deferred), (50, 0, 0));
     assert!(fixed.elapsed < Duration::from_secs(3));
 
-    let max = loadgen::closed_loop(
+    let max = http_loadgen::closed_loop(
         &client,
         &url,
-        loadgen::prepare(SECRET, &queries, sign),
+        http_loadgen::prepare(SECRET, &queries, sign),
         2,
         Duration::from_secs(5),
         40,
@@ -101,10 +95,10 @@ async fn open_and_closed_loop_runs_stop_by_themselves_and_count_every_request() 
     assert!(max.ms(0.99) >= max.ms(0.5));
 
     // A wrong secret is counted as an error, not as an answer.
-    let refused = loadgen::closed_loop(
+    let refused = http_loadgen::closed_loop(
         &client,
         &url,
-        loadgen::prepare("not-the-secret", &queries, sign),
+        http_loadgen::prepare("not-the-secret", &queries, sign),
         1,
         Duration::from_secs(5),
         3,
@@ -112,6 +106,5 @@ async fn open_and_closed_loop_runs_stop_by_themselves_and_count_every_request() 
     .await;
     assert_eq!((refused.ok, refused.errors), (0, 3));
 
-    shutdown.cancel();
-    running.await.unwrap().unwrap();
+    app.stop().await.unwrap();
 }

@@ -1,4 +1,6 @@
 //! The integration tests: one binary, one module per area. `common` holds what they share.
+//! They drive the fakes and the synthetic org of the `demo` feature (in the default build).
+#![cfg(feature = "demo")]
 
 mod common;
 

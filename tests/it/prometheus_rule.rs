@@ -8,16 +8,16 @@ use std::time::Duration;
 use chrono::Utc;
 use secrecy::SecretString;
 use serde_json::json;
-use tokio_util::sync::CancellationToken;
 
+use crm_username::app::{AppData, SocketMode};
 use crm_username::demo;
 use crm_username::fakes::{AfterAccepting, FakeSlack, FakeUpstreams};
-use crm_username::slack::socket_mode::{self, SocketModeConfig};
-use crm_username::slack::{AppState, SlackSettings, SlackWebApi};
+use crm_username::slack::socket_mode::SocketModeConfig;
+use crm_username::slack::{SlackSettings, SlackWebApi};
 use crm_username::store::{RedisStore, Store};
 
 use crate::common;
-use common::slack_app::serve;
+use common::app::TestApp;
 
 const RULE: &str = include_str!("../../manifests/k8s/prometheus-rule.yaml");
 
@@ -138,27 +138,30 @@ async fn scrape_after_a_day_of_work() -> String {
         admin_user_ids: Vec::new(),
         web,
     };
-    let state = AppState::new(store, Some(sources), settings);
-    let shutdown = CancellationToken::new();
-    tokio::spawn(socket_mode::run_with(
-        state.clone(),
-        SecretString::from("xapp-test"),
-        SocketModeConfig::default(),
-        shutdown.clone(),
-    ));
+    let mut config = TestApp::config(store.clone(), &slack);
+    config.slack = settings;
+    config.data = AppData::Cache {
+        store,
+        sources: Some(sources),
+    };
+    config.socket_mode = Some(SocketMode {
+        app_token: SecretString::from("xapp-test"),
+        config: SocketModeConfig::default(),
+    });
+    let app = TestApp::spawn(config, slack).await;
+    let slack = &app.slack;
     wait_for(|| slack.socket_open() == 2).await;
     slack.socket_drop();
     wait_for(|| slack.socket_connections() == 3 && slack.socket_open() == 2).await;
 
-    let (addr, stop) = serve(state).await;
+    let addr = app.addr;
     let text = reqwest::get(format!("http://{addr}/metrics"))
         .await
         .unwrap()
         .text()
         .await
         .unwrap();
-    stop.cancel();
-    shutdown.cancel();
+    drop(app);
     text
 }
 

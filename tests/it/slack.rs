@@ -1,30 +1,19 @@
 //! The bot as Slack sees it: the app on port 0, a fake Slack recording what the bot sends,
 //! signed requests, and a real Redis where the test says so.
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use secrecy::SecretString;
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
 
+use crm_username::app::AppData;
 use crm_username::demo;
-use crm_username::fakes::{FakeSlack, SlackCall};
-use crm_username::server::Server;
+use crm_username::fakes::FakeSlack;
 use crm_username::slack::signature::sign;
-use crm_username::slack::{AppState, SlackSettings, SlackWebApi};
 use crm_username::store::{RedisStore, Store};
 
 use crate::common;
-use common::slack_app::{SECRET, TEAM, serve, settings, signed};
-
-struct TestApp {
-    addr: SocketAddr,
-    slack: FakeSlack,
-    shutdown: CancellationToken,
-    http: reqwest::Client,
-}
+use common::app::{SECRET, TEAM, TestApp};
 
 async fn demo_store() -> Store {
     let store = Store::memory();
@@ -36,55 +25,10 @@ async fn demo_store() -> Store {
 }
 
 async fn spawn_app(store: Store) -> TestApp {
-    let slack = FakeSlack::start().await.unwrap();
-    spawn_app_with(store, slack).await
-}
-
-async fn spawn_app_with(store: Store, slack: FakeSlack) -> TestApp {
-    let (addr, shutdown) = serve(AppState::new(store, None, settings(&slack))).await;
-    TestApp {
-        addr,
-        slack,
-        shutdown,
-        http: reqwest::Client::new(),
-    }
+    TestApp::start(store).await
 }
 
 impl TestApp {
-    async fn post_signed(
-        &self,
-        path: &str,
-        content_type: &str,
-        body: &str,
-        headers: &[(&str, String)],
-    ) -> reqwest::Response {
-        let mut request = signed(&self.http, self.addr, path, content_type, body);
-        for (name, value) in headers {
-            request = request.header(*name, value);
-        }
-        request.send().await.unwrap()
-    }
-
-    async fn command(&self, text: &str, team: &str, user: &str) -> reqwest::Response {
-        let body = serde_urlencoded::to_string([
-            ("team_id", team),
-            ("channel_id", "C0CHAN"),
-            ("user_id", user),
-            ("command", "/crm-username"),
-            ("text", text),
-            ("response_url", &self.slack.response_url("cmd")),
-            ("trigger_id", "1.2.3"),
-        ])
-        .unwrap();
-        self.post_signed(
-            "/slack/commands",
-            "application/x-www-form-urlencoded",
-            &body,
-            &[],
-        )
-        .await
-    }
-
     async fn click(
         &self,
         action_id: &str,
@@ -111,15 +55,6 @@ impl TestApp {
             &[],
         )
         .await
-    }
-
-    /// Waits for the fake to have received `n` calls (replies are sent after the ack).
-    async fn calls(&self, n: usize) -> Vec<SlackCall> {
-        let started = Instant::now();
-        while self.slack.calls().len() < n && started.elapsed() < Duration::from_secs(10) {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        self.slack.calls()
     }
 }
 
@@ -199,14 +134,12 @@ async fn a_slash_command_for_a_user_the_cache_lacks_is_answered_through_the_live
         .await
         .unwrap();
     let slack = FakeSlack::start().await.unwrap();
-    let state = AppState::new(store, Some(std::sync::Arc::new(sources)), settings(&slack));
-    let (addr, shutdown) = serve(state).await;
-    let app = TestApp {
-        addr,
-        slack,
-        shutdown,
-        http: reqwest::Client::new(),
+    let mut config = TestApp::config(store.clone(), &slack);
+    config.data = AppData::Cache {
+        store,
+        sources: Some(std::sync::Arc::new(sources)),
     };
+    let app = TestApp::spawn(config, slack).await;
     let body: Value = app
         .command("check sam.sales@acme.com.partners", TEAM, "U0ASKER")
         .await
@@ -448,35 +381,12 @@ async fn replicas_sharing_redis_answer_a_retried_mention_once() {
             .unwrap();
         store
     };
-    let slack = FakeSlack::start().await.unwrap();
-    let api = slack.api_url();
-    let a = spawn_app_with(store().await, slack).await;
+    let a = spawn_app(store().await).await;
     // The second replica posts to the same fake Slack.
     let b = {
-        let settings = SlackSettings {
-            signing_secrets: vec![SecretString::from(SECRET)],
-            allowed_team_ids: vec![TEAM.to_owned()],
-            admin_user_ids: Vec::new(),
-            web: SlackWebApi::new(
-                &api,
-                Some(SecretString::from("xoxb-test-token")),
-                vec!["127.0.0.1".into()],
-            ),
-        };
-        let server = Server::bind(
-            "127.0.0.1:0".parse().unwrap(),
-            AppState::new(store().await, None, settings),
-        )
-        .await
-        .unwrap();
-        let addr = server.local_addr().unwrap();
-        tokio::spawn(server.run(CancellationToken::new()));
-        TestApp {
-            addr,
-            slack: FakeSlack::start().await.unwrap(),
-            shutdown: CancellationToken::new(),
-            http: reqwest::Client::new(),
-        }
+        let mut config = TestApp::config(store().await, &a.slack);
+        config.slack.admin_user_ids = Vec::new();
+        TestApp::spawn(config, FakeSlack::start().await.unwrap()).await
     };
     deliver_with_retries(
         &[&a, &b],
@@ -714,7 +624,7 @@ async fn readiness_does_not_depend_on_the_data_and_a_check_before_the_first_refr
         "{shown}"
     );
     assert!(shown.ends_with(" UTC. Try again in a minute."), "{shown}");
-    empty.shutdown.cancel();
+    drop(empty);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -749,7 +659,7 @@ async fn with_redis_stopped_the_pod_stays_ready_and_a_check_says_data_unavailabl
         "{body}"
     );
     assert!(took < Duration::from_secs(3), "answered after {took:?}");
-    app.shutdown.cancel();
+    drop(app);
 }
 
 /// The value of the first sample of `name` whose labels include all of `labels`.
@@ -781,48 +691,39 @@ async fn metrics_count_requests_outcomes_and_verdicts() {
         .unwrap();
     assert_eq!(response.status(), 200);
     let text = response.text().await.unwrap();
-    let ok = sample(
-        &text,
+    let at_least = |name: &str, labels: &[&str], min: f64| {
+        let value = sample(&text, name, labels);
+        assert!(
+            value.is_some_and(|n| n >= min),
+            "{name} {labels:?}: {value:?}, not at least {min}, in\n{text}"
+        );
+    };
+    at_least(
         "crm_username_http_requests_total",
         &["route=\"/slack/commands\"", "outcome=\"ok\""],
+        2.0,
     );
-    assert!(ok.is_some_and(|n| n >= 2.0), "{text}");
-    let refused = sample(
-        &text,
+    at_least(
         "crm_username_http_requests_total",
         &["outcome=\"unauthorized\""],
+        1.0,
     );
-    assert!(refused.is_some_and(|n| n >= 1.0), "{text}");
-    assert!(
-        sample(
-            &text,
-            "crm_username_diagnoses_total",
-            &["verdict=\"blocked\""]
-        )
-        .is_some_and(|n| n >= 1.0)
+    at_least(
+        "crm_username_diagnoses_total",
+        &["verdict=\"blocked\""],
+        1.0,
     );
-    assert!(
-        sample(
-            &text,
-            "crm_username_diagnoses_total",
-            &["verdict=\"clear\""]
-        )
-        .is_some_and(|n| n >= 1.0)
+    at_least("crm_username_diagnoses_total", &["verdict=\"clear\""], 1.0);
+    at_least(
+        "crm_username_findings_total",
+        &["code=\"mapped_to_deleted_user\""],
+        1.0,
     );
-    assert!(
-        sample(
-            &text,
-            "crm_username_findings_total",
-            &["code=\"mapped_to_deleted_user\""]
-        )
-        .is_some_and(|n| n >= 1.0)
-    );
-    let latency = sample(
-        &text,
+    at_least(
         "crm_username_http_request_duration_seconds_count",
         &["route=\"/slack/commands\""],
+        3.0,
     );
-    assert!(latency.is_some_and(|n| n >= 3.0), "{text}");
     let age = sample(&text, "crm_username_snapshot_age_seconds", &[]).unwrap();
     assert!(
         (0.0..60.0).contains(&age),

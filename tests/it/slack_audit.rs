@@ -11,63 +11,46 @@ use crm_username::audit::{Scope, audit_org, to_csv};
 use crm_username::demo;
 use crm_username::domain::{Org, OrgSnapshot};
 use crm_username::fakes::{FakeSlack, SlackCall};
-use crm_username::slack::AppState;
 use crm_username::slack::digest::{DigestOutcome, DigestSettings, digest_once};
 use crm_username::store::Store;
 
 use crate::common;
-use common::slack_app::{TEAM, serve, settings, signed};
+use common::app::{TEAM, TestApp};
 
+/// The app, and the org it answers from.
 struct App {
-    addr: std::net::SocketAddr,
-    state: AppState,
+    app: TestApp,
     store: Store,
-    slack: FakeSlack,
     snapshot: OrgSnapshot,
-    _shutdown: tokio_util::sync::DropGuard,
+}
+
+impl std::ops::Deref for App {
+    type Target = TestApp;
+    fn deref(&self) -> &TestApp {
+        &self.app
+    }
 }
 
 async fn spawn_app() -> App {
     let snapshot = demo::snapshot(Utc::now()).unwrap();
     let store = Store::memory();
     store.publish(snapshot.clone()).await.unwrap();
-    let slack = FakeSlack::start().await.unwrap();
-    let state = AppState::new(store.clone(), None, settings(&slack));
-    let (addr, shutdown) = serve(state.clone()).await;
     App {
-        addr,
-        state,
+        app: TestApp::start(store.clone()).await,
         store,
-        slack,
         snapshot,
-        _shutdown: shutdown.drop_guard(),
     }
 }
 
 impl App {
+    /// `/crm-username <text>` from `user`: the acknowledgement.
     async fn command(&self, text: &str, user: &str) -> Value {
-        let body = serde_urlencoded::to_string([
-            ("team_id", TEAM),
-            ("channel_id", "C0CHAN"),
-            ("user_id", user),
-            ("command", "/crm-username"),
-            ("text", text),
-            ("response_url", &self.slack.response_url("cmd")),
-        ])
-        .unwrap();
-        signed(
-            &reqwest::Client::new(),
-            self.addr,
-            "/slack/commands",
-            "application/x-www-form-urlencoded",
-            &body,
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+        self.app
+            .command(text, TEAM, user)
+            .await
+            .json()
+            .await
+            .unwrap()
     }
 
     /// Waits (at most 10 s) for the summary on the response_url, then returns every call.
@@ -307,6 +290,39 @@ async fn the_digest_is_posted_once_per_period_and_only_when_the_rows_change() {
         all_text(&calls[7].body).contains("Since the last digest: 1 new row, 1 gone"),
         "{}",
         calls[7].body
+    );
+}
+
+#[tokio::test]
+async fn the_app_with_a_digest_channel_posts_the_first_digest_by_itself() {
+    let store = Store::memory();
+    store
+        .publish(demo::snapshot(Utc::now()).unwrap())
+        .await
+        .unwrap();
+    let slack = FakeSlack::start().await.unwrap();
+    let mut config = TestApp::config(store, &slack);
+    config.digest = Some(DigestSettings {
+        channel: "C0DIGEST".to_owned(),
+        interval: Duration::from_secs(3600),
+    });
+    let app = TestApp::spawn(config, slack).await;
+    let calls = app.calls(4).await;
+    assert_eq!(
+        targets(&calls),
+        vec![
+            "files.getUploadURLExternal",
+            "upload:F00000001",
+            "files.completeUploadExternal",
+            "chat.postMessage"
+        ]
+    );
+    assert_eq!(calls[2].body["channel_id"], "C0DIGEST");
+    assert_eq!(calls[3].body["channel"], "C0DIGEST");
+    assert!(
+        all_text(&calls[3].body).contains("First digest: every row is new."),
+        "{}",
+        calls[3].body
     );
 }
 

@@ -7,15 +7,16 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use secrecy::SecretString;
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
 
+use crm_username::app::{AppConfig, SocketMode};
 use crm_username::demo;
 use crm_username::fakes::FakeSlack;
-use crm_username::slack::socket_mode::{self, SocketModeConfig};
-use crm_username::slack::{AppState, SlackSettings, SlackWebApi};
+use crm_username::slack::socket_mode::SocketModeConfig;
+use crm_username::slack::{SlackSettings, SlackWebApi};
 use crm_username::store::{RedisTimeouts, Store};
 
 use crate::common;
+use common::app::TestApp;
 use common::{OwnRedis, free_port};
 
 async fn demo_store() -> Store {
@@ -27,8 +28,10 @@ async fn demo_store() -> Store {
     store
 }
 
-fn state(slack: &FakeSlack, store: Store) -> AppState {
-    let settings = SlackSettings {
+/// The app over Socket Mode: a workspace of its own, no admin, answering from `store`.
+fn config(slack: &FakeSlack, store: Store, socket_mode: SocketModeConfig) -> AppConfig {
+    let mut config = TestApp::config(store, slack);
+    config.slack = SlackSettings {
         // Socket Mode verifies nothing: Slack is the other end of a socket the bot opened.
         signing_secrets: Vec::new(),
         allowed_team_ids: vec!["T0TEAM".into()],
@@ -39,7 +42,11 @@ fn state(slack: &FakeSlack, store: Store) -> AppState {
             vec!["127.0.0.1".into()],
         ),
     };
-    AppState::new(store, None, settings)
+    config.socket_mode = Some(SocketMode {
+        app_token: SecretString::from("xapp-test"),
+        config: socket_mode,
+    });
+    config
 }
 
 /// Quick pings, so that a missed pong shows within a second.
@@ -51,39 +58,18 @@ fn quick() -> SocketModeConfig {
     }
 }
 
-struct Connected {
-    slack: FakeSlack,
-    state: AppState,
-    shutdown: CancellationToken,
-}
-
-impl Drop for Connected {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
-}
-
-async fn connect_with(store: Store, config: SocketModeConfig) -> Connected {
+async fn connect_with(store: Store, socket_mode: SocketModeConfig) -> TestApp {
     let slack = FakeSlack::start().await.unwrap();
-    let state = state(&slack, store);
-    let shutdown = CancellationToken::new();
-    tokio::spawn(socket_mode::run_with(
-        state.clone(),
-        SecretString::from("xapp-test"),
-        config,
-        shutdown.clone(),
-    ));
-    wait_for(|| slack.socket_open() == 2 && state.socket_mode.open_connections() == 2).await;
-    Connected {
-        slack,
-        state,
-        shutdown,
-    }
+    let config = config(&slack, store, socket_mode);
+    let app = TestApp::spawn(config, slack).await;
+    wait_for(|| app.slack.socket_open() == 2 && app.state.socket_mode.open_connections() == 2)
+        .await;
+    app
 }
 
 /// Connected with the default pings: no missed pong on a busy machine, so the connection
 /// counts the tests assert are exact.
-async fn connect() -> Connected {
+async fn connect() -> TestApp {
     connect_with(demo_store().await, SocketModeConfig::default()).await
 }
 

@@ -2,6 +2,7 @@
 //! mode; what is typed goes through the signed Slack routes; and in headless Chromium a person
 //! types a check, sees the `reserved_by_email` finding with its buttons, clicks re-check and
 //! sees the reply replaced. A screenshot of that is checked and kept in the target directory.
+#![cfg(feature = "demo")]
 
 #[path = "../it/common/mod.rs"]
 #[allow(dead_code)] // the playground uses a few of the integration tests' helpers

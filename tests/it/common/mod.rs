@@ -1,6 +1,6 @@
 //! Shared by the tests that need a Redis server (scripts/test.sh makes sure one answers).
 
-pub mod slack_app;
+pub mod app;
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -149,7 +149,8 @@ pub fn write_settings(
     upstreams: &crm_username::fakes::FakeUpstreams,
 ) -> std::path::PathBuf {
     let path = dir.join("business-units.toml");
-    let toml = crm_username::cli::settings_toml(org, upstreams.account_engagement.url());
+    let toml =
+        crm_username::config::settings_init::from_snapshot(org, upstreams.account_engagement.url());
     std::fs::write(&path, toml).expect("the settings file is written");
     path
 }

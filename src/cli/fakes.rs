@@ -1,0 +1,60 @@
+//! `crm-username fakes`: fakes of Salesforce and Account Engagement serving a synthetic (or the
+//! demo) org on 127.0.0.1, until Ctrl-C (demo builds only).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use chrono::Utc;
+
+use super::{CliError, CliResult, GenerateOrgArgs};
+use crate::config::settings_init;
+
+#[derive(Debug, clap::Args)]
+pub struct FakesArgs {
+    #[command(flatten)]
+    pub org: GenerateOrgArgs,
+    /// Serve the built-in demo org instead of a synthetic one.
+    #[arg(long)]
+    pub demo: bool,
+    /// Where to write the business-unit settings (TOML) pointing at the fake.
+    #[arg(long, value_name = "FILE")]
+    pub settings_out: PathBuf,
+}
+
+pub async fn run(args: &FakesArgs) -> CliResult {
+    let org = if args.demo {
+        crate::demo::snapshot(Utc::now()).map_err(CliError::usage)?
+    } else {
+        args.org.synthetic_org()
+    };
+    let upstreams = crate::fakes::FakeUpstreams::start(&org)
+        .await
+        .map_err(|err| CliError::failure(format!("cannot start the fakes: {err}")))?;
+    std::fs::write(
+        &args.settings_out,
+        settings_init::from_snapshot(&org, upstreams.account_engagement.url()),
+    )
+    .map_err(|err| {
+        CliError::failure(format!(
+            "cannot write {}: {err}",
+            args.settings_out.display()
+        ))
+    })?;
+    let settings = upstreams.salesforce.settings();
+    println!("SALESFORCE_LOGIN_URL={}", upstreams.salesforce.url());
+    println!("SALESFORCE_CLIENT_ID={}", settings.client_id);
+    println!("SALESFORCE_CLIENT_SECRET={}", settings.client_secret);
+    println!("BUSINESS_UNITS_FILE={}", args.settings_out.display());
+    let _ = std::io::stdout().flush();
+    let _ = tokio::signal::ctrl_c().await;
+    use crate::fakes::SalesforceEndpoint as E;
+    eprintln!(
+        "requests served: Salesforce {} token, {} query, {} tooling; Account Engagement {}",
+        upstreams.salesforce.requests(E::Token),
+        upstreams.salesforce.requests(E::Query),
+        upstreams.salesforce.requests(E::ToolingQuery),
+        upstreams.account_engagement.requests()
+    );
+    Ok(ExitCode::SUCCESS)
+}
