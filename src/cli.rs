@@ -671,7 +671,7 @@ async fn serve(args: &ServeArgs) -> ExitCode {
         }
     };
     let sources = sources.map(std::sync::Arc::new);
-    let state = crate::slack::AppState::new(store.clone(), sources.clone(), settings);
+    let state = crate::state::AppState::new(store.clone(), sources.clone(), settings);
     let server = match crate::server::Server::bind(args.slack.bind_addr, state).await {
         Ok(server) => server.with_limits(limits),
         Err(err) => {

@@ -16,5 +16,6 @@ pub mod render;
 pub mod server;
 pub mod slack;
 pub mod sources;
+pub mod state;
 pub mod store;
 pub mod synthetic;

@@ -27,7 +27,8 @@ use serde_json::{Value, json};
 use tower::ServiceExt;
 
 use crate::render::escape_mrkdwn;
-use crate::slack::{AppState, SlackSettings, SlackWebApi, signature};
+use crate::slack::{SlackSettings, SlackWebApi, signature};
+use crate::state::AppState;
 use crate::store::Store;
 use workspace::{Author, Workspace};
 

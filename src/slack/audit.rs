@@ -10,10 +10,10 @@ use std::time::Duration;
 use chrono::Utc;
 use serde_json::Value;
 
-use super::AppState;
 use super::web_api::SlackApiError;
 use crate::audit::{AuditReport, MAX_ROWS_KEPT, Progress, to_csv};
 use crate::render;
+use crate::state::AppState;
 
 /// How often progress replaces the "Auditing…" message.
 pub const PROGRESS_EVERY: Duration = Duration::from_secs(3);

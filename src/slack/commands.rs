@@ -9,9 +9,10 @@ use chrono::Utc;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{AppState, INLINE_DEADLINE, form, malformed_form, split_command};
+use super::{INLINE_DEADLINE, form, malformed_form, split_command};
 use crate::domain::Query;
 use crate::render;
+use crate::state::AppState;
 
 /// The fields of a slash command, from the HTTP form or a Socket Mode envelope.
 #[derive(Deserialize)]

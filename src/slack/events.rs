@@ -9,9 +9,10 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::{AppState, home, split_command};
+use super::{home, split_command};
 use crate::domain::Query;
 use crate::render;
+use crate::state::AppState;
 
 pub async fn handle(State(state): State<AppState>, body: Bytes) -> Response {
     let Ok(event) = serde_json::from_slice::<Value>(&body) else {

@@ -9,9 +9,10 @@ use serde::Deserialize;
 use slack_morphism::prelude::SlackInteractionEvent;
 
 use super::audit::{ReplyTo, start_audit};
-use super::{AppState, form, home, malformed_form};
+use super::{form, home, malformed_form};
 use crate::domain::{Query, Subject};
 use crate::render;
+use crate::state::AppState;
 
 #[derive(Deserialize)]
 struct InteractionForm {

@@ -28,9 +28,10 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
-use super::{AppState, INLINE_DEADLINE, commands, events, interactions};
+use super::{INLINE_DEADLINE, commands, events, interactions};
 use crate::metrics::{SOCKET_MODE_CONNECTIONS, SOCKET_MODE_DUPLICATES, SOCKET_MODE_RECONNECTS};
 use crate::render;
+use crate::state::AppState;
 
 /// An envelope id seen within this long is a duplicate (Slack redelivers unacknowledged
 /// envelopes within seconds; ten minutes covers both connections with room to spare).

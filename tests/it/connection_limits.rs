@@ -15,7 +15,7 @@ use tokio::task::JoinSet;
 use crm_username::demo;
 use crm_username::fakes::FakeSlack;
 use crm_username::server::HttpLimits;
-use crm_username::slack::AppState;
+use crm_username::state::AppState;
 use crm_username::store::Store;
 
 use crate::common;

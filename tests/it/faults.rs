@@ -14,7 +14,8 @@ use crm_username::domain::{Query, Verdict};
 use crm_username::fakes::{FakeSlack, FakeUpstreams};
 use crm_username::server::Server;
 use crm_username::slack::signature::sign;
-use crm_username::slack::{AppState, SlackSettings, SlackWebApi};
+use crm_username::slack::{SlackSettings, SlackWebApi};
+use crm_username::state::AppState;
 use crm_username::store::{RedisStore, Store};
 use crm_username::synthetic::{self, Params};
 

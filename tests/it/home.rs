@@ -17,7 +17,8 @@ use crm_username::demo;
 use crm_username::domain::{Org, OrgSnapshot};
 use crm_username::fakes::{FakeSlack, SlackCall};
 use crm_username::render::{self, AuditSummary, HomeAudit, HomeViewer, MAX_HOME_BLOCKS};
-use crm_username::slack::{AppState, socket_mode};
+use crm_username::slack::socket_mode;
+use crm_username::state::AppState;
 use crm_username::store::{RedisStore, SourceStatus, StatusReport, Store};
 
 use crate::common;

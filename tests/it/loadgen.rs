@@ -11,7 +11,8 @@ use tokio_util::sync::CancellationToken;
 use crm_username::demo;
 use crm_username::server::Server;
 use crm_username::slack::signature::sign;
-use crm_username::slack::{AppState, SlackSettings, SlackWebApi};
+use crm_username::slack::{SlackSettings, SlackWebApi};
+use crm_username::state::AppState;
 use crm_username::store::Store;
 
 #[path = "../../benches/http/loadgen.rs"]

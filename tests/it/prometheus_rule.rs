@@ -13,7 +13,8 @@ use tokio_util::sync::CancellationToken;
 use crm_username::demo;
 use crm_username::fakes::{AfterAccepting, FakeSlack, FakeUpstreams};
 use crm_username::slack::socket_mode::{self, SocketModeConfig};
-use crm_username::slack::{AppState, SlackSettings, SlackWebApi};
+use crm_username::slack::{SlackSettings, SlackWebApi};
+use crm_username::state::AppState;
 use crm_username::store::{RedisStore, Store};
 
 use crate::common;

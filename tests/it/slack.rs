@@ -13,7 +13,8 @@ use crm_username::demo;
 use crm_username::fakes::{FakeSlack, SlackCall};
 use crm_username::server::Server;
 use crm_username::slack::signature::sign;
-use crm_username::slack::{AppState, SlackSettings, SlackWebApi};
+use crm_username::slack::{SlackSettings, SlackWebApi};
+use crm_username::state::AppState;
 use crm_username::store::{RedisStore, Store};
 
 use crate::common;

@@ -11,8 +11,8 @@ use crm_username::audit::{Scope, audit_org, to_csv};
 use crm_username::demo;
 use crm_username::domain::{Org, OrgSnapshot};
 use crm_username::fakes::{FakeSlack, SlackCall};
-use crm_username::slack::AppState;
 use crm_username::slack::digest::{DigestOutcome, DigestSettings, digest_once};
+use crm_username::state::AppState;
 use crm_username::store::Store;
 
 use crate::common;

@@ -12,7 +12,8 @@ use tokio_util::sync::CancellationToken;
 use crm_username::demo;
 use crm_username::fakes::FakeSlack;
 use crm_username::slack::socket_mode::{self, SocketModeConfig};
-use crm_username::slack::{AppState, SlackSettings, SlackWebApi};
+use crm_username::slack::{SlackSettings, SlackWebApi};
+use crm_username::state::AppState;
 use crm_username::store::{RedisTimeouts, Store};
 
 use crate::common;

@@ -11,7 +11,8 @@ use tokio_util::sync::CancellationToken;
 use crm_username::fakes::FakeSlack;
 use crm_username::server::{HttpLimits, Server};
 use crm_username::slack::signature::sign;
-use crm_username::slack::{AppState, SlackSettings, SlackWebApi};
+use crm_username::slack::{SlackSettings, SlackWebApi};
+use crm_username::state::AppState;
 
 pub const SECRET: &str = "test-signing-secret";
 pub const TEAM: &str = "T0TEAM";
