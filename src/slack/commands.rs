@@ -71,7 +71,7 @@ pub(crate) async fn reply(state: &AppState, command: CommandForm) -> Value {
                 rest,
                 super::audit::ReplyTo::ResponseUrl(command.response_url.clone()),
             )
-            .unwrap_or_else(|refusal| refusal),
+            .unwrap_or_else(|refusal| render::plain_message(&refusal.to_string())),
         ),
         _ => ephemeral(render::help_message(name)),
     }

@@ -15,6 +15,8 @@ use crm_username::slack::{SlackSettings, SlackWebApi};
 use crm_username::state::AppState;
 use crm_username::store::Store;
 
+// The benchmark's own file, under its own name: the test module and it share the name.
+#[allow(clippy::module_inception)]
 #[path = "../../benches/http/loadgen.rs"]
 mod loadgen;
 
