@@ -34,6 +34,20 @@ pub enum SlackApiError {
     ForeignResponseUrl(String),
 }
 
+impl SlackApiError {
+    /// The `error` label of the errors metric: a fixed set, never Slack's free text.
+    pub fn label(&self) -> &'static str {
+        match self {
+            SlackApiError::Api(_) => "slack_error",
+            SlackApiError::RateLimited(_) => "rate_limited",
+            SlackApiError::Transport(_) => "transport",
+            SlackApiError::Unconfirmed { .. } => "unconfirmed",
+            SlackApiError::NoToken => "no_token",
+            SlackApiError::ForeignResponseUrl(_) => "foreign_response_url",
+        }
+    }
+}
+
 /// Upload URLs come from Slack's own reply; still, bytes only go over https (or to a
 /// loopback fake).
 fn upload_url_allowed(url: &str) -> bool {
@@ -257,7 +271,8 @@ impl SlackWebApi {
             .await;
         result.map_err(|failure| {
             let error = failure.into_error();
-            metrics::counter!(crate::metrics::SLACK_API_ERRORS, "method" => call.method).increment(1);
+            metrics::counter!(crate::metrics::SLACK_API_ERRORS, "method" => call.method, "error" => error.label())
+                .increment(1);
             if let SlackApiError::Unconfirmed { .. } = &error {
                 metrics::counter!(crate::metrics::SLACK_API_UNCONFIRMED, "method" => call.method)
                     .increment(1);
