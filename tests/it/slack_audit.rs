@@ -53,6 +53,7 @@ impl App {
             ("command", "/crm-username"),
             ("text", text),
             ("response_url", &self.slack.response_url("cmd")),
+            ("trigger_id", "1.2.3"),
         ])
         .unwrap();
         signed(
