@@ -23,7 +23,7 @@ pub use account_engagement::FakeAccountEngagement;
 pub use salesforce::{
     FakeSalesforce, FakeSalesforceSettings, SalesforceEndpoint, TokenHost, token_errors,
 };
-pub use slack::{AfterAccepting, FakeSlack, SlackCall};
+pub use slack::{AfterAccepting, FakeSlack, SlackCall, SlackWorkspace};
 
 use crate::domain::OrgSnapshot;
 use crate::sources::{AccessToken, SourceError};
