@@ -1,5 +1,13 @@
 //! Slack's side of rendering: Block Kit messages and the Home tab, built as `serde_json`
 //! values in the exact shape Slack takes.
+//!
+//! Our own `serde_json` blocks, not slack-morphism's Block Kit types (`SlackBlock`), for now:
+//! its button `url` is a `url::Url`, which rewrites links on the way out (`https://pi.pardot.com`
+//! becomes `https://pi.pardot.com/`), so the messages would no longer be byte-identical to
+//! their snapshots and to the documented `check --format blocks` output; and callers add
+//! `response_type`, `replace_original`, `channel` and `thread_ts` to a message, and trim
+//! blocks to Slack's limits, on the JSON value. Worth doing together with a review of the
+//! snapshots.
 
 mod audit;
 mod blocks;
