@@ -31,7 +31,9 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
 use super::{INLINE_DEADLINE, commands, events, interactions};
-use crate::metrics::{SOCKET_MODE_CONNECTIONS, SOCKET_MODE_DUPLICATES, SOCKET_MODE_RECONNECTS};
+use crate::metrics::{
+    SLACK_API_ERRORS, SOCKET_MODE_CONNECTIONS, SOCKET_MODE_DUPLICATES, SOCKET_MODE_RECONNECTS,
+};
 use crate::render;
 use crate::state::AppState;
 
@@ -300,25 +302,34 @@ async fn connect(client: &Client) -> Result<Socket, SocketModeError> {
 }
 
 async fn open(client: &Client) -> Result<String, SocketModeError> {
+    const METHOD: &str = "apps.connections.open";
+    // Counted with the other Slack calls that end in an error (by method and error kind).
+    let failed = |error: &'static str, reason: String| {
+        metrics::counter!(SLACK_API_ERRORS, "method" => METHOD, "error" => error).increment(1);
+        SocketModeError::Open(reason)
+    };
     let web = &client.state.slack.web;
     let response = web
         .http
-        .post(format!("{}/apps.connections.open", web.api_url))
+        .post(format!("{}/{METHOD}", web.api_url))
         .bearer_auth(client.app_token.expose_secret())
         .timeout(web.timeout)
         .send()
         .await
-        .map_err(|e| SocketModeError::Open(e.without_url().to_string()))?;
+        .map_err(|e| failed("transport", e.without_url().to_string()))?;
     let body: Value = response
         .json()
         .await
-        .map_err(|e| SocketModeError::Open(e.without_url().to_string()))?;
+        .map_err(|e| failed("transport", e.without_url().to_string()))?;
     match (body["ok"].as_bool(), body["url"].as_str()) {
         (Some(true), Some(url)) => Ok(url.to_owned()),
-        _ => Err(SocketModeError::Open(format!(
-            "Slack answered {} (check SLACK_APP_TOKEN: an xapp- token with connections:write)",
-            body["error"].as_str().unwrap_or("no url")
-        ))),
+        _ => Err(failed(
+            "slack_error",
+            format!(
+                "Slack answered {} (check SLACK_APP_TOKEN: an xapp- token with connections:write)",
+                body["error"].as_str().unwrap_or("no url")
+            ),
+        )),
     }
 }
 
