@@ -20,9 +20,10 @@ use crate::doctor::Doctor;
 use crate::domain::SnapshotError;
 use crate::refresh::Sources;
 use crate::server::{HttpLimits, Server};
+use crate::slack::SlackSettings;
 use crate::slack::digest::DigestSettings;
 use crate::slack::socket_mode::SocketModeConfig;
-use crate::slack::{AppState, SlackSettings};
+use crate::state::AppState;
 use crate::store::{Store, StoreError};
 
 /// Everything the bot needs, validated: built from `ServeArgs` by `serve`, directly by tests.

@@ -20,6 +20,7 @@ pub mod render;
 pub mod server;
 pub mod slack;
 pub mod sources;
+pub mod state;
 pub mod store;
 #[cfg(feature = "demo")]
 pub mod synthetic;

@@ -21,6 +21,9 @@ pub const SOURCE_RESULTS: &str = "crm_username_source_fetches_total";
 pub const SNAPSHOT_AGE: &str = "crm_username_snapshot_age_seconds";
 pub const SALESFORCE_API_USED: &str = "crm_username_salesforce_api_requests_used";
 pub const SALESFORCE_API_MAX: &str = "crm_username_salesforce_api_requests_max";
+/// Slack calls that failed in the end (after retries), by `method` and `error`
+/// ([`crate::slack::SlackApiError::label`]: `slack_error`, `rate_limited`, `transport`,
+/// `unconfirmed`).
 pub const SLACK_API_ERRORS: &str = "crm_username_slack_api_errors_total";
 /// Non-idempotent Slack calls (posts, file shares) that timed out or got an ambiguous 5xx:
 /// maybe delivered, never sent again.

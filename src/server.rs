@@ -14,7 +14,8 @@ use tokio_util::sync::CancellationToken;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
-use crate::slack::{self, AppState};
+use crate::slack;
+use crate::state::AppState;
 
 pub mod connections;
 pub use connections::HttpLimits;

@@ -2,18 +2,45 @@
 //! `response_url`s. It records
 //! what the bot sends, answers as Slack does (`{"ok": true}`, `ok`), and can rate-limit
 //! (429 with `Retry-After`) or refuse (`{"ok": false, "error": ...}`).
+//!
+//! The one implementation of each Slack method the bot calls: the tests use it as it is, and
+//! the playground (`serve --demo`) starts it with a [`SlackWorkspace`] that draws what the bot
+//! sends in its channel.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::{Value, json};
 
 use super::{Server, lock};
+
+/// Slack refuses larger messages; so does the fake.
+const MAX_MESSAGE_BYTES: usize = 256 * 1024;
+/// Calls kept for [`FakeSlack::calls`]: a playground runs for days.
+const MAX_RECORDED: usize = 10_000;
+
+/// A workspace that shows what the bot sends (the playground's channel, drawn in a browser).
+/// The fake checks each call as Slack would, records it, then hands it over; each method
+/// answers as Slack does, `Err` with Slack's error code.
+pub trait SlackWorkspace: Send + Sync + 'static {
+    /// `chat.postMessage`: the new message's `ts`.
+    fn post_message(&self, body: &Value) -> Result<String, &'static str>;
+    /// A post to the `response_url` with this id (what [`FakeSlack::response_url`] was given).
+    fn respond(&self, id: &str, body: &Value) -> Result<(), &'static str>;
+    /// `files.completeUploadExternal`: a file of `size` bytes shared in `channel`.
+    fn share_file(
+        &self,
+        channel: &str,
+        title: &str,
+        comment: &str,
+        size: usize,
+    ) -> Result<(), &'static str>;
+}
 
 /// One call the bot made.
 #[derive(Debug, Clone, PartialEq)]
@@ -67,14 +94,19 @@ struct SlackState {
     error: Mutex<Option<String>>,
     /// This fake's base URL, for the upload URLs it hands out.
     base_url: Mutex<String>,
-    /// File id -> the length announced by `files.getUploadURLExternal`.
-    uploads: Mutex<std::collections::HashMap<String, usize>>,
+    /// File id -> the length announced by `files.getUploadURLExternal`, and the length
+    /// received at the upload URL.
+    uploads: Mutex<std::collections::HashMap<String, (usize, Option<usize>)>>,
     /// Channels the bot is not a member of: sharing a file there fails with `not_in_channel`.
     not_in_channel: Mutex<Vec<String>>,
     /// The bot scopes `auth.test` reports in `x-oauth-scopes`; `None`: the manifest's.
     scopes: Mutex<Option<Vec<String>>>,
     /// `auth.test` calls so far (not in `calls`: they are checks, not messages).
     auth_tests: AtomicU32,
+    /// Where accepted messages and files go, when something shows them.
+    workspace: Option<Arc<dyn SlackWorkspace>>,
+    /// The only bot token the Web API accepts; `None`: any.
+    bot_token: Option<String>,
 }
 
 /// What the Web API does with a call it has recorded (so, as far as Slack is concerned,
@@ -101,7 +133,25 @@ impl Drop for FakeSlack {
 
 impl FakeSlack {
     pub async fn start() -> std::io::Result<Self> {
-        let state = Arc::new(SlackState::default());
+        Self::serve(SlackState::default()).await
+    }
+
+    /// A fake whose accepted messages and files go to `workspace`, and whose Web API takes
+    /// only `bot_token`.
+    pub async fn start_with(
+        workspace: Arc<dyn SlackWorkspace>,
+        bot_token: &str,
+    ) -> std::io::Result<Self> {
+        Self::serve(SlackState {
+            workspace: Some(workspace),
+            bot_token: Some(bot_token.to_owned()),
+            ..SlackState::default()
+        })
+        .await
+    }
+
+    async fn serve(state: SlackState) -> std::io::Result<Self> {
+        let state = Arc::new(state);
         let router = axum::Router::new()
             .route("/api/chat.postMessage", post(post_message))
             .route("/api/views.publish", post(views_publish))
@@ -111,13 +161,15 @@ impl FakeSlack {
                 "/api/files.getUploadURLExternal",
                 post(get_upload_url_external),
             )
-            .route("/upload/{id}", post(upload))
             .route(
                 "/api/files.completeUploadExternal",
                 post(complete_upload_external),
             )
             .route("/api/conversations.open", post(conversations_open))
             .route("/response/{id}", post(response_url))
+            .layer(DefaultBodyLimit::max(MAX_MESSAGE_BYTES))
+            // Files are not messages: the upload URL takes more.
+            .route("/upload/{id}", post(upload))
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         *lock(&state.socket_url) = format!("ws://{}/link", listener.local_addr()?);
@@ -129,6 +181,14 @@ impl FakeSlack {
             server,
             socket_task,
         })
+    }
+
+    /// `host:port` where the fake listens (for SLACK_RESPONSE_URL_HOSTS).
+    pub fn host(&self) -> &str {
+        self.server
+            .url
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
     }
 
     /// SLACK_API_URL for the bot.
@@ -286,12 +346,33 @@ fn record(state: &SlackState, target: String, headers: &HeaderMap, body: Value) 
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    lock(&state.timeline).push(target.clone());
-    lock(&state.calls).push(SlackCall {
+    let mut timeline = lock(&state.timeline);
+    timeline.push(target.clone());
+    let excess = timeline.len().saturating_sub(MAX_RECORDED);
+    timeline.drain(..excess);
+    let mut calls = lock(&state.calls);
+    calls.push(SlackCall {
         target,
         authorization,
         body,
     });
+    let excess = calls.len().saturating_sub(MAX_RECORDED);
+    calls.drain(..excess);
+}
+
+/// `invalid_auth`, as Slack answers, when the fake takes one bot token and this is not it.
+fn refuse_token(state: &SlackState, headers: &HeaderMap) -> Option<Response> {
+    let expected = state.bot_token.as_deref()?;
+    let token = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    (token != Some(expected))
+        .then(|| Json(json!({"ok": false, "error": "invalid_auth"})).into_response())
+}
+
+fn slack_error(error: &str) -> Response {
+    Json(json!({"ok": false, "error": error})).into_response()
 }
 
 async fn post_message(
@@ -299,7 +380,22 @@ async fn post_message(
     headers: HeaderMap,
     Json(body): Json<Value>,
 ) -> Response {
-    let response = web_api_call(&state, "chat.postMessage", headers, body);
+    if let Some(refused) = refuse_token(&state, &headers) {
+        return refused;
+    }
+    let response = match (
+        web_api_call(&state, "chat.postMessage", headers, body.clone()),
+        &state.workspace,
+    ) {
+        (None, Some(workspace)) => match workspace.post_message(&body) {
+            Ok(ts) => {
+                Json(json!({"ok": true, "channel": body["channel"], "ts": ts})).into_response()
+            }
+            Err(error) => slack_error(error),
+        },
+        (None, None) => Json(json!({"ok": true, "ts": "1700000000.000100"})).into_response(),
+        (Some(answered), _) => answered,
+    };
     after_accepting(&state, response).await
 }
 
@@ -318,7 +414,11 @@ async fn views_publish(
     if !(user_ok && view_ok) {
         return Json(json!({"ok": false, "error": "invalid_arguments"})).into_response();
     }
-    let response = web_api_call(&state, "views.publish", headers, body);
+    if let Some(refused) = refuse_token(&state, &headers) {
+        return refused;
+    }
+    let response = web_api_call(&state, "views.publish", headers, body)
+        .unwrap_or_else(|| Json(json!({"ok": true, "view": {"id": "V0HOME"}})).into_response());
     after_accepting(&state, response).await
 }
 
@@ -352,8 +452,14 @@ async fn after_accepting(state: &SlackState, response: Response) -> Response {
     }
 }
 
-/// Rate limits, records and answers one Web API call.
-fn web_api_call(state: &SlackState, method: &str, headers: HeaderMap, body: Value) -> Response {
+/// Rate limits and records one Web API call: the answer when it is not accepted
+/// (rate-limited, or refused with the error `fail_with` set), `None` when it is.
+fn web_api_call(
+    state: &SlackState,
+    method: &str,
+    headers: HeaderMap,
+    body: Value,
+) -> Option<Response> {
     let limited = state
         .rate_limited
         .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
@@ -362,18 +468,12 @@ fn web_api_call(state: &SlackState, method: &str, headers: HeaderMap, body: Valu
         let wait = state.retry_after.load(Ordering::SeqCst).to_string();
         if state.rate_limit_in_body.load(Ordering::SeqCst) {
             let body = Json(json!({"ok": false, "error": "ratelimited"}));
-            return ([("retry-after", wait)], body).into_response();
+            return Some(([("retry-after", wait)], body).into_response());
         }
-        return (StatusCode::TOO_MANY_REQUESTS, [("retry-after", wait)], "").into_response();
+        return Some((StatusCode::TOO_MANY_REQUESTS, [("retry-after", wait)], "").into_response());
     }
     record(state, method.to_owned(), &headers, body);
-    match lock(&state.error).clone() {
-        Some(error) => Json(json!({"ok": false, "error": error})).into_response(),
-        None if method == "views.publish" => {
-            Json(json!({"ok": true, "view": {"id": "V0HOME"}})).into_response()
-        }
-        None => Json(json!({"ok": true, "ts": "1700000000.000100"})).into_response(),
-    }
+    lock(&state.error).clone().map(|error| slack_error(&error))
 }
 
 async fn response_url(
@@ -382,8 +482,11 @@ async fn response_url(
     headers: HeaderMap,
     Json(body): Json<Value>,
 ) -> Response {
-    record(&state, format!("response_url:{id}"), &headers, body);
-    "ok".into_response()
+    record(&state, format!("response_url:{id}"), &headers, body.clone());
+    match state.workspace.as_ref().map(|w| w.respond(&id, &body)) {
+        Some(Err(error)) => slack_error(error),
+        Some(Ok(())) | None => "ok".into_response(),
+    }
 }
 
 /// `auth.test`: who the token is, and (as Slack does for a bot token) the granted scopes in
@@ -524,6 +627,9 @@ async fn get_upload_url_external(
     headers: HeaderMap,
     axum::Form(form): axum::Form<std::collections::HashMap<String, String>>,
 ) -> Response {
+    if let Some(refused) = refuse_token(&state, &headers) {
+        return refused;
+    }
     record(
         &state,
         "files.getUploadURLExternal".to_owned(),
@@ -536,7 +642,7 @@ async fn get_upload_url_external(
     };
     let mut uploads = lock(&state.uploads);
     let file_id = format!("F{:08}", uploads.len() + 1);
-    uploads.insert(file_id.clone(), length);
+    uploads.insert(file_id.clone(), (length, None));
     let upload_url = format!("{}/upload/{file_id}", lock(&state.base_url));
     Json(json!({"ok": true, "upload_url": upload_url, "file_id": file_id})).into_response()
 }
@@ -548,15 +654,17 @@ async fn upload(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let announced = lock(&state.uploads).get(&id).copied();
     record(
         &state,
         format!("upload:{id}"),
         &headers,
         Value::String(String::from_utf8_lossy(&body).into_owned()),
     );
-    match announced {
-        Some(length) if length == body.len() => format!("OK - {length}").into_response(),
+    match lock(&state.uploads).get_mut(&id) {
+        Some((length, received)) if *length == body.len() => {
+            *received = Some(body.len());
+            format!("OK - {length}").into_response()
+        }
         _ => (StatusCode::BAD_REQUEST, "length mismatch or unknown file").into_response(),
     }
 }
@@ -566,6 +674,9 @@ async fn complete_upload_external(
     headers: HeaderMap,
     Json(body): Json<Value>,
 ) -> Response {
+    if let Some(refused) = refuse_token(&state, &headers) {
+        return refused;
+    }
     record(
         &state,
         "files.completeUploadExternal".to_owned(),
@@ -574,13 +685,23 @@ async fn complete_upload_external(
     );
     let channel = body["channel_id"].as_str().unwrap_or_default();
     if lock(&state.not_in_channel).iter().any(|c| c == channel) {
-        return Json(json!({"ok": false, "error": "not_in_channel"})).into_response();
+        return slack_error("not_in_channel");
     }
-    let known = body["files"][0]["id"]
-        .as_str()
-        .is_some_and(|id| lock(&state.uploads).contains_key(id));
-    if !known {
-        return Json(json!({"ok": false, "error": "file_not_found"})).into_response();
+    // Shared only once its bytes arrived, as Slack does.
+    let received = body["files"][0]["id"].as_str().and_then(|id| {
+        lock(&state.uploads)
+            .get(id)
+            .and_then(|(_, received)| *received)
+    });
+    let Some(size) = received else {
+        return slack_error("file_not_found");
+    };
+    if let Some(workspace) = &state.workspace {
+        let title = body["files"][0]["title"].as_str().unwrap_or("file");
+        let comment = body["initial_comment"].as_str().unwrap_or_default();
+        if let Err(error) = workspace.share_file(channel, title, comment, size) {
+            return slack_error(error);
+        }
     }
     Json(json!({"ok": true, "files": body["files"]})).into_response()
 }
@@ -590,6 +711,9 @@ async fn conversations_open(
     headers: HeaderMap,
     Json(body): Json<Value>,
 ) -> Response {
+    if let Some(refused) = refuse_token(&state, &headers) {
+        return refused;
+    }
     record(
         &state,
         "conversations.open".to_owned(),

@@ -5,9 +5,10 @@
 //! Slack would send (a slash command form, a `payload=` block_actions form, an `app_mention`
 //! event), signs them with a secret of its own, and passes them through the same router and
 //! middleware as Slack's requests (`server::router`, signature check first). Its bot talks back
-//! to a fake of Slack's side on a loopback port of its own ([`workspace`]): `response_url`s and
-//! the Web API (`chat.postMessage`, `chat.update`) land there and update the channel the page
-//! shows. The real `/slack/*` routes keep the operator's secret and Slack settings untouched.
+//! to the Slack fake ([`FakeSlack`], the same one the tests use) on a loopback port of its own:
+//! `response_url`s and the Web API (`chat.postMessage`, the file upload flow) land there, and
+//! the fake hands them to the channel the page shows ([`workspace`]). The real `/slack/*`
+//! routes keep the operator's secret and Slack settings untouched.
 
 mod workspace;
 
@@ -26,8 +27,10 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
+use crate::fakes::FakeSlack;
 use crate::render::escape_mrkdwn;
-use crate::slack::{AppState, SlackSettings, SlackWebApi, signature};
+use crate::slack::{SlackSettings, SlackWebApi, signature};
+use crate::state::AppState;
 use crate::store::Store;
 use workspace::{Author, Workspace};
 
@@ -72,33 +75,15 @@ pub struct Playground {
     bot: Router,
     workspace: Arc<Workspace>,
     secret: SecretString,
-    /// The base of the fake Slack side, `http://127.0.0.1:<port>`.
-    slack_url: String,
-    slack_task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Playground {
-    fn drop(&mut self) {
-        self.slack_task.abort();
-    }
+    /// Slack's side: stops when the playground goes.
+    slack: FakeSlack,
 }
 
 impl Playground {
     /// Starts the fake Slack side on a loopback port and a bot that answers from `store`.
     pub async fn start(store: Store) -> std::io::Result<Arc<Self>> {
         let workspace = Arc::new(Workspace::default());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let slack_addr = listener.local_addr()?;
-        let slack_url = format!("http://{slack_addr}");
-        workspace.set_base_url(slack_url.clone());
-        let slack_task = tokio::spawn({
-            let router = workspace::router(workspace.clone());
-            async move {
-                if let Err(err) = axum::serve(listener, router).await {
-                    tracing::warn!(error = %err, "the playground's Slack side stopped");
-                }
-            }
-        });
+        let slack = FakeSlack::start_with(workspace.clone(), BOT_TOKEN).await?;
         let secret = random_secret();
         let settings = SlackSettings {
             signing_secrets: vec![SecretString::from(secret.clone())],
@@ -106,9 +91,9 @@ impl Playground {
             // Admin-only commands can be tried; the demo has no live source to harm.
             admin_user_ids: vec![USER_ID.to_owned()],
             web: SlackWebApi::new(
-                &format!("{slack_url}/api"),
+                &slack.api_url(),
                 Some(SecretString::from(BOT_TOKEN)),
-                vec![slack_addr.to_string()],
+                vec![slack.host().to_owned()],
             ),
         };
         let bot = crate::server::router(AppState::new(store, None, settings));
@@ -116,8 +101,7 @@ impl Playground {
             bot,
             workspace,
             secret: SecretString::from(secret),
-            slack_url,
-            slack_task,
+            slack,
         }))
     }
 
@@ -133,7 +117,7 @@ impl Playground {
     }
 
     fn response_url(&self, message_id: u64) -> String {
-        format!("{}/response/{message_id}", self.slack_url)
+        self.slack.response_url(&message_id.to_string())
     }
 
     /// Signs `body` as Slack would and runs it through the bot's router.

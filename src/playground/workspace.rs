@@ -1,26 +1,23 @@
-//! The Slack side of the playground: one channel as a person sees it, and the calls Slack
-//! receives from the bot (`response_url` posts, `chat.postMessage`, `chat.update`), applied
-//! the way Slack applies them (`replace_original`, `delete_original`, `response_type`,
-//! `thread_ts`). Served on its own loopback port, so only this process can post into it.
+//! The playground's channel as a person sees it: the messages, and what the bot sends applied
+//! the way Slack applies it (`replace_original`, `delete_original`, `response_type`,
+//! `thread_ts`). The Slack methods themselves are the Slack fake's ([`FakeSlack`], served on a
+//! loopback port of its own, so only this process can post into it); it hands the calls it
+//! accepts to this [`Workspace`] through [`SlackWorkspace`].
+//!
+//! [`FakeSlack`]: crate::fakes::FakeSlack
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use axum::Json;
-use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::HeaderMap;
-use axum::response::{IntoResponse, Response};
-use axum::routing::post;
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::sync::watch;
 
-use super::{BOT_TOKEN, CHANNEL_ID};
+use super::CHANNEL_ID;
+use crate::fakes::SlackWorkspace;
 
 /// Older messages are dropped beyond this, so a long-running demo stays small.
 const MAX_MESSAGES: usize = 200;
-/// Slack refuses larger messages; so does the playground.
-const MAX_MESSAGE_BYTES: usize = 256 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -63,10 +60,6 @@ struct Messages {
 pub struct Workspace {
     messages: Mutex<Messages>,
     version: watch::Sender<u64>,
-    /// Where this fake listens, for the upload URLs it hands out.
-    base_url: Mutex<String>,
-    /// File id -> (length announced, length received).
-    uploads: Mutex<std::collections::HashMap<String, (usize, Option<usize>)>>,
 }
 
 impl Default for Workspace {
@@ -74,51 +67,11 @@ impl Default for Workspace {
         Workspace {
             messages: Mutex::default(),
             version: watch::Sender::new(0),
-            base_url: Mutex::default(),
-            uploads: Mutex::default(),
         }
     }
 }
 
 impl Workspace {
-    pub fn set_base_url(&self, url: String) {
-        *self.base_url.lock().unwrap_or_else(|e| e.into_inner()) = url;
-    }
-
-    fn base_url(&self) -> String {
-        self.base_url
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
-    fn announce_upload(&self, length: usize) -> String {
-        let mut uploads = self.uploads.lock().unwrap_or_else(|e| e.into_inner());
-        let id = format!("F{:08}", uploads.len() + 1);
-        uploads.insert(id.clone(), (length, None));
-        id
-    }
-
-    fn receive_upload(&self, id: &str, length: usize) -> bool {
-        let mut uploads = self.uploads.lock().unwrap_or_else(|e| e.into_inner());
-        match uploads.get_mut(id) {
-            Some((announced, received)) if *announced == length => {
-                *received = Some(length);
-                true
-            }
-            _ => false,
-        }
-    }
-
-    /// The size of a file whose bytes arrived.
-    fn uploaded(&self, id: &str) -> Option<usize> {
-        self.uploads
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(id)
-            .and_then(|(_, received)| *received)
-    }
-
     fn lock(&self) -> MutexGuard<'_, Messages> {
         self.messages.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -262,29 +215,6 @@ impl Workspace {
         Ok(())
     }
 
-    /// `chat.update`: replaces the message with `ts`.
-    fn update(&self, ts: &str, body: &Value) -> bool {
-        let updated = {
-            let mut messages = self.lock();
-            match messages
-                .list
-                .iter_mut()
-                .find(|m| m.ts == ts && m.author == Author::Bot)
-            {
-                Some(m) => {
-                    m.revision += 1;
-                    set_content(m, body);
-                    true
-                }
-                None => false,
-            }
-        };
-        if updated {
-            self.changed();
-        }
-        updated
-    }
-
     fn has_ts(&self, ts: &str) -> bool {
         self.lock().list.iter().any(|m| m.ts == ts)
     }
@@ -299,147 +229,60 @@ fn set_content(m: &mut Message, body: &Value) {
     m.blocks = body.get("blocks").cloned();
 }
 
-/// The fake Slack endpoints the bot of the playground calls.
-pub fn router(workspace: Arc<Workspace>) -> axum::Router {
-    axum::Router::new()
-        .route(
-            "/api/files.getUploadURLExternal",
-            post(get_upload_url_external),
-        )
-        .route("/upload/{id}", post(upload))
-        .route("/api/{method}", post(web_api))
-        .route("/response/{id}", post(response_url))
-        .layer(DefaultBodyLimit::max(MAX_MESSAGE_BYTES))
-        .with_state(workspace)
-}
-
-async fn response_url(
-    State(workspace): State<Arc<Workspace>>,
-    Path(id): Path<u64>,
-    Json(body): Json<Value>,
-) -> Response {
-    match workspace.respond(id, &body) {
-        Ok(()) => Json(json!({"ok": true})).into_response(),
-        Err(error) => Json(json!({"ok": false, "error": error})).into_response(),
-    }
-}
-
-/// Whether the request carries the playground bot's token.
-fn bot_token_in(headers: &HeaderMap) -> bool {
-    headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v == format!("Bearer {BOT_TOKEN}"))
-}
-
-/// `files.getUploadURLExternal` (form-encoded, as Slack takes it): a URL on this fake.
-async fn get_upload_url_external(
-    State(workspace): State<Arc<Workspace>>,
-    headers: HeaderMap,
-    axum::Form(form): axum::Form<std::collections::HashMap<String, String>>,
-) -> Response {
-    if !bot_token_in(&headers) {
-        return Json(json!({"ok": false, "error": "invalid_auth"})).into_response();
-    }
-    let Some(length) = form.get("length").and_then(|l| l.parse::<usize>().ok()) else {
-        return Json(json!({"ok": false, "error": "invalid_arguments"})).into_response();
-    };
-    let id = workspace.announce_upload(length);
-    let base = workspace.base_url();
-    Json(json!({"ok": true, "upload_url": format!("{base}/upload/{id}"), "file_id": id}))
-        .into_response()
-}
-
-/// The upload URL: takes the bytes announced (and keeps only their size).
-async fn upload(
-    State(workspace): State<Arc<Workspace>>,
-    Path(id): Path<String>,
-    body: axum::body::Bytes,
-) -> Response {
-    if workspace.receive_upload(&id, body.len()) {
-        format!("OK - {}", body.len()).into_response()
-    } else {
-        (
-            axum::http::StatusCode::BAD_REQUEST,
-            "length mismatch or unknown file",
-        )
-            .into_response()
-    }
-}
-
-/// The Web API methods a bot of this app calls; others answer `unknown_method`, as Slack does.
-async fn web_api(
-    State(workspace): State<Arc<Workspace>>,
-    Path(method): Path<String>,
-    headers: HeaderMap,
-    Json(body): Json<Value>,
-) -> Response {
-    if !bot_token_in(&headers) {
-        return Json(json!({"ok": false, "error": "invalid_auth"})).into_response();
-    }
-    let channel = if method == "files.completeUploadExternal" {
-        &body["channel_id"]
-    } else {
-        &body["channel"]
-    };
-    if channel != CHANNEL_ID {
-        return Json(json!({"ok": false, "error": "channel_not_found"})).into_response();
-    }
-    let reply = match method.as_str() {
-        "files.completeUploadExternal" => {
-            let id = body["files"][0]["id"].as_str().unwrap_or_default();
-            let Some(size) = workspace.uploaded(id) else {
-                return Json(json!({"ok": false, "error": "file_not_found"})).into_response();
-            };
-            // The file itself stays on the server: the channel shows what Slack would.
-            let title = body["files"][0]["title"].as_str().unwrap_or("file");
-            let comment = body["initial_comment"].as_str().unwrap_or_default();
-            workspace.push(
-                Author::Bot,
-                format!("{comment}\n:page_facing_up: {title} (CSV, {size} bytes)"),
-                None,
-                false,
-                None,
-                false,
-            );
-            json!({"ok": true, "files": [{"id": id, "title": title}]})
+impl SlackWorkspace for Workspace {
+    fn post_message(&self, body: &Value) -> Result<String, &'static str> {
+        if body["channel"] != CHANNEL_ID {
+            return Err("channel_not_found");
         }
-        "chat.postMessage" | "chat.postEphemeral" => {
-            let thread_ts = body["thread_ts"].as_str().map(str::to_owned);
-            if thread_ts.as_deref().is_some_and(|ts| !workspace.has_ts(ts)) {
-                return Json(json!({"ok": false, "error": "thread_not_found"})).into_response();
-            }
-            let ephemeral = method == "chat.postEphemeral";
-            let message = workspace.push(
-                Author::Bot,
-                text_of(&body),
-                body.get("blocks").cloned(),
-                ephemeral,
-                thread_ts,
-                false,
-            );
-            if ephemeral {
-                json!({"ok": true, "message_ts": message.ts})
-            } else {
-                json!({"ok": true, "channel": CHANNEL_ID, "ts": message.ts,
-                       "message": {"type": "message", "text": message.text, "ts": message.ts}})
-            }
+        let thread_ts = body["thread_ts"].as_str().map(str::to_owned);
+        if thread_ts.as_deref().is_some_and(|ts| !self.has_ts(ts)) {
+            return Err("thread_not_found");
         }
-        "chat.update" => {
-            let ts = body["ts"].as_str().unwrap_or_default();
-            if workspace.update(ts, &body) {
-                json!({"ok": true, "channel": CHANNEL_ID, "ts": ts, "text": text_of(&body)})
-            } else {
-                json!({"ok": false, "error": "message_not_found"})
-            }
+        let message = self.push(
+            Author::Bot,
+            text_of(body),
+            body.get("blocks").cloned(),
+            false,
+            thread_ts,
+            false,
+        );
+        Ok(message.ts)
+    }
+
+    fn respond(&self, id: &str, body: &Value) -> Result<(), &'static str> {
+        let Ok(id) = id.parse::<u64>() else {
+            return Err("expired_url");
+        };
+        Workspace::respond(self, id, body)
+    }
+
+    fn share_file(
+        &self,
+        channel: &str,
+        title: &str,
+        comment: &str,
+        size: usize,
+    ) -> Result<(), &'static str> {
+        if channel != CHANNEL_ID {
+            return Err("channel_not_found");
         }
-        _ => json!({"ok": false, "error": "unknown_method"}),
-    };
-    Json(reply).into_response()
+        // The file itself stays with the fake: the channel shows what Slack would.
+        self.push(
+            Author::Bot,
+            format!("{comment}\n:page_facing_up: {title} (CSV, {size} bytes)"),
+            None,
+            false,
+            None,
+            false,
+        );
+        Ok(())
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     fn bot(workspace: &Workspace, text: &str) -> Message {

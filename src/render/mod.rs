@@ -1,25 +1,21 @@
 //! Diagnosis -> what people read: terminal text, the documented JSON, Slack Block Kit.
 
 mod audit;
-mod blocks;
-mod home;
 mod json;
 mod sanitize;
-mod slack_messages;
+pub mod slack;
 mod status;
 mod text;
 
-pub use audit::{audit_progress_message, audit_summary_message, audit_text, cause_summary};
-pub use blocks::{MAX_BLOCKS, MAX_DETAILED_FINDINGS, blocks, error_message};
-pub use home::{
-    AuditSummary, HomeAudit, HomeViewer, MAX_HOME_BLOCKS, cause_line, home_unavailable_view,
-    home_view,
-};
+pub use audit::{audit_text, cause_summary};
 pub use json::json;
 pub use sanitize::{escape_mrkdwn, strip_invisible, truncate};
-pub use slack_messages::{
-    as_response, help_message, loading_message, plain_message, shared_by, status_message,
-    unavailable_message,
+// The Slack renderers, at the paths callers have always used.
+pub use slack::{
+    AuditSummary, HomeAudit, HomeViewer, MAX_BLOCKS, MAX_DETAILED_FINDINGS, MAX_HOME_BLOCKS,
+    as_response, audit_progress_message, audit_summary_message, blocks, cause_line, error_message,
+    help_message, home_unavailable_view, home_view, loading_message, plain_message, shared_by,
+    status_message, unavailable_message,
 };
 pub use status::status_text;
 pub use text::text;

@@ -10,10 +10,10 @@ use std::time::Duration;
 use chrono::Utc;
 use serde_json::Value;
 
-use super::AppState;
 use super::web_api::SlackApiError;
 use crate::audit::{AuditReport, MAX_ROWS_KEPT, Progress, to_csv};
 use crate::render;
+use crate::state::AppState;
 
 /// How often progress replaces the "Auditing…" message.
 pub const PROGRESS_EVERY: Duration = Duration::from_secs(3);
@@ -28,25 +28,33 @@ pub enum ReplyTo {
     DirectMessage,
 }
 
-/// Starts an audit for `user_id`: `Ok` with what to acknowledge at once, or `Err` with why
-/// not (not an admin, or an audit already running).
+/// Why an audit was not started; the caller tells the person (`to_string` says what to do).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AuditRefused {
+    #[error(
+        "Only the bot's admins can run an audit (SLACK_ADMIN_USER_IDS). To check one user, type `check` and their username."
+    )]
+    NotAdmin,
+    #[error(
+        "An audit is already running; its summary and CSV will be posted when it ends. Try again after that."
+    )]
+    AlreadyRunning,
+}
+
+/// Starts an audit for `user_id`: `Ok` with what to acknowledge at once, or why not.
 pub(crate) fn start_audit(
     state: &AppState,
     user_id: &str,
     channel_id: Option<String>,
     scope: &str,
     reply_to: ReplyTo,
-) -> Result<Value, Value> {
+) -> Result<Value, AuditRefused> {
     if !state.is_admin(user_id) {
         tracing::info!(user = %user_id, "refused an audit to someone who is not an admin");
-        return Err(render::plain_message(
-            "Only the bot's admins can run an audit (SLACK_ADMIN_USER_IDS). To check one user, type `check` and their username.",
-        ));
+        return Err(AuditRefused::NotAdmin);
     }
     if state.audit_running.swap(true, Ordering::SeqCst) {
-        return Err(render::plain_message(
-            "An audit is already running; its summary and CSV will be posted when it ends. Try again after that.",
-        ));
+        return Err(AuditRefused::AlreadyRunning);
     }
     let scope = scope.trim().to_owned();
     let label = if scope.is_empty() {

@@ -6,71 +6,59 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
-use serde::Deserialize;
 use serde_json::Value;
+use slack_morphism::prelude::SlackCommandEvent;
 
-use super::{AppState, INLINE_DEADLINE, form, malformed_form, split_command};
+use super::{INLINE_DEADLINE, form, malformed_form, split_command};
 use crate::domain::Query;
 use crate::render;
-
-/// The fields of a slash command, from the HTTP form or a Socket Mode envelope.
-#[derive(Deserialize)]
-pub(crate) struct CommandForm {
-    #[serde(default)]
-    team_id: String,
-    #[serde(default)]
-    user_id: String,
-    #[serde(default)]
-    command: String,
-    #[serde(default)]
-    text: String,
-    #[serde(default)]
-    response_url: String,
-    #[serde(default)]
-    channel_id: String,
-}
+use crate::state::AppState;
 
 fn ephemeral(message: Value) -> Value {
     render::as_response(message, false, None)
 }
 
 pub async fn handle(State(state): State<AppState>, body: Bytes) -> Response {
-    let Some(command) = form::<CommandForm>(&body) else {
+    // Slack sends every field of `SlackCommandEvent`; a form without them is not Slack's.
+    let Some(command) = form::<SlackCommandEvent>(&body) else {
         return malformed_form();
     };
     Json(reply(&state, command).await).into_response()
 }
 
 /// What the command is answered with at once (the HTTP response, or the Socket Mode ack).
-pub(crate) async fn reply(state: &AppState, command: CommandForm) -> Value {
-    if !state.team_allowed(&command.team_id) {
-        tracing::info!(team = %command.team_id, "refused a command from a workspace not served");
+pub(crate) async fn reply(state: &AppState, command: SlackCommandEvent) -> Value {
+    let team_id = command.team_id.to_string();
+    if !state.team_allowed(&team_id) {
+        tracing::info!(team = %team_id, "refused a command from a workspace not served");
         return ephemeral(render::plain_message(
             "This workspace is not served by this bot. Ask your Slack admin to add its team id to SLACK_ALLOWED_TEAM_IDS.",
         ));
     }
-    let name = if command.command.starts_with('/') {
-        command.command.as_str()
+    let name = if command.command.as_ref().starts_with('/') {
+        command.command.as_ref()
     } else {
         "/crm-username"
     };
-    let (subcommand, rest) = split_command(&command.text);
+    let user_id = command.user_id.to_string();
+    let response_url = command.response_url.0.to_string();
+    let (subcommand, rest) = split_command(command.text.as_deref().unwrap_or_default());
     match subcommand.as_str() {
-        "check" if !rest.is_empty() => check(state, rest, command.response_url).await,
+        "check" if !rest.is_empty() => check(state, rest, response_url).await,
         "status" => match state.store.status().await {
             Ok(report) => ephemeral(render::status_message(&report)),
             Err(err) => ephemeral(render::unavailable_message(&err.to_string(), None)),
         },
-        "refresh" => refresh(state, &command.user_id, command.response_url),
+        "refresh" => refresh(state, &user_id, response_url),
         "audit" => ephemeral(
             super::audit::start_audit(
                 state,
-                &command.user_id,
-                Some(command.channel_id.clone()),
+                &user_id,
+                Some(command.channel_id.to_string()),
                 rest,
-                super::audit::ReplyTo::ResponseUrl(command.response_url.clone()),
+                super::audit::ReplyTo::ResponseUrl(response_url),
             )
-            .unwrap_or_else(|refusal| refusal),
+            .unwrap_or_else(|refusal| render::plain_message(&refusal.to_string())),
         ),
         _ => ephemeral(render::help_message(name)),
     }

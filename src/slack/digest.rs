@@ -10,9 +10,9 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use super::AppState;
 use crate::audit::{AuditReport, Changes};
 use crate::render;
+use crate::state::AppState;
 
 const STATE: &str = "audit-digest";
 /// How often the digest looks for data while the cache is still empty.

@@ -7,56 +7,90 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
 use serde_json::{Value, json};
+use slack_morphism::prelude::{
+    SlackAppMentionEvent, SlackEventCallbackBody, SlackPushEvent, SlackPushEventCallback,
+};
 
-use super::{AppState, home, split_command};
+use super::{home, split_command};
 use crate::domain::Query;
 use crate::render;
+use crate::state::AppState;
 
 pub async fn handle(State(state): State<AppState>, body: Bytes) -> Response {
-    let Ok(event) = serde_json::from_slice::<Value>(&body) else {
+    let Ok(envelope) = serde_json::from_slice::<Value>(&body) else {
         return (StatusCode::BAD_REQUEST, "malformed JSON").into_response();
     };
-    if event["type"] == "url_verification" {
-        let challenge = event["challenge"].as_str().unwrap_or_default();
-        return Json(json!({"challenge": challenge})).into_response();
-    }
-    on_event(&state, &event).await;
-    StatusCode::OK.into_response()
-}
-
-/// Handles an Events API envelope (`event_callback`), from HTTP or Socket Mode.
-pub(crate) async fn on_event(state: &AppState, envelope: &Value) {
-    if envelope["type"] == "event_callback" {
-        on_callback(state, envelope).await;
+    match read_push(envelope) {
+        Some((SlackPushEvent::UrlVerification(check), _)) => {
+            Json(json!({"challenge": check.challenge})).into_response()
+        }
+        Some((SlackPushEvent::EventCallback(callback), sender)) => {
+            on_callback(&state, callback, sender).await;
+            StatusCode::OK.into_response()
+        }
+        // Acknowledged, so that Slack does not send it again; nothing to do.
+        Some((SlackPushEvent::AppRateLimited(_), _)) | None => StatusCode::OK.into_response(),
     }
 }
 
-async fn on_callback(state: &AppState, callback: &Value) {
-    let team = callback["team_id"].as_str().unwrap_or_default();
-    if !state.team_allowed(team) {
+/// An Events API envelope, typed by slack-morphism, with what its types leave out. `None` for
+/// an envelope of a type it does not know (or of a shape Slack does not send): such envelopes
+/// are acknowledged and ignored. An event type it does not know inside a known envelope
+/// parses, as [`SlackEventCallbackBody::Unknown`].
+pub(crate) fn read_push(envelope: Value) -> Option<(SlackPushEvent, Sender)> {
+    let sender = Sender::deserialize(&envelope["event"]).unwrap_or_default();
+    match serde_json::from_value::<SlackPushEvent>(envelope) {
+        Ok(push) => Some((push, sender)),
+        Err(err) => {
+            tracing::debug!(error = %err, "an Events API envelope of a kind this app does not handle; ignored");
+            None
+        }
+    }
+}
+
+/// Who posted a message: slack-morphism's `SlackAppMentionEvent` has no `bot_id` or
+/// `subtype`, which tell the bot's own messages (and other bots') from people's.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct Sender {
+    bot_id: Option<String>,
+    subtype: Option<String>,
+}
+
+impl Sender {
+    fn is_bot(&self) -> bool {
+        self.bot_id.is_some() || self.subtype.as_deref() == Some("bot_message")
+    }
+}
+
+/// Handles an `event_callback`, from HTTP or Socket Mode.
+pub(crate) async fn on_callback(
+    state: &AppState,
+    callback: SlackPushEventCallback,
+    sender: Sender,
+) {
+    if !state.team_allowed(callback.team_id.as_ref()) {
         return;
     }
-    let inner = &callback["event"];
-    match inner["type"].as_str() {
-        Some("app_mention") => {
+    match &callback.event {
+        SlackEventCallbackBody::AppMention(mention) => {
             // The bot's own messages (and other bots') are not questions.
-            if inner.get("bot_id").is_some_and(|b| !b.is_null())
-                || inner["subtype"] == "bot_message"
-            {
+            if sender.is_bot() {
                 return;
             }
-            if first_delivery(state, callback).await {
-                on_mention(state, inner);
+            if first_delivery(state, &callback).await {
+                on_mention(state, mention);
             }
         }
         // Opening the Messages tab also sends app_home_opened; only the Home tab is ours.
-        Some("app_home_opened") if inner["tab"] == "home" => {
-            let Some(user) = inner["user"].as_str().filter(|u| !u.is_empty()) else {
+        SlackEventCallbackBody::AppHomeOpened(opened) if opened.tab.as_deref() == Some("home") => {
+            let user = opened.user.to_string();
+            if user.is_empty() {
                 return;
-            };
-            if first_delivery(state, callback).await {
-                let (state2, user) = (state.clone(), user.to_owned());
+            }
+            if first_delivery(state, &callback).await {
+                let state2 = state.clone();
                 state
                     .tasks
                     .spawn(async move { home::publish_home(&state2, &user).await });
@@ -67,9 +101,8 @@ async fn on_callback(state: &AppState, callback: &Value) {
 }
 
 /// `false` for Slack's retries of an event already handled (on any replica).
-async fn first_delivery(state: &AppState, callback: &Value) -> bool {
-    let event_id = callback["event_id"].as_str().unwrap_or_default();
-    match state.store.first_delivery(event_id).await {
+async fn first_delivery(state: &AppState, callback: &SlackPushEventCallback) -> bool {
+    match state.store.first_delivery(callback.event_id.as_ref()).await {
         Ok(first) => first,
         Err(err) => {
             tracing::warn!(error = %err, "could not check for a retried event; answering anyway");
@@ -78,13 +111,15 @@ async fn first_delivery(state: &AppState, callback: &Value) -> bool {
     }
 }
 
-fn on_mention(state: &AppState, inner: &Value) {
-    let (Some(channel), Some(ts)) = (inner["channel"].as_str(), inner["ts"].as_str()) else {
-        return;
-    };
-    let thread_ts = inner["thread_ts"].as_str().unwrap_or(ts).to_owned();
-    let channel = channel.to_owned();
-    let text = strip_mentions(inner["text"].as_str().unwrap_or_default());
+fn on_mention(state: &AppState, mention: &SlackAppMentionEvent) {
+    let channel = mention.channel.to_string();
+    let thread_ts = mention
+        .origin
+        .thread_ts
+        .as_ref()
+        .unwrap_or(&mention.origin.ts)
+        .to_string();
+    let text = strip_mentions(mention.content.text.as_deref().unwrap_or_default());
     let state2 = state.clone();
     state.tasks.spawn(async move {
         let (subcommand, rest) = split_command(&text);

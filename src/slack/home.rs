@@ -10,9 +10,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
-use super::AppState;
 use crate::audit::AuditReport;
 use crate::render::{self, AuditSummary, HomeAudit, HomeViewer};
+use crate::state::AppState;
 use crate::store::{StatusReport, Store};
 
 /// One generation of the data: the store's generation id and when its data was fetched (the

@@ -9,9 +9,10 @@ use serde::Deserialize;
 use slack_morphism::prelude::SlackInteractionEvent;
 
 use super::audit::{ReplyTo, start_audit};
-use super::{AppState, form, home, malformed_form};
+use super::{form, home, malformed_form};
 use crate::domain::{Query, Subject};
 use crate::render;
+use crate::state::AppState;
 
 #[derive(Deserialize)]
 struct InteractionForm {
@@ -111,8 +112,13 @@ pub(crate) fn run_audit_from_home(state: &AppState, user_id: &str) {
     // audit already running): told here.
     if let Err(refusal) = start_audit(state, user_id, None, "", ReplyTo::DirectMessage) {
         let (state2, user_id) = (state.clone(), user_id.to_owned());
-        state
-            .tasks
-            .spawn(async move { home::tell(&state2, &user_id, refusal).await });
+        state.tasks.spawn(async move {
+            home::tell(
+                &state2,
+                &user_id,
+                render::plain_message(&refusal.to_string()),
+            )
+            .await
+        });
     }
 }

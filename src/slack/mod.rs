@@ -12,7 +12,6 @@ pub mod signature;
 pub mod socket_mode;
 pub mod web_api;
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
@@ -22,15 +21,10 @@ use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use secrecy::SecretString;
-use serde_json::Value;
-use tokio_util::task::TaskTracker;
 
-use crate::domain::Query;
-use crate::refresh::Sources;
-use crate::render;
-use crate::store::{Store, StoreError};
+use crate::state::AppState;
 pub use web_api::{SlackApiError, SlackWebApi};
 
 /// Slack never sends more for these endpoints; anything larger is refused unread.
@@ -47,121 +41,6 @@ pub struct SlackSettings {
     pub allowed_team_ids: Vec<String>,
     pub admin_user_ids: Vec<String>,
     pub web: SlackWebApi,
-}
-
-pub struct Inner {
-    pub store: Store,
-    pub sources: Option<Arc<Sources>>,
-    pub slack: SlackSettings,
-    /// Work that goes on after Slack was acknowledged; shutdown waits for it.
-    pub tasks: TaskTracker,
-    /// When the data last served was fetched: told to people while the data is unavailable.
-    pub last_data_as_of: Mutex<Option<DateTime<Utc>>>,
-    /// One audit at a time per replica: it reads the whole cache.
-    pub audit_running: std::sync::atomic::AtomicBool,
-    /// The Home tab's audit counts, per generation of the data.
-    pub home: home::HomeSummaries,
-    /// When this process started, and so its first refresh: told to people while no data
-    /// has been loaded yet.
-    pub started_at: DateTime<Utc>,
-    /// The Socket Mode connections, when the bot uses them (for `/readyz` and `/healthz`).
-    pub socket_mode: socket_mode::Health,
-}
-
-#[derive(Clone)]
-pub struct AppState(pub Arc<Inner>);
-
-impl std::ops::Deref for AppState {
-    type Target = Inner;
-    fn deref(&self) -> &Inner {
-        &self.0
-    }
-}
-
-impl AppState {
-    pub fn new(store: Store, sources: Option<Arc<Sources>>, slack: SlackSettings) -> Self {
-        AppState(Arc::new(Inner {
-            store,
-            sources,
-            slack,
-            tasks: TaskTracker::new(),
-            last_data_as_of: Mutex::new(None),
-            audit_running: std::sync::atomic::AtomicBool::new(false),
-            home: home::HomeSummaries::default(),
-            started_at: Utc::now(),
-            socket_mode: socket_mode::Health::default(),
-        }))
-    }
-
-    pub fn team_allowed(&self, team_id: &str) -> bool {
-        self.slack.allowed_team_ids.is_empty()
-            || self.slack.allowed_team_ids.iter().any(|t| t == team_id)
-    }
-
-    pub fn is_admin(&self, user_id: &str) -> bool {
-        self.slack.admin_user_ids.iter().any(|u| u == user_id)
-    }
-
-    /// The diagnosis of a query as a Slack message, whatever happens.
-    pub async fn answer(&self, query: &Query, recheck: bool) -> Value {
-        let outcome = match (&self.sources, recheck) {
-            (Some(sources), true) => {
-                crate::refresh::recheck(sources, &self.store, query, Utc::now())
-                    .await
-                    .map_err(|e| e.to_string())
-            }
-            // A query the cache cannot answer is looked up live, within bounds; a re-check
-            // without live data answers from the cache.
-            (sources, _) => {
-                let diagnosed = match sources {
-                    Some(sources) => {
-                        crate::refresh::answer(sources, &self.store, query, Utc::now()).await
-                    }
-                    None => self.store.diagnose(query, Utc::now()).await,
-                };
-                match diagnosed {
-                    Err(StoreError::NoSnapshot) => {
-                        return render::loading_message(self.started_at);
-                    }
-                    outcome => outcome.map_err(|e| e.to_string()),
-                }
-            }
-        };
-        match outcome {
-            Ok(Ok(diagnosis)) => {
-                crate::metrics::record_diagnosis(&diagnosis);
-                *self
-                    .last_data_as_of
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner()) = Some(diagnosis.data_as_of);
-                render::blocks(&diagnosis)
-            }
-            Ok(Err(target)) => render::error_message(&target.to_string()),
-            Err(problem) => {
-                tracing::warn!(error = %problem, "a diagnosis could not be made");
-                let since = *self
-                    .last_data_as_of
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner());
-                render::unavailable_message(&problem, since)
-            }
-        }
-    }
-
-    /// Posts to a response_url in the background, logging (not showing) failures.
-    pub fn respond_later(
-        &self,
-        response_url: String,
-        message: impl std::future::Future<Output = Value> + Send + 'static,
-    ) {
-        let state = self.clone();
-        self.tasks.spawn(async move {
-            let message = message.await;
-            if let Err(err) = state.slack.web.respond(&response_url, &message).await {
-                tracing::warn!(error = %err, "could not reply through response_url");
-            }
-        });
-    }
 }
 
 /// The Slack endpoints; every request is verified before its handler runs. (A route layer:

@@ -2,8 +2,13 @@
 //! in constant time, with the timestamp at most 5 minutes from now. Several secrets may be
 //! accepted at once, so that the signing secret can be rotated without downtime.
 //!
-//! slack-morphism's verifier checks one secret against the wall clock; this one takes the
-//! clock as an argument (tests verify Slack's published example) and a list of secrets.
+//! Our own verifier, not slack-morphism's (`SlackEventSignatureVerifier`, behind its
+//! `signature-verifier` feature, which this crate does not enable): that one checks one secret
+//! against the wall clock, on a body already read. This one accepts a list of secrets (the
+//! current one and, during a rotation, the previous one), takes the clock as an argument (tests
+//! verify Slack's published example, and stale requests at the edge of the window), and runs
+//! after the route layer has read at most `MAX_BODY_BYTES` of the body, so an unsigned request
+//! cannot make the bot buffer more.
 
 use hmac::{Hmac, KeyInit, Mac};
 use secrecy::{ExposeSecret, SecretString};

@@ -23,14 +23,19 @@ use std::time::{Duration, Instant};
 use backon::{BackoffBuilder, ExponentialBuilder};
 use futures_util::{SinkExt, StreamExt};
 use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
 use serde_json::{Value, json};
+use slack_morphism::prelude::{SlackCommandEvent, SlackInteractionEvent, SlackPushEvent};
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
-use super::{AppState, INLINE_DEADLINE, commands, events, interactions};
-use crate::metrics::{SOCKET_MODE_CONNECTIONS, SOCKET_MODE_DUPLICATES, SOCKET_MODE_RECONNECTS};
+use super::{INLINE_DEADLINE, commands, events, interactions};
+use crate::metrics::{
+    SLACK_API_ERRORS, SOCKET_MODE_CONNECTIONS, SOCKET_MODE_DUPLICATES, SOCKET_MODE_RECONNECTS,
+};
 use crate::render;
+use crate::state::AppState;
 
 /// An envelope id seen within this long is a duplicate (Slack redelivers unacknowledged
 /// envelopes within seconds; ten minutes covers both connections with room to spare).
@@ -297,25 +302,34 @@ async fn connect(client: &Client) -> Result<Socket, SocketModeError> {
 }
 
 async fn open(client: &Client) -> Result<String, SocketModeError> {
+    const METHOD: &str = "apps.connections.open";
+    // Counted with the other Slack calls that end in an error (by method and error kind).
+    let failed = |error: &'static str, reason: String| {
+        metrics::counter!(SLACK_API_ERRORS, "method" => METHOD, "error" => error).increment(1);
+        SocketModeError::Open(reason)
+    };
     let web = &client.state.slack.web;
     let response = web
         .http
-        .post(format!("{}/apps.connections.open", web.api_url))
+        .post(format!("{}/{METHOD}", web.api_url))
         .bearer_auth(client.app_token.expose_secret())
         .timeout(web.timeout)
         .send()
         .await
-        .map_err(|e| SocketModeError::Open(e.without_url().to_string()))?;
+        .map_err(|e| failed("transport", e.without_url().to_string()))?;
     let body: Value = response
         .json()
         .await
-        .map_err(|e| SocketModeError::Open(e.without_url().to_string()))?;
+        .map_err(|e| failed("transport", e.without_url().to_string()))?;
     match (body["ok"].as_bool(), body["url"].as_str()) {
         (Some(true), Some(url)) => Ok(url.to_owned()),
-        _ => Err(SocketModeError::Open(format!(
-            "Slack answered {} (check SLACK_APP_TOKEN: an xapp- token with connections:write)",
-            body["error"].as_str().unwrap_or("no url")
-        ))),
+        _ => Err(failed(
+            "slack_error",
+            format!(
+                "Slack answered {} (check SLACK_APP_TOKEN: an xapp- token with connections:write)",
+                body["error"].as_str().unwrap_or("no url")
+            ),
+        )),
     }
 }
 
@@ -350,11 +364,11 @@ async fn serve(
             }
             message = stream.next() => match message {
                 Some(Ok(Message::Text(text))) => {
-                    let Ok(envelope) = serde_json::from_str::<Value>(text.as_str()) else {
+                    let Ok(envelope) = serde_json::from_str::<Envelope>(text.as_str()) else {
                         continue;
                     };
-                    if envelope["type"] == "disconnect" {
-                        tracing::info!(reason = envelope["reason"].as_str().unwrap_or("none"), "Socket Mode: Slack asked to reconnect");
+                    if envelope.kind == "disconnect" {
+                        tracing::info!(reason = envelope.reason.as_deref().unwrap_or("none"), "Socket Mode: Slack asked to reconnect");
                         if let Some(replace) = replace.take() {
                             let _ = replace.send(Replace::Disconnect);
                         }
@@ -403,11 +417,30 @@ async fn deadline(at: Option<tokio::time::Instant>) {
     }
 }
 
+/// A Socket Mode frame: read first on its own, so that every envelope, of a type this app
+/// knows or not, is acknowledged (Slack would deliver it again otherwise); its payload is
+/// typed second, with slack-morphism's types ([`SlackCommandEvent`],
+/// [`SlackInteractionEvent`], [`SlackPushEvent`]), and ignored when it does not fit them.
+///
+/// Our own struct for the envelope: slack-morphism's `SlackSocketModeEvent` is not reachable
+/// from outside the crate (2.31: its `models::socket_mode` module is shadowed by the
+/// `socket_mode` listener module), and its enum fails on types it does not know.
+#[derive(Debug, Deserialize)]
+struct Envelope {
+    #[serde(rename = "type", default)]
+    kind: String,
+    envelope_id: Option<String>,
+    #[serde(default)]
+    payload: Value,
+    /// Why Slack sent `disconnect`.
+    reason: Option<String>,
+}
+
 /// Acknowledges an envelope on its connection (at once, or for a command with its reply when
 /// ready in time) and starts its work, unless the envelope was seen already.
-fn dispatch(client: &Arc<Client>, envelope: Value, ack: &mpsc::UnboundedSender<Value>) {
+fn dispatch(client: &Arc<Client>, envelope: Envelope, ack: &mpsc::UnboundedSender<Value>) {
     // `hello` and other messages without an id are not acknowledged.
-    let Some(envelope_id) = envelope["envelope_id"].as_str().map(str::to_owned) else {
+    let Some(envelope_id) = envelope.envelope_id else {
         return;
     };
     let bare_ack = json!({"envelope_id": envelope_id});
@@ -417,26 +450,34 @@ fn dispatch(client: &Arc<Client>, envelope: Value, ack: &mpsc::UnboundedSender<V
         return;
     }
     let state = client.state.clone();
-    let payload = envelope["payload"].clone();
-    match envelope["type"].as_str() {
-        Some("slash_commands") => {
+    match envelope.kind.as_str() {
+        "slash_commands" => {
             let ack = ack.clone();
+            let command = serde_json::from_value::<SlackCommandEvent>(envelope.payload);
             state.tasks.clone().spawn(async move {
-                let _ = ack.send(command_ack(&state, envelope_id, payload).await);
+                let reply = match command {
+                    Ok(command) => command_ack(&state, envelope_id, command).await,
+                    Err(_) => bare_ack,
+                };
+                let _ = ack.send(reply);
             });
         }
-        Some("interactive") => {
+        "interactive" => {
             let _ = ack.send(bare_ack);
-            if let Ok(event) = serde_json::from_value(payload) {
+            if let Ok(event) = serde_json::from_value::<SlackInteractionEvent>(envelope.payload) {
                 interactions::on_interaction(&state, event);
             }
         }
-        Some("events_api") => {
+        "events_api" => {
             let _ = ack.send(bare_ack);
-            state
-                .tasks
-                .clone()
-                .spawn(async move { events::on_event(&state, &payload).await });
+            if let Some((SlackPushEvent::EventCallback(callback), sender)) =
+                events::read_push(envelope.payload)
+            {
+                state
+                    .tasks
+                    .clone()
+                    .spawn(async move { events::on_callback(&state, callback, sender).await });
+            }
         }
         _ => {
             let _ = ack.send(bare_ack);
@@ -446,10 +487,8 @@ fn dispatch(client: &Arc<Client>, envelope: Value, ack: &mpsc::UnboundedSender<V
 
 /// A command's ack: with its reply when ready within `ACK_DEADLINE`; otherwise with "the
 /// answer follows", the reply then going through the command's `response_url`.
-async fn command_ack(state: &AppState, envelope_id: String, payload: Value) -> Value {
-    let Ok(command) = serde_json::from_value::<commands::CommandForm>(payload.clone()) else {
-        return json!({"envelope_id": envelope_id});
-    };
+async fn command_ack(state: &AppState, envelope_id: String, command: SlackCommandEvent) -> Value {
+    let response_url = command.response_url.0.to_string();
     let mut work = tokio::spawn({
         let state = state.clone();
         async move { commands::reply(&state, command).await }
@@ -462,8 +501,7 @@ async fn command_ack(state: &AppState, envelope_id: String, payload: Value) -> V
             None,
         ),
         Err(_) => {
-            let response_url = payload["response_url"].as_str().unwrap_or_default();
-            state.respond_later(response_url.to_owned(), async move {
+            state.respond_later(response_url, async move {
                 work.await.unwrap_or_else(|_| {
                     render::plain_message("Something went wrong. Please try again.")
                 })

@@ -1,6 +1,15 @@
 //! Calls to Slack: `chat.postMessage` and `views.publish` on the Web API, and posts to a
 //! `response_url`. Slack's errors come as HTTP 200 `{"ok": false, "error": ...}`; rate limits
 //! as 429 `Retry-After` (or `{"ok": false, "error": "ratelimited"}`).
+//!
+//! Our own client on reqwest, not slack-morphism's `SlackClient` (2.31), after reading its
+//! connector: it needs the crate's `hyper` feature, so a second HTTP and TLS stack
+//! (hyper-rustls, and the `signature-verifier` hashes again) next to the reqwest this bot uses
+//! for every other call; and its retries cover rate limits only. It neither retries what
+//! cannot have reached Slack (a refused connection) nor tells a post that may already have
+//! been accepted (a timeout after sending, an ambiguous 5xx: never sent again here) from a
+//! `views.publish` that is harmless to send twice (sent again here). Its types for what Slack
+//! sends us are used (`src/slack/events.rs`, `commands.rs`, `interactions.rs`).
 
 use std::time::Duration;
 
@@ -32,6 +41,20 @@ pub enum SlackApiError {
     NoToken,
     #[error("response_url {0:?} is not on an allowed host (SLACK_RESPONSE_URL_HOSTS); not called")]
     ForeignResponseUrl(String),
+}
+
+impl SlackApiError {
+    /// The `error` label of the errors metric: a fixed set, never Slack's free text.
+    pub fn label(&self) -> &'static str {
+        match self {
+            SlackApiError::Api(_) => "slack_error",
+            SlackApiError::RateLimited(_) => "rate_limited",
+            SlackApiError::Transport(_) => "transport",
+            SlackApiError::Unconfirmed { .. } => "unconfirmed",
+            SlackApiError::NoToken => "no_token",
+            SlackApiError::ForeignResponseUrl(_) => "foreign_response_url",
+        }
+    }
 }
 
 /// Upload URLs come from Slack's own reply; still, bytes only go over https (or to a
@@ -257,7 +280,8 @@ impl SlackWebApi {
             .await;
         result.map_err(|failure| {
             let error = failure.into_error();
-            metrics::counter!(crate::metrics::SLACK_API_ERRORS, "method" => call.method).increment(1);
+            metrics::counter!(crate::metrics::SLACK_API_ERRORS, "method" => call.method, "error" => error.label())
+                .increment(1);
             if let SlackApiError::Unconfirmed { .. } = &error {
                 metrics::counter!(crate::metrics::SLACK_API_UNCONFIRMED, "method" => call.method)
                     .increment(1);

@@ -167,7 +167,7 @@ async fn shutdown_finishes_the_replies_already_promised() {
     let addr = app.addr;
     let http = reqwest::Client::new();
     for n in 0..10 {
-        let event = json!({"type": "event_callback", "team_id": "T1", "event_id": format!("Ev0DRAIN{n}"), "event_time": 1,
+        let event = json!({"type": "event_callback", "team_id": "T1", "api_app_id": "A0APP", "event_id": format!("Ev0DRAIN{n}"), "event_time": 1,
             "event": {"type": "app_mention", "user": "U1", "text": "<@U0BOT> check alex", "ts": format!("1.{n}"), "channel": "C1"}});
         assert_eq!(
             signed(&http, addr, "/slack/events", event.to_string())

@@ -26,11 +26,11 @@ fn message() -> serde_json::Value {
     json!({"channel": "C0CHAN", "thread_ts": "1.1", "text": "answer"})
 }
 
-/// The samples of `name` with `label` on `/metrics`' text, summed.
-fn counted(name: &str, label: &str) -> f64 {
+/// The samples of `name` with every one of `labels` on `/metrics`' text, summed.
+fn counted(name: &str, labels: &[&str]) -> f64 {
     let text = crm_username::metrics::handle().unwrap().render();
     text.lines()
-        .filter(|l| l.starts_with(name) && l.contains(label))
+        .filter(|l| l.starts_with(name) && labels.iter().all(|label| l.contains(label)))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
@@ -40,7 +40,11 @@ async fn a_post_that_times_out_after_slack_accepted_it_is_sent_exactly_once() {
     crm_username::metrics::handle();
     let before = counted(
         "crm_username_slack_api_unconfirmed_total",
-        r#"method="chat.postMessage""#,
+        &[r#"method="chat.postMessage""#],
+    );
+    let errors_before = counted(
+        "crm_username_slack_api_errors_total",
+        &[r#"method="chat.postMessage""#, r#"error="unconfirmed""#],
     );
     let slack = FakeSlack::start().await.unwrap();
     slack.after_accepting(3, AfterAccepting::AnswerAfter(Duration::from_secs(3)));
@@ -60,9 +64,17 @@ async fn a_post_that_times_out_after_slack_accepted_it_is_sent_exactly_once() {
     assert_eq!(slack.calls_to("chat.postMessage").len(), 1);
     let after = counted(
         "crm_username_slack_api_unconfirmed_total",
-        r#"method="chat.postMessage""#,
+        &[r#"method="chat.postMessage""#],
     );
     assert!(after >= before + 1.0, "counted: {before} -> {after}");
+    let errors_after = counted(
+        "crm_username_slack_api_errors_total",
+        &[r#"method="chat.postMessage""#, r#"error="unconfirmed""#],
+    );
+    assert!(
+        errors_after >= errors_before + 1.0,
+        "errors counted: {errors_before} -> {errors_after}"
+    );
 }
 
 #[tokio::test]

@@ -12,7 +12,8 @@ use tokio_util::sync::CancellationToken;
 use crm_username::app::{App, AppConfig, AppData, AppError};
 use crm_username::fakes::{FakeSlack, SlackCall};
 use crm_username::slack::signature::sign;
-use crm_username::slack::{AppState, SlackSettings, SlackWebApi};
+use crm_username::slack::{SlackSettings, SlackWebApi};
+use crm_username::state::AppState;
 use crm_username::store::Store;
 
 pub const SECRET: &str = "test-signing-secret";

@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 
 use crate::domain::{Diagnosis, Finding, Severity, Verdict};
 
-use super::{escape_mrkdwn, strip_invisible, truncate};
+use crate::render::{escape_mrkdwn, strip_invisible, truncate};
 
 pub const MAX_BLOCKS: usize = 50;
 /// Findings shown in full; the rest are summarised by cause.

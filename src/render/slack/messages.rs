@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
-use super::{escape_mrkdwn, strip_invisible, truncate};
+use crate::render::{escape_mrkdwn, strip_invisible, truncate};
 use crate::store::StatusReport;
 
 fn section(text: String) -> Value {

@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
-use super::{escape_mrkdwn, strip_invisible, truncate};
 use crate::audit::{AuditReport, CauseCount};
 use crate::domain::Severity;
+use crate::render::{escape_mrkdwn, strip_invisible, truncate};
 use crate::store::{SourceStatus, StatusReport};
 
 /// Slack's limit for a Home tab view.
