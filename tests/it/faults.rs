@@ -211,6 +211,8 @@ async fn a_burst_gets_answers_in_time_while_redis_stops_and_the_bot_recovers() {
             ("command", "/crm-username"),
             ("text", "check sam.sales@acme.com"),
             ("response_url", &app.slack.response_url("burst")),
+            ("channel_id", "C0CHAN"),
+            ("trigger_id", "1.2.3"),
         ])
         .unwrap()
     };
