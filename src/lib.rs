@@ -2,6 +2,7 @@
 //! CRM username dropdown, and how to fix it.
 
 pub mod audit;
+pub mod check;
 pub mod cli;
 pub mod config;
 pub mod demo;
@@ -15,6 +16,8 @@ pub mod refresh;
 pub mod render;
 pub mod server;
 pub mod slack;
+pub mod snapshot_file;
 pub mod sources;
 pub mod store;
+pub mod suggest;
 pub mod synthetic;

@@ -2,7 +2,6 @@
 
 mod account_engagement;
 mod business_unit;
-pub mod close_match;
 mod finding;
 mod org;
 mod query;

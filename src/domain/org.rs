@@ -2,8 +2,8 @@
 
 use rustc_hash::FxHashMap as HashMap;
 
-use super::close_match::{UserKeys, best_matches};
 use super::snapshot::lower;
+use crate::suggest::{UserKeys, best_matches};
 
 use super::{AeUser, BusinessUnit, OrgSnapshot, PublicGroup, RecordRef, Role, SfId, SfUser};
 

@@ -115,7 +115,7 @@ impl GenerationKeys {
     pub fn usernames(&self) -> String {
         format!("{}usernames", self.base)
     }
-    /// Every user's id, username and name, sorted for "did you mean" (`close_match::Directory`
+    /// Every user's id, username and name, sorted for "did you mean" (`suggest::Directory`
     /// in its binary form; read only when nothing matched).
     pub fn suggestions(&self) -> String {
         format!("{}suggestions", self.base)

@@ -24,12 +24,12 @@ use super::keys::{GenerationKeys, Keys};
 use super::records::{ContextBuilder, GenerationMeta, GroupGraph, UserContext, assemble};
 use super::{LockToken, Outcome, SourceStatus, StatusReport, StoreError, random_token};
 use crate::diagnose::{MAX_CANDIDATES, diagnose};
-use crate::domain::close_match::Directory;
 use crate::domain::snapshot::lower;
 use crate::domain::{
     AeUser, NameMatch, Org, OrgSnapshot, Query, SfId, SfUser, Subject, TargetRef, name_key,
     name_match,
 };
+use crate::suggest::Directory;
 
 /// Commands per pipeline when publishing: large enough to amortise round trips, small enough
 /// to keep memory flat and to let checks through between pipelines (Redis runs one command at

@@ -14,6 +14,7 @@ use crm_username::slack::signature::sign;
 use crm_username::slack::{AppState, SlackSettings, SlackWebApi};
 use crm_username::store::Store;
 
+#[allow(clippy::module_inception)] // the benchmark's file, named as the benchmark names it
 #[path = "../../benches/http/loadgen.rs"]
 mod loadgen;
 
