@@ -269,7 +269,7 @@ pub fn check(args: &CheckArgs) -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         };
         match rt.block_on(check_live(&args.data, &query)) {
-            Ok(outcome) => outcome,
+            Ok(diagnosis) => Ok(diagnosis),
             Err(code) => return code,
         }
     };
@@ -351,14 +351,14 @@ fn failure(message: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(1)
 }
 
-async fn check_live(data: &DataArgs, query: &Query) -> Result<crate::store::Outcome, ExitCode> {
+async fn check_live(data: &DataArgs, query: &Query) -> Result<crate::domain::Diagnosis, ExitCode> {
     let (store, sources) = open_store(data, true).await?;
     let outcome = match &sources {
         Some(sources) => refresh::answer(sources, &store, query, Utc::now()).await,
-        None => store.diagnose(query, Utc::now()).await,
+        None => crate::check::check(&store, query, Utc::now()).await,
     };
     outcome.map_err(|err| match err {
-        StoreError::NoSnapshot => usage_error(
+        crate::check::CheckError::Store(StoreError::NoSnapshot) => usage_error(
             "the cache holds no data yet: run `crm-username refresh`, or start `crm-username serve`",
         ),
         err => usage_error(err),
@@ -390,13 +390,18 @@ async fn audit(args: &AuditArgs) -> ExitCode {
             eprint!("\rAuditing… {} of {} users", p.done, p.total);
         }
     });
-    let report = match store
-        .audit(&args.business_unit.join(" "), now, args.max_rows, progress)
-        .await
+    let report = match crate::check::audit(
+        &store,
+        &args.business_unit.join(" "),
+        now,
+        args.max_rows,
+        progress,
+    )
+    .await
     {
-        Ok(Ok(report)) => report,
-        Ok(Err(scope)) => return usage_error(scope),
-        Err(StoreError::NoSnapshot) => {
+        Ok(report) => report,
+        Err(crate::check::AuditError::Scope(scope)) => return usage_error(scope),
+        Err(crate::check::AuditError::Store(StoreError::NoSnapshot)) => {
             return usage_error(
                 "the cache holds no data yet: run `crm-username refresh`, or start `crm-username serve`",
             );

@@ -3,33 +3,32 @@
 //! query's keys in the generation read last (and says when a newer one replaced it); a
 //! username's user and context, and the users of a name or an email, take one more.
 
-use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use redis::{AsyncCommands, FromRedisValue, Value};
 use rustc_hash::FxHashMap;
+use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 
 mod audit;
 mod connection;
 
+pub use audit::{AuditBatch, AuditReader, AuditSubject};
 use connection::Conn;
 pub use connection::RedisSettings;
 pub(crate) use connection::explain;
 
-use super::keys::{GenerationKeys, Keys};
+use super::keys::{FORMAT, FORMAT_TTL, GenerationKeys, Keys};
 use super::records::{ContextBuilder, GenerationMeta, GroupGraph, UserContext, assemble};
-use super::{LockToken, Outcome, SourceStatus, StatusReport, StoreError, random_token};
-use crate::diagnose::{MAX_CANDIDATES, diagnose};
+use super::{LockToken, SourceStatus, StatusReport, StoreError, random_token};
 use crate::domain::snapshot::lower;
 use crate::domain::{
     AeUser, NameMatch, Org, OrgSnapshot, Query, SfId, SfUser, Subject, TargetRef, name_key,
     name_match,
 };
-use crate::suggest::Directory;
+use crate::suggest::{Directory, MAX_CANDIDATES};
 
 /// Commands per pipeline when publishing: large enough to amortise round trips, small enough
 /// to keep memory flat and to let checks through between pipelines (Redis runs one command at
@@ -65,16 +64,6 @@ struct GenerationCache {
 /// arrive together (they wait for the first build, hence an async lock).
 type Suggestions = Arc<tokio::sync::Mutex<Option<(String, Arc<Directory>)>>>;
 
-/// One user as the suggestions key of an earlier version listed it.
-#[derive(Deserialize)]
-struct Suggestion<'a> {
-    id: SfId,
-    #[serde(borrow)]
-    username: Cow<'a, str>,
-    #[serde(borrow, default)]
-    name: Cow<'a, str>,
-}
-
 #[derive(Clone)]
 pub struct RedisStore {
     conn: Conn,
@@ -83,6 +72,8 @@ pub struct RedisStore {
     suggestions: Suggestions,
     /// Publishing uses longer timeouts than requests: it moves a whole org.
     publish_response_timeout: Duration,
+    /// The TTL of every key of this format's namespace, in milliseconds (`FORMAT_TTL`).
+    ttl_ms: u64,
 }
 
 fn corrupt(what: &str, err: impl std::fmt::Display) -> StoreError {
@@ -96,6 +87,11 @@ fn from_json<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T, StoreEr
 fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
     // Domain types serialise to JSON without fail: string keys, no non-finite floats.
     serde_json::to_vec(value).unwrap_or_default()
+}
+
+/// `SET … PX`: every key of a format's namespace expires unless renewed (`keys::FORMAT_TTL`).
+fn expiring(ttl_ms: u64) -> redis::SetOptions {
+    redis::SetOptions::default().with_expiration(redis::SetExpiry::PX(ttl_ms))
 }
 
 fn bytes(value: &Value) -> Option<Vec<u8>> {
@@ -237,24 +233,30 @@ impl RedisStore {
         prefix: &str,
         timeouts: RedisTimeouts,
     ) -> Result<Self, StoreError> {
-        let keys = Keys::new(prefix).map_err(StoreError::Unavailable)?;
+        Self::open_with_format(settings, prefix, timeouts, FORMAT)
+    }
+
+    /// `open` for the cache format `format` instead of this version's own (`FORMAT`): what a
+    /// test of a rolling upgrade uses to run two versions side by side.
+    pub fn open_with_format(
+        settings: &RedisSettings,
+        prefix: &str,
+        timeouts: RedisTimeouts,
+        format: u32,
+    ) -> Result<Self, StoreError> {
+        let keys = Keys::new(prefix, format).map_err(StoreError::Unavailable)?;
         Ok(RedisStore {
             conn: Conn::open(settings, timeouts)?,
             keys,
             cache: Arc::default(),
             suggestions: Suggestions::default(),
             publish_response_timeout: Duration::from_secs(30),
+            ttl_ms: FORMAT_TTL.as_millis() as u64,
         })
     }
 
     pub fn keys(&self) -> &Keys {
         &self.keys
-    }
-
-    pub async fn ping(&self) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
-        let _: String = redis::cmd("PING").query_async(&mut conn).await?;
-        Ok(())
     }
 
     /// A section of `INFO` (e.g. `server` for `redis_version`), from the server holding the
@@ -317,17 +319,7 @@ impl RedisStore {
         *cached = None;
         let raw = read_in_pieces(conn, &self.keys.generation(generation).suggestions()).await?;
         let directory = tokio::task::spawn_blocking(move || {
-            if !raw.starts_with(b"[") {
-                return Directory::from_bytes(&raw).map_err(|e| corrupt("suggestions", e));
-            }
-            // Written by an earlier version: a JSON array of users.
-            let users: Vec<Suggestion> =
-                serde_json::from_slice(&raw).map_err(|e| corrupt("suggestions", e))?;
-            Ok(Directory::new(
-                users
-                    .iter()
-                    .map(|u| (u.id, u.username.as_ref(), u.name.as_ref())),
-            ))
+            Directory::from_bytes(&raw).map_err(|e| corrupt("suggestions", e))
         })
         .await
         .map_err(|e| corrupt("suggestions", e))??;
@@ -365,7 +357,10 @@ impl RedisStore {
             .clone()
     }
 
-    pub async fn diagnose(&self, query: &Query, now: DateTime<Utc>) -> Result<Outcome, StoreError> {
+    /// The small org a query needs: the users it names (or the candidates for it), the
+    /// context of the one user it finds, and the AE users its target names. Diagnosing it
+    /// gives the same answer as diagnosing the whole org.
+    pub async fn query_org(&self, query: &Query) -> Result<Org, StoreError> {
         let mut conn = self.conn.clone();
         let (mut generation, mut meta) = match self.cached_meta() {
             Some(cached) => cached,
@@ -463,20 +458,18 @@ impl RedisStore {
             }
             Subject::Name(name) => {
                 // The entries (`word \0 id \0 name`) of the word with the fewest, from the
-                // script; without names (written by an earlier version), users are read.
+                // script.
                 let members: Vec<Vec<u8>> = match subject_values.first() {
                     Some(value) => Vec::<Vec<u8>>::from_redis_value(value.clone())
                         .map_err(|e| corrupt("name index", e))?,
                     None => Vec::new(),
                 };
-                let mut entries: Vec<(String, Option<String>)> = members
+                let mut entries: Vec<(String, String)> = members
                     .iter()
                     .filter_map(|m| {
                         let mut parts = m.splitn(3, |&b| b == 0).skip(1);
                         let id = String::from_utf8_lossy(parts.next()?).into_owned();
-                        let name = parts
-                            .next()
-                            .map(|n| String::from_utf8_lossy(n).into_owned());
+                        let name = String::from_utf8_lossy(parts.next()?).into_owned();
                         Some((id, name))
                     })
                     .collect();
@@ -484,12 +477,12 @@ impl RedisStore {
                 entries.dedup();
                 let mut ids: Vec<String> = entries.iter().map(|(id, _)| id.clone()).collect();
                 ids.dedup();
-                if !entries.is_empty() && entries.iter().all(|(_, n)| n.is_some()) {
+                if !entries.is_empty() {
                     // Which users match, by their names alone, exactly as the whole org says.
                     let words: Vec<&str> = name.split(' ').filter(|w| !w.is_empty()).collect();
                     let (mut exact, mut partial) = (Vec::new(), Vec::new());
                     for (id, user_name) in &entries {
-                        let key = name_key(user_name.as_deref().unwrap_or_default());
+                        let key = name_key(user_name);
                         match name_match(name, &words, &key) {
                             Some(NameMatch::Exact) => exact.push(id.clone()),
                             Some(NameMatch::Words) => partial.push(id.clone()),
@@ -502,8 +495,7 @@ impl RedisStore {
                         let (users, context) =
                             self.users_with_context(&mut conn, &gk, &ids).await?;
                         let users = self.with_same_email(&mut conn, &gk, users).await?;
-                        let mini = Org::new(assemble(&meta, users, context, targets));
-                        return Ok(diagnose(query, &mini, now));
+                        return Ok(Org::new(assemble(&meta, users, context, targets)));
                     }
                 }
                 let fetched = self.users(&mut conn, &gk, &ids).await?;
@@ -526,8 +518,7 @@ impl RedisStore {
             }
         };
         let users = self.with_same_email(&mut conn, &gk, users).await?;
-        let mini = Org::new(assemble(&meta, users, context, targets));
-        Ok(diagnose(query, &mini, now))
+        Ok(Org::new(assemble(&meta, users, context, targets)))
     }
 
     /// For one external user (AE cannot map it), the users whose username or email is its
@@ -620,9 +611,14 @@ impl RedisStore {
                 Utc::now().timestamp_millis(),
             )
             .await?;
+        let _: bool = conn
+            .pexpire(self.keys.generations(), self.ttl_ms as i64)
+            .await?;
         let gk = self.keys.generation(&generation);
         let (tx, mut rx) = tokio::sync::mpsc::channel::<redis::Pipeline>(4);
-        let writer = tokio::task::spawn_blocking(move || generation_commands(snapshot, &gk, &tx));
+        let ttl_ms = self.ttl_ms;
+        let writer =
+            tokio::task::spawn_blocking(move || generation_commands(snapshot, &gk, ttl_ms, &tx));
         let timeout = self.publish_response_timeout;
         while let Some(pipe) = rx.recv().await {
             tokio::time::timeout(timeout, pipe.query_async::<()>(&mut conn))
@@ -634,11 +630,18 @@ impl RedisStore {
         writer
             .await
             .map_err(|e| corrupt("building the generation", e))??;
-        let _: () = conn.set(self.keys.current(), &generation).await?;
+        let _: () = conn
+            .set_options(self.keys.current(), &generation, expiring(self.ttl_ms))
+            .await?;
+        let _: bool = conn.pexpire(self.keys.status(), self.ttl_ms as i64).await?;
         if let Some(previous) = &previous {
             // Replicas still reading the previous generation learn of this one from it.
             let _: () = conn
-                .set(self.keys.generation(previous).successor(), &generation)
+                .set_options(
+                    self.keys.generation(previous).successor(),
+                    &generation,
+                    expiring(self.ttl_ms),
+                )
                 .await?;
         }
         let keep: Vec<&str> = std::iter::once(generation.as_str())
@@ -707,9 +710,12 @@ impl RedisStore {
         let org = Org::new(snapshot);
         let context = ContextBuilder::new(&org).context(&user);
         let id = user.id.as_str15();
+        let ttl = self.ttl_ms;
         let mut pipe = redis::pipe();
-        pipe.set(gk.user(user.id), to_json(&user)).ignore();
-        pipe.set(gk.login(&lower(&user.username)), id).ignore();
+        pipe.set_options(gk.user(user.id), to_json(&user), expiring(ttl))
+            .ignore();
+        pipe.set_options(gk.login(&lower(&user.username)), id, expiring(ttl))
+            .ignore();
         if !email.is_empty() {
             let mut ids: Vec<String> = match email_ids {
                 Some(raw) => from_json("users by email", &raw)?,
@@ -718,18 +724,22 @@ impl RedisStore {
             if !ids.iter().any(|i| i == id) {
                 ids.push(id.to_owned());
             }
-            pipe.set(gk.email(&email), to_json(&ids)).ignore();
+            pipe.set_options(gk.email(&email), to_json(&ids), expiring(ttl))
+                .ignore();
         }
         for (b, ae) in &context.ae_users {
             let b = *b as usize;
-            pipe.set(gk.ae_user(b, ae.id), to_json(ae)).ignore();
+            pipe.set_options(gk.ae_user(b, ae.id), to_json(ae), expiring(ttl))
+                .ignore();
             let ae_email = lower(ae.email.trim()).into_owned();
             if !ae_email.is_empty() {
                 let same: Vec<&AeUser> = org.ae_users_with_email(b, &ae_email).collect();
-                pipe.set(gk.ae_email(b, &ae_email), to_json(&same)).ignore();
+                pipe.set_options(gk.ae_email(b, &ae_email), to_json(&same), expiring(ttl))
+                    .ignore();
             }
         }
-        pipe.set(gk.context(user.id), to_json(&context)).ignore();
+        pipe.set_options(gk.context(user.id), to_json(&context), expiring(ttl))
+            .ignore();
         let _: () = pipe.query_async(&mut conn).await?;
         Ok(())
     }
@@ -740,8 +750,12 @@ impl RedisStore {
         status: &SourceStatus,
     ) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
-        let _: () = conn
+        let _: () = redis::pipe()
             .hset(self.keys.status(), source, to_json(status))
+            .ignore()
+            .pexpire(self.keys.status(), self.ttl_ms as i64)
+            .ignore()
+            .query_async(&mut conn)
             .await?;
         Ok(())
     }
@@ -773,6 +787,31 @@ impl RedisStore {
             Err(err) => return Err(err),
         }
         Ok(report)
+    }
+
+    /// Renews the TTL of this format's namespace (`FORMAT_TTL`), so that it outlives failing
+    /// refreshes while some replica of this format runs. The keys of the current generation
+    /// are renewed only once half their TTL has passed: that walks every key of the
+    /// generation (a few seconds at 100,000 users), once every few days, not every refresh.
+    pub async fn renew_expiry(&self) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let ttl = self.ttl_ms as i64;
+        // One key per command: in a Cluster they live on different slots.
+        for key in [self.keys.generations(), self.keys.status()] {
+            let _: bool = conn.pexpire(key, ttl).await?;
+        }
+        let Some(generation): Option<String> = conn.get(self.keys.current()).await? else {
+            return Ok(());
+        };
+        let _: bool = conn.pexpire(self.keys.current(), ttl).await?;
+        let gk = self.keys.generation(&generation);
+        let left: i64 = conn.pttl(gk.meta()).await?;
+        // -2: gone (a publish replaced it meanwhile); -1: no TTL, which this format never
+        // writes but a hand-made key could have.
+        if left == -2 || left > ttl / 2 {
+            return Ok(());
+        }
+        expire_slot_matching(&mut conn, &gk.meta(), &gk.pattern(), ttl).await
     }
 
     pub async fn first_delivery(&self, event_id: &str) -> Result<bool, StoreError> {
@@ -906,17 +945,51 @@ async fn unlink_slot_matching(conn: &mut Conn, key: &str, pattern: &str) -> Resu
     }
 }
 
+/// Sets the TTL of every key matching `pattern` that shares the hash slot of `key` (one
+/// generation), as `unlink_slot_matching` deletes them.
+async fn expire_slot_matching(
+    conn: &mut Conn,
+    key: &str,
+    pattern: &str,
+    ttl_ms: i64,
+) -> Result<(), StoreError> {
+    let mut cursor: u64 = 0;
+    loop {
+        let mut scan = redis::cmd("SCAN");
+        scan.arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(10_000);
+        let (next, found): (u64, Vec<String>) = conn.on_node_of(key, scan).await?;
+        if !found.is_empty() {
+            let mut pipe = redis::pipe();
+            for key in &found {
+                pipe.pexpire(key, ttl_ms).ignore();
+            }
+            let _: () = pipe.query_async(conn).await?;
+        }
+        if next == 0 {
+            return Ok(());
+        }
+        cursor = next;
+    }
+}
+
 /// Streams the commands that write one generation, a pipeline at a time, so that a large
 /// org never sits in memory twice.
 struct Batch<'a> {
     pipe: redis::Pipeline,
     commands: usize,
+    ttl_ms: u64,
     tx: &'a tokio::sync::mpsc::Sender<redis::Pipeline>,
 }
 
 impl Batch<'_> {
     fn set(&mut self, key: String, value: Vec<u8>) -> Result<(), StoreError> {
-        self.pipe.set(key, value).ignore();
+        self.pipe
+            .set_options(key, value, expiring(self.ttl_ms))
+            .ignore();
         self.count()
     }
 
@@ -929,6 +1002,12 @@ impl Batch<'_> {
             cmd.arg(0).arg(member);
         }
         self.pipe.ignore();
+        self.count()
+    }
+
+    /// The TTL of a key written by several commands (the name index), once it is complete.
+    fn pexpire(&mut self, key: &str) -> Result<(), StoreError> {
+        self.pipe.pexpire(key, self.ttl_ms as i64).ignore();
         self.count()
     }
 
@@ -955,12 +1034,14 @@ impl Batch<'_> {
 fn generation_commands(
     snapshot: OrgSnapshot,
     gk: &GenerationKeys,
+    ttl_ms: u64,
     tx: &tokio::sync::mpsc::Sender<redis::Pipeline>,
 ) -> Result<(), StoreError> {
     let org = Org::without_search(snapshot);
     let mut batch = Batch {
         pipe: redis::pipe(),
         commands: 0,
+        ttl_ms,
         tx,
     };
     batch.set(gk.meta(), to_json(&GenerationMeta::of(&org)))?;
@@ -998,6 +1079,7 @@ fn generation_commands(
         }
     }
     batch.zadd(&gk.names(), &names)?;
+    batch.pexpire(&gk.names())?;
     for (email, ids) in emails {
         batch.set(gk.email(&email), to_json(&ids))?;
     }

@@ -1,5 +1,6 @@
 //! Shared by the tests that need a Redis server (scripts/test.sh makes sure one answers).
 
+pub mod outcome;
 pub mod slack_app;
 
 use std::process::{Child, Command, Stdio};
