@@ -12,6 +12,7 @@ use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 use super::Conn;
+use super::query::MAX_EMAIL_MATCHES;
 use super::{RedisStore, bytes, corrupt, from_json};
 use crate::domain::snapshot::lower;
 use crate::domain::{AeUser, BusinessUnit, Org, SfId, SfUser, counterpart};
@@ -21,8 +22,6 @@ use crate::store::records::{GenerationMeta, UserContext, assemble};
 
 /// Users per round trip.
 const BATCH: usize = 500;
-/// Users sharing one email read at most, as a `check` reads them.
-const MAX_EMAIL_MATCHES: usize = 1_000;
 
 /// Who the audit looks at, written with each generation.
 #[derive(Debug, Default, Serialize, Deserialize)]
