@@ -23,7 +23,8 @@ ACL_PASSWORD=crm-test-password
 # What the bot needs (docs/redis.md, "An ACL user"), on the key prefix the tests use.
 ACL_RULES=(on ">$ACL_PASSWORD" "~test:*" resetchannels -@all
   +get +set +del +unlink +exists +eval +evalsha +script\|load +zadd +zrange +zrangebylex
-  +zlexcount +zrem +strlen +getrange +hset +hgetall +scan +ping +info +config\|get)
+  +zlexcount +zrem +strlen +getrange +hset +hgetall +scan +ping +info +config\|get
+  +pexpire +pttl)
 
 say() { printf '%s\n' "$*" >&2; }
 fail() { say "error: $*"; exit 1; }
@@ -95,8 +96,11 @@ ensure_tls() {
   wait_for "TLS Redis on $TLS_PORT" pong tls_cli
 }
 
+# Whether the ACL user has the rules above: a server started with older rules lacks some.
+acl_current() { local out; out="$(acl_cli pttl test:acl-probe 2>&1)" || return 1; [[ $out != *NOPERM* ]]; }
+
 ensure_acl() {
-  if pong acl_cli; then say "ACL Redis answers on $ACL_PORT"; return; fi
+  if pong acl_cli && acl_current; then say "ACL Redis answers on $ACL_PORT"; return; fi
   stop_own "$ACL_PORT"
   say "starting Redis with ACL user $ACL_USER on $ACL_PORT"
   start "$ACL_PORT" --port "$ACL_PORT" --user default off --user "$ACL_USER" "${ACL_RULES[@]}"

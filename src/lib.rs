@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod audit;
+pub mod check;
 pub mod cli;
 pub mod config;
 pub mod demo;
@@ -19,8 +20,10 @@ pub mod refresh;
 pub mod render;
 pub mod server;
 pub mod slack;
+pub mod snapshot_file;
 pub mod sources;
 pub mod state;
 pub mod store;
+pub mod suggest;
 #[cfg(feature = "demo")]
 pub mod synthetic;

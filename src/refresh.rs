@@ -10,9 +10,10 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
-use crate::domain::{BusinessUnit, OrgSnapshot, Query, SfUser, Subject, Verdict};
+use crate::check::{CheckError, check};
+use crate::domain::{BusinessUnit, Diagnosis, OrgSnapshot, Query, SfUser, Subject, Verdict};
 use crate::sources::{AccountEngagementClient, SalesforceClient, SourceError, UserLookup};
-use crate::store::{LockToken, Outcome, Store, StoreError};
+use crate::store::{LockToken, Store, StoreError};
 
 /// The live upstreams and the business units to read from them.
 pub struct Sources {
@@ -87,6 +88,11 @@ pub async fn refresh_once(
     now: DateTime<Utc>,
 ) -> Result<RefreshReport, RefreshError> {
     let started = Instant::now();
+    // Every attempt keeps this version's data alive, so that failing refreshes do not let it
+    // expire (the publish below renews it too).
+    if let Err(err) = store.renew_expiry().await {
+        tracing::warn!(error = %err, "the expiry of the cached data could not be renewed");
+    }
     let salesforce = async {
         let t = Instant::now();
         (sources.salesforce.fetch_org().await, t)
@@ -280,11 +286,11 @@ pub async fn recheck(
     store: &Store,
     query: &Query,
     now: DateTime<Utc>,
-) -> Result<Outcome, RefreshError> {
-    let cached = match store.diagnose(query, now).await {
-        Ok(outcome) => outcome.ok().and_then(|d| d.salesforce_user),
-        Err(StoreError::NoSnapshot) => None,
-        Err(err) => return Err(err.into()),
+) -> Result<Diagnosis, CheckError> {
+    let cached = match check(store, query, now).await {
+        Ok(diagnosis) => diagnosis.salesforce_user,
+        Err(CheckError::Target(_) | CheckError::Store(StoreError::NoSnapshot)) => None,
+        Err(err) => return Err(err),
     };
     let user = match cached {
         Some(user) => fetch_live_user(sources, &Subject::Id(user.id)).await?,
@@ -293,7 +299,7 @@ pub async fn recheck(
     if let Some(user) = user {
         load_user(sources, store, user).await?;
     }
-    Ok(store.diagnose(query, now).await?)
+    check(store, query, now).await
 }
 
 /// The Salesforce user a subject names, read live: by id, or by username and then by email.
@@ -318,7 +324,7 @@ async fn fetch_live_user(
 
 /// Puts a user read live into the cache, with the groups holding it and fresh AE users. An
 /// external user needs neither: AE cannot map it in any business unit.
-async fn load_user(sources: &Sources, store: &Store, user: SfUser) -> Result<(), RefreshError> {
+async fn load_user(sources: &Sources, store: &Store, user: SfUser) -> Result<(), CheckError> {
     if !user.is_internal() {
         store.update_user(user, Vec::new(), Vec::new()).await?;
         return Ok(());
@@ -345,33 +351,33 @@ pub async fn answer(
     store: &Store,
     query: &Query,
     now: DateTime<Utc>,
-) -> Result<Outcome, StoreError> {
-    let outcome = store.diagnose(query, now).await?;
+) -> Result<Diagnosis, CheckError> {
+    let outcome = check(store, query, now).await;
     if !matches!(&outcome, Ok(d) if d.verdict == Verdict::NotFound) {
-        return Ok(outcome);
+        return outcome;
     }
     let Some(key) = LiveLookups::key(&query.subject) else {
-        return Ok(outcome);
+        return outcome;
     };
     if !sources.live_lookups.admit(&key, Instant::now()) {
-        return Ok(outcome);
+        return outcome;
     }
     let found = match fetch_live_user(sources, &query.subject).await {
         Ok(found) => found,
         Err(err) => {
             tracing::warn!(error = %err, "the live lookup of a query the cache could not answer failed");
-            return Ok(outcome);
+            return outcome;
         }
     };
     let Some(user) = found else {
         sources.live_lookups.remember_miss(key, Instant::now());
-        return Ok(outcome);
+        return outcome;
     };
     if let Err(err) = load_user(sources, store, user).await {
         tracing::warn!(error = %err, "a user found live could not be added to the cache");
-        return Ok(outcome);
+        return outcome;
     }
-    store.diagnose(query, now).await
+    check(store, query, now).await
 }
 
 /// How long a query Salesforce did not know either is answered `not_found` without asking

@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use tokio_util::task::TaskTracker;
 
+use crate::check::CheckError;
 use crate::domain::Query;
 use crate::refresh::Sources;
 use crate::render;
@@ -71,9 +72,7 @@ impl AppState {
     pub async fn answer(&self, query: &Query, recheck: bool) -> Value {
         let outcome = match (&self.sources, recheck) {
             (Some(sources), true) => {
-                crate::refresh::recheck(sources, &self.store, query, Utc::now())
-                    .await
-                    .map_err(|e| e.to_string())
+                crate::refresh::recheck(sources, &self.store, query, Utc::now()).await
             }
             // A query the cache cannot answer is looked up live, within bounds; a re-check
             // without live data answers from the cache.
@@ -82,18 +81,18 @@ impl AppState {
                     Some(sources) => {
                         crate::refresh::answer(sources, &self.store, query, Utc::now()).await
                     }
-                    None => self.store.diagnose(query, Utc::now()).await,
+                    None => crate::check::check(&self.store, query, Utc::now()).await,
                 };
                 match diagnosed {
-                    Err(StoreError::NoSnapshot) => {
+                    Err(CheckError::Store(StoreError::NoSnapshot)) => {
                         return render::loading_message(self.started_at);
                     }
-                    outcome => outcome.map_err(|e| e.to_string()),
+                    outcome => outcome,
                 }
             }
         };
         match outcome {
-            Ok(Ok(diagnosis)) => {
+            Ok(diagnosis) => {
                 crate::metrics::record_diagnosis(&diagnosis);
                 *self
                     .last_data_as_of
@@ -101,14 +100,14 @@ impl AppState {
                     .unwrap_or_else(|e| e.into_inner()) = Some(diagnosis.data_as_of);
                 render::blocks(&diagnosis)
             }
-            Ok(Err(target)) => render::error_message(&target.to_string()),
+            Err(CheckError::Target(target)) => render::error_message(&target.to_string()),
             Err(problem) => {
                 tracing::warn!(error = %problem, "a diagnosis could not be made");
                 let since = *self
                     .last_data_as_of
                     .lock()
                     .unwrap_or_else(|e| e.into_inner());
-                render::unavailable_message(&problem, since)
+                render::unavailable_message(&problem.to_string(), since)
             }
         }
     }

@@ -17,6 +17,7 @@ mod report;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+pub use crate::domain::counterpart;
 pub use csv::to_csv;
 pub use report::{
     AuditReport, CauseCount, Changes, Progress, Scope, ScopeError, fingerprint, row_key,
@@ -128,29 +129,6 @@ pub fn sf_user_rows(
             )
         })
         .collect()
-}
-
-/// The Salesforce user an AE user with no CRM username would be mapped to: the user whose
-/// username is the AE user's email, else the one user whose email it is (an active one when
-/// several share it).
-pub fn counterpart<'a>(
-    by_username: Option<&'a SfUser>,
-    by_email: &[&'a SfUser],
-) -> Option<&'a SfUser> {
-    if let Some(user) = by_username {
-        return Some(user);
-    }
-    match by_email {
-        [] => None,
-        [one] => Some(*one),
-        several => {
-            let mut active = several.iter().filter(|u| u.is_active);
-            match (active.next(), active.next()) {
-                (Some(one), None) => Some(*one),
-                _ => None,
-            }
-        }
-    }
 }
 
 /// The row of one AE user with no CRM username (none when it has one, or is in the recycle

@@ -53,13 +53,20 @@ pub async fn run(args: &AuditArgs) -> CliResult {
             eprint!("\rAuditing… {} of {} users", p.done, p.total);
         }
     });
-    let report = match store
-        .audit(&args.business_unit.join(" "), now, args.max_rows, progress)
-        .await
+    let report = match crate::check::audit(
+        &store,
+        &args.business_unit.join(" "),
+        now,
+        args.max_rows,
+        progress,
+    )
+    .await
     {
-        Ok(Ok(report)) => report,
-        Ok(Err(scope)) => return Err(CliError::usage(scope)),
-        Err(StoreError::NoSnapshot) => return Err(CliError::usage(NO_DATA_YET)),
+        Ok(report) => report,
+        Err(crate::check::AuditError::Scope(scope)) => return Err(CliError::usage(scope)),
+        Err(crate::check::AuditError::Store(StoreError::NoSnapshot)) => {
+            return Err(CliError::usage(NO_DATA_YET));
+        }
         Err(err) => return Err(CliError::failure(err)),
     };
     if terminal {

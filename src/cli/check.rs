@@ -40,7 +40,7 @@ pub fn run(args: &CheckArgs) -> CliResult {
     let now = Utc::now();
     let outcome = match args.offline.snapshot(now) {
         Some(snapshot) => diagnose(&query, &Org::new(snapshot.map_err(CliError::usage)?), now),
-        None => super::runtime()?.block_on(check_live(&args.data, &query))?,
+        None => Ok(super::runtime()?.block_on(check_live(&args.data, &query))?),
     };
     let diagnosis = outcome.map_err(CliError::usage)?;
     let output = match args.format {
@@ -57,14 +57,14 @@ pub fn run(args: &CheckArgs) -> CliResult {
     Ok(ExitCode::from(diagnosis.verdict.exit_code()))
 }
 
-async fn check_live(data: &DataArgs, query: &Query) -> Result<crate::store::Outcome, CliError> {
+async fn check_live(data: &DataArgs, query: &Query) -> Result<crate::domain::Diagnosis, CliError> {
     let (store, sources) = open_store(data, true).await?;
     let outcome = match &sources {
         Some(sources) => crate::refresh::answer(sources, &store, query, Utc::now()).await,
-        None => store.diagnose(query, Utc::now()).await,
+        None => crate::check::check(&store, query, Utc::now()).await,
     };
     outcome.map_err(|err| match err {
-        StoreError::NoSnapshot => CliError::usage(NO_DATA_YET),
+        crate::check::CheckError::Store(StoreError::NoSnapshot) => CliError::usage(NO_DATA_YET),
         err => CliError::usage(err),
     })
 }

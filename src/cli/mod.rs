@@ -204,7 +204,7 @@ impl OfflineOrg {
     /// The org asked for, or `None` when neither flag is given (the cache is used).
     fn snapshot(&self, now: DateTime<Utc>) -> Option<Result<OrgSnapshot, SnapshotError>> {
         match (&self.org, self.demo) {
-            (Some(path), _) => Some(OrgSnapshot::load(path)),
+            (Some(path), _) => Some(crate::snapshot_file::load(path)),
             (None, true) => Some(crate::demo::snapshot(now)),
             (None, false) => None,
         }

@@ -74,22 +74,6 @@ pub fn assigned<'a>(org: &'a Org, user: &SfUser, assignment: &Assignment) -> Opt
     })
 }
 
-/// The user's role, then its parent, up to the top. Stops at a missing role or a cycle.
-pub(crate) fn role_chain<'a>(org: &'a Org, user: &SfUser) -> Vec<&'a Role> {
-    let mut chain = Vec::new();
-    let mut seen = HashSet::new();
-    let mut next = user.role_id;
-    while let Some(id) = next {
-        if !seen.insert(id) {
-            break;
-        }
-        let Some(role) = org.role(id) else { break };
-        chain.push(role);
-        next = role.parent_role_id;
-    }
-    chain
-}
-
 /// How `user` is assigned under `assignment`, or `None` when not at all.
 pub fn assignment_path<'a>(
     org: &'a Org,
@@ -103,7 +87,7 @@ pub fn assignment_path<'a>(
     if by_user {
         return Some(AssignmentPath::User);
     }
-    let roles = role_chain(org, user);
+    let roles = org.role_chain(user);
     if let Some(own) = roles.first() {
         if assignment.roles.iter().any(|r| org.role_matches(r, own)) {
             return Some(AssignmentPath::Role(own));

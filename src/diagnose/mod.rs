@@ -15,7 +15,6 @@ mod user_sync;
 
 use chrono::{DateTime, Utc};
 
-pub(crate) use assignment::role_chain;
 pub use assignment::{Assigned, AssignmentPath, assigned, assignment_path};
 pub use links::Links;
 pub use resolve::{MAX_CANDIDATES, TargetError};

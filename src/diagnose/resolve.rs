@@ -3,7 +3,7 @@
 use crate::domain::{AeUser, Org, SfUser, Subject, TargetRef};
 
 /// At most this many candidates are returned for `ambiguous` and `not_found`.
-pub const MAX_CANDIDATES: usize = 10;
+pub use crate::suggest::MAX_CANDIDATES;
 
 pub(crate) enum Resolution<'a> {
     Found(&'a SfUser),

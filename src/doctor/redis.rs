@@ -103,15 +103,15 @@ fn redacted(url: &str) -> String {
     }
 }
 
-/// Whether the policy can evict the snapshot's keys. The snapshot's keys carry no TTL; only
-/// short-lived markers do (the refresh lock, answered event ids, job claims).
+/// Whether the policy can evict the snapshot's keys. Every key of the snapshot carries a TTL
+/// (days long, renewed by each refresh, so that the data of a version nobody runs any more
+/// expires), so only `noeviction` keeps them:
 /// - `noeviction`: nothing is evicted; a full Redis refuses writes, and the refresh says so.
-/// - `volatile-*`: only keys with a TTL are evicted, so never the snapshot; under memory
-///   pressure a marker may go early (at worst an event answered twice, or two refreshes at once).
-/// - `allkeys-*`: any key, the snapshot's included: a reply could read half a snapshot as
-///   "no data".
+/// - `volatile-*`: keys with a TTL are evicted, the snapshot's included: a reply could read
+///   half a snapshot as "no data".
+/// - `allkeys-*`: any key, the snapshot's included, with the same effect.
 pub fn eviction(policy: Option<&str>) -> Check {
-    const FIX: &str = "set maxmemory-policy to noeviction (or a volatile-* policy): \
+    const FIX: &str = "set maxmemory-policy to noeviction: \
                        `CONFIG SET maxmemory-policy noeviction` and in redis.conf, or the \
                        parameter group of a managed Redis; give Redis room for two snapshots";
     match policy {
@@ -119,11 +119,12 @@ pub fn eviction(policy: Option<&str>) -> Check {
             EVICTION,
             "maxmemory-policy noeviction: the snapshot is never evicted",
         ),
-        Some(p) if p.starts_with("volatile-") => Check::ok(
+        Some(p) if p.starts_with("volatile-") => Check::warn(
             EVICTION,
             format!(
-                "maxmemory-policy {p}: evicts only keys with a TTL, and the snapshot's have none"
+                "maxmemory-policy {p} can evict the snapshot's keys: they carry a TTL, so that the data of a version no replica runs any more expires"
             ),
+            FIX,
         ),
         Some(p) if p.starts_with("allkeys-") => Check::warn(
             EVICTION,
@@ -148,7 +149,7 @@ mod tests {
     use crate::doctor::Status;
 
     #[test]
-    fn only_allkeys_policies_and_unknown_ones_are_warnings() {
+    fn only_noeviction_is_ok_every_evicting_policy_and_unknown_ones_are_warnings() {
         let status = |p: &str| eviction(Some(p)).status;
         assert_eq!(status("noeviction"), Status::Ok);
         for p in [
@@ -156,10 +157,6 @@ mod tests {
             "volatile-lfu",
             "volatile-random",
             "volatile-ttl",
-        ] {
-            assert_eq!(status(p), Status::Ok, "{p}");
-        }
-        for p in [
             "allkeys-lru",
             "allkeys-lfu",
             "allkeys-random",
@@ -168,6 +165,12 @@ mod tests {
             assert_eq!(status(p), Status::Warn, "{p}");
         }
         assert_eq!(eviction(None).status, Status::Warn);
+        assert!(
+            eviction(Some("volatile-lru"))
+                .summary
+                .contains("carry a TTL"),
+            "the warning says why"
+        );
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
 
-use super::SfId;
+use super::{SfId, SfUser};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AeUser {
@@ -71,5 +71,28 @@ pub fn bool_or_string<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error>
         Flag::Text(t) => Err(serde::de::Error::custom(format!(
             "expected true or false, found {t:?}"
         ))),
+    }
+}
+
+/// The Salesforce user an AE user with no CRM username would be mapped to: the user whose
+/// username is the AE user's email, else the one user whose email it is (an active one when
+/// several share it).
+pub fn counterpart<'a>(
+    by_username: Option<&'a SfUser>,
+    by_email: &[&'a SfUser],
+) -> Option<&'a SfUser> {
+    if let Some(user) = by_username {
+        return Some(user);
+    }
+    match by_email {
+        [] => None,
+        [one] => Some(*one),
+        several => {
+            let mut active = several.iter().filter(|u| u.is_active);
+            match (active.next(), active.next()) {
+                (Some(one), None) => Some(*one),
+                _ => None,
+            }
+        }
     }
 }

@@ -2,7 +2,6 @@
 
 mod account_engagement;
 mod business_unit;
-pub mod close_match;
 mod finding;
 mod org;
 mod query;
@@ -10,7 +9,7 @@ mod salesforce;
 mod sf_id;
 pub(crate) mod snapshot;
 
-pub use account_engagement::{AeUser, bool_or_string, optional_sf_id};
+pub use account_engagement::{AeUser, bool_or_string, counterpart, optional_sf_id};
 pub use business_unit::{
     Assignment, AssignmentSection, BusinessUnit, DEFAULT_AE_URL, LinkTemplates, RecordRef, Section,
     UserManagement,

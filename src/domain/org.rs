@@ -2,8 +2,8 @@
 
 use rustc_hash::FxHashMap as HashMap;
 
-use super::close_match::{UserKeys, best_matches};
 use super::snapshot::lower;
+use crate::suggest::{UserKeys, best_matches};
 
 use super::{AeUser, BusinessUnit, OrgSnapshot, PublicGroup, RecordRef, Role, SfId, SfUser};
 
@@ -86,6 +86,22 @@ pub fn name_match(query: &str, words: &[&str], name: &str) -> Option<NameMatch> 
 }
 
 impl Org {
+    /// The user's role, then its parent, up to the top. Stops at a missing role or a cycle.
+    pub fn role_chain(&self, user: &SfUser) -> Vec<&Role> {
+        let mut chain = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        let mut next = user.role_id;
+        while let Some(id) = next {
+            if !seen.insert(id) {
+                break;
+            }
+            let Some(role) = self.role(id) else { break };
+            chain.push(role);
+            next = role.parent_role_id;
+        }
+        chain
+    }
+
     pub fn new(snapshot: OrgSnapshot) -> Self {
         Self::build(snapshot, true)
     }

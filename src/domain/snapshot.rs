@@ -2,7 +2,6 @@
 //! format of docs/reference.md (`--org FILE`, the demo org) or built by a refresh.
 
 use rustc_hash::FxHashSet as HashSet;
-use std::path::Path;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -43,15 +42,6 @@ pub enum SnapshotError {
 }
 
 impl OrgSnapshot {
-    pub fn load(path: &Path) -> Result<Self, SnapshotError> {
-        let source_name = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|error| SnapshotError::Read {
-            source_name: source_name.clone(),
-            error,
-        })?;
-        Self::from_json(&text, &source_name)
-    }
-
     /// Parses and validates a snapshot; `source_name` names it in errors.
     pub fn from_json(text: &str, source_name: &str) -> Result<Self, SnapshotError> {
         // Tracking the path costs a third of the parse: only pay for it to explain an error.

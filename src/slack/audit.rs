@@ -148,15 +148,19 @@ async fn run(replies: &Replies<'_>, channel_id: Option<String>, scope: &str, lab
         ))),
         ReplyTo::DirectMessage => None,
     };
-    let outcome = state
-        .store
-        .audit(scope, Utc::now(), Some(MAX_ROWS_KEPT), progress)
-        .await;
+    let outcome = crate::check::audit(
+        &state.store,
+        scope,
+        Utc::now(),
+        Some(MAX_ROWS_KEPT),
+        progress,
+    )
+    .await;
     if let Some(reporter) = reporter {
         reporter.abort();
     }
     let message = match outcome {
-        Ok(Ok(report)) => {
+        Ok(report) => {
             tracing::info!(
                 rows = report.rows_total,
                 blocked = report.blocked(),
@@ -167,7 +171,7 @@ async fn run(replies: &Replies<'_>, channel_id: Option<String>, scope: &str, lab
             let note = share_csv(replies, channel_id.as_deref(), &report).await;
             render::audit_summary_message(&report, "/crm-username", &note)
         }
-        Ok(Err(scope)) => render::error_message(&scope.to_string()),
+        Err(crate::check::AuditError::Scope(scope)) => render::error_message(&scope.to_string()),
         Err(err) => {
             tracing::warn!(error = %err, "the audit could not read the cache");
             render::unavailable_message(&err.to_string(), None)

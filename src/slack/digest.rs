@@ -72,18 +72,16 @@ pub async fn digest_once(
         Ok(false) => return DigestOutcome::NotOurTurn,
         Err(err) => return DigestOutcome::Failed(err.to_string()),
     }
-    let report = match state
-        .store
-        .audit(
-            "",
-            now,
-            Some(crate::audit::MAX_ROWS_KEPT),
-            std::sync::Arc::new(|_| {}),
-        )
-        .await
+    let report = match crate::check::audit(
+        &state.store,
+        "",
+        now,
+        Some(crate::audit::MAX_ROWS_KEPT),
+        std::sync::Arc::new(|_| {}),
+    )
+    .await
     {
-        Ok(Ok(report)) => report,
-        Ok(Err(err)) => return DigestOutcome::Failed(err.to_string()),
+        Ok(report) => report,
         Err(err) => return DigestOutcome::Failed(err.to_string()),
     };
     let keys = &report.fingerprints;

@@ -97,9 +97,9 @@ impl HomeSummaries {
         self.audits_run.fetch_add(1, Ordering::SeqCst);
         let started = std::time::Instant::now();
         // Only the counts are shown: no row is kept.
-        let outcome = store.audit("", Utc::now(), Some(0), Arc::new(|_| {})).await;
+        let outcome = crate::check::audit(store, "", Utc::now(), Some(0), Arc::new(|_| {})).await;
         match outcome {
-            Ok(Ok(report)) => {
+            Ok(report) => {
                 tracing::info!(
                     rows = report.rows_total,
                     ms = started.elapsed().as_millis() as u64,
@@ -108,7 +108,7 @@ impl HomeSummaries {
                 Ok(report)
             }
             // An empty scope means every business unit; kept total all the same.
-            Ok(Err(scope)) => Err(scope.to_string()),
+            Err(crate::check::AuditError::Scope(scope)) => Err(scope.to_string()),
             Err(err) => {
                 tracing::warn!(error = %err, "the audit could not be made");
                 Err(err.to_string())

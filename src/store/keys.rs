@@ -1,6 +1,15 @@
 //! The Redis key schema, in one place. Every key starts with the configured prefix, so that
 //! several installations (or tests) can share one server.
 //!
+//! The data of one cache format lives under `{prefix}v{format}:` (its namespace): the current
+//! generation, the generations, the per-source status and the refresh lock. A replica reads
+//! and writes only the namespace of the format it was built with ([`FORMAT`]), so during a
+//! rolling upgrade old and new replicas each refresh and answer from their own data. Every key
+//! of a namespace carries a TTL ([`FORMAT_TTL`]) that each refresh renews: the namespace of a
+//! format no replica runs any more expires by itself. Slack event ids, job claims and job
+//! state stay outside, shared by every version: an event must be answered once, and a
+//! periodic job (the digest) run by one replica, whichever versions are running.
+//!
 //! A refresh writes a complete generation under `gen:{g}:`, then points `current` at it:
 //! readers see the old generation or the new one, never a mix. The previous generation is
 //! kept until the next publish, so a reader that looked up `current` just before the switch
@@ -11,16 +20,31 @@
 //! refuses anything else). Keys outside a generation (`current`, the lock, event ids, claims)
 //! are each read or written alone. The prefix therefore holds no braces (`Keys::new`).
 
+use std::time::Duration;
+
 use crate::domain::SfId;
+
+/// The version of what the cache stores: bump it whenever the encoding of any key of a
+/// generation (records, metadata, indexes, the suggestions' binary form) or what the read
+/// script expects changes. Replicas of another format never read this one's keys.
+pub const FORMAT: u32 = 1;
+
+/// How long a format's namespace lives without a refresh: far longer than the refresh
+/// period (15 minutes by default), so that a replica whose refreshes fail for days keeps
+/// answering from its last data; short enough that the data of a format no replica runs any
+/// more is gone within a week.
+pub const FORMAT_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 
 #[derive(Debug, Clone)]
 pub struct Keys {
     prefix: String,
+    /// `{prefix}v{format}:`
+    namespace: String,
 }
 
 impl Keys {
     /// `Err` says what to change when the prefix holds a brace: it would move the hash tag.
-    pub fn new(prefix: &str) -> Result<Self, String> {
+    pub fn new(prefix: &str, format: u32) -> Result<Self, String> {
         if prefix.contains(['{', '}']) {
             return Err(format!(
                 "REDIS_KEY_PREFIX {prefix:?} holds a brace; remove it: the store puts its own Redis Cluster hash tags in the keys"
@@ -28,6 +52,7 @@ impl Keys {
         }
         Ok(Keys {
             prefix: prefix.to_owned(),
+            namespace: format!("{prefix}v{format}:"),
         })
     }
 
@@ -35,43 +60,49 @@ impl Keys {
         &self.prefix
     }
 
+    /// Where the keys of this cache format live: every key below it carries a TTL.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
     /// The id of the generation readers use.
     pub fn current(&self) -> String {
-        format!("{}current", self.prefix)
+        format!("{}current", self.namespace)
     }
 
     /// Generations written (sorted set, score = start time in ms), for clean-up.
     pub fn generations(&self) -> String {
-        format!("{}generations", self.prefix)
+        format!("{}generations", self.namespace)
     }
 
     /// Per-source status (hash: source -> JSON).
     pub fn status(&self) -> String {
-        format!("{}status", self.prefix)
+        format!("{}status", self.namespace)
     }
 
     pub fn refresh_lock(&self) -> String {
-        format!("{}refresh-lock", self.prefix)
+        format!("{}refresh-lock", self.namespace)
     }
 
-    /// Slack event ids already handled (deduplication of retries).
+    /// Slack event ids already handled (deduplication of retries), shared by every format.
     pub fn event(&self, event_id: &str) -> String {
         format!("{}event:{event_id}", self.prefix)
     }
 
-    /// Who runs a periodic job (the audit digest) this period.
+    /// Who runs a periodic job (the audit digest) this period, shared by every format.
     pub fn claim(&self, name: &str) -> String {
         format!("{}claim:{name}", self.prefix)
     }
 
-    /// A periodic job's memory (the audit digest's last rows), kept across restarts.
+    /// A periodic job's memory (the audit digest's last rows), kept across restarts and
+    /// shared by every format, like the claim.
     pub fn state(&self, name: &str) -> String {
         format!("{}state:{name}", self.prefix)
     }
 
     pub fn generation(&self, generation: &str) -> GenerationKeys {
         GenerationKeys {
-            base: format!("{}gen:{{{generation}}}:", self.prefix),
+            base: format!("{}gen:{{{generation}}}:", self.namespace),
         }
     }
 }
@@ -115,7 +146,7 @@ impl GenerationKeys {
     pub fn usernames(&self) -> String {
         format!("{}usernames", self.base)
     }
-    /// Every user's id, username and name, sorted for "did you mean" (`close_match::Directory`
+    /// Every user's id, username and name, sorted for "did you mean" (`suggest::Directory`
     /// in its binary form; read only when nothing matched).
     pub fn suggestions(&self) -> String {
         format!("{}suggestions", self.base)
@@ -145,7 +176,7 @@ mod tests {
 
     #[test]
     fn every_key_of_a_generation_hashes_to_one_cluster_slot_and_generations_spread() {
-        let keys = Keys::new("crm-username:").unwrap();
+        let keys = Keys::new("crm-username:", FORMAT).unwrap();
         let id = SfId::parse("005Ak00000SAMS1").unwrap();
         let slot_of = |generation: &str| {
             let gk = keys.generation(generation);
@@ -176,5 +207,19 @@ mod tests {
             "generations land on {} slots",
             slots.len()
         );
+    }
+
+    #[test]
+    fn a_format_has_its_own_namespace_and_events_and_claims_are_shared() {
+        let (old, new) = (Keys::new("crm:", 1).unwrap(), Keys::new("crm:", 2).unwrap());
+        assert_eq!(old.current(), "crm:v1:current");
+        assert_eq!(new.current(), "crm:v2:current");
+        assert_eq!(new.refresh_lock(), "crm:v2:refresh-lock");
+        assert_eq!(new.status(), "crm:v2:status");
+        assert_eq!(new.generation("g").meta(), "crm:v2:gen:{g}:meta");
+        assert_eq!(old.event("Ev1"), new.event("Ev1"));
+        assert_eq!(old.claim("digest"), new.claim("digest"));
+        assert_eq!(old.state("digest"), new.state("digest"));
+        assert_eq!(new.event("Ev1"), "crm:event:Ev1");
     }
 }

@@ -4,12 +4,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
-
-use super::{LockToken, Outcome, SourceStatus, StatusReport, StoreError, random_token};
-use crate::audit::{AuditReport, Progress, Scope, ScopeError, audit_org};
-use crate::diagnose::diagnose;
-use crate::domain::{AeUser, GroupMember, Org, OrgSnapshot, Query, SfId, SfUser};
+use super::{LockToken, SourceStatus, StatusReport, StoreError, random_token};
+use crate::domain::{AeUser, GroupMember, Org, OrgSnapshot, SfId, SfUser};
 
 #[derive(Default)]
 pub struct MemoryStore {
@@ -68,30 +64,6 @@ impl MemoryStore {
 
     pub fn current(&self) -> Option<Arc<Org>> {
         self.org.read().unwrap_or_else(poisoned).clone()
-    }
-
-    pub fn diagnose(&self, query: &Query, now: DateTime<Utc>) -> Result<Outcome, StoreError> {
-        let org = self.current().ok_or(StoreError::NoSnapshot)?;
-        Ok(diagnose(query, &org, now))
-    }
-
-    pub async fn audit(
-        &self,
-        scope: &str,
-        now: DateTime<Utc>,
-        max_rows: Option<usize>,
-        progress: Arc<dyn Fn(Progress) + Send + Sync>,
-    ) -> Result<Result<AuditReport, ScopeError>, StoreError> {
-        let org = self.current().ok_or(StoreError::NoSnapshot)?;
-        let scope = match Scope::parse(scope, org.business_units()) {
-            Ok(scope) => scope,
-            Err(err) => return Ok(Err(err)),
-        };
-        tokio::task::spawn_blocking(move || {
-            Ok(audit_org(&org, &scope, now, max_rows, &mut |p| progress(p)))
-        })
-        .await
-        .map_err(|e| StoreError::Corrupt(format!("the audit failed: {e}")))
     }
 
     pub fn claim(&self, name: &str, ttl: Duration) -> bool {

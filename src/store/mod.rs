@@ -1,5 +1,6 @@
 //! The cache the bot answers from: one interface, a Redis implementation shared by every
-//! replica, and an in-process one for a single replica without Redis.
+//! replica, and an in-process one for a single replica without Redis. It reads and writes
+//! org data only; the diagnosis of what it returns is `check`'s.
 
 mod keys;
 mod memory;
@@ -13,16 +14,14 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-pub use keys::Keys;
+pub use keys::{FORMAT, FORMAT_TTL, Keys};
 pub use memory::MemoryStore;
-pub use redis_store::{RedisSettings, RedisStore, RedisTimeouts, unlink_matching};
+pub use redis_store::{
+    AuditBatch, AuditReader, AuditSubject, RedisSettings, RedisStore, RedisTimeouts,
+    unlink_matching,
+};
 
-use crate::audit::{AuditReport, Progress, ScopeError};
-use crate::diagnose::TargetError;
-use crate::domain::{AeUser, Diagnosis, OrgSnapshot, Query, SfId, SfUser};
-
-/// A diagnosis, or why the query's target could not be used.
-pub type Outcome = Result<Diagnosis, TargetError>;
+use crate::domain::{AeUser, Org, OrgSnapshot, Query, SfId, SfUser};
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
@@ -70,6 +69,14 @@ pub struct StatusReport {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LockToken(pub String);
 
+/// What an audit reads.
+pub enum AuditSource {
+    /// The whole org, held in memory: audited in one pass.
+    Whole(Arc<Org>),
+    /// The shared cache: a batch of users at a time, each with its small org.
+    Batches(Box<AuditReader>),
+}
+
 #[derive(Clone)]
 pub enum Store {
     Memory(Arc<MemoryStore>),
@@ -89,10 +96,12 @@ impl Store {
         }
     }
 
-    pub async fn diagnose(&self, query: &Query, now: DateTime<Utc>) -> Result<Outcome, StoreError> {
+    /// The org a query needs: the whole org in memory; from Redis, a small org holding just
+    /// the records the query touches (see `RedisStore::query_org`).
+    pub async fn query_org(&self, query: &Query) -> Result<Arc<Org>, StoreError> {
         match self {
-            Store::Memory(m) => m.diagnose(query, now),
-            Store::Redis(r) => r.diagnose(query, now).await,
+            Store::Memory(m) => m.current().ok_or(StoreError::NoSnapshot),
+            Store::Redis(r) => Ok(Arc::new(r.query_org(query).await?)),
         }
     }
 
@@ -108,6 +117,15 @@ impl Store {
         match self {
             Store::Memory(m) => m.update_user(user, direct_groups, ae_users).await,
             Store::Redis(r) => r.update_user(user, direct_groups, ae_users).await,
+        }
+    }
+
+    /// Renews the expiry of this version's cached data (Redis only: see
+    /// `RedisStore::renew_expiry`); each refresh calls it, whether it succeeds or not.
+    pub async fn renew_expiry(&self) -> Result<(), StoreError> {
+        match self {
+            Store::Memory(_) => Ok(()),
+            Store::Redis(r) => r.renew_expiry().await,
         }
     }
 
@@ -155,19 +173,14 @@ impl Store {
         }
     }
 
-    /// The audit of every business unit, or of the one `scope` names (id or name), from the
-    /// cached data, keeping at most `max_rows` rows (the most severe; counts cover all).
-    /// `progress` hears how many users have been looked at, out of how many.
-    pub async fn audit(
-        &self,
-        scope: &str,
-        now: DateTime<Utc>,
-        max_rows: Option<usize>,
-        progress: Arc<dyn Fn(Progress) + Send + Sync>,
-    ) -> Result<Result<AuditReport, ScopeError>, StoreError> {
+    /// What an audit reads: the whole org in memory, or the shared cache's users in batches.
+    pub async fn audit_source(&self) -> Result<AuditSource, StoreError> {
         match self {
-            Store::Memory(m) => m.audit(scope, now, max_rows, progress).await,
-            Store::Redis(r) => r.audit(scope, now, max_rows, progress).await,
+            Store::Memory(m) => m
+                .current()
+                .map(AuditSource::Whole)
+                .ok_or(StoreError::NoSnapshot),
+            Store::Redis(r) => Ok(AuditSource::Batches(Box::new(r.audit_reader().await?))),
         }
     }
 

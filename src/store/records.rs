@@ -13,7 +13,6 @@ use chrono::{DateTime, Utc};
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
-use crate::diagnose::role_chain;
 use crate::domain::{
     AeUser, BusinessUnit, GroupMember, Org, OrgSnapshot, PublicGroup, Role, RoleGroupKind,
     SalesforceOrg, SfId, SfUser,
@@ -168,7 +167,7 @@ impl<'a> ContextBuilder<'a> {
 
     pub fn context(&mut self, user: &SfUser) -> UserContext {
         let org = self.org;
-        let roles: Vec<&Role> = role_chain(org, user);
+        let roles: Vec<&Role> = org.role_chain(user);
         let mut start: Vec<&PublicGroup> = org.groups_containing(user.id).collect();
         for (depth, role) in roles.iter().enumerate() {
             start.extend(org.groups_of_role(role.id).filter(|g| match g.role_kind() {

@@ -28,16 +28,16 @@ async fn published(snapshot: &OrgSnapshot, test: &str) -> Store {
 async fn audit(store: &Store, scope: &str) -> (AuditReport, Vec<Progress>) {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let sink = seen.clone();
-    let report = store
-        .audit(
-            scope,
-            now(),
-            None,
-            Arc::new(move |p| sink.lock().unwrap().push(p)),
-        )
-        .await
-        .unwrap()
-        .unwrap();
+    let report = common::outcome::audit(
+        &store,
+        scope,
+        now(),
+        None,
+        Arc::new(move |p| sink.lock().unwrap().push(p)),
+    )
+    .await
+    .unwrap()
+    .unwrap();
     let seen = seen.lock().unwrap().clone();
     (report, seen)
 }
@@ -79,8 +79,7 @@ async fn assert_redis_audit_equals_whole_org_audit(snapshot: OrgSnapshot, test: 
     assert_same_report(&got, &want);
     // Keeping only a few rows keeps the same most severe ones, and every count.
     let want = audit_org(&whole, &Scope::All, now(), Some(5), &mut |_| {});
-    let got = store
-        .audit("", now(), Some(5), Arc::new(|_| {}))
+    let got = common::outcome::audit(&store, "", now(), Some(5), Arc::new(|_| {}))
         .await
         .unwrap()
         .unwrap();
@@ -102,8 +101,7 @@ async fn the_redis_audit_of_a_synthetic_org_equals_the_whole_org_audit() {
 #[tokio::test]
 async fn an_unknown_business_unit_is_refused_with_the_known_ones() {
     let store = published(&demo::snapshot(now()).unwrap(), "audit-unknown").await;
-    let err = store
-        .audit("Atlantis", now(), None, Arc::new(|_| {}))
+    let err = common::outcome::audit(&store, "Atlantis", now(), None, Arc::new(|_| {}))
         .await
         .unwrap()
         .unwrap_err();
@@ -134,8 +132,7 @@ async fn csv_rows_agree_with_check_answered_from_the_cache() {
     let mut compared = 0;
     for record in records.iter().step_by(7) {
         let text = record[check].strip_prefix("check ").unwrap();
-        let diagnosis = store
-            .diagnose(&Query::parse(text).unwrap(), now())
+        let diagnosis = common::outcome::check(&store, &Query::parse(text).unwrap(), now())
             .await
             .unwrap()
             .unwrap();

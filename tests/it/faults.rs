@@ -13,7 +13,7 @@ use crm_username::demo;
 use crm_username::domain::{Query, Verdict};
 use crm_username::fakes::{FakeSlack, FakeUpstreams};
 use crm_username::slack::signature::sign;
-use crm_username::store::{RedisStore, Store};
+use crm_username::store::{FORMAT, RedisStore, Store};
 use crm_username::synthetic::{self, Params};
 
 use crate::common;
@@ -65,11 +65,14 @@ async fn an_emptied_redis_is_refilled_without_waiting_for_the_interval() {
     let _redis = OwnRedis::start(port);
     // The restarted server is empty; the refresher sees it and refills it, long before an hour.
     wait_for("the refill", Duration::from_secs(10), has_data).await;
-    let outcome = store
-        .diagnose(&Query::parse("sam.sales@acme.com").unwrap(), Utc::now())
-        .await
-        .unwrap()
-        .unwrap();
+    let outcome = common::outcome::check(
+        &store,
+        &Query::parse("sam.sales@acme.com").unwrap(),
+        Utc::now(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
     assert_eq!(outcome.verdict, Verdict::Blocked);
     drop(app);
 }
@@ -84,7 +87,9 @@ async fn a_publish_stopped_halfway_leaves_the_previous_snapshot_serving() {
     let before = demo::snapshot(Utc::now()).unwrap();
     store.publish(before.clone()).await.unwrap();
     let query = Query::parse("sam.sales@acme.com").unwrap();
-    let want = store.diagnose(&query, Utc::now()).await.unwrap();
+    let want = common::outcome::check(&store, &query, Utc::now())
+        .await
+        .unwrap();
 
     // A large publish, stopped (as a killed process would be) once it has written part of
     // its generation.
@@ -99,7 +104,8 @@ async fn a_publish_stopped_halfway_leaves_the_previous_snapshot_serving() {
         async move { store.publish(big).await }
     });
     let written = || async {
-        common::count_keys(&prefix, "gen:*:user:*").await > before.salesforce.users.len() + 100
+        common::count_keys(&format!("{prefix}v{FORMAT}:"), "gen:*:user:*").await
+            > before.salesforce.users.len() + 100
     };
     wait_for(
         "part of the new generation",
@@ -113,16 +119,21 @@ async fn a_publish_stopped_halfway_leaves_the_previous_snapshot_serving() {
         "the publish was still running when stopped"
     );
     assert_eq!(
-        store.diagnose(&query, Utc::now()).await.unwrap(),
+        common::outcome::check(&store, &query, Utc::now())
+            .await
+            .unwrap(),
         want,
         "readers still get the previous snapshot"
     );
 
     // The next complete publish serves, and removes the half-written generation.
     store.publish(big.clone()).await.unwrap();
-    assert_eq!(common::count_keys(&prefix, "gen:*:meta").await, 2);
     assert_eq!(
-        common::count_keys(&prefix, "gen:*:user:*").await,
+        common::count_keys(&format!("{prefix}v{FORMAT}:"), "gen:*:meta").await,
+        2
+    );
+    assert_eq!(
+        common::count_keys(&format!("{prefix}v{FORMAT}:"), "gen:*:user:*").await,
         before.salesforce.users.len() + big.salesforce.users.len()
     );
     common::clear_prefix(&prefix).await;

@@ -5,11 +5,13 @@
 mod common;
 
 mod audit;
+mod boundaries;
 mod cli;
 mod cli_live;
 mod connection_limits;
 mod doctor;
 mod faults;
+mod format_versions;
 mod home;
 mod hostile_input;
 mod loadgen;

@@ -135,7 +135,7 @@ async fn checks(transcript: &mut Transcript, round: &str, a: &Store, b: &Store) 
         note(
             transcript,
             format!("{round}: check {text}"),
-            store.diagnose(&query, now()).await,
+            common::outcome::check(&store, &query, now()).await,
         );
     }
 }
@@ -149,8 +149,7 @@ async fn scenario(settings: &RedisSettings, test: &str, upstreams: &Upstreams) -
     note(
         &mut transcript,
         "before any refresh",
-        a.diagnose(&Query::parse("sam.sales@acme.com").unwrap(), now())
-            .await,
+        common::outcome::check(&a, &Query::parse("sam.sales@acme.com").unwrap(), now()).await,
     );
 
     // The refresh lock between two instances: one refreshes, the other is told it is busy.
@@ -182,12 +181,11 @@ async fn scenario(settings: &RedisSettings, test: &str, upstreams: &Upstreams) -
     note(
         &mut transcript,
         "check after the re-check, other instance",
-        b.diagnose(&query, now()).await,
+        common::outcome::check(&b, &query, now()).await,
     );
 
     let audit = |store: Store| async move {
-        store
-            .audit("", now(), None, Arc::new(|_| {}))
+        common::outcome::audit(&store, "", now(), None, Arc::new(|_| {}))
             .await
             .map(|r| {
                 r.map(|report| {
@@ -403,7 +401,7 @@ async fn unavailable(settings: RedisSettings) -> String {
     let store = open(&settings, &unique_prefix("broken"));
     let result = tokio::time::timeout(
         Duration::from_secs(30),
-        store.diagnose(&Query::parse("sam.sales@acme.com").unwrap(), now()),
+        common::outcome::check(&store, &Query::parse("sam.sales@acme.com").unwrap(), now()),
     )
     .await
     .expect("a broken Redis answers within 30 s");

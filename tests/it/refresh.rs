@@ -49,9 +49,11 @@ fn as_served(
     org
 }
 
-async fn diagnose_text(store: &Store, query: &str) -> crm_username::store::Outcome {
-    store
-        .diagnose(&Query::parse(query).unwrap(), now())
+async fn diagnose_text(
+    store: &Store,
+    query: &str,
+) -> Result<crm_username::domain::Diagnosis, crm_username::diagnose::TargetError> {
+    common::outcome::check(&store, &Query::parse(query).unwrap(), now())
         .await
         .unwrap()
 }
@@ -77,7 +79,11 @@ async fn a_refresh_publishes_what_the_upstreams_hold() {
     ] {
         let q = Query::parse(query).unwrap();
         let want = diagnose(&q, &whole, now());
-        assert_eq!(store.diagnose(&q, now()).await.unwrap(), want, "{query}");
+        assert_eq!(
+            common::outcome::check(&store, &q, now()).await.unwrap(),
+            want,
+            "{query}"
+        );
     }
     let status = store.status().await.unwrap();
     assert_eq!(status.data_as_of, Some(now()));
@@ -243,10 +249,7 @@ async fn a_recheck_reads_one_user_live_and_updates_the_cache() {
     let upstreams = FakeUpstreams::start(&fresh).await.unwrap();
     let sources = upstreams.sources(&fresh).unwrap();
     let query = Query::parse("dana.deleted@acme.com").unwrap();
-    let outcome = recheck(&sources, &store, &query, now())
-        .await
-        .unwrap()
-        .unwrap();
+    let outcome = recheck(&sources, &store, &query, now()).await.unwrap();
     assert_eq!(outcome.verdict, Verdict::Clear);
     assert_eq!(
         diagnose_text(&store, "dana.deleted@acme.com")
@@ -286,10 +289,7 @@ async fn a_recheck_finds_a_user_created_after_the_last_refresh() {
         let upstreams = FakeUpstreams::start(&fresh).await.unwrap();
         let sources = upstreams.sources(&fresh).unwrap();
         let query = Query::parse("new.hire@acme.com").unwrap();
-        let outcome = recheck(&sources, &store, &query, now())
-            .await
-            .unwrap()
-            .unwrap();
+        let outcome = recheck(&sources, &store, &query, now()).await.unwrap();
         let codes: Vec<_> = outcome.findings.iter().map(|f| f.code).collect();
         assert_eq!(outcome.verdict, Verdict::Clear, "{codes:?}");
         assert_eq!(
@@ -319,7 +319,9 @@ async fn a_larger_org_refreshes_through_many_pages() {
     for user in org.salesforce.users.iter().step_by(250) {
         let q = Query::parse(&user.username).unwrap();
         assert_eq!(
-            store.diagnose(&q, org.fetched_at).await.unwrap(),
+            common::outcome::check(&store, &q, org.fetched_at)
+                .await
+                .unwrap(),
             diagnose(&q, &whole, org.fetched_at)
         );
     }
@@ -401,8 +403,7 @@ async fn checking_an_external_user_still_names_it_through_the_live_lookup() {
     refresh_once(&sources, &store, now()).await.unwrap();
     let query = Query::parse("sam.sales@acme.com.partners").unwrap();
     assert_eq!(
-        store
-            .diagnose(&query, now())
+        common::outcome::check(&store, &query, now())
             .await
             .unwrap()
             .unwrap()
@@ -411,10 +412,7 @@ async fn checking_an_external_user_still_names_it_through_the_live_lookup() {
     );
 
     let before = upstreams.salesforce.requests(SalesforceEndpoint::Query);
-    let d = answer(&sources, &store, &query, now())
-        .await
-        .unwrap()
-        .unwrap();
+    let d = answer(&sources, &store, &query, now()).await.unwrap();
     assert_eq!(d.verdict, Verdict::Blocked);
     assert_eq!(
         d.salesforce_user.as_ref().unwrap().username,
@@ -446,10 +444,7 @@ async fn checking_an_external_user_still_names_it_through_the_live_lookup() {
     );
 
     // Now cached: asking again costs Salesforce nothing.
-    let again = answer(&sources, &store, &query, now())
-        .await
-        .unwrap()
-        .unwrap();
+    let again = answer(&sources, &store, &query, now()).await.unwrap();
     assert_eq!(again, d);
     assert_eq!(
         upstreams.salesforce.requests(SalesforceEndpoint::Query) - before,
@@ -471,10 +466,7 @@ async fn a_user_created_after_the_last_refresh_is_found_by_an_ordinary_check() {
     let upstreams = FakeUpstreams::start(&fresh).await.unwrap();
     let sources = upstreams.sources(&fresh).unwrap();
     let query = Query::parse("new.hire@acme.com").unwrap();
-    let d = answer(&sources, &store, &query, now())
-        .await
-        .unwrap()
-        .unwrap();
+    let d = answer(&sources, &store, &query, now()).await.unwrap();
     assert_eq!(d.verdict, Verdict::Clear);
     assert_eq!(d.salesforce_user.unwrap().username, "new.hire@acme.com");
 }
@@ -496,10 +488,7 @@ async fn a_burst_of_1000_not_found_queries_makes_a_bounded_number_of_salesforce_
     let before = calls();
     let typo = Query::parse("sam.sale@acme.com").unwrap();
     for _ in 0..1_000 {
-        let d = answer(&sources, &store, &typo, now())
-            .await
-            .unwrap()
-            .unwrap();
+        let d = answer(&sources, &store, &typo, now()).await.unwrap();
         assert_eq!(d.verdict, Verdict::NotFound);
     }
     assert_eq!(calls() - before, 2);
@@ -513,10 +502,7 @@ async fn a_burst_of_1000_not_found_queries_makes_a_bounded_number_of_salesforce_
     let started = std::time::Instant::now();
     for i in 0..1_000 {
         let query = Query::parse(&format!("nobody{i}@acme.com")).unwrap();
-        let d = answer(&sources, &store, &query, now())
-            .await
-            .unwrap()
-            .unwrap();
+        let d = answer(&sources, &store, &query, now()).await.unwrap();
         assert_eq!(d.verdict, Verdict::NotFound);
     }
     let minutes = started.elapsed().as_secs() / 60 + 1;

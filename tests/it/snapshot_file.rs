@@ -151,7 +151,8 @@ fn an_unknown_user_management_value_is_refused() {
 
 #[test]
 fn a_missing_file_names_the_file() {
-    let err = OrgSnapshot::load(std::path::Path::new("/nonexistent/org.json")).unwrap_err();
+    let err = crm_username::snapshot_file::load(std::path::Path::new("/nonexistent/org.json"))
+        .unwrap_err();
     assert!(matches!(err, SnapshotError::Read { .. }));
     assert!(
         err.to_string()
@@ -166,7 +167,10 @@ fn a_file_round_trips_through_the_loader() {
     let mut file = tempfile::NamedTempFile::new().unwrap();
     file.write_all(serde_json::to_string(&snapshot).unwrap().as_bytes())
         .unwrap();
-    assert_eq!(OrgSnapshot::load(file.path()).unwrap(), snapshot);
+    assert_eq!(
+        crm_username::snapshot_file::load(file.path()).unwrap(),
+        snapshot
+    );
 }
 
 #[test]

@@ -22,7 +22,7 @@ async fn redis_store(test: &str) -> RedisStore {
 }
 
 async fn key_count(store: &RedisStore, pattern: &str) -> usize {
-    count_keys(store.keys().prefix(), pattern).await
+    count_keys(store.keys().namespace(), pattern).await
 }
 
 fn now() -> DateTime<Utc> {
@@ -77,7 +77,7 @@ async fn assert_same_answers(snapshot: OrgSnapshot, test: &str) {
             continue;
         };
         let want = diagnose(&query, &whole, now());
-        let got = store.diagnose(&query, now()).await.unwrap();
+        let got = common::outcome::check(&store, &query, now()).await.unwrap();
         assert_eq!(got, want, "query {text:?}");
         if let Ok(d) = &want {
             verdicts.insert(d.verdict as u8);
@@ -107,15 +107,17 @@ async fn redis_answers_exactly_as_the_whole_synthetic_org() {
 #[tokio::test]
 async fn a_store_without_a_snapshot_says_so() {
     let store = Store::Redis(redis_store("empty").await);
-    let err = store
-        .diagnose(&Query::parse("jane@acme.com").unwrap(), now())
+    let err = common::outcome::check(&store, &Query::parse("jane@acme.com").unwrap(), now())
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::NoSnapshot), "{err:?}");
-    let err = Store::memory()
-        .diagnose(&Query::parse("jane@acme.com").unwrap(), now())
-        .await
-        .unwrap_err();
+    let err = common::outcome::check(
+        &Store::memory(),
+        &Query::parse("jane@acme.com").unwrap(),
+        now(),
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(err, StoreError::NoSnapshot), "{err:?}");
 }
 
@@ -156,7 +158,7 @@ async fn readers_never_see_a_mix_of_two_generations() {
             .unwrap();
             let mut seen = HashSet::new();
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let outcome = store.diagnose(&query, now()).await.unwrap();
+                let outcome = common::outcome::check(&store, &query, now()).await.unwrap();
                 let n = match &outcome {
                     Ok(d) => (d.data_as_of - now()).num_minutes(),
                     // Only odd generations lack the target AE user.
@@ -202,7 +204,7 @@ async fn a_target_is_read_from_the_business_units_of_the_generation_answering() 
         let whole = Org::new(snapshot);
         for text in queries {
             let query = Query::parse(text).unwrap();
-            let got = store.diagnose(&query, now()).await.unwrap();
+            let got = common::outcome::check(&store, &query, now()).await.unwrap();
             assert_eq!(got, diagnose(&query, &whole, now()), "{text}");
         }
     }
@@ -292,8 +294,7 @@ async fn the_store_reconnects_after_redis_restarts() {
     store.publish(demo::snapshot(now()).unwrap()).await.unwrap();
     let query = Query::parse("sam.sales@acme.com").unwrap();
     assert_eq!(
-        store
-            .diagnose(&query, now())
+        common::outcome::check(&store, &query, now())
             .await
             .unwrap()
             .unwrap()
@@ -303,7 +304,9 @@ async fn the_store_reconnects_after_redis_restarts() {
 
     server.stop();
     let started = std::time::Instant::now();
-    let err = store.diagnose(&query, now()).await.unwrap_err();
+    let err = common::outcome::check(&store, &query, now())
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
     assert!(
         started.elapsed() < Duration::from_secs(3),
@@ -312,13 +315,13 @@ async fn the_store_reconnects_after_redis_restarts() {
 
     let _server = OwnRedis::start(server.port);
     // The restarted server kept nothing: the store says so, then serves a new publish.
-    let mut outcome = store.diagnose(&query, now()).await;
+    let mut outcome = common::outcome::check(&store, &query, now()).await;
     for _ in 0..50 {
         if !matches!(outcome, Err(StoreError::Unavailable(_))) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
-        outcome = store.diagnose(&query, now()).await;
+        outcome = common::outcome::check(&store, &query, now()).await;
     }
     assert!(
         matches!(outcome, Err(StoreError::NoSnapshot)),
@@ -326,8 +329,7 @@ async fn the_store_reconnects_after_redis_restarts() {
     );
     store.publish(demo::snapshot(now()).unwrap()).await.unwrap();
     assert_eq!(
-        store
-            .diagnose(&query, now())
+        common::outcome::check(&store, &query, now())
             .await
             .unwrap()
             .unwrap()

@@ -1,29 +1,27 @@
-//! The audit from the shared cache: the generation lists who is audited (`audit-subjects`,
-//! written at publish), and each user is diagnosed on the small org its stored context gives,
-//! exactly as a `check` of that user is. Users are read in batches, one round trip each, and
-//! the next batch is read while the previous one is diagnosed on a blocking thread, so memory
+//! What an audit reads from the shared cache: the generation lists who is audited
+//! (`audit-subjects`, written at publish), and each user comes with the small org its stored
+//! context gives, exactly as a `check` of that user reads it. Users are read in batches, so
+//! that the caller (`check::audit`) diagnoses one batch while the next is read, and memory
 //! stays flat whatever the org's size.
 
 use std::sync::Arc;
 
-use super::Conn;
 use chrono::{DateTime, Utc};
 use redis::Value;
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
+use super::Conn;
+use super::query::MAX_EMAIL_MATCHES;
 use super::{RedisStore, bytes, corrupt, from_json};
-use crate::audit::{AuditReport, Progress, Scope, ScopeError, ae_user_row, sf_user_rows};
 use crate::domain::snapshot::lower;
-use crate::domain::{AeUser, Org, SfId, SfUser};
+use crate::domain::{AeUser, BusinessUnit, Org, SfId, SfUser, counterpart};
 use crate::store::StoreError;
 use crate::store::keys::GenerationKeys;
-use crate::store::records::{UserContext, assemble};
+use crate::store::records::{GenerationMeta, UserContext, assemble};
 
 /// Users per round trip.
 const BATCH: usize = 500;
-/// Users sharing one email read at most, as a `check` reads them.
-const MAX_EMAIL_MATCHES: usize = 1_000;
 
 /// Who the audit looks at, written with each generation.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -60,110 +58,165 @@ impl AuditSubjects {
     }
 }
 
-type Progressor = Arc<dyn Fn(Progress) + Send + Sync>;
+/// Reads who an audit looks at, a batch at a time, from one generation of the shared cache.
+/// Each batch is one round trip for Salesforce users, three for AE users (see `ae_batch`).
+pub struct AuditReader {
+    store: RedisStore,
+    conn: Conn,
+    gk: GenerationKeys,
+    meta: Arc<GenerationMeta>,
+    subjects: AuditSubjects,
+    /// Where the next batch starts: Salesforce users, then AE users.
+    next_sf: usize,
+    next_ae: usize,
+}
 
-/// One batch's rows, computed off the async workers.
-type Pending = tokio::task::JoinHandle<Vec<crate::audit::AuditRow>>;
+/// One batch read: Salesforce users with their contexts, or AE users with the Salesforce
+/// users their emails name. Turning it into small orgs (`subjects`) is CPU work: do it off
+/// the async workers.
+pub struct AuditBatch {
+    meta: Arc<GenerationMeta>,
+    items: BatchItems,
+}
+
+enum BatchItems {
+    SfUsers(Vec<(SfUser, Option<UserContext>)>),
+    AeUsers(Vec<(u32, AeUser, Vec<SfUser>, Option<UserContext>)>),
+}
+
+/// One user an audit looks at, with the small org that holds what its diagnosis reads.
+pub enum AuditSubject {
+    /// An active internal Salesforce user: the org's first user.
+    SfUser(Org),
+    /// An AE user with no CRM username, in the business unit of this index.
+    AeUser {
+        business_unit: usize,
+        ae_user: AeUser,
+        org: Org,
+    },
+}
+
+impl AuditBatch {
+    /// How many users the batch looked at.
+    pub fn len(&self) -> usize {
+        match &self.items {
+            BatchItems::SfUsers(users) => users.len(),
+            BatchItems::AeUsers(users) => users.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The users, each with its small org, built one at a time.
+    pub fn subjects(self) -> Box<dyn Iterator<Item = AuditSubject> + Send> {
+        let meta = self.meta;
+        match self.items {
+            BatchItems::SfUsers(users) => {
+                Box::new(users.into_iter().map(move |(user, context)| {
+                    AuditSubject::SfUser(Org::without_search(assemble(
+                        &meta,
+                        vec![user],
+                        context,
+                        vec![],
+                    )))
+                }))
+            }
+            BatchItems::AeUsers(users) => {
+                Box::new(users.into_iter().map(move |(b, ae_user, users, context)| {
+                    let org = Org::new(assemble(&meta, users, context, vec![(b, ae_user.clone())]));
+                    AuditSubject::AeUser {
+                        business_unit: b as usize,
+                        ae_user,
+                        org,
+                    }
+                }))
+            }
+        }
+    }
+}
+
+impl AuditReader {
+    /// The settings of the business units (without their users).
+    pub fn business_units(&self) -> &[BusinessUnit] {
+        &self.meta.business_units
+    }
+
+    pub fn fetched_at(&self) -> DateTime<Utc> {
+        self.meta.fetched_at
+    }
+
+    /// AE users held per business unit (by index), in the recycle bin or not.
+    pub fn ae_user_counts(&self) -> &[usize] {
+        &self.meta.ae_user_counts
+    }
+
+    /// Active internal Salesforce users, all read.
+    pub fn sf_users(&self) -> usize {
+        self.subjects.sf.len()
+    }
+
+    /// AE users with no CRM username still to be read.
+    pub fn ae_users(&self) -> usize {
+        self.subjects.ae.len()
+    }
+
+    /// Reads only the AE users of this business unit (by index); Salesforce users are read
+    /// whatever the scope, as their rows depend on every business unit's settings.
+    pub fn only_business_unit(&mut self, business_unit: usize) {
+        self.subjects
+            .ae
+            .retain(|(b, _)| *b as usize == business_unit);
+    }
+
+    /// The next batch, `None` when every user has been read.
+    pub async fn next(&mut self) -> Result<Option<AuditBatch>, StoreError> {
+        let items = if self.next_sf < self.subjects.sf.len() {
+            let end = (self.next_sf + BATCH).min(self.subjects.sf.len());
+            let ids = &self.subjects.sf[self.next_sf..end];
+            let users = self
+                .store
+                .users_and_contexts(&mut self.conn, &self.gk, ids)
+                .await?;
+            self.next_sf = end;
+            BatchItems::SfUsers(users)
+        } else if self.next_ae < self.subjects.ae.len() {
+            let end = (self.next_ae + BATCH).min(self.subjects.ae.len());
+            let batch = &self.subjects.ae[self.next_ae..end];
+            let users = self.store.ae_batch(&mut self.conn, &self.gk, batch).await?;
+            self.next_ae = end;
+            BatchItems::AeUsers(users)
+        } else {
+            return Ok(None);
+        };
+        Ok(Some(AuditBatch {
+            meta: self.meta.clone(),
+            items,
+        }))
+    }
+}
 
 impl RedisStore {
-    pub async fn audit(
-        &self,
-        scope: &str,
-        now: DateTime<Utc>,
-        max_rows: Option<usize>,
-        progress: Progressor,
-    ) -> Result<Result<AuditReport, ScopeError>, StoreError> {
+    /// An audit's reader of the current generation.
+    pub async fn audit_reader(&self) -> Result<AuditReader, StoreError> {
         let mut conn = self.conn.clone();
         let generation = self.current_generation(&mut conn).await?;
         let meta = self.meta(&mut conn, &generation).await?;
-        let scope = match Scope::parse(scope, &meta.business_units) {
-            Ok(scope) => scope,
-            Err(err) => return Ok(Err(err)),
-        };
         let gk = self.keys.generation(&generation);
         let raw: Option<Vec<u8>> =
             redis::AsyncCommands::get(&mut conn, gk.audit_subjects()).await?;
-        let raw = raw.ok_or_else(|| {
-            StoreError::Corrupt(
-                "the cached data was written by an older version and has no audit list; the next refresh writes it".into(),
-            )
-        })?;
-        let mut subjects: AuditSubjects = from_json("audit subjects", &raw)?;
-        let bu = scope.index();
-        subjects
-            .ae
-            .retain(|(b, _)| bu.is_none_or(|s| s == *b as usize));
-        let total = subjects.sf.len() + subjects.ae.len();
-        let mut report = AuditReport::new(&scope, meta.fetched_at, now, max_rows);
-        report.business_units = meta
-            .business_units
-            .iter()
-            .enumerate()
-            .filter(|(b, _)| bu.is_none_or(|s| s == *b))
-            .map(|(_, u)| (u.id, u.label()))
-            .collect();
-        report.sf_users_scanned = subjects.sf.len();
-        report.ae_users_scanned = meta
-            .ae_user_counts
-            .iter()
-            .enumerate()
-            .filter(|(b, _)| bu.is_none_or(|s| s == *b))
-            .map(|(_, n)| n)
-            .sum();
-        let mut done = 0;
-        let mut pending: Option<(Pending, usize)> = None;
-        let mut finish = |rows: Vec<crate::audit::AuditRow>, n: usize, report: &mut AuditReport| {
-            report.add_all(rows);
-            done += n;
-            progress(Progress { done, total });
-        };
-        for ids in subjects.sf.chunks(BATCH) {
-            let users = self.users_and_contexts(&mut conn, &gk, ids).await?;
-            let job = {
-                let meta = meta.clone();
-                tokio::task::spawn_blocking(move || {
-                    users
-                        .into_iter()
-                        .flat_map(|(user, context)| {
-                            let org =
-                                Org::without_search(assemble(&meta, vec![user], context, vec![]));
-                            let user = &org.snapshot().salesforce.users[0];
-                            sf_user_rows(&org, user, bu, now)
-                        })
-                        .collect()
-                })
-            };
-            if let Some((previous, n)) = pending.replace((job, ids.len())) {
-                finish(joined(previous).await?, n, &mut report);
-            }
-        }
-        for batch in subjects.ae.chunks(BATCH) {
-            let work = self.ae_batch(&mut conn, &gk, batch).await?;
-            let job = {
-                let meta = meta.clone();
-                tokio::task::spawn_blocking(move || {
-                    work.into_iter()
-                        .filter_map(|(b, ae_user, users, context)| {
-                            let org = Org::new(assemble(
-                                &meta,
-                                users,
-                                context,
-                                vec![(b, ae_user.clone())],
-                            ));
-                            ae_user_row(&org, b as usize, &ae_user, now)
-                        })
-                        .collect()
-                })
-            };
-            if let Some((previous, n)) = pending.replace((job, batch.len())) {
-                finish(joined(previous).await?, n, &mut report);
-            }
-        }
-        if let Some((last, n)) = pending.take() {
-            finish(joined(last).await?, n, &mut report);
-        }
-        report.finish();
-        Ok(Ok(report))
+        let raw = raw.ok_or_else(|| corrupt("audit subjects", "missing"))?;
+        let subjects: AuditSubjects = from_json("audit subjects", &raw)?;
+        Ok(AuditReader {
+            store: self.clone(),
+            conn,
+            gk,
+            meta,
+            subjects,
+            next_sf: 0,
+            next_ae: 0,
+        })
     }
 
     /// Each user with its context, in one round trip; users gone since (none in a generation,
@@ -278,7 +331,7 @@ impl RedisStore {
                 .copied()
                 .filter(|u| lower(u.email.trim()) == email)
                 .collect();
-            chosen.push(crate::audit::counterpart(by_username, &by_email).map(|u| u.id));
+            chosen.push(counterpart(by_username, &by_email).map(|u| u.id));
         }
         let mut pipe = redis::pipe();
         for id in chosen.iter().flatten() {
@@ -308,11 +361,6 @@ impl RedisStore {
         }
         Ok(out)
     }
-}
-
-async fn joined<T>(job: tokio::task::JoinHandle<T>) -> Result<T, StoreError> {
-    job.await
-        .map_err(|e| StoreError::Corrupt(format!("the audit of a batch failed: {e}")))
 }
 
 /// The list itself is written by the publisher next to the other generation keys.

@@ -1,6 +1,7 @@
 //! Shared by the tests that need a Redis server (scripts/test.sh makes sure one answers).
 
 pub mod app;
+pub mod outcome;
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;

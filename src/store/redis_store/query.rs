@@ -1,0 +1,441 @@
+//! A check's reads: the small org a query needs, in a fixed number of round trips. One script
+//! reads the query's keys in the generation read last (and says when a newer one replaced
+//! it); a username's user and context, and the users of a name or an email, take one more.
+
+use std::sync::Arc;
+
+use redis::{AsyncCommands, FromRedisValue, Value};
+
+use super::{Conn, RedisStore, bytes, corrupt, from_json};
+use crate::domain::snapshot::lower;
+use crate::domain::{
+    AeUser, NameMatch, Org, Query, SfId, SfUser, Subject, TargetRef, name_key, name_match,
+};
+use crate::store::StoreError;
+use crate::store::keys::GenerationKeys;
+use crate::store::records::{GenerationMeta, UserContext, assemble};
+use crate::suggest::{Directory, MAX_CANDIDATES};
+
+/// Name search reads at most this many users per query word.
+const MAX_NAME_MATCHES: usize = 1_000;
+/// Users sharing one email (an ambiguous query) read at most; an audit reads as many.
+pub(super) const MAX_EMAIL_MATCHES: usize = 1_000;
+
+/// Reads a large value (megabytes) in pieces into one buffer of its size: a single `GET`
+/// would pass it through the client's growing read buffer and a copy, at several times its
+/// size in memory. The value must not change meanwhile (those of a generation do not).
+async fn read_in_pieces(conn: &mut Conn, key: &str) -> Result<Vec<u8>, StoreError> {
+    const PIECE: usize = 1 << 20;
+    let len: usize = conn.strlen(key).await?;
+    let mut value = Vec::with_capacity(len);
+    while value.len() < len {
+        let start = value.len();
+        let end = (start + PIECE).min(len) - 1;
+        let piece: Vec<u8> = conn.getrange(key, start as isize, end as isize).await?;
+        if piece.is_empty() {
+            return Err(corrupt("suggestions", "deleted while being read"));
+        }
+        value.extend_from_slice(&piece);
+    }
+    Ok(value)
+}
+
+fn target_key(gk: &GenerationKeys, target: &TargetRef, business_unit: usize) -> String {
+    match target {
+        TargetRef::AeId(id) => gk.ae_user(business_unit, *id),
+        TargetRef::Email(email) => gk.ae_email(business_unit, email),
+    }
+}
+
+/// Reads keys of one generation, all named by the caller in KEYS (a Redis Cluster refuses
+/// keys a script makes up, and all of them share the generation's hash slot). KEYS: the
+/// generation's `meta`, `successor` and name index, then the keys to `GET`. ARGV: the name
+/// matches limit, then the words of a name query; the entries of the word with the fewest
+/// (as counted by `ZLEXCOUNT`) come first in the reply. Atomic, so every value comes from one
+/// generation. Returns {'gone'} when the generation was deleted, {'moved', id} when another
+/// replaced it, else {'ok', [entries,] value of each key...}.
+const READ_SCRIPT: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then return {'gone'} end
+local successor = redis.call('GET', KEYS[2])
+if successor then return {'moved', successor} end
+local out = {'ok'}
+if #ARGV > 1 then
+  local driver, fewest
+  for i = 2, #ARGV do
+    local count = redis.call('ZLEXCOUNT', KEYS[3], '[' .. ARGV[i], '[' .. ARGV[i] .. '\255')
+    if not fewest or count < fewest then driver, fewest = ARGV[i], count end
+  end
+  out[#out + 1] = redis.call('ZRANGEBYLEX', KEYS[3], '[' .. driver,
+    '[' .. driver .. '\255', 'LIMIT', 0, ARGV[1])
+end
+for i = 4, #KEYS do
+  out[#out + 1] = redis.call('GET', KEYS[i])
+end
+return out
+"#;
+
+static READS: std::sync::LazyLock<redis::Script> =
+    std::sync::LazyLock::new(|| redis::Script::new(READ_SCRIPT));
+
+/// The reads of one diagnosis that do not depend on each other: one round trip (`EVALSHA`).
+#[derive(Default)]
+struct QueryReads {
+    keys: Vec<String>,
+    words: Vec<String>,
+}
+
+/// What the read script found.
+enum Read {
+    Values(Vec<Value>),
+    /// The generation was replaced by this one.
+    Moved(String),
+    /// The generation is gone: look up `current` again.
+    Gone,
+}
+
+impl QueryReads {
+    fn get(&mut self, key: String) -> &mut Self {
+        self.keys.push(key);
+        self
+    }
+
+    fn names_starting_with(&mut self, word: &str) {
+        self.words.push(word.to_owned());
+    }
+
+    fn targets(&mut self, gk: &GenerationKeys, target: &TargetRef, business_units: usize) {
+        for b in 0..business_units {
+            self.get(target_key(gk, target, b));
+        }
+    }
+
+    async fn run(&self, gk: &GenerationKeys, conn: &mut Conn) -> Result<Read, StoreError> {
+        let mut invocation = READS.key(gk.meta());
+        invocation
+            .key(gk.successor())
+            .key(gk.names())
+            .arg(MAX_NAME_MATCHES);
+        for key in &self.keys {
+            invocation.key(key.as_str());
+        }
+        for word in &self.words {
+            invocation.arg(word.as_str());
+        }
+        let value: Value = invocation.invoke_async(conn).await?;
+        let Value::Array(mut items) = value else {
+            return Err(corrupt("reads", format!("unexpected reply {value:?}")));
+        };
+        if items.is_empty() {
+            return Err(corrupt("reads", "empty reply"));
+        }
+        let status = String::from_redis_value(items.remove(0)).map_err(|e| corrupt("reads", e))?;
+        match status.as_str() {
+            "ok" => Ok(Read::Values(items)),
+            "gone" => Ok(Read::Gone),
+            "moved" if items.len() == 1 => Ok(Read::Moved(
+                String::from_redis_value(items.remove(0))
+                    .map_err(|e| corrupt("successor generation", e))?,
+            )),
+            other => Err(corrupt("reads", format!("unexpected status {other:?}"))),
+        }
+    }
+}
+
+impl RedisStore {
+    /// "Did you mean" needs every username and name: read once per generation, only when a
+    /// query matched nothing, and kept in memory (sorted, about 130 bytes a user) for the next
+    /// miss.
+    async fn suggestions(
+        &self,
+        conn: &mut Conn,
+        generation: &str,
+    ) -> Result<Arc<Directory>, StoreError> {
+        let mut cached = self.suggestions.lock().await;
+        if let Some((g, directory)) = cached.as_ref() {
+            if g == generation {
+                return Ok(directory.clone());
+            }
+        }
+        // The previous generation's index goes first, so that two never sit in memory.
+        *cached = None;
+        let raw = read_in_pieces(conn, &self.keys.generation(generation).suggestions()).await?;
+        let directory = tokio::task::spawn_blocking(move || {
+            Directory::from_bytes(&raw).map_err(|e| corrupt("suggestions", e))
+        })
+        .await
+        .map_err(|e| corrupt("suggestions", e))??;
+        let directory = Arc::new(directory);
+        *cached = Some((generation.to_owned(), directory.clone()));
+        Ok(directory)
+    }
+
+    /// Close usernames (or names) for a query that matched nothing. The search looks only at
+    /// the users that can be close: tens of microseconds at 100,000 users, under a millisecond
+    /// in the worst cases measured (BENCHMARKS.md), so it runs here rather than on a blocking
+    /// thread, whose two hand-offs cost about as much on a busy machine.
+    async fn close_matches(
+        &self,
+        conn: &mut Conn,
+        generation: &str,
+        text: &str,
+        by_name: bool,
+    ) -> Result<Vec<SfUser>, StoreError> {
+        let suggestions = self.suggestions(conn, generation).await?;
+        Ok(if by_name {
+            suggestions.closest_names(text, MAX_CANDIDATES)
+        } else {
+            suggestions.closest_usernames(text, MAX_CANDIDATES)
+        })
+    }
+
+    /// The generation read last and its metadata: the one a check reads first (the read
+    /// script says when another replaced it).
+    fn cached_meta(&self) -> Option<(String, Arc<GenerationMeta>)> {
+        self.cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .meta
+            .clone()
+    }
+
+    /// The small org a query needs: the users it names (or the candidates for it), the
+    /// context of the one user it finds, and the AE users its target names. Diagnosing it
+    /// gives the same answer as diagnosing the whole org.
+    pub async fn query_org(&self, query: &Query) -> Result<Org, StoreError> {
+        let mut conn = self.conn.clone();
+        let (mut generation, mut meta) = match self.cached_meta() {
+            Some(cached) => cached,
+            None => {
+                let generation = self.current_generation(&mut conn).await?;
+                let meta = self.meta(&mut conn, &generation).await?;
+                (generation, meta)
+            }
+        };
+
+        // One round trip while the generation known here is current: the query's own keys
+        // in it and the target in every business unit. A username's user and context follow
+        // in a second one (the script reads only keys named before it runs).
+        let mut attempts = 0;
+        let values = loop {
+            let gk = self.keys.generation(&generation);
+            let mut reads = QueryReads::default();
+            match &query.subject {
+                Subject::Id(id) => {
+                    reads.get(gk.user(*id)).get(gk.context(*id));
+                }
+                Subject::Login(login) => {
+                    reads.get(gk.login(login)).get(gk.email(login));
+                }
+                Subject::Name(name) => {
+                    for word in name.split(' ').filter(|w| !w.is_empty()) {
+                        reads.names_starting_with(word);
+                    }
+                }
+            }
+            if let Some(target) = &query.target {
+                reads.targets(&gk, target, meta.business_units.len());
+            }
+            match reads.run(&gk, &mut conn).await? {
+                Read::Values(values) => break values,
+                Read::Moved(next) => generation = next,
+                Read::Gone => generation = self.current_generation(&mut conn).await?,
+            }
+            attempts += 1;
+            if attempts > 3 {
+                return Err(StoreError::Unavailable(
+                    "the cached data was replaced during every read; try again".into(),
+                ));
+            }
+            meta = self.meta(&mut conn, &generation).await?;
+        };
+        let gk = self.keys.generation(&generation);
+        let business_units = meta.business_units.len();
+        let (subject_values, target_values) =
+            values.split_at(values.len() - query.target.as_ref().map_or(0, |_| business_units));
+
+        let mut targets: Vec<(u32, AeUser)> = Vec::new();
+        for (b, value) in target_values.iter().enumerate() {
+            let Some(raw) = bytes(value) else { continue };
+            match query.target {
+                Some(TargetRef::AeId(_)) => targets.push((b as u32, from_json("AE user", &raw)?)),
+                _ => {
+                    let users: Vec<AeUser> = from_json("AE users by email", &raw)?;
+                    targets.extend(users.into_iter().map(|u| (b as u32, u)));
+                }
+            }
+        }
+
+        let (users, context) = match &query.subject {
+            Subject::Id(_) => {
+                let user: Option<SfUser> = bytes(&subject_values[0])
+                    .map(|r| from_json("user", &r))
+                    .transpose()?;
+                let context: Option<UserContext> = bytes(&subject_values[1])
+                    .map(|r| from_json("user context", &r))
+                    .transpose()?;
+                (user.into_iter().collect(), context)
+            }
+            Subject::Login(login) => {
+                let by_login: Option<String> =
+                    Option::<String>::from_redis_value(subject_values[0].clone())
+                        .ok()
+                        .flatten();
+                let by_email: Vec<String> = match bytes(&subject_values[1]) {
+                    Some(raw) => from_json("users by email", &raw)?,
+                    None => Vec::new(),
+                };
+                let ids: Vec<String> = match by_login {
+                    Some(id) => vec![id],
+                    None => by_email.into_iter().take(MAX_EMAIL_MATCHES).collect(),
+                };
+                if ids.is_empty() {
+                    let close = self
+                        .close_matches(&mut conn, &generation, login, false)
+                        .await?;
+                    (close, None)
+                } else {
+                    self.users_with_context(&mut conn, &gk, &ids).await?
+                }
+            }
+            Subject::Name(name) => {
+                // The entries (`word \0 id \0 name`) of the word with the fewest, from the
+                // script.
+                let members: Vec<Vec<u8>> = match subject_values.first() {
+                    Some(value) => Vec::<Vec<u8>>::from_redis_value(value.clone())
+                        .map_err(|e| corrupt("name index", e))?,
+                    None => Vec::new(),
+                };
+                let mut entries: Vec<(String, String)> = members
+                    .iter()
+                    .filter_map(|m| {
+                        let mut parts = m.splitn(3, |&b| b == 0).skip(1);
+                        let id = String::from_utf8_lossy(parts.next()?).into_owned();
+                        let name = String::from_utf8_lossy(parts.next()?).into_owned();
+                        Some((id, name))
+                    })
+                    .collect();
+                entries.sort();
+                entries.dedup();
+                let mut ids: Vec<String> = entries.iter().map(|(id, _)| id.clone()).collect();
+                ids.dedup();
+                if !entries.is_empty() {
+                    // Which users match, by their names alone, exactly as the whole org says.
+                    let words: Vec<&str> = name.split(' ').filter(|w| !w.is_empty()).collect();
+                    let (mut exact, mut partial) = (Vec::new(), Vec::new());
+                    for (id, user_name) in &entries {
+                        let key = name_key(user_name);
+                        match name_match(name, &words, &key) {
+                            Some(NameMatch::Exact) => exact.push(id.clone()),
+                            Some(NameMatch::Words) => partial.push(id.clone()),
+                            None => {}
+                        }
+                    }
+                    ids = if exact.is_empty() { partial } else { exact };
+                    ids.dedup();
+                    if let [_] = ids.as_slice() {
+                        let (users, context) =
+                            self.users_with_context(&mut conn, &gk, &ids).await?;
+                        let users = self.with_same_email(&mut conn, &gk, users).await?;
+                        return Ok(Org::new(assemble(&meta, users, context, targets)));
+                    }
+                }
+                let fetched = self.users(&mut conn, &gk, &ids).await?;
+                // Which of them match, exactly as the whole org would say.
+                let probe = Org::new(assemble(&meta, fetched.clone(), None, Vec::new()));
+                let found = probe.search_name(name, MAX_CANDIDATES);
+                if found.total == 1 {
+                    let id = found.users[0].id.as_str15().to_owned();
+                    drop(probe);
+                    self.users_with_context(&mut conn, &gk, &[id]).await?
+                } else if found.total == 0 {
+                    drop(probe);
+                    let close = self
+                        .close_matches(&mut conn, &generation, name, true)
+                        .await?;
+                    (close, None)
+                } else {
+                    (fetched, None)
+                }
+            }
+        };
+        let users = self.with_same_email(&mut conn, &gk, users).await?;
+        Ok(Org::new(assemble(&meta, users, context, targets)))
+    }
+
+    /// For one external user (AE cannot map it), the users whose username or email is its
+    /// email too, so that the diagnosis can point at the person's internal user.
+    async fn with_same_email(
+        &self,
+        conn: &mut Conn,
+        gk: &GenerationKeys,
+        mut users: Vec<SfUser>,
+    ) -> Result<Vec<SfUser>, StoreError> {
+        let [user] = users.as_slice() else {
+            return Ok(users);
+        };
+        let email = lower(user.email.trim()).into_owned();
+        if user.is_internal() || email.is_empty() {
+            return Ok(users);
+        }
+        let own = user.id;
+        let (by_login, by_email): (Option<String>, Option<Vec<u8>>) = redis::pipe()
+            .get(gk.login(&email))
+            .get(gk.email(&email))
+            .query_async(conn)
+            .await?;
+        let mut ids: Vec<String> = match by_email {
+            Some(raw) => from_json("users by email", &raw)?,
+            None => Vec::new(),
+        };
+        ids.extend(by_login);
+        ids.sort();
+        ids.dedup();
+        ids.truncate(MAX_EMAIL_MATCHES + 1);
+        let others = self.users(conn, gk, &ids).await?;
+        users.extend(others.into_iter().filter(|u| u.id != own));
+        Ok(users)
+    }
+
+    async fn users(
+        &self,
+        conn: &mut Conn,
+        gk: &GenerationKeys,
+        ids: &[String],
+    ) -> Result<Vec<SfUser>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for id in ids {
+            let id = SfId::parse(id).map_err(|e| corrupt("user id", e))?;
+            pipe.get(gk.user(id));
+        }
+        let values: Vec<Value> = pipe.query_async(conn).await?;
+        values
+            .iter()
+            .filter_map(bytes)
+            .map(|raw| from_json("user", &raw))
+            .collect()
+    }
+
+    /// The users, and the context of the one user when there is exactly one.
+    async fn users_with_context(
+        &self,
+        conn: &mut Conn,
+        gk: &GenerationKeys,
+        ids: &[String],
+    ) -> Result<(Vec<SfUser>, Option<UserContext>), StoreError> {
+        if let [only] = ids {
+            let id = SfId::parse(only).map_err(|e| corrupt("user id", e))?;
+            let (user, context): (Option<Vec<u8>>, Option<Vec<u8>>) = redis::pipe()
+                .get(gk.user(id))
+                .get(gk.context(id))
+                .query_async(conn)
+                .await?;
+            let user: Option<SfUser> = user.map(|r| from_json("user", &r)).transpose()?;
+            let context = context.map(|r| from_json("user context", &r)).transpose()?;
+            return Ok((user.into_iter().collect(), context));
+        }
+        Ok((self.users(conn, gk, ids).await?, None))
+    }
+}
