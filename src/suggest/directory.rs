@@ -40,12 +40,9 @@ impl Directory {
         }
     }
 
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.ids.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.ids.is_empty()
     }
 
     /// A compact binary form, already sorted: reading it back costs a copy, not a sort, and

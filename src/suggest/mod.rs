@@ -16,7 +16,7 @@ mod sorted_keys;
 mod tests;
 
 pub use directory::Directory;
-pub use sorted_keys::{DecodeError, SortedKeys, StringList};
+pub use sorted_keys::SortedKeys;
 
 /// At most this many candidates are returned for `ambiguous` and `not_found`.
 pub const MAX_CANDIDATES: usize = 10;

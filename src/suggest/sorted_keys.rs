@@ -147,10 +147,6 @@ impl SortedKeys {
         self.owners.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.owners.is_empty()
-    }
-
     pub fn key(&self, i: usize) -> &str {
         self.keys.get(i)
     }
