@@ -346,26 +346,49 @@ pub async fn unlink_matching<C: redis::aio::ConnectionLike + Send>(
     }
 }
 
-/// `unlink_matching` for keys that share the hash slot of `key` (one generation): in a
-/// Cluster, the SCAN runs on the node holding that slot.
-async fn unlink_slot_matching(conn: &mut Conn, key: &str, pattern: &str) -> Result<(), StoreError> {
-    let mut cursor: u64 = 0;
-    loop {
+/// The keys matching `pattern` that share the hash slot of `key` (one generation), one SCAN
+/// batch at a time: in a Cluster, the SCAN runs on the node holding that slot.
+struct SlotScan<'a> {
+    key: &'a str,
+    pattern: &'a str,
+    cursor: Option<u64>,
+}
+
+impl<'a> SlotScan<'a> {
+    fn new(key: &'a str, pattern: &'a str) -> Self {
+        SlotScan {
+            key,
+            pattern,
+            cursor: Some(0),
+        }
+    }
+
+    /// The next batch (possibly empty), or `None` when the scan is complete.
+    async fn next(&mut self, conn: &mut Conn) -> Result<Option<Vec<String>>, StoreError> {
+        let Some(cursor) = self.cursor else {
+            return Ok(None);
+        };
         let mut scan = redis::cmd("SCAN");
         scan.arg(cursor)
             .arg("MATCH")
-            .arg(pattern)
+            .arg(self.pattern)
             .arg("COUNT")
             .arg(10_000);
-        let (next, found): (u64, Vec<String>) = conn.on_node_of(key, scan).await?;
+        let (next, found): (u64, Vec<String>) = conn.on_node_of(self.key, scan).await?;
+        self.cursor = (next != 0).then_some(next);
+        Ok(Some(found))
+    }
+}
+
+/// `unlink_matching` for keys that share the hash slot of `key` (one generation).
+async fn unlink_slot_matching(conn: &mut Conn, key: &str, pattern: &str) -> Result<(), StoreError> {
+    let mut scan = SlotScan::new(key, pattern);
+    while let Some(found) = scan.next(conn).await? {
         if !found.is_empty() {
             let _: () = redis::cmd("UNLINK").arg(&found).query_async(conn).await?;
         }
-        if next == 0 {
-            return Ok(());
-        }
-        cursor = next;
     }
+    Ok(())
 }
 
 /// Sets the TTL of every key matching `pattern` that shares the hash slot of `key` (one
@@ -376,15 +399,8 @@ async fn expire_slot_matching(
     pattern: &str,
     ttl_ms: i64,
 ) -> Result<(), StoreError> {
-    let mut cursor: u64 = 0;
-    loop {
-        let mut scan = redis::cmd("SCAN");
-        scan.arg(cursor)
-            .arg("MATCH")
-            .arg(pattern)
-            .arg("COUNT")
-            .arg(10_000);
-        let (next, found): (u64, Vec<String>) = conn.on_node_of(key, scan).await?;
+    let mut scan = SlotScan::new(key, pattern);
+    while let Some(found) = scan.next(conn).await? {
         if !found.is_empty() {
             let mut pipe = redis::pipe();
             for key in &found {
@@ -392,9 +408,6 @@ async fn expire_slot_matching(
             }
             let _: () = pipe.query_async(conn).await?;
         }
-        if next == 0 {
-            return Ok(());
-        }
-        cursor = next;
     }
+    Ok(())
 }

@@ -6,16 +6,13 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use chrono::Utc;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 
-use crm_username::demo;
 use crm_username::fakes::FakeSlack;
 use crm_username::server::HttpLimits;
-use crm_username::store::Store;
 
 use crate::common;
 use common::app::{TEAM, TestApp, signed};
@@ -36,11 +33,7 @@ fn short_limits() -> HttpLimits {
 
 /// The app serving the demo org under `limits`; it runs until dropped.
 async fn spawn_app(limits: HttpLimits) -> TestApp {
-    let store = Store::memory();
-    store
-        .publish(demo::snapshot(Utc::now()).unwrap())
-        .await
-        .unwrap();
+    let store = common::demo_memory_store().await;
     let slack = FakeSlack::start().await.unwrap();
     let mut config = TestApp::config(store, &slack);
     config.http_limits = limits;

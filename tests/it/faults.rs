@@ -167,11 +167,7 @@ async fn signed(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_finishes_the_replies_already_promised() {
-    let store = Store::memory();
-    store
-        .publish(demo::snapshot(Utc::now()).unwrap())
-        .await
-        .unwrap();
+    let store = common::demo_memory_store().await;
     let slack = FakeSlack::start().await.unwrap();
     slack.rate_limit(1, 1); // the first reply waits a second: shutdown comes while it waits
     let mut app = spawn(store, slack).await;

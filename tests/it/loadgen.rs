@@ -4,15 +4,13 @@
 
 use std::time::Duration;
 
-use chrono::Utc;
 use secrecy::SecretString;
 
-use crm_username::demo;
 use crm_username::fakes::FakeSlack;
 use crm_username::slack::signature::sign;
 use crm_username::slack::{SlackSettings, SlackWebApi};
-use crm_username::store::Store;
 
+use crate::common;
 use crate::common::app::TestApp;
 
 #[path = "../../benches/http/loadgen.rs"]
@@ -25,11 +23,7 @@ const SECRET: &str = "loadgen-secret";
 #[tokio::test]
 async fn open_and_closed_loop_runs_stop_by_themselves_and_count_every_request() {
     crm_username::sources::install_crypto_provider();
-    let store = Store::memory();
-    store
-        .publish(demo::snapshot(Utc::now()).unwrap())
-        .await
-        .unwrap();
+    let store = common::demo_memory_store().await;
     let slack = FakeSlack::start().await.unwrap();
     let mut config = TestApp::config(store, &slack);
     config.slack = SlackSettings {

@@ -15,15 +15,6 @@ use crm_username::store::{RedisStore, Store};
 use crate::common;
 use common::app::{SECRET, TEAM, TestApp};
 
-async fn demo_store() -> Store {
-    let store = Store::memory();
-    store
-        .publish(demo::snapshot(Utc::now()).unwrap())
-        .await
-        .unwrap();
-    store
-}
-
 async fn spawn_app(store: Store) -> TestApp {
     TestApp::start(store).await
 }
@@ -77,7 +68,7 @@ fn block_ids(message: &Value) -> Vec<String> {
 
 #[tokio::test]
 async fn a_signed_slash_command_gets_the_diagnosis_inline() {
-    let app = spawn_app(demo_store().await).await;
+    let app = spawn_app(common::demo_memory_store().await).await;
     let response = app
         .command("check dana.deleted@acme.com", TEAM, "U0ASKER")
         .await;
@@ -109,7 +100,7 @@ async fn a_signed_slash_command_gets_the_diagnosis_inline() {
 
 #[tokio::test]
 async fn empty_text_and_unknown_subcommands_get_the_help() {
-    let app = spawn_app(demo_store().await).await;
+    let app = spawn_app(common::demo_memory_store().await).await;
     for text in ["", "frobnicate", "check"] {
         let body: Value = app
             .command(text, TEAM, "U0ASKER")
@@ -166,7 +157,7 @@ async fn a_slash_command_for_a_user_the_cache_lacks_is_answered_through_the_live
 
 #[tokio::test]
 async fn a_bad_query_says_what_to_type() {
-    let app = spawn_app(demo_store().await).await;
+    let app = spawn_app(common::demo_memory_store().await).await;
     let body: Value = app
         .command("check <@U123>", TEAM, "U0ASKER")
         .await
@@ -184,7 +175,7 @@ async fn a_bad_query_says_what_to_type() {
 
 #[tokio::test]
 async fn status_reports_the_data_freshness() {
-    let app = spawn_app(demo_store().await).await;
+    let app = spawn_app(common::demo_memory_store().await).await;
     let body: Value = app
         .command("status", TEAM, "U0ASKER")
         .await
@@ -199,7 +190,7 @@ async fn status_reports_the_data_freshness() {
 
 #[tokio::test]
 async fn refresh_is_for_admins_only_and_says_why() {
-    let app = spawn_app(demo_store().await).await;
+    let app = spawn_app(common::demo_memory_store().await).await;
     let body: Value = app
         .command("refresh", TEAM, "U0SOMEONE")
         .await
@@ -230,7 +221,7 @@ async fn refresh_is_for_admins_only_and_says_why() {
 
 #[tokio::test]
 async fn unsigned_wrongly_signed_and_stale_requests_get_401_and_do_nothing() {
-    let app = spawn_app(demo_store().await).await;
+    let app = spawn_app(common::demo_memory_store().await).await;
     let body = mention("Ev0SIG", "<@U0BOT> check sam.sales@acme.com", None);
     let url = format!("http://{}/slack/events", app.addr);
     let now = Utc::now().timestamp();
@@ -277,7 +268,7 @@ async fn unsigned_wrongly_signed_and_stale_requests_get_401_and_do_nothing() {
 
 #[tokio::test]
 async fn an_unsigned_command_gets_401() {
-    let app = spawn_app(demo_store().await).await;
+    let app = spawn_app(common::demo_memory_store().await).await;
     let response = app
         .http
         .post(format!("http://{}/slack/commands", app.addr))
@@ -290,7 +281,7 @@ async fn an_unsigned_command_gets_401() {
 
 #[tokio::test]
 async fn a_body_over_64_kib_is_refused() {
-    let app = spawn_app(demo_store().await).await;
+    let app = spawn_app(common::demo_memory_store().await).await;
     let body = format!("text={}", "a".repeat(70 * 1024));
     let response = app
         .post_signed(
@@ -305,7 +296,7 @@ async fn a_body_over_64_kib_is_refused() {
 
 #[tokio::test]
 async fn the_url_verification_challenge_is_echoed() {
-    let app = spawn_app(demo_store().await).await;
+    let app = spawn_app(common::demo_memory_store().await).await;
     let body = json!({"token": "x", "challenge": "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P", "type": "url_verification"}).to_string();
     let response = app
         .post_signed("/slack/events", "application/json", &body, &[])
@@ -334,7 +325,7 @@ async fn deliver_with_retries(apps: &[&TestApp], body: &str) {
 
 #[tokio::test]
 async fn a_thread_mention_is_answered_once_in_its_thread_despite_three_retries() {
-    let app = spawn_app(demo_store().await).await;
+    let app = spawn_app(common::demo_memory_store().await).await;
     let body = mention(
         "Ev0THREAD",
         "<@U0BOT> check email_a@example.com for email_b@example.com",
@@ -356,7 +347,7 @@ async fn a_thread_mention_is_answered_once_in_its_thread_despite_three_retries()
 
 #[tokio::test]
 async fn a_mention_outside_a_thread_starts_one_on_its_message() {
-    let app = spawn_app(demo_store().await).await;
+    let app = spawn_app(common::demo_memory_store().await).await;
     deliver_with_retries(
         &[&app],
         &mention("Ev0CHANNEL", "<@U0BOT> check sam.sales@acme.com", None),
@@ -399,7 +390,7 @@ async fn replicas_sharing_redis_answer_a_retried_mention_once() {
 
 #[tokio::test]
 async fn the_bots_own_messages_are_ignored() {
-    let app = spawn_app(demo_store().await).await;
+    let app = spawn_app(common::demo_memory_store().await).await;
     let mut event: Value =
         serde_json::from_str(&mention("Ev0BOT", "<@U0BOT> check alex", None)).unwrap();
     event["event"]["bot_id"] = json!("B0BOT");
@@ -419,7 +410,7 @@ async fn the_bots_own_messages_are_ignored() {
 
 #[tokio::test]
 async fn recheck_replaces_the_original_message() {
-    let app = spawn_app(demo_store().await).await;
+    let app = spawn_app(common::demo_memory_store().await).await;
     let response = app
         .click(
             "recheck",
@@ -438,7 +429,7 @@ async fn recheck_replaces_the_original_message() {
 
 #[tokio::test]
 async fn share_posts_the_diagnosis_in_the_channel_with_who_shared_it() {
-    let app = spawn_app(demo_store().await).await;
+    let app = spawn_app(common::demo_memory_store().await).await;
     app.click(
         "share",
         "sam.sales@acme.com",
@@ -459,7 +450,7 @@ async fn share_posts_the_diagnosis_in_the_channel_with_who_shared_it() {
 
 #[tokio::test]
 async fn pick_candidate_diagnoses_the_picked_user_and_ignores_tampered_values() {
-    let app = spawn_app(demo_store().await).await;
+    let app = spawn_app(common::demo_memory_store().await).await;
     app.click(
         "pick_candidate",
         "jane@acme.com for 7",
@@ -483,7 +474,7 @@ async fn pick_candidate_diagnoses_the_picked_user_and_ignores_tampered_values() 
 
 #[tokio::test]
 async fn url_buttons_are_acknowledged_without_a_reply() {
-    let app = spawn_app(demo_store().await).await;
+    let app = spawn_app(common::demo_memory_store().await).await;
     let response = app
         .click("open_recycle_bin", "", TEAM, &app.slack.response_url("u1"))
         .await;
@@ -497,7 +488,7 @@ async fn url_buttons_are_acknowledged_without_a_reply() {
 
 #[tokio::test]
 async fn a_foreign_workspace_is_refused() {
-    let app = spawn_app(demo_store().await).await;
+    let app = spawn_app(common::demo_memory_store().await).await;
     let body: Value = app
         .command("check sam.sales@acme.com", "T0OTHER", "U0ASKER")
         .await
@@ -535,7 +526,7 @@ async fn a_foreign_workspace_is_refused() {
 
 #[tokio::test]
 async fn a_response_url_on_a_foreign_host_is_never_called() {
-    let app = spawn_app(demo_store().await).await;
+    let app = spawn_app(common::demo_memory_store().await).await;
     let foreign = app
         .slack
         .response_url("x1")
@@ -554,7 +545,7 @@ async fn a_response_url_on_a_foreign_host_is_never_called() {
 
 #[tokio::test]
 async fn slacks_rate_limit_is_waited_out() {
-    let app = spawn_app(demo_store().await).await;
+    let app = spawn_app(common::demo_memory_store().await).await;
     app.slack.rate_limit(1, 1);
     let started = Instant::now();
     deliver_with_retries(&[&app], &mention("Ev0LIMIT", "<@U0BOT> check alex", None)).await;
@@ -673,7 +664,7 @@ fn sample(metrics: &str, name: &str, labels: &[&str]) -> Option<f64> {
 
 #[tokio::test]
 async fn metrics_count_requests_outcomes_and_verdicts() {
-    let app = spawn_app(demo_store().await).await;
+    let app = spawn_app(common::demo_memory_store().await).await;
     app.command("check dana.deleted@acme.com", TEAM, "U0ASKER")
         .await;
     app.command("check ok.user@acme.com", TEAM, "U0ASKER").await;
@@ -769,7 +760,7 @@ fn hostile_bodies() -> Vec<Vec<u8>> {
 
 #[tokio::test]
 async fn signed_hostile_bodies_never_break_the_app() {
-    let app = spawn_app(demo_store().await).await;
+    let app = spawn_app(common::demo_memory_store().await).await;
     for path in ["/slack/commands", "/slack/interactions", "/slack/events"] {
         for body in hostile_bodies() {
             let ts = Utc::now().timestamp().to_string();

@@ -250,22 +250,7 @@ async fn the_digest_is_posted_once_per_period_and_only_when_the_rows_change() {
         DigestOutcome::Posted(Changes { new: rows, gone: 0 })
     );
     let calls = app.slack.calls();
-    assert_eq!(
-        targets(&calls),
-        vec![
-            "files.getUploadURLExternal",
-            "upload:F00000001",
-            "files.completeUploadExternal",
-            "chat.postMessage"
-        ]
-    );
-    assert_eq!(calls[2].body["channel_id"], "C0DIGEST");
-    assert_eq!(calls[3].body["channel"], "C0DIGEST");
-    assert!(
-        all_text(&calls[3].body).contains("First digest: every row is new."),
-        "{}",
-        calls[3].body
-    );
+    assert_first_digest_posted(&calls);
     // Next period, same rows: nothing is posted.
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(
@@ -295,11 +280,7 @@ async fn the_digest_is_posted_once_per_period_and_only_when_the_rows_change() {
 
 #[tokio::test]
 async fn the_app_with_a_digest_channel_posts_the_first_digest_by_itself() {
-    let store = Store::memory();
-    store
-        .publish(demo::snapshot(Utc::now()).unwrap())
-        .await
-        .unwrap();
+    let store = common::demo_memory_store().await;
     let slack = FakeSlack::start().await.unwrap();
     let mut config = TestApp::config(store, &slack);
     config.digest = Some(DigestSettings {
@@ -308,22 +289,7 @@ async fn the_app_with_a_digest_channel_posts_the_first_digest_by_itself() {
     });
     let app = TestApp::spawn(config, slack).await;
     let calls = app.calls(4).await;
-    assert_eq!(
-        targets(&calls),
-        vec![
-            "files.getUploadURLExternal",
-            "upload:F00000001",
-            "files.completeUploadExternal",
-            "chat.postMessage"
-        ]
-    );
-    assert_eq!(calls[2].body["channel_id"], "C0DIGEST");
-    assert_eq!(calls[3].body["channel"], "C0DIGEST");
-    assert!(
-        all_text(&calls[3].body).contains("First digest: every row is new."),
-        "{}",
-        calls[3].body
-    );
+    assert_first_digest_posted(&calls);
 }
 
 #[tokio::test]
@@ -343,4 +309,25 @@ async fn a_period_of_the_digest_is_run_by_one_replica_only() {
         DigestOutcome::NotOurTurn
     );
     assert_eq!(app.slack.calls().len(), 4);
+}
+
+/// The first digest's four calls: the CSV uploaded and shared, and the message saying every
+/// row is new, all in the digest channel.
+fn assert_first_digest_posted(calls: &[SlackCall]) {
+    assert_eq!(
+        targets(calls),
+        vec![
+            "files.getUploadURLExternal",
+            "upload:F00000001",
+            "files.completeUploadExternal",
+            "chat.postMessage"
+        ]
+    );
+    assert_eq!(calls[2].body["channel_id"], "C0DIGEST");
+    assert_eq!(calls[3].body["channel"], "C0DIGEST");
+    assert!(
+        all_text(&calls[3].body).contains("First digest: every row is new."),
+        "{}",
+        calls[3].body
+    );
 }

@@ -19,15 +19,6 @@ use crate::common;
 use common::app::TestApp;
 use common::{OwnRedis, free_port};
 
-async fn demo_store() -> Store {
-    let store = Store::memory();
-    store
-        .publish(demo::snapshot(Utc::now()).unwrap())
-        .await
-        .unwrap();
-    store
-}
-
 /// The app over Socket Mode: a workspace of its own, no admin, answering from `store`.
 fn config(slack: &FakeSlack, store: Store, socket_mode: SocketModeConfig) -> AppConfig {
     let mut config = TestApp::config(store, slack);
@@ -70,7 +61,11 @@ async fn connect_with(store: Store, socket_mode: SocketModeConfig) -> TestApp {
 /// Connected with the default pings: no missed pong on a busy machine, so the connection
 /// counts the tests assert are exact.
 async fn connect() -> TestApp {
-    connect_with(demo_store().await, SocketModeConfig::default()).await
+    connect_with(
+        common::demo_memory_store().await,
+        SocketModeConfig::default(),
+    )
+    .await
 }
 
 async fn wait_for(mut done: impl FnMut() -> bool) {
@@ -258,7 +253,7 @@ async fn twenty_envelopes_after_a_slow_command_are_all_acked_before_its_answer()
 #[tokio::test]
 async fn a_missed_pong_causes_a_reconnect() {
     crm_username::metrics::handle();
-    let app = connect_with(demo_store().await, quick()).await;
+    let app = connect_with(common::demo_memory_store().await, quick()).await;
     let slack = &app.slack;
     slack.socket_silence_all();
     // Both silent connections are replaced after their pong deadline passes.
@@ -331,7 +326,7 @@ async fn probes_report_socket_mode_down_longer_than_its_thresholds() {
         unhealthy_after: Duration::from_secs(5),
         ..quick()
     };
-    let app = connect_with(demo_store().await, config).await;
+    let app = connect_with(common::demo_memory_store().await, config).await;
     let health = &app.state.socket_mode;
     assert_eq!(health.not_ready(), None);
     assert_eq!(health.unhealthy(), None);

@@ -183,10 +183,11 @@ async fn salesforce_token_expiring_mid_run_is_reminted_once_and_the_run_complete
     assert_eq!(fake.requests(SalesforceEndpoint::Query), 6);
 }
 
-#[tokio::test]
-async fn salesforce_jwt_bearer_flow_gets_a_token_and_reads_data() {
+/// A fake Salesforce that verifies assertions with the public half of `app_certificate_key`,
+/// and a client of the JWT bearer flow signing with `TEST_ONLY_KEY`.
+async fn jwt_client(app_certificate_key: &str) -> (FakeSalesforce, SalesforceClient) {
     let settings = FakeSalesforceSettings {
-        jwt_public_key: rsa_public_key(TEST_ONLY_KEY),
+        jwt_public_key: rsa_public_key(app_certificate_key),
         ..FakeSalesforceSettings::default()
     };
     let fake = FakeSalesforce::start(&org(3), settings).await.unwrap();
@@ -196,6 +197,12 @@ async fn salesforce_jwt_bearer_flow_gets_a_token_and_reads_data() {
         private_key_pem: SecretString::from(TEST_ONLY_KEY.to_owned()),
     };
     let client = SalesforceClient::new(config).expect("key is read");
+    (fake, client)
+}
+
+#[tokio::test]
+async fn salesforce_jwt_bearer_flow_gets_a_token_and_reads_data() {
+    let (fake, client) = jwt_client(TEST_ONLY_KEY).await;
 
     assert_eq!(
         user_ids(&client).await.expect("query works"),
@@ -206,17 +213,7 @@ async fn salesforce_jwt_bearer_flow_gets_a_token_and_reads_data() {
 
 #[tokio::test]
 async fn a_jwt_assertion_signed_with_a_key_other_than_the_apps_certificate_is_refused() {
-    let settings = FakeSalesforceSettings {
-        jwt_public_key: rsa_public_key(OTHER_TEST_ONLY_KEY),
-        ..FakeSalesforceSettings::default()
-    };
-    let fake = FakeSalesforce::start(&org(3), settings).await.unwrap();
-    let mut config = client_credentials(&fake);
-    config.auth = SalesforceAuth::JwtBearer {
-        username: fake.settings().username.clone(),
-        private_key_pem: SecretString::from(TEST_ONLY_KEY.to_owned()),
-    };
-    let client = SalesforceClient::new(config).expect("key is read");
+    let (fake, client) = jwt_client(OTHER_TEST_ONLY_KEY).await;
 
     let error = client.fetch_org().await.expect_err("token is refused");
 

@@ -6,6 +6,16 @@ pub mod outcome;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+/// An in-process store holding the demo org, as of now.
+pub async fn demo_memory_store() -> crm_username::store::Store {
+    let store = crm_username::store::Store::memory();
+    store
+        .publish(crm_username::demo::snapshot(chrono::Utc::now()).unwrap())
+        .await
+        .unwrap();
+    store
+}
+
 pub fn redis_url() -> String {
     std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
 }
