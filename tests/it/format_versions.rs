@@ -62,11 +62,7 @@ async fn ask(store: &Store, text: &str) -> (Verdict, DateTime<Utc>) {
 }
 
 async fn redis() -> redis::aio::MultiplexedConnection {
-    redis::Client::open(common::redis_url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap()
+    common::connection().await
 }
 
 /// The TTL (ms) of every key under `pattern`.

@@ -25,10 +25,23 @@ pub fn prefix(test: &str) -> String {
     format!("test:{test}:{}:", std::process::id())
 }
 
+/// A connection to the tests' Redis for set-up and clean-up. Its response timeout is generous:
+/// a SCAN of a server other runs have filled, on a busy machine, can take longer than the
+/// client's default of half a second, and no test asserts on that time.
+pub async fn connection() -> redis::aio::MultiplexedConnection {
+    let config = redis::AsyncConnectionConfig::new()
+        .set_response_timeout(Some(std::time::Duration::from_secs(30)))
+        .set_connection_timeout(Some(std::time::Duration::from_secs(10)));
+    redis::Client::open(redis_url())
+        .unwrap()
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+        .unwrap()
+}
+
 /// Deletes every key under `prefix`.
 pub async fn clear_prefix(prefix: &str) {
-    let client = redis::Client::open(redis_url()).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let mut conn = connection().await;
     crm_username::store::unlink_matching(&mut conn, &format!("{prefix}*"))
         .await
         .unwrap();
@@ -36,8 +49,7 @@ pub async fn clear_prefix(prefix: &str) {
 
 /// How many keys match `pattern` under `prefix`.
 pub async fn count_keys(prefix: &str, pattern: &str) -> usize {
-    let client = redis::Client::open(redis_url()).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let mut conn = connection().await;
     let mut cursor: u64 = 0;
     let mut count = 0;
     loop {
