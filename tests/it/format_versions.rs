@@ -5,14 +5,16 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 
+use crm_username::app::AppData;
 use crm_username::check::check;
 use crm_username::demo;
 use crm_username::domain::{OrgSnapshot, Query, SfId, Verdict};
-use crm_username::fakes::{FakeUpstreams, Fault, Injection};
+use crm_username::fakes::{FakeSlack, FakeUpstreams, Fault, Injection};
 use crm_username::refresh::refresh_once;
 use crm_username::store::{FORMAT, FORMAT_TTL, RedisSettings, RedisStore, Store};
 
 use crate::common;
+use crate::common::app::{TEAM, TestApp};
 
 /// The format of the version being replaced, and of the one replacing it.
 const OLD: u32 = FORMAT;
@@ -208,5 +210,93 @@ async fn every_key_of_a_format_expires_and_each_refresh_renews_its_own_even_when
         (Verdict::Blocked, at(10))
     );
 
+    common::clear_prefix(&prefix).await;
+}
+
+/// One replica as `serve` runs it: the app on `store`, refreshing from `sources` by itself.
+async fn replica(store: Store, sources: crm_username::refresh::Sources) -> TestApp {
+    let slack = FakeSlack::start().await.unwrap();
+    let mut config = TestApp::config(store.clone(), &slack);
+    config.data = AppData::Cache {
+        store,
+        sources: Some(std::sync::Arc::new(sources)),
+    };
+    TestApp::spawn(config, slack).await
+}
+
+/// Waits (at most 60 s) until the replica's first refresh has published its data.
+async fn refreshed(app: &TestApp) {
+    let started = std::time::Instant::now();
+    while app.state.store.status().await.unwrap().data_as_of.is_none() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no refresh within 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The plain text of the replica's answer to `/crm-username check <query>`: in the
+/// acknowledgement, or through the `response_url` when the answer took longer.
+async fn answer(app: &TestApp, query: &str) -> String {
+    let before = app.slack.calls().len();
+    let ack = app
+        .command(&format!("check {query}"), TEAM, "U0ASKER")
+        .await;
+    assert_eq!(ack.status(), 200);
+    let ack: serde_json::Value = ack.json().await.unwrap();
+    let text = ack["text"].as_str().unwrap().to_owned();
+    if !text.starts_with("Checking") {
+        return text;
+    }
+    let calls = app.calls(before + 1).await;
+    calls[before].body["text"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_running_replicas_of_two_formats_refresh_by_themselves_and_answer_from_their_own_data()
+{
+    let prefix = common::prefix("format-replicas");
+    common::clear_prefix(&prefix).await;
+    let now = Utc::now();
+    let (old_org, new_org) = (org(now, false), org(now, true));
+    let old_upstreams = FakeUpstreams::start(&old_org).await.unwrap();
+    let new_upstreams = FakeUpstreams::start(&new_org).await.unwrap();
+    let old = replica(
+        instance(&prefix, OLD),
+        old_upstreams.sources(&old_org).unwrap(),
+    )
+    .await;
+    let new = replica(
+        instance(&prefix, NEW),
+        new_upstreams.sources(&new_org).unwrap(),
+    )
+    .await;
+    refreshed(&old).await;
+    refreshed(&new).await;
+
+    // Each replica read its own upstreams into its own namespace, and answers from it.
+    assert_eq!(
+        answer(&old, "nina.newhire@acme.com").await,
+        "Not found: nina.newhire@acme.com — No Salesforce user matches nina.newhire@acme.com"
+    );
+    assert_eq!(
+        answer(&new, "nina.newhire@acme.com").await,
+        "Clear: nina.newhire@acme.com"
+    );
+    assert!(
+        answer(&old, "sam.sales@acme.com")
+            .await
+            .starts_with("Blocked: sam.sales@acme.com"),
+    );
+    assert!(
+        answer(&new, "sam.sales@acme.com")
+            .await
+            .starts_with("Blocked: sam.sales@acme.com"),
+    );
+    assert!(common::count_keys(&format!("{prefix}v{OLD}:"), "gen:*:meta").await >= 1);
+    assert!(common::count_keys(&format!("{prefix}v{NEW}:"), "gen:*:meta").await >= 1);
+
+    drop((old, new));
     common::clear_prefix(&prefix).await;
 }
