@@ -1,5 +1,5 @@
 //! The Slack side: HTTP routes with request verification, the slash command, buttons,
-//! mentions in threads, and calls back to Slack.
+//! the message shortcut, mentions in threads, and calls back to Slack.
 
 pub mod audit;
 mod commands;
@@ -8,6 +8,7 @@ mod events;
 pub mod home;
 mod interactions;
 pub mod manifest;
+pub mod shortcut;
 pub mod signature;
 pub mod socket_mode;
 pub mod web_api;
