@@ -26,6 +26,9 @@ use chrono::Utc;
 use secrecy::SecretString;
 
 use crate::state::AppState;
+// The playground's tests read their payloads as the bot does.
+#[cfg(all(test, feature = "demo"))]
+pub(crate) use interactions::read_interaction;
 pub use web_api::{SlackApiError, SlackWebApi};
 
 /// Slack never sends more for these endpoints; anything larger is refused unread.
