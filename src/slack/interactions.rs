@@ -35,15 +35,19 @@ pub async fn handle(State(state): State<AppState>, body: Bytes) -> Response {
 }
 
 /// An interaction payload, typed by slack-morphism; `None` for one it cannot read. A message
-/// shortcut carries the whole message, and only its text is used: its blocks, attachments and
-/// files are dropped first, so that a block kind slack-morphism does not know (Slack adds
-/// them) cannot make the shortcut fail.
+/// shortcut carries the whole message, and only its text, `ts`, `thread_ts` and channel are
+/// used: the rest (blocks, attachments, files, subtype, profiles) is dropped first, so that a
+/// block kind or message subtype slack-morphism does not know (Slack adds them) cannot make
+/// the shortcut fail.
 pub(crate) fn read_interaction(mut payload: Value) -> Option<SlackInteractionEvent> {
     if payload["type"] == "message_action" {
         if let Some(message) = payload["message"].as_object_mut() {
-            for field in ["blocks", "attachments", "files"] {
-                message.remove(field);
-            }
+            message.retain(|field, _| {
+                matches!(
+                    field.as_str(),
+                    "type" | "ts" | "thread_ts" | "text" | "user" | "channel" | "team"
+                )
+            });
         }
     }
     match serde_json::from_value(payload) {

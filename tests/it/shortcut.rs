@@ -27,7 +27,7 @@ async fn spawn_app() -> TestApp {
 
 /// Slack's payload for the shortcut used on a message in `channel` (a reply in the thread of
 /// `thread_ts` when given), its `response_url` on the fake (`response_url:sc`). The message
-/// carries blocks as Slack's do, one of a kind no library knows yet.
+/// carries blocks as Slack's do, one of a kind no library knows yet, and a new subtype.
 fn shortcut_payload(app: &TestApp, channel: &str, text: &str, thread_ts: Option<&str>) -> Value {
     let ts = if thread_ts.is_some() {
         "1700000000.000900"
@@ -36,6 +36,7 @@ fn shortcut_payload(app: &TestApp, channel: &str, text: &str, thread_ts: Option<
     };
     let mut message = json!({
         "type": "message", "user": "U0ASKER", "ts": ts, "text": text, "team": TEAM,
+        "subtype": "a_subtype_from_the_future", "edited": {"user": "U0ASKER", "ts": ts, "extra": 1},
         "blocks": [
             {"type": "rich_text", "block_id": "b1", "elements": [{"type": "rich_text_section", "elements": [{"type": "text", "text": text}]}]},
             {"type": "a_block_kind_from_the_future", "block_id": "b2"}
