@@ -3,7 +3,7 @@
 usage: check_manifests.py RENDERED_K8S_YAML
 
 Checks that the Slack app manifests, the rendered Kubernetes base, the Dockerfile and the Rust
-sources agree on what docs/reference.md fixes: the command, the /slack/* routes, the bot scopes and
+sources agree on what docs/reference.md fixes: the command, the message shortcut, the /slack/* routes, the bot scopes and
 events, the Home tab, the port, the probes and the non-root user. Prints one line per check;
 exits 1 if one failed. Routes missing from src/ are reported but fail only with
 CHECK_MANIFESTS_REQUIRE_ROUTES=1 (while `serve` is being written).
@@ -20,6 +20,7 @@ import yaml
 COMMAND = "/crm-username"
 SCOPES = {"commands", "chat:write", "app_mentions:read", "files:write", "im:write"}
 EVENTS = ["app_mention", "app_home_opened"]
+SHORTCUT = {"type": "message", "callback_id": "check_crm_username"}
 SLACK_ROUTES = {
     "slash command": "/slack/commands",
     "interactivity": "/slack/interactions",
@@ -58,6 +59,13 @@ def slack_manifest(path, socket_mode):
     command = commands[0] if commands else {}
     check(bool(command.get("description")) and bool(command.get("usage_hint")),
           f"{COMMAND} has a description and a usage_hint")
+
+    shortcuts = [s for s in features.get("shortcuts") or []
+                 if all(s.get(k) == v for k, v in SHORTCUT.items())]
+    check(len(shortcuts) == 1 and bool(shortcuts[0].get("name"))
+          and bool(shortcuts[0].get("description")),
+          f"one message shortcut {SHORTCUT['callback_id']} with a name and a description",
+          f"found {features.get('shortcuts')}")
 
     scopes = (app.get("oauth_config") or {}).get("scopes") or {}
     bot_scopes = scopes.get("bot") or []

@@ -9,7 +9,7 @@ use serde_json::Value;
 use tokio_util::task::TaskTracker;
 
 use crate::check::CheckError;
-use crate::domain::Query;
+use crate::domain::{Diagnosis, Query};
 use crate::refresh::Sources;
 use crate::render;
 use crate::slack::{SlackSettings, home, socket_mode};
@@ -70,6 +70,15 @@ impl AppState {
 
     /// The diagnosis of a query as a Slack message, whatever happens.
     pub async fn answer(&self, query: &Query, recheck: bool) -> Value {
+        match self.diagnose(query, recheck).await {
+            Ok(diagnosis) => render::blocks(&diagnosis),
+            Err(message) => message,
+        }
+    }
+
+    /// The diagnosis of a query, or the Slack message that says why there is none (data
+    /// loading or unavailable, unknown target).
+    pub async fn diagnose(&self, query: &Query, recheck: bool) -> Result<Diagnosis, Value> {
         let outcome = match (&self.sources, recheck) {
             (Some(sources), true) => {
                 crate::refresh::recheck(sources, &self.store, query, Utc::now()).await
@@ -85,7 +94,7 @@ impl AppState {
                 };
                 match diagnosed {
                     Err(CheckError::Store(StoreError::NoSnapshot)) => {
-                        return render::loading_message(self.started_at);
+                        return Err(render::loading_message(self.started_at));
                     }
                     outcome => outcome,
                 }
@@ -98,16 +107,16 @@ impl AppState {
                     .last_data_as_of
                     .lock()
                     .unwrap_or_else(|e| e.into_inner()) = Some(diagnosis.data_as_of);
-                render::blocks(&diagnosis)
+                Ok(diagnosis)
             }
-            Err(CheckError::Target(target)) => render::error_message(&target.to_string()),
+            Err(CheckError::Target(target)) => Err(render::error_message(&target.to_string())),
             Err(problem) => {
                 tracing::warn!(error = %problem, "a diagnosis could not be made");
                 let since = *self
                     .last_data_as_of
                     .lock()
                     .unwrap_or_else(|e| e.into_inner());
-                render::unavailable_message(&problem.to_string(), since)
+                Err(render::unavailable_message(&problem.to_string(), since))
             }
         }
     }

@@ -3,6 +3,7 @@
 mod account_engagement;
 mod business_unit;
 mod finding;
+mod message_addresses;
 mod org;
 mod query;
 mod salesforce;
@@ -15,6 +16,7 @@ pub use business_unit::{
     UserManagement,
 };
 pub use finding::*;
+pub use message_addresses::{MAX_MESSAGE_ADDRESSES, MAX_SCANNED_BYTES, message_addresses};
 pub use org::{NameMatch, Org, SearchResult, name_key, name_match};
 pub use query::{Query, QueryError, Subject, TargetRef};
 pub use salesforce::{

@@ -97,7 +97,8 @@ struct SlackState {
     /// File id -> the length announced by `files.getUploadURLExternal`, and the length
     /// received at the upload URL.
     uploads: Mutex<std::collections::HashMap<String, (usize, Option<usize>)>>,
-    /// Channels the bot is not a member of: sharing a file there fails with `not_in_channel`.
+    /// Channels the bot is not a member of: posting or sharing a file there fails with
+    /// `not_in_channel`.
     not_in_channel: Mutex<Vec<String>>,
     /// The bot scopes `auth.test` reports in `x-oauth-scopes`; `None`: the manifest's.
     scopes: Mutex<Option<Vec<String>>>,
@@ -311,8 +312,8 @@ impl FakeSlack {
         lock(&self.state.timeline).clone()
     }
 
-    /// Sharing a file in `channel` fails with `not_in_channel`, as for a channel the bot has
-    /// not joined.
+    /// Posting a message or sharing a file in `channel` fails with `not_in_channel`, as for a
+    /// channel the bot has not joined.
     pub fn not_in_channel(&self, channel: &str) {
         lock(&self.state.not_in_channel).push(channel.to_owned());
     }
@@ -383,10 +384,13 @@ async fn post_message(
     if let Some(refused) = refuse_token(&state, &headers) {
         return refused;
     }
+    let channel = body["channel"].as_str().unwrap_or_default();
+    let outsider = lock(&state.not_in_channel).iter().any(|c| c == channel);
     let response = match (
         web_api_call(&state, "chat.postMessage", headers, body.clone()),
         &state.workspace,
     ) {
+        (None, _) if outsider => slack_error("not_in_channel"),
         (None, Some(workspace)) => match workspace.post_message(&body) {
             Ok(ts) => {
                 Json(json!({"ok": true, "channel": body["channel"], "ts": ts})).into_response()

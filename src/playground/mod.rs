@@ -2,8 +2,8 @@
 //! type in Slack and sees the bot's reply drawn close to Slack's look, buttons included.
 //!
 //! The page never calls the bot's handlers directly. The playground builds the exact requests
-//! Slack would send (a slash command form, a `payload=` block_actions form, an `app_mention`
-//! event), signs them with a secret of its own, and passes them through the same router and
+//! Slack would send (a slash command form, a `payload=` block_actions or message_action form,
+//! an `app_mention` event), signs them with a secret of its own, and passes them through the same router and
 //! middleware as Slack's requests (`server::router`, signature check first). Its bot talks back
 //! to the Slack fake ([`FakeSlack`], the same one the tests use) on a loopback port of its own:
 //! `response_url`s and the Web API (`chat.postMessage`, the file upload flow) land there, and
@@ -112,6 +112,7 @@ impl Playground {
             .route("/playground/api/messages", get(messages))
             .route("/playground/api/say", post(say))
             .route("/playground/api/click", post(click))
+            .route("/playground/api/shortcut", post(shortcut))
             .layer(DefaultBodyLimit::max(16 * 1024))
             .with_state(self.clone())
     }
@@ -232,6 +233,43 @@ impl Playground {
         }
     }
 
+    /// A plain message in the channel (a ticket, say): nothing is sent to the bot until someone
+    /// uses a shortcut on it.
+    fn post(&self, text: &str) {
+        self.workspace.push(
+            Author::Person,
+            escape_mrkdwn(text),
+            None,
+            false,
+            None,
+            false,
+        );
+    }
+
+    /// The "Check CRM username" message shortcut used on a message of the channel, as Slack
+    /// reports it (`message_action`); its `response_url` answers next to that message.
+    async fn shortcut(&self, message_id: u64) -> Result<(), &'static str> {
+        let message = self
+            .workspace
+            .get(message_id)
+            .filter(|m| !m.ephemeral && m.author != Author::Playground)
+            .ok_or("there is no message with a shortcut menu there")?;
+        let payload = message_action(&message, &self.response_url(message.id));
+        let form = serde_urlencoded::to_string([("payload", payload.to_string())])
+            .map_err(|_| "the shortcut could not be encoded")?;
+        let (status, body) = self
+            .send_signed(
+                "/slack/interactions",
+                "application/x-www-form-urlencoded",
+                form,
+            )
+            .await;
+        if status != StatusCode::OK {
+            self.note_failure("message shortcut", status, &body);
+        }
+        Ok(())
+    }
+
     /// A click on a button of a bot message, as Slack reports it (URL buttons too).
     async fn click(&self, click: &Click) -> Result<(), &'static str> {
         let message = self
@@ -269,6 +307,42 @@ fn trigger_id() -> String {
         std::process::id(),
         uuid::Uuid::new_v4().simple()
     )
+}
+
+/// The `message_action` payload Slack sends when the "Check CRM username" shortcut is used on
+/// `message`.
+fn message_action(message: &workspace::Message, response_url: &str) -> Value {
+    let user = match message.author {
+        Author::Bot => BOT_USER_ID,
+        _ => USER_ID,
+    };
+    let mut the_message = json!({
+        "type": "message",
+        "user": user,
+        "ts": message.ts,
+        "text": message.text,
+        "team": TEAM_ID,
+    });
+    if let Some(thread_ts) = &message.thread_ts {
+        the_message["thread_ts"] = json!(thread_ts);
+    }
+    if let Some(blocks) = &message.blocks {
+        the_message["blocks"] = blocks.clone();
+    }
+    json!({
+        "type": "message_action",
+        "token": "playground",
+        "action_ts": format!("{}.000000", Utc::now().timestamp()),
+        "team": {"id": TEAM_ID, "domain": "playground"},
+        "user": {"id": USER_ID, "username": "you", "name": "you", "team_id": TEAM_ID},
+        "channel": {"id": CHANNEL_ID, "name": "playground"},
+        "is_enterprise_install": false,
+        "callback_id": crate::slack::shortcut::CALLBACK_ID,
+        "trigger_id": trigger_id(),
+        "message_ts": message.ts,
+        "message": the_message,
+        "response_url": response_url,
+    })
 }
 
 /// The `block_actions` payload Slack sends for a click on the button at `block` (its
@@ -382,11 +456,13 @@ struct Said {
     text: String,
 }
 
-/// What a person typed: a command for `/crm-username`, or a message mentioning the bot.
+/// What a person typed: a command for `/crm-username`, a message mentioning the bot, or a
+/// plain message (`ticket: …`, for the message shortcut).
 #[derive(Debug, PartialEq, Eq)]
 enum Typed<'a> {
     Command(&'a str),
     Mention(&'a str),
+    Ticket(&'a str),
     OtherCommand(&'a str),
 }
 
@@ -401,6 +477,8 @@ fn interpret(text: &str) -> Typed<'_> {
     };
     if let Some(rest) = after("@crm-username") {
         Typed::Mention(rest)
+    } else if let Some(rest) = after("ticket:") {
+        Typed::Ticket(rest)
     } else if let Some(rest) = after(COMMAND) {
         Typed::Command(rest)
     } else if text.starts_with('/') {
@@ -425,6 +503,8 @@ async fn say(State(playground): State<Arc<Playground>>, Json(said): Json<Said>) 
     match interpret(text) {
         Typed::Command(rest) => playground.command(rest).await,
         Typed::Mention(rest) => playground.mention(rest).await,
+        Typed::Ticket(rest) if !rest.is_empty() => playground.post(text),
+        Typed::Ticket(_) => return bad_request("Type the ticket after `ticket:`."),
         Typed::OtherCommand(name) => {
             playground.workspace.note(escape_mrkdwn(&format!(
                 "{name} is not a command here: try `{COMMAND} check …` or `@crm-username check …`."
@@ -444,6 +524,21 @@ struct Click {
 
 async fn click(State(playground): State<Arc<Playground>>, Json(click): Json<Click>) -> Response {
     match playground.click(&click).await {
+        Ok(()) => Json(json!({"version": playground.workspace.version()})).into_response(),
+        Err(problem) => bad_request(problem),
+    }
+}
+
+#[derive(Deserialize)]
+struct Shortcut {
+    message_id: u64,
+}
+
+async fn shortcut(
+    State(playground): State<Arc<Playground>>,
+    Json(shortcut): Json<Shortcut>,
+) -> Response {
+    match playground.shortcut(shortcut.message_id).await {
         Ok(()) => Json(json!({"version": playground.workspace.version()})).into_response(),
         Err(problem) => bad_request(problem),
     }
@@ -470,6 +565,10 @@ mod tests {
             Typed::OtherCommand("/crm-usernames")
         );
         assert_eq!(interpret("/giphy cat"), Typed::OtherCommand("/giphy"));
+        assert_eq!(
+            interpret("Ticket: jane@acme.com is missing"),
+            Typed::Ticket("jane@acme.com is missing")
+        );
         assert_eq!(
             interpret("@crm-usernamex"),
             Typed::Command("@crm-usernamex")
@@ -519,6 +618,22 @@ mod tests {
                 "http://127.0.0.1:1/response/7"
             );
         }
+    }
+
+    #[test]
+    fn a_shortcut_becomes_the_message_action_payload_slack_sends_and_the_bot_reads_it() {
+        let mut message = bot_message(false);
+        message.thread_ts = Some("1700000000.000001".into());
+        let payload = message_action(&message, "http://127.0.0.1:1/response/7");
+        let payload = crate::slack::read_interaction(payload);
+        let Some(SlackInteractionEvent::MessageAction(event)) = payload else {
+            panic!("not read as message_action");
+        };
+        assert_eq!(event.callback_id.as_ref(), "check_crm_username");
+        let read = event.message.unwrap();
+        assert_eq!(read.origin.ts.as_ref(), "1700000000.000007");
+        assert_eq!(read.origin.thread_ts.unwrap().as_ref(), "1700000000.000001");
+        assert_eq!(read.content.text.as_deref(), Some(message.text.as_str()));
     }
 
     #[test]

@@ -134,7 +134,8 @@ fn on_mention(state: &AppState, mention: &SlackAppMentionEvent) {
             },
             _ => render::help_message("@crm-username"),
         };
-        let mut message = message;
+        // A thread is already public: no "Share in channel" button.
+        let mut message = render::slack::in_thread(message);
         message["channel"] = json!(channel);
         message["thread_ts"] = json!(thread_ts);
         if let Err(err) = state2.slack.web.post_message(&message).await {

@@ -1,4 +1,4 @@
-//! Button clicks. URL buttons only need the acknowledgement. Values are untrusted: each is
+//! Button clicks and the message shortcut (`shortcut.rs`). URL buttons only need the acknowledgement. Values are untrusted: each is
 //! parsed again as a query, and ids are looked up again, never taken on trust.
 
 use axum::body::Bytes;
@@ -6,10 +6,11 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
+use serde_json::Value;
 use slack_morphism::prelude::SlackInteractionEvent;
 
 use super::audit::{ReplyTo, start_audit};
-use super::{form, home, malformed_form};
+use super::{form, home, malformed_form, shortcut};
 use crate::domain::{Query, Subject};
 use crate::render;
 use crate::state::AppState;
@@ -23,8 +24,9 @@ pub async fn handle(State(state): State<AppState>, body: Bytes) -> Response {
     let Some(payload) = form::<InteractionForm>(&body) else {
         return malformed_form();
     };
-    match serde_json::from_str(&payload.payload) {
-        Ok(event) => on_interaction(&state, event),
+    match serde_json::from_str(&payload.payload).map(read_interaction) {
+        Ok(Some(event)) => on_interaction(&state, event),
+        Ok(None) => {}
         Err(err) => {
             tracing::warn!(error = %err, "an interaction payload could not be read; ignored")
         }
@@ -32,11 +34,40 @@ pub async fn handle(State(state): State<AppState>, body: Bytes) -> Response {
     StatusCode::OK.into_response()
 }
 
+/// An interaction payload, typed by slack-morphism; `None` for one it cannot read. A message
+/// shortcut carries the whole message, and only its text, `ts`, `thread_ts` and channel are
+/// used: the rest (blocks, attachments, files, subtype, profiles) is dropped first, so that a
+/// block kind or message subtype slack-morphism does not know (Slack adds them) cannot make
+/// the shortcut fail.
+pub(crate) fn read_interaction(mut payload: Value) -> Option<SlackInteractionEvent> {
+    if payload["type"] == "message_action" {
+        if let Some(message) = payload["message"].as_object_mut() {
+            message.retain(|field, _| {
+                matches!(
+                    field.as_str(),
+                    "type" | "ts" | "thread_ts" | "text" | "user" | "channel" | "team"
+                )
+            });
+        }
+    }
+    match serde_json::from_value(payload) {
+        Ok(event) => Some(event),
+        Err(err) => {
+            tracing::warn!(error = %err, "an interaction payload could not be read; ignored");
+            None
+        }
+    }
+}
+
 /// Starts the work a click asks for; the click itself is acknowledged by the caller.
 pub(crate) fn on_interaction(state: &AppState, event: SlackInteractionEvent) {
-    // Other interaction types are not used by this app.
-    let SlackInteractionEvent::BlockActions(event) = event else {
-        return;
+    let event = match event {
+        SlackInteractionEvent::BlockActions(event) => event,
+        SlackInteractionEvent::MessageAction(event) => {
+            return shortcut::on_message_action(state, event);
+        }
+        // Other interaction types are not used by this app.
+        _ => return,
     };
     if !state.team_allowed(event.team.id.as_ref()) {
         return;
@@ -99,6 +130,20 @@ pub(crate) fn on_interaction(state: &AppState, event: SlackInteractionEvent) {
             let state2 = state.clone();
             state.respond_later(response_url, async move {
                 render::as_response(state2.answer(&query, false).await, false, Some(true))
+            });
+        }
+        render::slack::PICK_ADDRESS => {
+            // An address of the shortcut's summary: a login or a user id, checked again. The
+            // answer is the clicker's; the summary stays in the thread for everyone.
+            let Ok(query) = Query::parse(&value) else {
+                return;
+            };
+            if matches!(query.subject, Subject::Name(_)) || query.target.is_some() {
+                return;
+            }
+            let state2 = state.clone();
+            state.respond_later(response_url, async move {
+                render::as_response(state2.answer(&query, false).await, false, Some(false))
             });
         }
         _ => {}

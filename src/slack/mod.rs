@@ -1,5 +1,5 @@
 //! The Slack side: HTTP routes with request verification, the slash command, buttons,
-//! mentions in threads, and calls back to Slack.
+//! the message shortcut, mentions in threads, and calls back to Slack.
 
 pub mod audit;
 mod commands;
@@ -8,6 +8,7 @@ mod events;
 pub mod home;
 mod interactions;
 pub mod manifest;
+pub mod shortcut;
 pub mod signature;
 pub mod socket_mode;
 pub mod web_api;
@@ -25,6 +26,9 @@ use chrono::Utc;
 use secrecy::SecretString;
 
 use crate::state::AppState;
+// The playground's tests read their payloads as the bot does.
+#[cfg(all(test, feature = "demo"))]
+pub(crate) use interactions::read_interaction;
 pub use web_api::{SlackApiError, SlackWebApi};
 
 /// Slack never sends more for these endpoints; anything larger is refused unread.

@@ -25,7 +25,7 @@ use futures_util::{SinkExt, StreamExt};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use slack_morphism::prelude::{SlackCommandEvent, SlackInteractionEvent, SlackPushEvent};
+use slack_morphism::prelude::{SlackCommandEvent, SlackPushEvent};
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
@@ -420,7 +420,7 @@ async fn deadline(at: Option<tokio::time::Instant>) {
 /// A Socket Mode frame: read first on its own, so that every envelope, of a type this app
 /// knows or not, is acknowledged (Slack would deliver it again otherwise); its payload is
 /// typed second, with slack-morphism's types ([`SlackCommandEvent`],
-/// [`SlackInteractionEvent`], [`SlackPushEvent`]), and ignored when it does not fit them.
+/// `SlackInteractionEvent`, [`SlackPushEvent`]), and ignored when it does not fit them.
 ///
 /// Our own struct for the envelope: slack-morphism's `SlackSocketModeEvent` is not reachable
 /// from outside the crate (2.31: its `models::socket_mode` module is shadowed by the
@@ -464,7 +464,7 @@ fn dispatch(client: &Arc<Client>, envelope: Envelope, ack: &mpsc::UnboundedSende
         }
         "interactive" => {
             let _ = ack.send(bare_ack);
-            if let Ok(event) = serde_json::from_value::<SlackInteractionEvent>(envelope.payload) {
+            if let Some(event) = interactions::read_interaction(envelope.payload) {
                 interactions::on_interaction(&state, event);
             }
         }

@@ -7,7 +7,9 @@ use proptest::prelude::*;
 
 use crm_username::config::business_units;
 use crm_username::diagnose::diagnose;
-use crm_username::domain::{Org, OrgSnapshot, Query};
+use crm_username::domain::{
+    MAX_MESSAGE_ADDRESSES, Org, OrgSnapshot, Query, Subject, message_addresses,
+};
 use crm_username::{demo, render};
 
 fn config() -> ProptestConfig {
@@ -57,6 +59,19 @@ proptest! {
         if let Ok(query) = Query::parse(&text) {
             prop_assert!(query.text.chars().count() <= 2 * 200 + 5);
             prop_assert!(!query.text.chars().any(|c| c.is_control()));
+        }
+    }
+
+    #[test]
+    fn a_messages_addresses_are_at_most_five_plain_logins_or_user_ids(text in hostile_text()) {
+        let found = message_addresses(&text);
+        prop_assert!(found.len() <= MAX_MESSAGE_ADDRESSES);
+        for query in found {
+            prop_assert!(matches!(query.subject, Subject::Login(_) | Subject::Id(_)));
+            prop_assert!(query.target.is_none());
+            // Nothing Slack reads as markup, mentions or formatting survives into an address.
+            prop_assert!(!query.text.contains(['<', '>', '&', '|', '*', '~', '`', ' ']), "{}", query.text);
+            prop_assert!(!query.text.chars().any(|c| c.is_control() || !c.is_ascii()));
         }
     }
 

@@ -22,6 +22,7 @@ mod refresh;
 mod render;
 mod salesforce_auth;
 mod schemas;
+mod shortcut;
 mod slack;
 mod slack_audit;
 mod snapshot_file;

@@ -425,3 +425,29 @@ async fn serve_in_socket_mode_needs_no_signing_secret_and_is_ready_only_once_con
     .await;
     wait_for(|| acked(&slack) == ["env-help"]).await;
 }
+
+#[tokio::test]
+async fn the_message_shortcut_is_acked_and_answered_in_the_messages_thread() {
+    let app = connect().await;
+    let slack = &app.slack;
+    let shortcut = json!({
+        "envelope_id": "env-shortcut", "type": "interactive", "accepts_response_payload": false,
+        "payload": {"type": "message_action", "team": {"id": "T0TEAM", "domain": "acme"},
+                    "user": {"id": "U0ASKER", "team_id": "T0TEAM"}, "channel": {"id": "C0CHAN", "name": "support"},
+                    "callback_id": "check_crm_username", "trigger_id": "1.2.3", "message_ts": "1.2",
+                    "message": {"type": "message", "user": "U0ASKER", "ts": "1.2", "thread_ts": "1.1",
+                                "text": "<mailto:old.timer@acme.com|old.timer@acme.com> is missing"},
+                    "response_url": slack.response_url("shortcut")}
+    });
+    send(slack, shortcut).await;
+    wait_for(|| !slack.calls().is_empty()).await;
+    assert_eq!(acked(slack), ["env-shortcut"]);
+    let calls = slack.calls();
+    assert_eq!(calls[0].target, "chat.postMessage");
+    assert_eq!(calls[0].body["channel"], "C0CHAN");
+    assert_eq!(calls[0].body["thread_ts"], "1.1");
+    assert_eq!(
+        calls[0].body["blocks"][0]["text"]["text"],
+        "Blocked: old.timer@acme.com"
+    );
+}

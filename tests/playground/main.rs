@@ -2,6 +2,8 @@
 //! mode; what is typed goes through the signed Slack routes; and in headless Chromium a person
 //! types a check, sees the `reserved_by_email` finding with its buttons, clicks re-check and
 //! sees the reply replaced. A screenshot of that is checked and kept in the target directory.
+//! Another person posts a ticket, opens its "…" menu, picks "Check CRM username" and sees the
+//! answer in the ticket's thread.
 #![cfg(feature = "demo")]
 
 #[path = "../it/common/mod.rs"]
@@ -602,4 +604,160 @@ async fn an_audit_in_the_playground_shares_its_csv_in_the_channel_and_replaces_a
         !texts.iter().any(|t| t.starts_with("Auditing")),
         "{texts:#?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tickets_message_shortcut_is_answered_in_its_thread() {
+    let (_running, base) = serve_demo();
+    let http = http();
+    say(
+        &http,
+        &base,
+        "ticket: old.timer@acme.com and sam.sales@acme.com cannot be picked",
+    )
+    .await;
+    let messages = messages_until(&http, &base, "the ticket", |m| m.len() == 1).await;
+    let ticket = &messages[0];
+    assert_eq!(
+        (ticket["author"].as_str(), ticket["ephemeral"].as_bool()),
+        (Some("person"), Some(false))
+    );
+    let response = http
+        .post(format!("{base}playground/api/shortcut"))
+        .json(&json!({"message_id": ticket["id"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let messages =
+        messages_until(&http, &base, "the summary in the thread", |m| m.len() == 2).await;
+    let summary = &messages[1];
+    assert_eq!(summary["thread_ts"], ticket["ts"]);
+    assert_eq!(summary["ephemeral"], false);
+    assert_eq!(block_ids(summary), ["addresses", "address:0", "address:1"]);
+    // No shortcut on what only one person sees.
+    say(&http, &base, "check alex").await;
+    let messages = messages_until(&http, &base, "the ephemeral answer", |m| m.len() == 4).await;
+    let refused = http
+        .post(format!("{base}playground/api/shortcut"))
+        .json(&json!({"message_id": messages[3]["id"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_chromium_the_message_shortcut_on_a_ticket_shows_the_answer_in_its_thread() {
+    let (_running, base) = serve_demo();
+    let browser = chromium::Chromium::launch(VIEWPORT.0, VIEWPORT.1);
+    let mut page = cdp::Page::connect(&browser.page_socket_url().await).await;
+    let (width, height) = VIEWPORT;
+    page.call(
+        "Emulation.setDeviceMetricsOverride",
+        json!({"width": width, "height": height, "deviceScaleFactor": 1, "mobile": false}),
+    )
+    .await
+    .unwrap();
+    page.call("Page.navigate", json!({"url": base}))
+        .await
+        .unwrap();
+    page.wait_for(
+        "the page to load",
+        WAIT,
+        "document.readyState === 'complete' && document.body.dataset.version !== undefined",
+        |v| (v == &json!(true)).then_some(()),
+    )
+    .await;
+    page.eval("document.getElementById('input').focus()").await;
+    page.type_text("ticket: old.timer@acme.com cannot be picked in the dropdown")
+        .await;
+    page.press_enter().await;
+    let ticket = page
+        .wait_for(
+            "the ticket to show",
+            WAIT,
+            r#"(() => { const m = document.querySelector('#messages .message[data-author="person"]'); return m ? m.dataset.messageId : null; })()"#,
+            |v| v.as_str().map(str::to_owned),
+        )
+        .await;
+
+    // The "…" menu, then "Check CRM username", clicked with the mouse where they are drawn.
+    let center_of = |selector: String| {
+        format!(
+            "(() => {{ const b = document.querySelector('{selector}'); if (!b) return null;
+                b.scrollIntoView({{block: 'center'}}); const r = b.getBoundingClientRect();
+                return [r.x + r.width / 2, r.y + r.height / 2]; }})()"
+        )
+    };
+    let message = format!(".message[data-message-id=\"{ticket}\"]");
+    let more = page
+        .wait_for(
+            "the … button",
+            WAIT,
+            &center_of(format!("{message} > .more-actions")),
+            |v| v.as_array().cloned(),
+        )
+        .await;
+    page.click_at(more[0].as_f64().unwrap(), more[1].as_f64().unwrap())
+        .await;
+    let item = page
+        .wait_for(
+            "the shortcut menu",
+            WAIT,
+            &center_of(format!(
+                "{message} > .shortcut-menu button[data-callback-id=\"check_crm_username\"]"
+            )),
+            |v| v.as_array().cloned(),
+        )
+        .await;
+    assert_eq!(
+        page.eval(&format!(
+            "document.querySelector('{message} > .shortcut-menu button').textContent"
+        ))
+        .await,
+        "Check CRM username"
+    );
+    page.click_at(item[0].as_f64().unwrap(), item[1].as_f64().unwrap())
+        .await;
+
+    // The answer arrives in the ticket's thread, for everyone, without "Share in channel".
+    let reply = page
+        .wait_for(
+            "the answer in the ticket's thread",
+            WAIT,
+            &format!(
+                r#"(() => {{ const r = document.querySelector('{message} .thread .message[data-author="bot"]');
+                    if (!r) return null;
+                    return JSON.stringify({{ header: (r.querySelector('.block-header') || {{}}).textContent || null,
+                      ephemeral: r.dataset.ephemeral,
+                      buttons: [...r.querySelectorAll('button.bk-button')].map(b => b.dataset.actionId) }}); }})()"#
+            ),
+            |v| {
+                v.as_str()
+                    .and_then(|s| serde_json::from_str::<Value>(s).ok())
+            },
+        )
+        .await;
+    assert_eq!(reply["header"], "Blocked: old.timer@acme.com");
+    assert_eq!(reply["ephemeral"], "false");
+    let buttons: Vec<&str> = reply["buttons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(buttons.contains(&"recheck"), "{buttons:?}");
+    assert!(!buttons.contains(&"share"), "{buttons:?}");
+
+    // The picture of it, kept for people to look at (docs/shortcut.png is one).
+    page.eval("document.activeElement && document.activeElement.blur()")
+        .await;
+    page.eval(&format!(
+        "document.querySelector('{message}').scrollIntoView({{block: 'start'}})"
+    ))
+    .await;
+    let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("playground-shortcut.png");
+    std::fs::write(&out, page.screenshot().await).unwrap();
+    eprintln!("screenshot: {}", out.display());
 }

@@ -18,11 +18,11 @@ const MAX_URL: usize = 3_000;
 const MAX_FALLBACK: usize = 3_000;
 
 /// A value from a person or CRM data, ready for mrkdwn.
-fn v(text: &str) -> String {
+pub(super) fn v(text: &str) -> String {
     escape_mrkdwn(&strip_invisible(text))
 }
 
-fn mrkdwn_section(block_id: Option<String>, text: String) -> Value {
+pub(super) fn mrkdwn_section(block_id: Option<String>, text: String) -> Value {
     let mut block = json!({
         "type": "section",
         "text": {"type": "mrkdwn", "text": truncate(&text, MAX_SECTION)},
@@ -33,7 +33,12 @@ fn mrkdwn_section(block_id: Option<String>, text: String) -> Value {
     block
 }
 
-fn button(action_id: &str, label: &str, value: Option<&str>, url: Option<&str>) -> Value {
+pub(super) fn button(
+    action_id: &str,
+    label: &str,
+    value: Option<&str>,
+    url: Option<&str>,
+) -> Value {
     let mut b = json!({
         "type": "button",
         "action_id": action_id,
@@ -56,7 +61,7 @@ fn severity_emoji(s: Severity) -> &'static str {
     }
 }
 
-fn headline(d: &Diagnosis) -> (&'static str, &'static str) {
+pub(super) fn headline(d: &Diagnosis) -> (&'static str, &'static str) {
     match d.verdict {
         Verdict::Blocked => (":no_entry:", "Blocked"),
         Verdict::Clear => (":white_check_mark:", "Clear"),

@@ -13,6 +13,7 @@ mod audit;
 mod blocks;
 mod home;
 mod messages;
+mod shortcut;
 
 pub use audit::{audit_progress_message, audit_summary_message};
 pub use blocks::{MAX_BLOCKS, MAX_DETAILED_FINDINGS, blocks, error_message};
@@ -24,3 +25,4 @@ pub use messages::{
     as_response, help_message, loading_message, plain_message, shared_by, status_message,
     unavailable_message,
 };
+pub use shortcut::{PICK_ADDRESS, address_summary, in_thread, no_addresses_message, only_for_you};
