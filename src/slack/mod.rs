@@ -10,6 +10,7 @@ mod interactions;
 pub mod manifest;
 pub mod signature;
 pub mod socket_mode;
+pub mod usergroups;
 pub mod web_api;
 
 use std::time::Duration;
