@@ -123,6 +123,10 @@ pub struct ServeArgs {
     /// with `usergroups.users.list` (scope `usergroups:read`) every few minutes.
     #[arg(long, env = "SLACK_ADMIN_USERGROUP_IDS", value_delimiter = ',')]
     pub slack_admin_usergroup_ids: Vec<String>,
+    /// How often the admin user groups' members are asked again (default: why, at
+    /// [`REFRESH_EVERY`](crate::slack::usergroups::REFRESH_EVERY)).
+    #[arg(long, env = "SLACK_ADMIN_USERGROUP_REFRESH", default_value = "5m", value_parser = parse_duration)]
+    pub slack_admin_usergroup_refresh: Duration,
     /// Channel id for the scheduled audit digest; unset = no digest.
     #[arg(long, env = "AUDIT_DIGEST_CHANNEL")]
     pub audit_digest_channel: Option<String>,
@@ -175,7 +179,7 @@ impl ServeArgs {
 
 impl ServeArgs {
     /// The admin user groups, each a Slack user group id (`S` and capitals or digits), blanks
-    /// dropped; resolved every [`REFRESH_EVERY`](crate::slack::usergroups::REFRESH_EVERY).
+    /// dropped, resolved every SLACK_ADMIN_USERGROUP_REFRESH.
     pub fn admin_usergroups(
         &self,
     ) -> Result<crate::slack::usergroups::UsergroupSettings, ConfigError> {
@@ -202,7 +206,7 @@ impl ServeArgs {
         }
         Ok(crate::slack::usergroups::UsergroupSettings {
             ids,
-            ..Default::default()
+            refresh: self.slack_admin_usergroup_refresh,
         })
     }
 }
@@ -505,6 +509,14 @@ mod tests {
         .unwrap();
         assert_eq!(groups.ids, ["S0ADMINS", "S0OPS"]);
         assert_eq!(groups.refresh, crate::slack::usergroups::REFRESH_EVERY);
+        let every_minute =
+            ServeCli::try_parse_from(["test", "--slack-admin-usergroup-refresh", "1m"])
+                .unwrap()
+                .serve
+                .admin_usergroups()
+                .unwrap();
+        assert_eq!(every_minute.refresh, Duration::from_secs(60));
+        assert!(every_minute.ids.is_empty());
         for wrong in ["U0ADMIN", "s0admins", "S", "S0<!channel>"] {
             let err = ServeCli::try_parse_from(["test", "--slack-admin-usergroup-ids", wrong])
                 .unwrap()
