@@ -334,3 +334,99 @@ async fn usergroups_users_list_answers_as_slack_does() {
         Err(SlackApiError::NoToken)
     );
 }
+
+/// The Home tab's button and the click on it ask the same question: a group member gets the
+/// button and a click audits; others are told who the admins are, the group among them.
+#[tokio::test]
+async fn the_home_tabs_audit_button_and_its_click_count_a_group_member_as_an_admin() {
+    let app = spawn_app(&[MEMBER]).await;
+    until("the group is resolved", || app.state.is_admin(MEMBER)).await;
+    let post = |path: &'static str, content_type: &'static str, body: String| {
+        let app = &app;
+        async move {
+            let response = app.post_signed(path, content_type, &body, &[]).await;
+            assert_eq!(response.status(), 200);
+        }
+    };
+    let opened = |event_id: &str, user: &str| {
+        serde_json::json!({
+            "token": "x", "team_id": TEAM, "api_app_id": "A0APP", "type": "event_callback",
+            "event_id": event_id, "event_time": 1700000000,
+            "event": {"type": "app_home_opened", "user": user, "channel": "D0HOME", "tab": "home",
+                      "event_ts": "1700000000.000900"}
+        })
+        .to_string()
+    };
+    let published_for = |user: &str| {
+        app.slack
+            .calls_to("views.publish")
+            .into_iter()
+            .rev()
+            .find(|c| c.body["user_id"] == user)
+            .map(|c| c.body["view"].to_string())
+    };
+
+    post(
+        "/slack/events",
+        "application/json",
+        opened("Ev0MEMBER", MEMBER),
+    )
+    .await;
+    until("the member's Home tab", || {
+        published_for(MEMBER).is_some_and(|v| v.contains("\"run_audit\""))
+    })
+    .await;
+    post(
+        "/slack/events",
+        "application/json",
+        opened("Ev0OTHER", "U0READER"),
+    )
+    .await;
+    until("the reader's Home tab", || {
+        published_for("U0READER").is_some()
+    })
+    .await;
+    let other = published_for("U0READER").unwrap();
+    assert!(!other.contains("\"run_audit\""), "{other}");
+    assert!(
+        other.contains("Audits are run by the bot's admins: <@UADMIN>, <!subteam^S0ADMINS>."),
+        "{other}"
+    );
+
+    let click = serde_json::json!({
+        "type": "block_actions",
+        "team": {"id": TEAM, "domain": "acme"},
+        "user": {"id": MEMBER, "team_id": TEAM},
+        "api_app_id": "A0APP",
+        "token": "x",
+        "container": {"type": "view", "view_id": "V0HOME"},
+        "trigger_id": "1.2.3",
+        "view": {
+            "id": "V0HOME", "team_id": TEAM, "type": "home", "blocks": [],
+            "private_metadata": "", "callback_id": "", "state": {"values": {}},
+            "hash": "1700000000.abc", "clear_on_close": false, "notify_on_close": false,
+            "root_view_id": "V0HOME", "app_id": "A0APP", "external_id": "",
+            "app_installed_team_id": TEAM, "bot_id": "B0BOT"
+        },
+        "actions": [{"type": "button", "action_id": "run_audit", "block_id": "audit",
+                     "text": {"type": "plain_text", "text": "Run an audit"},
+                     "action_ts": "1700000001.000200"}]
+    });
+    let body = serde_urlencoded::to_string([("payload", click.to_string())]).unwrap();
+    post(
+        "/slack/interactions",
+        "application/x-www-form-urlencoded",
+        body,
+    )
+    .await;
+    until("the audit's first message", || {
+        !app.slack.calls_to("chat.postMessage").is_empty()
+    })
+    .await;
+    let first = &app.slack.calls_to("chat.postMessage")[0];
+    assert_eq!(first.body["channel"], format!("D{MEMBER}"));
+    assert_eq!(
+        first.body["text"],
+        "Auditing every business unit… the summary and a CSV of every row follow here."
+    );
+}
