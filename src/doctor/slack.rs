@@ -1,6 +1,7 @@
 //! Slack: the bot token works (`auth.test`), the granted scopes (`x-oauth-scopes`) cover the
-//! manifest's, the signing secret is set for HTTP mode, and the app token opens a Socket Mode
-//! connection (`apps.connections.open`).
+//! manifest's, the admin user groups resolve (`usergroups.users.list`, when some are set), the
+//! signing secret is set for HTTP mode, and the app token opens a Socket Mode connection
+//! (`apps.connections.open`).
 
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
@@ -11,6 +12,7 @@ const BOT_TOKEN: &str = "slack.bot_token";
 const SCOPES: &str = "slack.scopes";
 const SIGNING_SECRET: &str = "slack.signing_secret";
 const APP_TOKEN: &str = "slack.app_token";
+const ADMIN_USERGROUPS: &str = "slack.admin_usergroups";
 
 use crate::config::non_empty_secret as non_empty;
 
@@ -35,15 +37,31 @@ pub async fn checks(doctor: &Doctor) -> Vec<Check> {
                  & Permissions page",
             ));
             checks.push(Check::skip(SCOPES, "no SLACK_BOT_TOKEN"));
+            if !slack.slack_admin_usergroup_ids.is_empty() {
+                checks.push(Check::fail(
+                    ADMIN_USERGROUPS,
+                    "SLACK_ADMIN_USERGROUP_IDS is set but SLACK_BOT_TOKEN is not: the groups \
+                     cannot be resolved, so their members are not admins",
+                    "set SLACK_BOT_TOKEN to the Bot User OAuth Token (xoxb-...), or list the \
+                     admins in SLACK_ADMIN_USER_IDS instead",
+                ));
+            }
         }
         Some(token) => {
             let reply = call(&http, &api_url, "auth.test", &token).await;
             let (bot, scopes) = bot_token(reply);
             checks.push(bot);
+            let token_works = scopes.is_some();
             checks.push(match scopes {
                 Some(granted) => scope_check(&granted, &crate::slack::manifest::bot_scopes()),
                 None => Check::skip(SCOPES, "the bot token did not work"),
             });
+            if !slack.slack_admin_usergroup_ids.is_empty() {
+                checks.push(match token_works {
+                    true => admin_usergroups(doctor, &api_url, token).await,
+                    false => Check::skip(ADMIN_USERGROUPS, "the bot token did not work"),
+                });
+            }
         }
     }
     checks.push(signing_secret(
@@ -64,6 +82,55 @@ pub async fn checks(doctor: &Doctor) -> Vec<Check> {
         }
     });
     checks
+}
+
+/// Each group of SLACK_ADMIN_USERGROUP_IDS resolves to its members, as `serve` asks for them.
+async fn admin_usergroups(doctor: &Doctor, api_url: &str, token: SecretString) -> Check {
+    let groups = match doctor.slack.admin_usergroups() {
+        Ok(groups) => groups,
+        Err(err) => {
+            return Check::fail(
+                ADMIN_USERGROUPS,
+                err.to_string(),
+                "correct SLACK_ADMIN_USERGROUP_IDS, then run doctor again",
+            );
+        }
+    };
+    let mut web = crate::slack::SlackWebApi::new(api_url, Some(token), Vec::new());
+    web.timeout = doctor.timeout;
+    let mut resolved = Vec::new();
+    for id in &groups.ids {
+        match web.usergroup_members(id).await {
+            Ok(members) => resolved.push(format!("{id} ({} members)", members.len())),
+            Err(err) => {
+                let fix = match &err {
+                    crate::slack::SlackApiError::Api(code) if code == "missing_scope" => {
+                        "add usergroups:read to the app's bot token scopes (or update the app \
+                         from manifests/slack-app.yaml) and reinstall the app to the workspace"
+                    }
+                    crate::slack::SlackApiError::Api(code) if code == "no_such_subteam" => {
+                        "no such user group in this workspace: copy its id again (People > User \
+                         groups, open the group, Copy group ID) into SLACK_ADMIN_USERGROUP_IDS"
+                    }
+                    _ => {
+                        "run doctor again later; meanwhile serve keeps the members it last resolved"
+                    }
+                };
+                return Check::fail(
+                    ADMIN_USERGROUPS,
+                    format!(
+                        "the admin user group {id} does not resolve: {}",
+                        super::upstream_text(&err.to_string())
+                    ),
+                    fix,
+                );
+            }
+        }
+    }
+    Check::ok(
+        ADMIN_USERGROUPS,
+        format!("the admin user groups resolve: {}", resolved.join(", ")),
+    )
 }
 
 /// What a Web API call answered: the body and the `x-oauth-scopes` header, or why not.

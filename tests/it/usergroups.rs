@@ -430,3 +430,62 @@ async fn the_home_tabs_audit_button_and_its_click_count_a_group_member_as_an_adm
         "Auditing every business unit… the summary and a CSV of every row follow here."
     );
 }
+
+/// `doctor` with SLACK_ADMIN_USERGROUP_IDS and the fake Slack only (the other checks fail or
+/// skip here): its `slack.admin_usergroups` check.
+async fn doctor_usergroups_check(slack: &FakeSlack, ids: &str) -> crm_username::doctor::Check {
+    use clap::Parser;
+    use crm_username::cli::{Cli, Command as Sub};
+    let argv = [
+        "crm-username",
+        "doctor",
+        "--slack-bot-token",
+        "xoxb-test-token",
+        "--slack-api-url",
+        &slack.api_url(),
+        "--slack-admin-usergroup-ids",
+        ids,
+    ];
+    let Sub::Doctor(args) = Cli::try_parse_from(argv).unwrap().command else {
+        panic!("doctor parses");
+    };
+    let report = args.doctor().run().await;
+    report
+        .get("slack.admin_usergroups")
+        .unwrap_or_else(|| panic!("no slack.admin_usergroups check: {}", report.text()))
+        .clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_resolves_each_admin_user_group_and_names_the_fix_when_one_does_not() {
+    use crm_username::doctor::Status;
+    let slack = FakeSlack::start().await.unwrap();
+    slack.set_usergroup(GROUP, &[MEMBER, "U0OTHER"]);
+
+    let ok = doctor_usergroups_check(&slack, GROUP).await;
+    assert_eq!(ok.status, Status::Ok, "{ok:?}");
+    assert_eq!(
+        ok.summary,
+        "the admin user groups resolve: S0ADMINS (2 members)"
+    );
+
+    let unknown = doctor_usergroups_check(&slack, "S0ADMINS,S0NOPE").await;
+    assert_eq!(unknown.status, Status::Fail, "{unknown:?}");
+    assert!(unknown.summary.contains("S0NOPE"), "{unknown:?}");
+    assert!(unknown.summary.contains("no_such_subteam"), "{unknown:?}");
+    assert!(unknown.fix.unwrap().contains("Copy group ID"));
+
+    slack.fail_usergroups(Some(UsergroupFailure::Error("missing_scope".into())));
+    let scope = doctor_usergroups_check(&slack, GROUP).await;
+    assert_eq!(scope.status, Status::Fail, "{scope:?}");
+    assert!(scope.fix.unwrap().contains("usergroups:read"));
+
+    let malformed = doctor_usergroups_check(&slack, "U0NOTAGROUP").await;
+    assert_eq!(malformed.status, Status::Fail, "{malformed:?}");
+    assert!(
+        malformed
+            .summary
+            .starts_with("SLACK_ADMIN_USERGROUP_IDS: \"U0NOTAGROUP\" is not a Slack user group id"),
+        "{malformed:?}"
+    );
+}
