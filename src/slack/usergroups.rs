@@ -73,8 +73,9 @@ impl AdminUsergroups {
         self.read().members.values().any(|m| m.contains(user_id))
     }
 
-    fn set_members(&self, group: &str, members: HashSet<String>) {
-        self.write().members.insert(group.to_owned(), members);
+    /// Replaces a group's members; the ones it had.
+    fn set_members(&self, group: &str, members: HashSet<String>) -> Option<HashSet<String>> {
+        self.write().members.insert(group.to_owned(), members)
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Groups> {
@@ -133,10 +134,17 @@ fn resolved(
 ) {
     match outcome {
         Ok(members) => {
+            let members: HashSet<String> = members.into_iter().collect();
             let count = members.len();
-            state
-                .admin_usergroups
-                .set_members(id, members.into_iter().collect());
+            let previous = state.admin_usergroups.set_members(id, members.clone());
+            // Who gained or lost admin rights, for the record (user ids, not secrets).
+            if let Some(previous) = previous.filter(|p| *p != members) {
+                let mut added: Vec<&String> = members.difference(&previous).collect();
+                let mut removed: Vec<&String> = previous.difference(&members).collect();
+                added.sort();
+                removed.sort();
+                tracing::info!(usergroup = %id, ?added, ?removed, "the admin user group's members changed");
+            }
             metrics::gauge!(crate::metrics::ADMIN_USERGROUP_RESOLVED, "usergroup" => id.to_owned())
                 .set(chrono::Utc::now().timestamp() as f64);
             metrics::gauge!(crate::metrics::ADMIN_USERGROUP_MEMBERS, "usergroup" => id.to_owned())

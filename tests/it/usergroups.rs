@@ -261,6 +261,17 @@ async fn serve_logs_a_failing_resolution_once_per_error_and_its_recovery() {
     slack.set_usergroup(GROUP, &[]);
     slack.fail_usergroups(None);
     until("the recovery", || log.count(RECOVERED) == 1).await;
+    let changed: Vec<Value> = log
+        .0
+        .lock()
+        .unwrap()
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|event| event["message"] == "the admin user group's members changed")
+        .collect();
+    assert_eq!(changed.len(), 1, "{changed:?}");
+    assert_eq!(changed[0]["removed"], format!("[\"{MEMBER}\"]"));
+    assert_eq!(changed[0]["added"], "[]");
     assert!(refresh_by(MEMBER).await.starts_with(REFRESH_REFUSED));
     assert!(refresh_by(ADMIN).await.starts_with(REFRESH_ALLOWED));
     assert_eq!(log.count(FAILED), 2);
