@@ -18,7 +18,7 @@ from urllib.parse import urlparse
 import yaml
 
 COMMAND = "/crm-username"
-SCOPES = {"commands", "chat:write", "app_mentions:read", "files:write", "im:write"}
+SCOPES = {"commands", "chat:write", "app_mentions:read", "files:write", "im:write", "usergroups:read"}
 EVENTS = ["app_mention", "app_home_opened"]
 SHORTCUT = {"type": "message", "callback_id": "check_crm_username"}
 SLACK_ROUTES = {

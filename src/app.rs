@@ -1,8 +1,9 @@
 //! The running bot, assembled once: the store and its live sources, the refresher, the audit
-//! digest, Socket Mode, the HTTP server with its connection limits, the doctor's checks at
-//! start, and in demo builds the playground of `serve --demo`. `crm-username serve` builds it
-//! from the command line; the integration tests build it from an [`AppConfig`] of their own,
-//! on port 0 against fakes, so the wiring they test is the wiring that runs.
+//! digest, Socket Mode, the admin user groups' resolution, the HTTP server with its connection
+//! limits, the doctor's checks at start, and in demo builds the playground of `serve --demo`.
+//! `crm-username serve` builds it from the command line; the integration tests build it from
+//! an [`AppConfig`] of their own, on port 0 against fakes, so the wiring they test is the
+//! wiring that runs.
 //!
 //! [`App::build`] binds and prepares (it fails on what a person must fix: a port in use, a
 //! broken demo org); [`App::run_until_stopped`] starts the background jobs and serves until
@@ -23,6 +24,7 @@ use crate::server::{HttpLimits, Server};
 use crate::slack::SlackSettings;
 use crate::slack::digest::DigestSettings;
 use crate::slack::socket_mode::SocketModeConfig;
+use crate::slack::usergroups::{FIRST_RESOLUTION_WAIT, UsergroupSettings};
 use crate::state::AppState;
 use crate::store::{Store, StoreError};
 
@@ -43,6 +45,8 @@ pub struct AppConfig {
     pub digest: Option<DigestSettings>,
     /// Run these checks once at start and log what they find.
     pub doctor: Option<Doctor>,
+    /// Slack user groups whose members are admins too, resolved in the background.
+    pub admin_usergroups: UsergroupSettings,
     /// Serve the playground page next to the bot (`serve --demo`).
     #[cfg(feature = "demo")]
     pub playground: bool,
@@ -62,6 +66,7 @@ impl AppConfig {
             socket_mode: None,
             digest: None,
             doctor: None,
+            admin_usergroups: UsergroupSettings::default(),
             #[cfg(feature = "demo")]
             playground: false,
         }
@@ -115,6 +120,7 @@ pub struct App {
     socket_mode: Option<SocketMode>,
     digest: Option<DigestSettings>,
     doctor: Option<Doctor>,
+    admin_usergroups: UsergroupSettings,
     #[cfg(feature = "demo")]
     playground: Option<Arc<crate::playground::Playground>>,
     shutdown: CancellationToken,
@@ -134,6 +140,9 @@ impl App {
             AppData::Cache { store, sources } => (store, sources),
         };
         let state = AppState::new(store.clone(), sources.clone(), config.slack);
+        state
+            .admin_usergroups
+            .configure(&config.admin_usergroups.ids);
         let listen = |source| AppError::Listen {
             addr: config.bind_addr,
             source,
@@ -163,6 +172,7 @@ impl App {
             socket_mode: config.socket_mode,
             digest: config.digest,
             doctor: config.doctor,
+            admin_usergroups: config.admin_usergroups,
             #[cfg(feature = "demo")]
             playground,
             shutdown: CancellationToken::new(),
@@ -197,8 +207,9 @@ impl App {
         None
     }
 
-    /// Starts the refresher, the digest, Socket Mode and the checks at start, and serves until
-    /// the shutdown token is cancelled; then finishes the replies already promised.
+    /// Starts the refresher, the digest, Socket Mode, the admin user groups' resolution and the
+    /// checks at start, and serves until the shutdown token is cancelled; then finishes the
+    /// replies already promised.
     pub async fn run_until_stopped(self) -> Result<(), AppError> {
         let shutdown = self.shutdown;
         let state = self.server.state.clone();
@@ -223,6 +234,24 @@ impl App {
                 digest,
                 shutdown.clone(),
             ));
+        }
+        if !self.admin_usergroups.ids.is_empty() {
+            let (resolved, first_round) = tokio::sync::oneshot::channel();
+            tokio::spawn(crate::slack::usergroups::run(
+                state.clone(),
+                self.admin_usergroups,
+                resolved,
+                shutdown.clone(),
+            ));
+            // Bounded: a Slack that does not answer delays the start by this much at most.
+            if tokio::time::timeout(FIRST_RESOLUTION_WAIT, first_round)
+                .await
+                .is_err()
+            {
+                tracing::info!(
+                    "the admin user groups are not resolved yet; serving, their members become admins once they are"
+                );
+            }
         }
         let socket = self.socket_mode.map(|socket| {
             tracing::info!("connecting to Slack over Socket Mode");

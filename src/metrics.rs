@@ -47,6 +47,15 @@ pub const HTTP_CONNECTIONS_OPEN: &str = "crm_username_http_connections_open";
 pub const HTTP_CONNECTIONS_EVICTED: &str = "crm_username_http_connections_evicted_total";
 /// Live lookups of queries the cache could not answer, by `result` (`admitted`, `refused`).
 pub const LIVE_LOOKUPS: &str = "crm_username_live_lookups_total";
+/// When each admin user group (`usergroup`: a configured `S…` id) was last resolved, as a Unix
+/// time; absent until it first is.
+pub const ADMIN_USERGROUP_RESOLVED: &str =
+    "crm_username_admin_usergroup_last_resolved_timestamp_seconds";
+/// Members of each admin user group as last resolved, by `usergroup`.
+pub const ADMIN_USERGROUP_MEMBERS: &str = "crm_username_admin_usergroup_members";
+/// Resolutions of an admin user group that failed (its previous members stay admins), by
+/// `usergroup` and `error` ([`crate::slack::SlackApiError::label`]).
+pub const ADMIN_USERGROUP_FAILURES: &str = "crm_username_admin_usergroup_resolution_failures_total";
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 

@@ -12,7 +12,7 @@ use crate::check::CheckError;
 use crate::domain::{Diagnosis, Query};
 use crate::refresh::Sources;
 use crate::render;
-use crate::slack::{SlackSettings, home, socket_mode};
+use crate::slack::{SlackSettings, home, socket_mode, usergroups};
 use crate::store::{Store, StoreError};
 
 pub struct Inner {
@@ -32,6 +32,8 @@ pub struct Inner {
     pub started_at: DateTime<Utc>,
     /// The Socket Mode connections, when the bot uses them (for `/readyz` and `/healthz`).
     pub socket_mode: socket_mode::Health,
+    /// The admin user groups (`SLACK_ADMIN_USERGROUP_IDS`) and their members as last resolved.
+    pub admin_usergroups: usergroups::AdminUsergroups,
 }
 
 #[derive(Clone)]
@@ -56,6 +58,7 @@ impl AppState {
             home: home::HomeSummaries::default(),
             started_at: Utc::now(),
             socket_mode: socket_mode::Health::default(),
+            admin_usergroups: usergroups::AdminUsergroups::default(),
         }))
     }
 
@@ -64,8 +67,11 @@ impl AppState {
             || self.slack.allowed_team_ids.iter().any(|t| t == team_id)
     }
 
+    /// Listed in `SLACK_ADMIN_USER_IDS`, or a member of a group of `SLACK_ADMIN_USERGROUP_IDS`
+    /// as last resolved. Every admin-only action asks here.
     pub fn is_admin(&self, user_id: &str) -> bool {
         self.slack.admin_user_ids.iter().any(|u| u == user_id)
+            || self.admin_usergroups.contains(user_id)
     }
 
     /// The diagnosis of a query as a Slack message, whatever happens.

@@ -59,6 +59,7 @@ async fn config(args: &ServeCommand) -> Result<AppConfig, CliError> {
     }
     let slack = serve.settings().map_err(CliError::usage)?;
     let http_limits = serve.http_limits.limits().map_err(CliError::usage)?;
+    let admin_usergroups = serve.admin_usergroups().map_err(CliError::usage)?;
     let app_token = match (
         serve.socket_mode,
         serve
@@ -86,6 +87,7 @@ async fn config(args: &ServeCommand) -> Result<AppConfig, CliError> {
     let mut config = AppConfig::new(serve.bind_addr, slack, data);
     config.http_limits = http_limits;
     config.refresh_interval = args.data.refresh_interval;
+    config.admin_usergroups = admin_usergroups;
     config.socket_mode = app_token.map(|app_token| SocketMode {
         app_token,
         config: Default::default(),

@@ -119,6 +119,14 @@ pub struct ServeArgs {
     /// Who may run admin-only actions such as `refresh` (comma-separated user ids).
     #[arg(long, env = "SLACK_ADMIN_USER_IDS", value_delimiter = ',')]
     pub slack_admin_user_ids: Vec<String>,
+    /// Slack user groups (comma-separated `S…` ids) whose members are admins too, resolved
+    /// with `usergroups.users.list` (scope `usergroups:read`) every few minutes.
+    #[arg(long, env = "SLACK_ADMIN_USERGROUP_IDS", value_delimiter = ',')]
+    pub slack_admin_usergroup_ids: Vec<String>,
+    /// How often the admin user groups' members are asked again (default: why, at
+    /// [`REFRESH_EVERY`](crate::slack::usergroups::REFRESH_EVERY)).
+    #[arg(long, env = "SLACK_ADMIN_USERGROUP_REFRESH", default_value = "5m", value_parser = parse_duration)]
+    pub slack_admin_usergroup_refresh: Duration,
     /// Channel id for the scheduled audit digest; unset = no digest.
     #[arg(long, env = "AUDIT_DIGEST_CHANNEL")]
     pub audit_digest_channel: Option<String>,
@@ -165,6 +173,40 @@ impl ServeArgs {
                 non_empty_secret(&self.slack_bot_token),
                 list(&self.slack_response_url_hosts),
             ),
+        })
+    }
+}
+
+impl ServeArgs {
+    /// The admin user groups, each a Slack user group id (`S` and capitals or digits), blanks
+    /// dropped, resolved every SLACK_ADMIN_USERGROUP_REFRESH.
+    pub fn admin_usergroups(
+        &self,
+    ) -> Result<crate::slack::usergroups::UsergroupSettings, ConfigError> {
+        let mut ids: Vec<String> = Vec::new();
+        for id in self.slack_admin_usergroup_ids.iter().map(|s| s.trim()) {
+            if id.is_empty() || ids.iter().any(|known| known == id) {
+                continue;
+            }
+            let well_formed = id.len() > 1
+                && id.starts_with('S')
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
+            if !well_formed {
+                return Err(ConfigError::Invalid {
+                    variable: "SLACK_ADMIN_USERGROUP_IDS",
+                    problem: format!(
+                        "{:?} is not a Slack user group id: those look like S0123ABCD (in Slack, open the group under People > User groups, then \"Copy group ID\")",
+                        id.chars().take(40).collect::<String>()
+                    ),
+                });
+            }
+            ids.push(id.to_owned());
+        }
+        Ok(crate::slack::usergroups::UsergroupSettings {
+            ids,
+            refresh: self.slack_admin_usergroup_refresh,
         })
     }
 }
@@ -452,6 +494,44 @@ mod tests {
         let mut argv = vec!["test"];
         argv.extend_from_slice(extra);
         Cli::try_parse_from(argv).unwrap().data
+    }
+
+    #[test]
+    fn admin_usergroup_ids_are_trimmed_deduplicated_and_checked() {
+        let groups = ServeCli::try_parse_from([
+            "test",
+            "--slack-admin-usergroup-ids",
+            " S0ADMINS, ,S0ADMINS,S0OPS",
+        ])
+        .unwrap()
+        .serve
+        .admin_usergroups()
+        .unwrap();
+        assert_eq!(groups.ids, ["S0ADMINS", "S0OPS"]);
+        assert_eq!(groups.refresh, crate::slack::usergroups::REFRESH_EVERY);
+        let every_minute =
+            ServeCli::try_parse_from(["test", "--slack-admin-usergroup-refresh", "1m"])
+                .unwrap()
+                .serve
+                .admin_usergroups()
+                .unwrap();
+        assert_eq!(every_minute.refresh, Duration::from_secs(60));
+        assert!(every_minute.ids.is_empty());
+        for wrong in ["U0ADMIN", "s0admins", "S", "S0<!channel>"] {
+            let err = ServeCli::try_parse_from(["test", "--slack-admin-usergroup-ids", wrong])
+                .unwrap()
+                .serve
+                .admin_usergroups()
+                .err()
+                .unwrap()
+                .to_string();
+            assert!(
+                err.starts_with(&format!(
+                    "SLACK_ADMIN_USERGROUP_IDS: {wrong:?} is not a Slack user group id"
+                )),
+                "{err}"
+            );
+        }
     }
 
     #[test]

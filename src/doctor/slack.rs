@@ -1,6 +1,7 @@
 //! Slack: the bot token works (`auth.test`), the granted scopes (`x-oauth-scopes`) cover the
-//! manifest's, the signing secret is set for HTTP mode, and the app token opens a Socket Mode
-//! connection (`apps.connections.open`).
+//! manifest's, the admin user groups resolve (`usergroups.users.list`, when some are set), the
+//! signing secret is set for HTTP mode, and the app token opens a Socket Mode connection
+//! (`apps.connections.open`).
 
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
@@ -11,6 +12,7 @@ const BOT_TOKEN: &str = "slack.bot_token";
 const SCOPES: &str = "slack.scopes";
 const SIGNING_SECRET: &str = "slack.signing_secret";
 const APP_TOKEN: &str = "slack.app_token";
+const ADMIN_USERGROUPS: &str = "slack.admin_usergroups";
 
 use crate::config::non_empty_secret as non_empty;
 
@@ -35,15 +37,36 @@ pub async fn checks(doctor: &Doctor) -> Vec<Check> {
                  & Permissions page",
             ));
             checks.push(Check::skip(SCOPES, "no SLACK_BOT_TOKEN"));
+            if !slack.slack_admin_usergroup_ids.is_empty() {
+                checks.push(Check::fail(
+                    ADMIN_USERGROUPS,
+                    "SLACK_ADMIN_USERGROUP_IDS is set but SLACK_BOT_TOKEN is not: the groups \
+                     cannot be resolved, so their members are not admins",
+                    "set SLACK_BOT_TOKEN to the Bot User OAuth Token (xoxb-...), or list the \
+                     admins in SLACK_ADMIN_USER_IDS instead",
+                ));
+            }
         }
         Some(token) => {
             let reply = call(&http, &api_url, "auth.test", &token).await;
             let (bot, scopes) = bot_token(reply);
             checks.push(bot);
+            let token_works = scopes.is_some();
             checks.push(match scopes {
-                Some(granted) => scope_check(&granted, &crate::slack::manifest::bot_scopes()),
+                Some(granted) => {
+                    scope_check(&granted, &crate::slack::manifest::bot_scopes(), |setting| {
+                        setting == "SLACK_ADMIN_USERGROUP_IDS"
+                            && !slack.slack_admin_usergroup_ids.is_empty()
+                    })
+                }
                 None => Check::skip(SCOPES, "the bot token did not work"),
             });
+            if !slack.slack_admin_usergroup_ids.is_empty() {
+                checks.push(match token_works {
+                    true => admin_usergroups(doctor, &api_url, token).await,
+                    false => Check::skip(ADMIN_USERGROUPS, "the bot token did not work"),
+                });
+            }
         }
     }
     checks.push(signing_secret(
@@ -64,6 +87,55 @@ pub async fn checks(doctor: &Doctor) -> Vec<Check> {
         }
     });
     checks
+}
+
+/// Each group of SLACK_ADMIN_USERGROUP_IDS resolves to its members, as `serve` asks for them.
+async fn admin_usergroups(doctor: &Doctor, api_url: &str, token: SecretString) -> Check {
+    let groups = match doctor.slack.admin_usergroups() {
+        Ok(groups) => groups,
+        Err(err) => {
+            return Check::fail(
+                ADMIN_USERGROUPS,
+                err.to_string(),
+                "correct SLACK_ADMIN_USERGROUP_IDS, then run doctor again",
+            );
+        }
+    };
+    let mut web = crate::slack::SlackWebApi::new(api_url, Some(token), Vec::new());
+    web.timeout = doctor.timeout;
+    let mut resolved = Vec::new();
+    for id in &groups.ids {
+        match web.usergroup_members(id).await {
+            Ok(members) => resolved.push(format!("{id} ({} members)", members.len())),
+            Err(err) => {
+                let fix = match &err {
+                    crate::slack::SlackApiError::Api(code) if code == "missing_scope" => {
+                        "add usergroups:read to the app's bot token scopes (or update the app \
+                         from manifests/slack-app.yaml) and reinstall the app to the workspace"
+                    }
+                    crate::slack::SlackApiError::Api(code) if code == "no_such_subteam" => {
+                        "no such user group in this workspace: copy its id again (People > User \
+                         groups, open the group, Copy group ID) into SLACK_ADMIN_USERGROUP_IDS"
+                    }
+                    _ => {
+                        "run doctor again later; meanwhile serve keeps the members it last resolved"
+                    }
+                };
+                return Check::fail(
+                    ADMIN_USERGROUPS,
+                    format!(
+                        "the admin user group {id} does not resolve: {}",
+                        super::upstream_text(&err.to_string())
+                    ),
+                    fix,
+                );
+            }
+        }
+    }
+    Check::ok(
+        ADMIN_USERGROUPS,
+        format!("the admin user groups resolve: {}", resolved.join(", ")),
+    )
 }
 
 /// What a Web API call answered: the body and the `x-oauth-scopes` header, or why not.
@@ -143,8 +215,13 @@ pub fn bot_token(reply: Result<Reply, String>) -> (Check, Option<Vec<String>>) {
     }
 }
 
-/// The manifest's bot scopes against the granted ones: a missing one fails, naming it.
-pub fn scope_check(granted: &[String], wanted: &[&str]) -> Check {
+/// Scopes of the manifest that only an optional setting uses, with that setting.
+const OPTIONAL_SCOPES: &[(&str, &str)] = &[("usergroups:read", "SLACK_ADMIN_USERGROUP_IDS")];
+
+/// The manifest's bot scopes against the granted ones: a missing one fails, naming it; a
+/// missing optional scope only warns while its setting is not in use (`in_use`), since nothing
+/// calls the method it allows.
+pub fn scope_check(granted: &[String], wanted: &[&str], in_use: impl Fn(&str) -> bool) -> Check {
     let missing: Vec<&str> = wanted
         .iter()
         .copied()
@@ -159,14 +236,31 @@ pub fn scope_check(granted: &[String], wanted: &[&str]) -> Check {
             ),
         );
     }
+    let unused: Vec<(&str, &str)> = OPTIONAL_SCOPES
+        .iter()
+        .copied()
+        .filter(|(scope, setting)| missing.contains(scope) && !in_use(setting))
+        .collect();
+    let fix = format!(
+        "add {} to the app's bot token scopes (OAuth & Permissions, or update the app from \
+         manifests/slack-app.yaml) and reinstall the app to the workspace",
+        missing.join(", ")
+    );
+    if unused.len() == missing.len() {
+        let only_for: Vec<String> = unused
+            .iter()
+            .map(|(scope, setting)| format!("{scope} (only {setting} needs it)"))
+            .collect();
+        return Check::warn(
+            SCOPES,
+            format!("the bot token lacks the scopes {}", only_for.join(", ")),
+            fix,
+        );
+    }
     Check::fail(
         SCOPES,
         format!("the bot token lacks the scopes {}", missing.join(", ")),
-        format!(
-            "add {} to the app's bot token scopes (OAuth & Permissions, or update the app from \
-             manifests/slack-app.yaml) and reinstall the app to the workspace",
-            missing.join(", ")
-        ),
+        fix,
     )
 }
 
@@ -205,5 +299,46 @@ pub fn app_token(reply: Result<Reply, String>) -> Check {
             why,
             "check SLACK_API_URL and that this machine may reach Slack over HTTPS",
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::doctor::Status;
+
+    fn granted(scopes: &[&str]) -> Vec<String> {
+        scopes.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn a_missing_optional_scope_warns_while_its_setting_is_unused_and_fails_once_it_is_used() {
+        let wanted = ["commands", "chat:write", "usergroups:read"];
+        let has = granted(&["commands", "chat:write"]);
+        let unused = scope_check(&has, &wanted, |_| false);
+        assert_eq!(unused.status, Status::Warn);
+        assert_eq!(
+            unused.summary,
+            "the bot token lacks the scopes usergroups:read (only SLACK_ADMIN_USERGROUP_IDS needs it)"
+        );
+        let used = scope_check(&has, &wanted, |s| s == "SLACK_ADMIN_USERGROUP_IDS");
+        assert_eq!(used.status, Status::Fail);
+        assert_eq!(
+            used.summary,
+            "the bot token lacks the scopes usergroups:read"
+        );
+    }
+
+    #[test]
+    fn a_missing_required_scope_fails_and_names_every_missing_scope() {
+        let wanted = ["commands", "chat:write", "usergroups:read"];
+        let check = scope_check(&granted(&["commands"]), &wanted, |_| false);
+        assert_eq!(check.status, Status::Fail);
+        assert_eq!(
+            check.summary,
+            "the bot token lacks the scopes chat:write, usergroups:read"
+        );
+        let all = scope_check(&granted(&wanted), &wanted, |_| false);
+        assert_eq!(all.status, Status::Ok);
     }
 }

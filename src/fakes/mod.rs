@@ -24,7 +24,7 @@ pub use salesforce::{
     FakeSalesforce, FakeSalesforceSettings, SalesforceEndpoint, TokenHost, rsa_public_key,
     token_errors,
 };
-pub use slack::{AfterAccepting, FakeSlack, SlackCall, SlackWorkspace};
+pub use slack::{AfterAccepting, FakeSlack, SlackCall, SlackWorkspace, UsergroupFailure};
 
 use crate::domain::OrgSnapshot;
 use crate::sources::{AccessToken, SourceError};

@@ -1,5 +1,5 @@
-//! A fake of Slack's side: the Web API's `chat.postMessage` and `views.publish`, and
-//! `response_url`s. It records
+//! A fake of Slack's side: the Web API's `chat.postMessage`, `views.publish` and
+//! `usergroups.users.list` (from groups a test sets), and `response_url`s. It records
 //! what the bot sends, answers as Slack does (`{"ok": true}`, `ok`), and can rate-limit
 //! (429 with `Retry-After`) or refuse (`{"ok": false, "error": ...}`).
 //!
@@ -108,6 +108,24 @@ struct SlackState {
     workspace: Option<Arc<dyn SlackWorkspace>>,
     /// The only bot token the Web API accepts; `None`: any.
     bot_token: Option<String>,
+    /// User groups (`S…` id -> member user ids) that `usergroups.users.list` answers from.
+    usergroups: Mutex<std::collections::HashMap<String, Vec<String>>>,
+    /// `usergroups.users.list` fails so, while set.
+    usergroups_failure: Mutex<Option<UsergroupFailure>>,
+    /// `usergroups.users.list` calls so far, failed ones included (not in `calls`: they are
+    /// reads, not messages).
+    usergroup_lookups: AtomicU32,
+}
+
+/// How `usergroups.users.list` fails, as Slack can.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UsergroupFailure {
+    /// `{"ok": false, "error": ...}`: `missing_scope`, `no_such_subteam`, `invalid_auth`...
+    Error(String),
+    /// This HTTP status, with no Slack answer (a 500 from an overloaded Slack).
+    Status(u16),
+    /// 429 with `Retry-After` of this many seconds.
+    RateLimited(u32),
 }
 
 /// What the Web API does with a call it has recorded (so, as far as Slack is concerned,
@@ -167,6 +185,7 @@ impl FakeSlack {
                 post(complete_upload_external),
             )
             .route("/api/conversations.open", post(conversations_open))
+            .route("/api/usergroups.users.list", post(usergroups_users_list))
             .route("/response/{id}", post(response_url))
             .layer(DefaultBodyLimit::max(MAX_MESSAGE_BYTES))
             // Files are not messages: the upload URL takes more.
@@ -339,6 +358,24 @@ impl FakeSlack {
     /// Web API calls answer `{"ok": false, "error": error}`.
     pub fn fail_with(&self, error: &str) {
         *lock(&self.state.error) = Some(error.to_owned());
+    }
+
+    /// The user group `id` has these members from now on (`usergroups.users.list`).
+    pub fn set_usergroup(&self, id: &str, members: &[&str]) {
+        lock(&self.state.usergroups).insert(
+            id.to_owned(),
+            members.iter().map(|m| (*m).to_owned()).collect(),
+        );
+    }
+
+    /// `usergroups.users.list` fails as `failure` says from now on; `None`: it answers again.
+    pub fn fail_usergroups(&self, failure: Option<UsergroupFailure>) {
+        *lock(&self.state.usergroups_failure) = failure;
+    }
+
+    /// `usergroups.users.list` calls so far, failed ones included.
+    pub fn usergroup_lookups(&self) -> u32 {
+        self.state.usergroup_lookups.load(Ordering::SeqCst)
     }
 }
 
@@ -726,4 +763,45 @@ async fn conversations_open(
     );
     let user = body["users"].as_str().unwrap_or_default();
     Json(json!({"ok": true, "channel": {"id": format!("D{user}")}})).into_response()
+}
+
+/// `usergroups.users.list`: the members of the user group in the form field `usergroup`, as
+/// `{"ok": true, "users": [...]}`; an unknown group is `no_such_subteam`, as Slack answers.
+async fn usergroups_users_list(
+    State(state): State<Arc<SlackState>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    state.usergroup_lookups.fetch_add(1, Ordering::SeqCst);
+    if let Some(refused) = refuse_token(&state, &headers) {
+        return refused;
+    }
+    if !headers.contains_key("authorization") {
+        return slack_error("not_authed");
+    }
+    match lock(&state.usergroups_failure).clone() {
+        Some(UsergroupFailure::Error(error)) => return slack_error(&error),
+        Some(UsergroupFailure::Status(status)) => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            return (status, "internal error").into_response();
+        }
+        Some(UsergroupFailure::RateLimited(seconds)) => {
+            return (
+                StatusCode::TOO_MANY_REQUESTS,
+                [("retry-after", seconds.to_string())],
+                "",
+            )
+                .into_response();
+        }
+        None => {}
+    }
+    let form: std::collections::HashMap<String, String> =
+        serde_urlencoded::from_bytes(&body).unwrap_or_default();
+    let Some(id) = form.get("usergroup").filter(|id| !id.is_empty()) else {
+        return slack_error("invalid_arguments");
+    };
+    match lock(&state.usergroups).get(id) {
+        Some(users) => Json(json!({"ok": true, "users": users})).into_response(),
+        None => slack_error("no_such_subteam"),
+    }
 }

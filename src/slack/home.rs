@@ -119,9 +119,11 @@ impl HomeSummaries {
 
 /// Publishes `user_id`'s Home tab now, and again when the audit counts are ready.
 pub(crate) async fn publish_home(state: &AppState, user_id: &str) {
+    let admin_usergroup_ids = state.admin_usergroups.ids();
     let viewer = HomeViewer {
         is_admin: state.is_admin(user_id),
         admin_user_ids: &state.slack.admin_user_ids,
+        admin_usergroup_ids: &admin_usergroup_ids,
     };
     let status = match state.store.status().await {
         Ok(status) => status,

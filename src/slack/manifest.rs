@@ -41,7 +41,8 @@ mod tests {
                 "chat:write",
                 "app_mentions:read",
                 "files:write",
-                "im:write"
+                "im:write",
+                "usergroups:read"
             ]
         );
     }

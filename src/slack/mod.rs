@@ -11,6 +11,7 @@ pub mod manifest;
 pub mod shortcut;
 pub mod signature;
 pub mod socket_mode;
+pub mod usergroups;
 pub mod web_api;
 
 use std::time::Duration;

@@ -1,5 +1,5 @@
-//! Calls to Slack: `chat.postMessage` and `views.publish` on the Web API, and posts to a
-//! `response_url`. Slack's errors come as HTTP 200 `{"ok": false, "error": ...}`; rate limits
+//! Calls to Slack: `chat.postMessage`, `views.publish` and `usergroups.users.list` on the Web
+//! API, and posts to a `response_url`. Slack's errors come as HTTP 200 `{"ok": false, "error": ...}`; rate limits
 //! as 429 `Retry-After` (or `{"ok": false, "error": "ratelimited"}`).
 //!
 //! Our own client on reqwest, not slack-morphism's `SlackClient` (2.31), after reading its
@@ -249,6 +249,38 @@ impl SlackWebApi {
             .as_str()
             .map(str::to_owned)
             .ok_or_else(|| SlackApiError::Api("conversations.open without a channel".into()))
+    }
+
+    /// The members of a user group (`usergroups.users.list`, scope `usergroups:read`): their
+    /// user ids. Slack's errors (`no_such_subteam`, `missing_scope`, ...) come back as
+    /// [`SlackApiError::Api`]; a rate limit is waited out as for any call.
+    pub async fn usergroup_members(
+        &self,
+        usergroup_id: &str,
+    ) -> Result<Vec<String>, SlackApiError> {
+        let token = self.bot_token.as_ref().ok_or(SlackApiError::NoToken)?;
+        let url = format!("{}/usergroups.users.list", self.api_url);
+        // A read method: form-encoded, as Slack's read methods take their arguments; harmless
+        // to send twice.
+        let form = [("usergroup", usergroup_id)];
+        let reply = self
+            .send(Call::idempotent("usergroups.users.list"), || {
+                self.http
+                    .post(&url)
+                    .bearer_auth(token.expose_secret())
+                    .form(&form)
+            })
+            .await?;
+        let Some(users) = reply["users"].as_array() else {
+            return Err(SlackApiError::Api(
+                "usergroups.users.list without users".into(),
+            ));
+        };
+        Ok(users
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect())
     }
 
     /// Sends a request (built again for each attempt) and reads Slack's answer: the reply's

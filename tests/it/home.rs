@@ -569,6 +569,7 @@ fn viewer(is_admin: bool) -> HomeViewer<'static> {
     HomeViewer {
         is_admin,
         admin_user_ids: ADMINS.get_or_init(|| vec![ADMIN.to_owned(), "U0SECOND".to_owned()]),
+        admin_usergroup_ids: &[],
     }
 }
 

@@ -30,4 +30,5 @@ mod socket_mode;
 mod sources;
 mod store;
 mod synthetic;
+mod usergroups;
 mod web_api;

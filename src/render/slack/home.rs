@@ -71,6 +71,8 @@ pub enum HomeAudit {
 pub struct HomeViewer<'a> {
     pub is_admin: bool,
     pub admin_user_ids: &'a [String],
+    /// The admin user groups (`SLACK_ADMIN_USERGROUP_IDS`), named as user group mentions.
+    pub admin_usergroup_ids: &'a [String],
 }
 
 /// The `view` of `views.publish` (`{"type": "home", "blocks": [...]}`).
@@ -299,15 +301,24 @@ fn audit_controls(viewer: &HomeViewer) -> Vec<Value> {
             }]}),
         ];
     }
-    // User ids come from the configuration; only well-formed ones become mentions.
+    // User and group ids come from the configuration; only well-formed ones become mentions.
+    let well_formed =
+        |id: &&String| !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric());
     let admins: Vec<String> = viewer
         .admin_user_ids
         .iter()
-        .filter(|u| !u.is_empty() && u.chars().all(|c| c.is_ascii_alphanumeric()))
+        .filter(well_formed)
         .map(|u| format!("<@{u}>"))
+        .chain(
+            viewer
+                .admin_usergroup_ids
+                .iter()
+                .filter(well_formed)
+                .map(|g| format!("<!subteam^{g}>")),
+        )
         .collect();
     let who = if admins.is_empty() {
-        "No admin is configured (`SLACK_ADMIN_USER_IDS`), so nobody can run an audit from here."
+        "No admin is configured (`SLACK_ADMIN_USER_IDS`, `SLACK_ADMIN_USERGROUP_IDS`), so nobody can run an audit from here."
             .to_owned()
     } else {
         format!("Audits are run by the bot's admins: {}.", admins.join(", "))
