@@ -61,10 +61,15 @@ fn on_path() -> Option<PathBuf> {
         .find(|candidate| candidate.is_file())
 }
 
+/// One browser at a time: two headless Chromiums starting together on a busy 2-core machine
+/// were seen to take more than half a minute to open DevTools.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 pub struct Chromium {
     child: Child,
     profile: tempfile::TempDir,
     pub port: u16,
+    _turn: std::sync::MutexGuard<'static, ()>,
 }
 
 impl Drop for Chromium {
@@ -77,6 +82,7 @@ impl Drop for Chromium {
 impl Chromium {
     /// Starts a headless browser with its own empty profile and waits for its DevTools port.
     pub fn launch(width: u32, height: u32) -> Chromium {
+        let turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
         let executable = executable();
         let profile = tempfile::tempdir().expect("a temporary profile directory");
         let log = std::fs::File::create(profile.path().join("stderr.log")).expect("a log file");
@@ -102,6 +108,7 @@ impl Chromium {
             child,
             profile,
             port: 0,
+            _turn: turn,
         };
         browser.port = browser.devtools_port();
         browser
@@ -124,9 +131,9 @@ impl Chromium {
                     self.log()
                 );
             }
-            if started.elapsed() > Duration::from_secs(30) {
+            if started.elapsed() > Duration::from_secs(90) {
                 panic!(
-                    "Chromium opened no DevTools port within 30 s:\n{}",
+                    "Chromium opened no DevTools port within 90 s:\n{}",
                     self.log()
                 );
             }
