@@ -6,6 +6,9 @@ cd "$(dirname "$0")/.."
 
 log() { printf '\n==> %s\n' "$*"; }
 
+# CI builds from a fresh clone: incremental compilation's bookkeeping buys nothing there.
+if [ -n "${CI:-}" ]; then export CARGO_INCREMENTAL=0; fi
+
 # Tests that need Redis use TEST_REDIS_URL (default: a local server), each on its own key
 # prefix. Make sure one answers: start the installed server, or install one as root.
 ensure_redis() {
