@@ -100,6 +100,28 @@ impl Keys {
         format!("{}state:{name}", self.prefix)
     }
 
+    /// Follow-up ids by due time (sorted set, score = due time in ms). Every follow-up key
+    /// carries the hash tag `{followups}` (one Cluster slot for their scripts) and is shared
+    /// by every format, like the claims: any replica runs a due follow-up.
+    pub fn follow_ups_due(&self) -> String {
+        format!("{}{{followups}}:due", self.prefix)
+    }
+
+    /// One follow-up's record (JSON); with an empty id, the prefix of every record.
+    pub fn follow_up(&self, id: &str) -> String {
+        format!("{}{{followups}}:rec:{id}", self.prefix)
+    }
+
+    /// The ids of one person's pending follow-ups (set), for the per-person limit.
+    pub fn follow_ups_of_user(&self, team: &str, user: &str) -> String {
+        format!("{}{{followups}}:user:{team}:{user}", self.prefix)
+    }
+
+    /// The ids of one workspace's pending follow-ups (set), for the per-workspace limit.
+    pub fn follow_ups_of_team(&self, team: &str) -> String {
+        format!("{}{{followups}}:team:{team}", self.prefix)
+    }
+
     pub fn generation(&self, generation: &str) -> GenerationKeys {
         GenerationKeys {
             base: format!("{}gen:{{{generation}}}:", self.namespace),

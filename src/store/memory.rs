@@ -15,6 +15,7 @@ pub struct MemoryStore {
     events: Mutex<std::collections::HashMap<String, Instant>>,
     claims: Mutex<std::collections::HashMap<String, Instant>>,
     job_states: Mutex<std::collections::HashMap<String, Vec<u8>>>,
+    pub(super) follow_ups: super::followups::MemoryFollowUps,
 }
 
 /// Slack retries an event for a few minutes at most; an hour is ample.

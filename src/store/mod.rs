@@ -2,6 +2,7 @@
 //! replica, and an in-process one for a single replica without Redis. It reads and writes
 //! org data only; the diagnosis of what it returns is `check`'s.
 
+mod followups;
 mod keys;
 mod memory;
 pub mod records;
@@ -14,6 +15,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+pub use followups::{FollowUp, FollowUpLimits, FollowUpReply, Scheduled};
 pub use keys::{FORMAT, FORMAT_TTL, Keys};
 pub use memory::MemoryStore;
 pub use redis_store::{
@@ -208,6 +210,69 @@ impl Store {
                 Ok(())
             }
             Store::Redis(r) => r.set_job_state(name, value).await,
+        }
+    }
+
+    /// Adds a new follow-up, due at `due`, unless the person or the workspace already has as
+    /// many pending as `limits` allow. `delay` is the time between its re-checks.
+    pub async fn schedule_follow_up(
+        &self,
+        follow_up: &FollowUp,
+        due: DateTime<Utc>,
+        limits: FollowUpLimits,
+        delay: Duration,
+    ) -> Result<Scheduled, StoreError> {
+        match self {
+            Store::Memory(m) => Ok(m.follow_ups.schedule(follow_up, due, limits)),
+            Store::Redis(r) => {
+                let ttl = followups::record_ttl(delay);
+                r.schedule_follow_up(follow_up, due, limits, ttl).await
+            }
+        }
+    }
+
+    /// Takes up to `max` follow-ups due by `now`: each is taken by one caller only, whichever
+    /// replica, and is not due again until rescheduled.
+    pub async fn claim_due_follow_ups(
+        &self,
+        now: DateTime<Utc>,
+        max: usize,
+    ) -> Result<Vec<FollowUp>, StoreError> {
+        match self {
+            Store::Memory(m) => Ok(m.follow_ups.claim_due(now, max)),
+            Store::Redis(r) => r.claim_due_follow_ups(now, max).await,
+        }
+    }
+
+    /// Due again at `due` with its new record; `false` when it was stopped meanwhile.
+    pub async fn reschedule_follow_up(
+        &self,
+        follow_up: &FollowUp,
+        due: DateTime<Utc>,
+        delay: Duration,
+    ) -> Result<bool, StoreError> {
+        match self {
+            Store::Memory(m) => Ok(m.follow_ups.reschedule(follow_up, due)),
+            Store::Redis(r) => {
+                let ttl = followups::record_ttl(delay);
+                r.reschedule_follow_up(follow_up, due, ttl).await
+            }
+        }
+    }
+
+    /// A pending (or running) follow-up, by id.
+    pub async fn follow_up(&self, id: &str) -> Result<Option<FollowUp>, StoreError> {
+        match self {
+            Store::Memory(m) => Ok(m.follow_ups.get(id)),
+            Store::Redis(r) => r.follow_up(id).await,
+        }
+    }
+
+    /// Removes a follow-up (done or stopped); `false` when it was already gone.
+    pub async fn finish_follow_up(&self, follow_up: &FollowUp) -> Result<bool, StoreError> {
+        match self {
+            Store::Memory(m) => Ok(m.follow_ups.finish(&follow_up.id)),
+            Store::Redis(r) => r.finish_follow_up(follow_up).await,
         }
     }
 

@@ -12,6 +12,7 @@ use serde::de::DeserializeOwned;
 
 mod audit;
 mod connection;
+mod followups;
 mod publish;
 mod query;
 
