@@ -23,6 +23,7 @@ use crate::refresh::Sources;
 use crate::server::{HttpLimits, Server};
 use crate::slack::SlackSettings;
 use crate::slack::digest::DigestSettings;
+use crate::slack::followups::FollowUpSettings;
 use crate::slack::socket_mode::SocketModeConfig;
 use crate::slack::usergroups::{FIRST_RESOLUTION_WAIT, UsergroupSettings};
 use crate::state::AppState;
@@ -47,6 +48,8 @@ pub struct AppConfig {
     pub doctor: Option<Doctor>,
     /// Slack user groups whose members are admins too, resolved in the background.
     pub admin_usergroups: UsergroupSettings,
+    /// Follow-up re-checks: how often due ones are looked for, their delay, tries and limits.
+    pub follow_ups: FollowUpSettings,
     /// Serve the playground page next to the bot (`serve --demo`).
     #[cfg(feature = "demo")]
     pub playground: bool,
@@ -67,6 +70,7 @@ impl AppConfig {
             digest: None,
             doctor: None,
             admin_usergroups: UsergroupSettings::default(),
+            follow_ups: FollowUpSettings::default(),
             #[cfg(feature = "demo")]
             playground: false,
         }
@@ -139,7 +143,8 @@ impl App {
             }
             AppData::Cache { store, sources } => (store, sources),
         };
-        let state = AppState::new(store.clone(), sources.clone(), config.slack);
+        let state = AppState::new(store.clone(), sources.clone(), config.slack)
+            .with_follow_ups(config.follow_ups);
         state
             .admin_usergroups
             .configure(&config.admin_usergroups.ids);
@@ -207,8 +212,8 @@ impl App {
         None
     }
 
-    /// Starts the refresher, the digest, Socket Mode, the admin user groups' resolution and the
-    /// checks at start, and serves until the shutdown token is cancelled; then finishes the
+    /// Starts the refresher, the digest, the follow-ups, Socket Mode, the admin user groups'
+    /// resolution and the checks at start, and serves until the shutdown token is cancelled; then finishes the
     /// replies already promised.
     pub async fn run_until_stopped(self) -> Result<(), AppError> {
         let shutdown = self.shutdown;
@@ -253,6 +258,11 @@ impl App {
                 );
             }
         }
+        // Every replica looks for due follow-ups; the store gives each to one of them.
+        tokio::spawn(crate::slack::followups::run(
+            state.clone(),
+            shutdown.clone(),
+        ));
         let socket = self.socket_mode.map(|socket| {
             tracing::info!("connecting to Slack over Socket Mode");
             tokio::spawn(crate::slack::socket_mode::run_with(

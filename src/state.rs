@@ -12,6 +12,7 @@ use crate::check::CheckError;
 use crate::domain::{Diagnosis, Query};
 use crate::refresh::Sources;
 use crate::render;
+use crate::slack::followups::FollowUpSettings;
 use crate::slack::{SlackSettings, home, socket_mode, usergroups};
 use crate::store::{Store, StoreError};
 
@@ -34,6 +35,8 @@ pub struct Inner {
     pub socket_mode: socket_mode::Health,
     /// The admin user groups (`SLACK_ADMIN_USERGROUP_IDS`) and their members as last resolved.
     pub admin_usergroups: usergroups::AdminUsergroups,
+    /// When follow-up re-checks run and how many may wait (`with_follow_ups`).
+    pub follow_ups: FollowUpSettings,
 }
 
 #[derive(Clone)]
@@ -59,7 +62,17 @@ impl AppState {
             started_at: Utc::now(),
             socket_mode: socket_mode::Health::default(),
             admin_usergroups: usergroups::AdminUsergroups::default(),
+            follow_ups: FollowUpSettings::default(),
         }))
+    }
+
+    /// The follow-ups' settings, set once while the state is built (before it is shared).
+    pub fn with_follow_ups(mut self, settings: FollowUpSettings) -> Self {
+        match Arc::get_mut(&mut self.0) {
+            Some(inner) => inner.follow_ups = settings,
+            None => tracing::warn!("follow-up settings given after the state was shared; ignored"),
+        }
+        self
     }
 
     pub fn team_allowed(&self, team_id: &str) -> bool {
@@ -77,7 +90,11 @@ impl AppState {
     /// The diagnosis of a query as a Slack message, whatever happens.
     pub async fn answer(&self, query: &Query, recheck: bool) -> Value {
         match self.diagnose(query, recheck).await {
-            Ok(diagnosis) => render::blocks(&diagnosis),
+            Ok(diagnosis) => render::slack::with_follow_up_button(
+                render::blocks(&diagnosis),
+                &diagnosis,
+                self.follow_ups.minutes(),
+            ),
             Err(message) => message,
         }
     }

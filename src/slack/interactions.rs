@@ -1,4 +1,5 @@
-//! Button clicks and the message shortcut (`shortcut.rs`). URL buttons only need the acknowledgement. Values are untrusted: each is
+//! Button clicks, the message shortcut (`shortcut.rs`) and the follow-ups' buttons
+//! (`followups.rs`). URL buttons only need the acknowledgement. Values are untrusted: each is
 //! parsed again as a query, and ids are looked up again, never taken on trust.
 
 use axum::body::Bytes;
@@ -145,6 +146,12 @@ pub(crate) fn on_interaction(state: &AppState, event: SlackInteractionEvent) {
             state.respond_later(response_url, async move {
                 render::as_response(state2.answer(&query, false).await, false, Some(false))
             });
+        }
+        render::slack::FOLLOW_UP => {
+            super::followups::on_follow_up(state, &event, &value, &user_id, response_url);
+        }
+        render::slack::STOP_FOLLOW_UP => {
+            super::followups::on_stop(state, &event, &value, &user_id, response_url);
         }
         _ => {}
     }

@@ -5,6 +5,7 @@ pub mod audit;
 mod commands;
 pub mod digest;
 mod events;
+pub mod followups;
 pub mod home;
 mod interactions;
 pub mod manifest;

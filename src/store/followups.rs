@@ -82,10 +82,7 @@ impl MemoryFollowUps {
         limits: FollowUpLimits,
     ) -> Scheduled {
         let mut inner = self.lock();
-        let of_team = inner
-            .records
-            .values()
-            .filter(|f| f.team == follow_up.team);
+        let of_team = inner.records.values().filter(|f| f.team == follow_up.team);
         let (team, user) = of_team.fold((0, 0), |(t, u), f| {
             (t + 1, u + usize::from(f.user == follow_up.user))
         });

@@ -11,12 +11,18 @@
 
 mod audit;
 mod blocks;
+mod followups;
 mod home;
 mod messages;
 mod shortcut;
 
 pub use audit::{audit_progress_message, audit_summary_message};
 pub use blocks::{MAX_BLOCKS, MAX_DETAILED_FINDINGS, blocks, error_message};
+pub use followups::{
+    FOLLOW_UP, FollowUpStep, STOP_FOLLOW_UP, follow_up_answer, follow_up_limit,
+    follow_up_scheduled, follow_up_settled, follow_up_stopped, with_follow_up_button,
+    worth_following_up,
+};
 pub use home::{
     AuditSummary, HomeAudit, HomeViewer, MAX_HOME_BLOCKS, cause_line, home_unavailable_view,
     home_view,
