@@ -11,6 +11,7 @@ mod cli_live;
 mod connection_limits;
 mod doctor;
 mod faults;
+mod followups;
 mod format_versions;
 mod home;
 mod hostile_input;

@@ -14,17 +14,23 @@ pub const STOP_FOLLOW_UP: &str = "stop_follow_up";
 
 /// Findings whose fix takes effect later: an AE user created minutes after an assignment, a
 /// mapping or a recycle-bin change applied by the next sync.
-const WAITING: [FindingCode; 5] = [
+const WAITING: [FindingCode; 4] = [
     FindingCode::AssignmentPendingSync,
     FindingCode::NotAssignedToBusinessUnit,
     FindingCode::ProfileNotMappedToRole,
     FindingCode::MappedToDeletedUser,
-    FindingCode::NoBlockerFound,
 ];
 
-/// An answer worth re-checking later: one of its findings is fixed by waiting.
+/// An answer worth re-checking later: one of its findings is fixed by waiting, or it is a
+/// `no_blocker_found` answer (clear: the next sync should show the user). A blocked answer
+/// whose other business units have `no_blocker_found` gets no button for that: its blocker
+/// needs a person's fix first.
 pub fn worth_following_up(d: &Diagnosis) -> bool {
     d.findings.iter().any(|f| WAITING.contains(&f.code))
+        || (d.verdict == Verdict::Clear
+            && d.findings
+                .iter()
+                .any(|f| f.code == FindingCode::NoBlockerFound))
 }
 
 /// Settled: a re-check that finds this stops the follow-up. Clear, and nothing still pending.
