@@ -24,7 +24,7 @@ ACL_PASSWORD=crm-test-password
 ACL_RULES=(on ">$ACL_PASSWORD" "~test:*" resetchannels -@all
   +get +set +del +unlink +exists +eval +evalsha +script\|load +zadd +zrange +zrangebylex
   +zlexcount +zrem +strlen +getrange +hset +hgetall +scan +ping +info +config\|get
-  +pexpire +pttl)
+  +pexpire +pttl +zrangebyscore +sadd +srem +smembers)
 
 say() { printf '%s\n' "$*" >&2; }
 fail() { say "error: $*"; exit 1; }
