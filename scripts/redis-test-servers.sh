@@ -97,7 +97,13 @@ ensure_tls() {
 }
 
 # Whether the ACL user has the rules above: a server started with older rules lacks some.
-acl_current() { local out; out="$(acl_cli pttl test:acl-probe 2>&1)" || return 1; [[ $out != *NOPERM* ]]; }
+acl_current() {
+  local out
+  for probe in pttl smembers; do
+    out="$(acl_cli "$probe" test:acl-probe 2>&1)" || return 1
+    [[ $out != *NOPERM* ]] || return 1
+  done
+}
 
 ensure_acl() {
   if pong acl_cli && acl_current; then say "ACL Redis answers on $ACL_PORT"; return; fi

@@ -2,8 +2,9 @@
 //! test's own), a server with an ACL user, and a three-master Redis Cluster. On each, the same
 //! scenario (a refresh from the fakes, the refresh lock between two instances, checks by
 //! username, id and name and with a typo, a re-check, the audit, mention dedupe and the digest
-//! claim between two instances, two more refreshes) gives exactly what it gives on one plain
-//! Redis. `scripts/redis-test-servers.sh` starts the servers (scripts/test.sh runs it).
+//! claim between two instances, follow-ups scheduled and taken by two instances, two more
+//! refreshes) gives exactly what it gives on one plain Redis. `scripts/redis-test-servers.sh`
+//! starts the servers (scripts/test.sh runs it).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,7 +15,9 @@ use crm_username::demo;
 use crm_username::domain::{OrgSnapshot, Query};
 use crm_username::fakes::FakeUpstreams;
 use crm_username::refresh::{RefreshError, Sources, recheck, refresh_locked};
-use crm_username::store::{RedisSettings, RedisStore, Store, StoreError};
+use crm_username::store::{
+    FollowUp, FollowUpLimits, FollowUpReply, RedisSettings, RedisStore, Store, StoreError,
+};
 
 use crate::common;
 
@@ -228,6 +231,69 @@ async fn scenario(settings: &RedisSettings, test: &str, upstreams: &Upstreams) -
         &mut transcript,
         "digest memory, other instance",
         b.job_state("digest").await,
+    );
+
+    // Follow-ups: the limits, and a due one taken by one instance only.
+    let follow_up = |id: &str, user: &str| FollowUp {
+        id: id.to_owned(),
+        query: "eve.new@acme.com".to_owned(),
+        team: "T0TEAM".to_owned(),
+        user: user.to_owned(),
+        reply: FollowUpReply::Thread {
+            channel: "C0CHAN".to_owned(),
+            thread_ts: "1700000000.000500".to_owned(),
+        },
+        tries: 0,
+    };
+    let limits = FollowUpLimits {
+        per_user: 1,
+        per_team: 2,
+    };
+    let delay = Duration::from_secs(900);
+    let mut scheduled = Vec::new();
+    for (id, user) in [("f1", "U1"), ("f2", "U1"), ("f3", "U2"), ("f4", "U3")] {
+        let store = if id == "f3" { &b } else { &a };
+        let outcome = store
+            .schedule_follow_up(&follow_up(id, user), now(), limits, delay)
+            .await;
+        scheduled.push(format!("{id}: {outcome:?}"));
+    }
+    note(&mut transcript, "follow-ups scheduled", scheduled);
+    let later = Utc::now() + chrono::Duration::days(1);
+    let (fa, fb) = tokio::join!(
+        a.claim_due_follow_ups(later, 10),
+        b.claim_due_follow_ups(later, 10)
+    );
+    let mut claimed: Vec<String> = [fa.unwrap(), fb.unwrap()]
+        .into_iter()
+        .flatten()
+        .map(|f| f.id)
+        .collect();
+    claimed.sort();
+    note(
+        &mut transcript,
+        "due follow-ups taken by both instances",
+        claimed,
+    );
+    let mut again = follow_up("f1", "U1");
+    again.tries = 1;
+    note(
+        &mut transcript,
+        "follow-up rescheduled, then read by the other instance",
+        (
+            b.reschedule_follow_up(&again, now(), delay).await,
+            a.follow_up("f1").await.map(|f| f.map(|f| f.tries)),
+        ),
+    );
+    note(
+        &mut transcript,
+        "follow-up finished, then rescheduled",
+        (
+            a.finish_follow_up(&follow_up("f3", "U2")).await,
+            b.reschedule_follow_up(&follow_up("f3", "U2"), now(), delay)
+                .await,
+            a.follow_up("f3").await,
+        ),
     );
 
     // Two more refreshes: instance b still knows the first generation, which the second
