@@ -90,11 +90,12 @@ impl AppState {
     /// The diagnosis of a query as a Slack message, whatever happens.
     pub async fn answer(&self, query: &Query, recheck: bool) -> Value {
         match self.diagnose(query, recheck).await {
-            Ok(diagnosis) => render::slack::with_follow_up_button(
+            Ok(diagnosis) if self.follow_ups.enabled => render::slack::with_follow_up_button(
                 render::blocks(&diagnosis),
                 &diagnosis,
                 self.follow_ups.minutes(),
             ),
+            Ok(diagnosis) => render::blocks(&diagnosis),
             Err(message) => message,
         }
     }

@@ -96,7 +96,14 @@ impl Playground {
                 vec![slack.host().to_owned()],
             ),
         };
-        let bot = crate::server::router(AppState::new(store, None, settings));
+        // No follow-ups here: the store is `serve --demo`'s, whose own job would run them.
+        let no_follow_ups = crate::slack::followups::FollowUpSettings {
+            enabled: false,
+            ..Default::default()
+        };
+        let bot = crate::server::router(
+            AppState::new(store, None, settings).with_follow_ups(no_follow_ups),
+        );
         Ok(Arc::new(Playground {
             bot,
             workspace,

@@ -30,6 +30,9 @@ const CLAIM_BATCH: usize = 20;
 /// When and how often follow-ups run, and how many may wait.
 #[derive(Debug, Clone)]
 pub struct FollowUpSettings {
+    /// Off: answers carry no "Re-check in" button and its clicks are ignored (the playground,
+    /// whose bot shares the store of `serve --demo`'s and so cannot run follow-ups of its own).
+    pub enabled: bool,
     /// How often a replica looks for due follow-ups.
     pub poll_every: Duration,
     /// The time between a click (or a re-check) and the next re-check.
@@ -41,6 +44,7 @@ pub struct FollowUpSettings {
 impl Default for FollowUpSettings {
     fn default() -> Self {
         FollowUpSettings {
+            enabled: true,
             poll_every: Duration::from_secs(5),
             delay: Duration::from_secs(15 * 60),
             tries: MAX_TRIES,
@@ -113,6 +117,9 @@ pub(crate) fn on_follow_up(
     let Ok(query) = Query::parse(value) else {
         return;
     };
+    if !state.follow_ups.enabled {
+        return;
+    }
     let follow_up = FollowUp {
         id: crate::store::random_token(),
         query: query.text.clone(),
