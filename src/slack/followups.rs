@@ -233,6 +233,8 @@ pub(crate) fn on_stop(
 /// shutdown. Every replica runs it; the store gives each due follow-up to one of them.
 pub async fn run(state: AppState, shutdown: CancellationToken) {
     let poll_every = state.follow_ups.poll_every;
+    // Said once when Redis stops answering, and once when it is back: not every poll.
+    let mut failing = false;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -243,9 +245,16 @@ pub async fn run(state: AppState, shutdown: CancellationToken) {
             .claim_due_follow_ups(Utc::now(), CLAIM_BATCH)
             .await
         {
-            Ok(due) => due,
+            Ok(due) => {
+                if std::mem::take(&mut failing) {
+                    tracing::info!("looking for due follow-ups again");
+                }
+                due
+            }
             Err(err) => {
-                tracing::warn!(error = %err, "could not look for due follow-ups");
+                if !std::mem::replace(&mut failing, true) {
+                    tracing::warn!(error = %err, "could not look for due follow-ups; trying again every poll");
+                }
                 continue;
             }
         };
