@@ -1,6 +1,7 @@
 //! The running bot, assembled once: the store and its live sources, the refresher, the audit
-//! digest, Socket Mode, the admin user groups' resolution, the HTTP server with its connection
-//! limits, the doctor's checks at start, and in demo builds the playground of `serve --demo`.
+//! digest, the follow-up re-checks, Socket Mode, the admin user groups' resolution, the HTTP
+//! server with its connection limits, the doctor's checks at start, and in demo builds the
+//! playground of `serve --demo`.
 //! `crm-username serve` builds it from the command line; the integration tests build it from
 //! an [`AppConfig`] of their own, on port 0 against fakes, so the wiring they test is the
 //! wiring that runs.
@@ -213,8 +214,8 @@ impl App {
     }
 
     /// Starts the refresher, the digest, the follow-ups, Socket Mode, the admin user groups'
-    /// resolution and the checks at start, and serves until the shutdown token is cancelled; then finishes the
-    /// replies already promised.
+    /// resolution and the checks at start, and serves until the shutdown token is cancelled;
+    /// then finishes the replies already promised.
     pub async fn run_until_stopped(self) -> Result<(), AppError> {
         let shutdown = self.shutdown;
         let state = self.server.state.clone();

@@ -1,6 +1,7 @@
 //! The cache the bot answers from: one interface, a Redis implementation shared by every
 //! replica, and an in-process one for a single replica without Redis. It reads and writes
-//! org data only; the diagnosis of what it returns is `check`'s.
+//! org data (and keeps the Slack-side records the replicas share: event ids, job claims,
+//! follow-ups) only; the diagnosis of what it returns is `check`'s.
 
 mod followups;
 mod keys;

@@ -210,3 +210,87 @@ fn next_steps(d: Option<&Diagnosis>) -> String {
         steps.join(" Then ")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+
+    use super::*;
+    use crate::domain::{Org, Query};
+
+    fn diagnosis(query: &str) -> Diagnosis {
+        let now = Utc::now();
+        let org = Org::new(crate::demo::snapshot(now).unwrap());
+        crate::diagnose::diagnose(&Query::parse(query).unwrap(), &org, now).unwrap()
+    }
+
+    fn action_ids(message: &Value) -> Vec<String> {
+        message["blocks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|b| b["elements"].as_array())
+            .flatten()
+            .filter_map(|e| e["action_id"].as_str().map(str::to_owned))
+            .collect()
+    }
+
+    #[test]
+    fn waiting_fixes_and_clear_answers_get_the_button_a_blocker_needing_a_person_does_not() {
+        for (query, expected) in [
+            ("eve.new@acme.com", true),
+            ("chris.contractor@acme.com", true),
+            ("ok.user@acme.com", true),
+            ("sam.sales@acme.com", false),
+        ] {
+            let d = diagnosis(query);
+            assert_eq!(worth_following_up(&d), expected, "{query}");
+            let message = with_follow_up_button(crate::render::blocks(&d), &d, 15);
+            assert_eq!(
+                action_ids(&message).contains(&FOLLOW_UP.to_owned()),
+                expected,
+                "{query}"
+            );
+        }
+        assert!(follow_up_settled(&diagnosis("ok.user@acme.com")));
+        assert!(!follow_up_settled(&diagnosis("eve.new@acme.com")));
+    }
+
+    #[test]
+    fn a_re_check_answer_drops_the_button_keeps_within_slack_limits_and_ends_with_what_next() {
+        let d = diagnosis("chris.contractor@acme.com");
+        let answer = with_follow_up_button(crate::render::blocks(&d), &d, 15);
+        let again = follow_up_answer(
+            answer.clone(),
+            &d.query,
+            "U0ASKER",
+            1,
+            4,
+            FollowUpStep::Again {
+                id: "abc",
+                minutes: 15,
+            },
+        );
+        let ids = action_ids(&again);
+        assert!(!ids.contains(&FOLLOW_UP.to_owned()));
+        assert!(ids.contains(&STOP_FOLLOW_UP.to_owned()));
+        assert!(again["blocks"].as_array().unwrap().len() <= super::super::MAX_BLOCKS);
+        let last = follow_up_answer(
+            answer,
+            &d.query,
+            "<!channel>",
+            4,
+            4,
+            FollowUpStep::GaveUp {
+                diagnosis: Some(&d),
+            },
+        );
+        let text = serde_json::to_string(&last["blocks"]).unwrap();
+        assert!(!action_ids(&last).contains(&STOP_FOLLOW_UP.to_owned()));
+        assert!(text.contains("profile-to-role mapping"), "{text}");
+        assert!(
+            !text.contains("<!channel>"),
+            "a user id that is not one is not mentioned"
+        );
+    }
+}
