@@ -262,19 +262,7 @@ impl Playground {
             .filter(|m| !m.ephemeral && m.author != Author::Playground)
             .ok_or("there is no message with a shortcut menu there")?;
         let payload = message_action(&message, &self.response_url(message.id));
-        let form = serde_urlencoded::to_string([("payload", payload.to_string())])
-            .map_err(|_| "the shortcut could not be encoded")?;
-        let (status, body) = self
-            .send_signed(
-                "/slack/interactions",
-                "application/x-www-form-urlencoded",
-                form,
-            )
-            .await;
-        if status != StatusCode::OK {
-            self.note_failure("message shortcut", status, &body);
-        }
-        Ok(())
+        self.send_interaction("message shortcut", payload).await
     }
 
     /// A click on a button of a bot message, as Slack reports it (URL buttons too).
@@ -291,8 +279,14 @@ impl Playground {
             &self.response_url(message.id),
         )
         .ok_or("there is no button there")?;
+        self.send_interaction("button click", payload).await
+    }
+
+    /// An interaction payload posted to `/slack/interactions` as Slack posts it: a form with
+    /// one `payload` field, signed. A refusal is noted in the channel as `what`.
+    async fn send_interaction(&self, what: &str, payload: Value) -> Result<(), &'static str> {
         let form = serde_urlencoded::to_string([("payload", payload.to_string())])
-            .map_err(|_| "the click could not be encoded")?;
+            .map_err(|_| "the interaction could not be encoded")?;
         let (status, body) = self
             .send_signed(
                 "/slack/interactions",
@@ -301,7 +295,7 @@ impl Playground {
             )
             .await;
         if status != StatusCode::OK {
-            self.note_failure("button click", status, &body);
+            self.note_failure(what, status, &body);
         }
         Ok(())
     }

@@ -405,9 +405,9 @@ fn parse(value: &Value) -> Vec<Value> {
         .unwrap_or_default()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn in_chromium_a_typed_check_shows_reserved_by_email_and_recheck_replaces_the_reply() {
-    let (_running, base) = serve_demo();
+/// Headless Chromium at `VIEWPORT` showing the playground at `base`, once the page has loaded
+/// and heard from the server.
+async fn open_page(base: &str) -> (chromium::Chromium, cdp::Page) {
     let browser = chromium::Chromium::launch(VIEWPORT.0, VIEWPORT.1);
     let mut page = cdp::Page::connect(&browser.page_socket_url().await).await;
     let (width, height) = VIEWPORT;
@@ -420,7 +420,6 @@ async fn in_chromium_a_typed_check_shows_reserved_by_email_and_recheck_replaces_
     page.call("Page.navigate", json!({"url": base}))
         .await
         .unwrap();
-    // The page has loaded and heard from the server once.
     page.wait_for(
         "the page to load",
         WAIT,
@@ -428,6 +427,13 @@ async fn in_chromium_a_typed_check_shows_reserved_by_email_and_recheck_replaces_
         |v| (v == &json!(true)).then_some(()),
     )
     .await;
+    (browser, page)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_chromium_a_typed_check_shows_reserved_by_email_and_recheck_replaces_the_reply() {
+    let (_running, base) = serve_demo();
+    let (_browser, mut page) = open_page(&base).await;
 
     page.eval("document.getElementById('input').focus()").await;
     page.type_text(QUERY).await;
@@ -650,25 +656,7 @@ async fn a_tickets_message_shortcut_is_answered_in_its_thread() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_chromium_the_message_shortcut_on_a_ticket_shows_the_answer_in_its_thread() {
     let (_running, base) = serve_demo();
-    let browser = chromium::Chromium::launch(VIEWPORT.0, VIEWPORT.1);
-    let mut page = cdp::Page::connect(&browser.page_socket_url().await).await;
-    let (width, height) = VIEWPORT;
-    page.call(
-        "Emulation.setDeviceMetricsOverride",
-        json!({"width": width, "height": height, "deviceScaleFactor": 1, "mobile": false}),
-    )
-    .await
-    .unwrap();
-    page.call("Page.navigate", json!({"url": base}))
-        .await
-        .unwrap();
-    page.wait_for(
-        "the page to load",
-        WAIT,
-        "document.readyState === 'complete' && document.body.dataset.version !== undefined",
-        |v| (v == &json!(true)).then_some(()),
-    )
-    .await;
+    let (_browser, mut page) = open_page(&base).await;
     page.eval("document.getElementById('input').focus()").await;
     page.type_text("ticket: old.timer@acme.com cannot be picked in the dropdown")
         .await;
