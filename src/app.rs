@@ -161,7 +161,7 @@ impl App {
         #[cfg(feature = "demo")]
         let playground = match config.playground {
             true => Some(
-                crate::playground::Playground::start(store)
+                crate::playground::Playground::start()
                     .await
                     .map_err(AppError::Playground)?,
             ),
@@ -264,6 +264,11 @@ impl App {
             state.clone(),
             shutdown.clone(),
         ));
+        // The playground's own job, on its own store: the two never take each other's.
+        #[cfg(feature = "demo")]
+        if let Some(playground) = &self.playground {
+            tokio::spawn(playground.clone().run_follow_ups(shutdown.clone()));
+        }
         let socket = self.socket_mode.map(|socket| {
             tracing::info!("connecting to Slack over Socket Mode");
             tokio::spawn(crate::slack::socket_mode::run_with(

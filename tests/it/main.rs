@@ -17,6 +17,7 @@ mod home;
 mod hostile_input;
 mod loadgen;
 mod logs;
+mod playground_followups;
 mod prometheus_rule;
 mod redis_deployments;
 mod refresh;
