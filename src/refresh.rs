@@ -14,13 +14,13 @@ use crate::check::{CheckError, check};
 use crate::domain::{BusinessUnit, Diagnosis, Query, SfUser, Subject, Verdict};
 
 mod runs;
+use crate::sources::{AccountEngagementClient, SalesforceClient, SourceError, UserLookup};
+use crate::store::{LockToken, Store, StoreError};
 pub use runs::{
     ApiCalls, Base, FULL_SOURCE, INCREMENTAL_SOURCE, Next, OVERLAP, RefreshKind, RefreshReport,
     Refresher, Schedule, Seen, full, incremental, latest_update, merge_ae_users, next_run,
     run_scheduled,
 };
-use crate::sources::{AccountEngagementClient, SalesforceClient, SourceError, UserLookup};
-use crate::store::{LockToken, Store, StoreError};
 
 /// The live upstreams and the business units to read from them.
 pub struct Sources {

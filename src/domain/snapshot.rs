@@ -56,8 +56,7 @@ impl OrgSnapshot {
         sf.groups.sort_by_key(|g| g.id);
         sf.groups.dedup_by_key(|g| g.id);
         sf.group_members.sort_by_key(|m| (m.group_id, m.member_id));
-        sf.group_members
-            .dedup_by_key(|m| (m.group_id, m.member_id));
+        sf.group_members.dedup_by_key(|m| (m.group_id, m.member_id));
         for bu in &mut self.business_units {
             bu.users.sort_by_key(|u| u.id);
             bu.users.dedup_by_key(|u| u.id);

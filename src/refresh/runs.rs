@@ -139,11 +139,13 @@ pub fn next_run(schedule: &Schedule, seen: &Seen<'_>, now: DateTime<Utc>) -> Nex
     let Some(current) = seen.current else {
         return Next::Full;
     };
-    let older_than =
-        |at: Option<DateTime<Utc>>, period: Duration| match (at, chrono::Duration::from_std(period)) {
-            (Some(at), Ok(period)) => now - at >= period,
-            _ => true,
-        };
+    let older_than = |at: Option<DateTime<Utc>>, period: Duration| match (
+        at,
+        chrono::Duration::from_std(period),
+    ) {
+        (Some(at), Ok(period)) => now - at >= period,
+        _ => true,
+    };
     if older_than(seen.last_full, schedule.full_every) {
         return Next::Full;
     }
@@ -280,10 +282,7 @@ pub async fn full(
     let salesforce = async {
         let t = Instant::now();
         (
-            sources
-                .salesforce
-                .read_org(&sources.business_units)
-                .await,
+            sources.salesforce.read_org(&sources.business_units).await,
             t,
         )
     };
@@ -440,10 +439,12 @@ pub async fn incremental(
             .await
         {
             Ok(Some(changed)) => Ok(merge_ae_users(known, changed)),
-            Ok(None) => sources
-                .account_engagement
-                .fetch_users(bu.id, &bu.ae_url)
-                .await,
+            Ok(None) => {
+                sources
+                    .account_engagement
+                    .fetch_users(bu.id, &bu.ae_url)
+                    .await
+            }
             Err(err) => Err(err),
         };
         ae_results.push(result);

@@ -13,15 +13,15 @@ use serde::de::DeserializeOwned;
 mod audit;
 mod connection;
 mod followups;
-mod publish;
 mod patch;
+mod publish;
 mod query;
 
 pub use audit::{AuditBatch, AuditReader, AuditSubject};
-pub use patch::{MAX_PATCH_OPS, PatchOp, PatchOutcome, generation_patch};
 use connection::Conn;
 pub use connection::RedisSettings;
 pub(crate) use connection::explain;
+pub use patch::{MAX_PATCH_OPS, PatchOp, PatchOutcome, generation_patch};
 
 use super::keys::{FORMAT, FORMAT_TTL, Keys};
 use super::records::GenerationMeta;
@@ -174,8 +174,7 @@ impl RedisStore {
         conn: &mut Conn,
         generation: &str,
     ) -> Result<(String, Arc<GenerationMeta>), StoreError> {
-        if let Some((g, rev, meta)) = &self.cache.lock().unwrap_or_else(|e| e.into_inner()).meta
-        {
+        if let Some((g, rev, meta)) = &self.cache.lock().unwrap_or_else(|e| e.into_inner()).meta {
             if g == generation {
                 return Ok((rev.clone(), meta.clone()));
             }

@@ -17,9 +17,9 @@ use super::publish::{name_members, suggestions_bytes};
 use super::{RedisStore, corrupt, to_json};
 use crate::domain::snapshot::lower;
 use crate::domain::{AeUser, Org, SfUser};
-use crate::store::{StoreError, random_token};
 use crate::store::keys::GenerationKeys;
 use crate::store::records::{ContextBuilder, GenerationMeta, GroupGraph};
+use crate::store::{StoreError, random_token};
 
 /// One write of a patch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,14 +53,15 @@ pub enum PatchOutcome {
 /// business units in the same order.
 pub fn generation_patch(old: &Org, new: &Org, gk: &GenerationKeys) -> Vec<PatchOp> {
     let mut ops = Vec::new();
-    let set = |ops: &mut Vec<PatchOp>, key: String, old: Option<Vec<u8>>, new: Option<Vec<u8>>| {
-        match (old, new) {
+    let set =
+        |ops: &mut Vec<PatchOp>, key: String, old: Option<Vec<u8>>, new: Option<Vec<u8>>| match (
+            old, new,
+        ) {
             (Some(o), Some(n)) if o == n => {}
             (_, Some(n)) => ops.push(PatchOp::Set(key, n)),
             (Some(_), None) => ops.push(PatchOp::Delete(key)),
             (None, None) => {}
-        }
-    };
+        };
     // The small keys of the whole generation: compared whole.
     set(
         &mut ops,
@@ -92,8 +93,8 @@ pub fn generation_patch(old: &Org, new: &Org, gk: &GenerationKeys) -> Vec<PatchO
             user_ops(&mut ops, gk, o, n);
             emails.extend(o.and_then(email_key));
             emails.extend(n.and_then(email_key));
-            suggestions_changed |= o.map(|u| (&u.username, &u.name, u.id))
-                != n.map(|u| (&u.username, &u.name, u.id));
+            suggestions_changed |=
+                o.map(|u| (&u.username, &u.name, u.id)) != n.map(|u| (&u.username, &u.name, u.id));
         }
         let old_context = o.map(|u| old_contexts.context(u));
         let new_context = n.map(|u| new_contexts.context(u));
@@ -170,7 +171,12 @@ pub fn generation_patch(old: &Org, new: &Org, gk: &GenerationKeys) -> Vec<PatchO
 }
 
 /// The writes of one user's own keys (record, username, name index), old to new.
-fn user_ops(ops: &mut Vec<PatchOp>, gk: &GenerationKeys, old: Option<&SfUser>, new: Option<&SfUser>) {
+fn user_ops(
+    ops: &mut Vec<PatchOp>,
+    gk: &GenerationKeys,
+    old: Option<&SfUser>,
+    new: Option<&SfUser>,
+) {
     let id = new.or(old).map(|u| u.id);
     let Some(id) = id else { return };
     match new {
@@ -190,14 +196,30 @@ fn user_ops(ops: &mut Vec<PatchOp>, gk: &GenerationKeys, old: Option<&SfUser>, n
             id.as_str15().as_bytes().to_vec(),
         ));
     }
-    let old_names: FxHashSet<Vec<u8>> = old.map(name_members).unwrap_or_default().into_iter().collect();
-    let new_names: FxHashSet<Vec<u8>> = new.map(name_members).unwrap_or_default().into_iter().collect();
+    let old_names: FxHashSet<Vec<u8>> = old
+        .map(name_members)
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    let new_names: FxHashSet<Vec<u8>> = new
+        .map(name_members)
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
     let mut removed: Vec<&Vec<u8>> = old_names.difference(&new_names).collect();
     removed.sort();
     let mut added: Vec<&Vec<u8>> = new_names.difference(&old_names).collect();
     added.sort();
-    ops.extend(removed.into_iter().map(|m| PatchOp::RemoveMember(gk.names(), m.clone())));
-    ops.extend(added.into_iter().map(|m| PatchOp::AddMember(gk.names(), m.clone())));
+    ops.extend(
+        removed
+            .into_iter()
+            .map(|m| PatchOp::RemoveMember(gk.names(), m.clone())),
+    );
+    ops.extend(
+        added
+            .into_iter()
+            .map(|m| PatchOp::AddMember(gk.names(), m.clone())),
+    );
 }
 
 fn email_key(user: &SfUser) -> Option<String> {
