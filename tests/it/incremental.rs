@@ -357,3 +357,98 @@ async fn a_patch_of_a_generation_that_is_no_longer_current_writes_nothing() {
     assert_eq!(dump_current(&prefix).await, before);
     clear_prefix(&prefix).await;
 }
+
+#[tokio::test]
+async fn the_refresher_runs_full_then_incremental_refreshes_and_status_shows_both() {
+    use crm_username::fakes::FakeUpstreams;
+    use crm_username::refresh::{
+        FULL_SOURCE, INCREMENTAL_SOURCE, RefreshError, RefreshKind, Refresher, Schedule,
+    };
+    use std::time::Duration;
+
+    let org = small_org(11);
+    let upstreams = FakeUpstreams::start(&org).await.unwrap();
+    let sources = upstreams.sources(&org).unwrap();
+    let prefix = prefix("incr-refresher");
+    clear_prefix(&prefix).await;
+    let store = store(&prefix);
+    let schedule = Schedule {
+        full_every: Duration::from_secs(15 * 60),
+        incremental_every: Some(Duration::from_secs(60)),
+    };
+    let t0 = Utc.with_ymd_and_hms(2026, 12, 1, 10, 0, 0).unwrap();
+    let minutes = |m: i64| t0 + chrono::Duration::minutes(m);
+
+    let mut mine = Refresher::default();
+    let first = mine
+        .run_once(&sources, &store, &schedule, t0)
+        .await
+        .unwrap();
+    assert_eq!(
+        first.map(|r| r.kind),
+        Some(RefreshKind::Full),
+        "an empty cache gets a full refresh"
+    );
+    let second = mine
+        .run_once(&sources, &store, &schedule, minutes(1))
+        .await
+        .unwrap();
+    assert_eq!(
+        second.as_ref().map(|r| r.kind),
+        Some(RefreshKind::Incremental)
+    );
+    assert_eq!(
+        second.and_then(|r| r.writes),
+        Some(1),
+        "nothing changed upstream: only the metadata (its time) is rewritten"
+    );
+
+    // Another replica leaves the data to the one that published it while that one is busy.
+    let mut other = Refresher::default();
+    let skipped = other
+        .run_once(&sources, &store, &schedule, minutes(2))
+        .await
+        .unwrap();
+    assert_eq!(skipped, None);
+    // And takes over once it went quiet for three intervals.
+    let taken = other
+        .run_once(&sources, &store, &schedule, minutes(5))
+        .await
+        .unwrap();
+    assert_eq!(taken.map(|r| r.kind), Some(RefreshKind::Full));
+    // The first replica's base is now of a replaced generation: it no longer patches.
+    let after = mine
+        .run_once(&sources, &store, &schedule, minutes(6))
+        .await
+        .unwrap();
+    assert_eq!(after, None, "the other replica keeps the cache fresh now");
+    // The period of full refreshes passes: whoever runs next reads everything.
+    let full = mine
+        .run_once(&sources, &store, &schedule, minutes(20))
+        .await
+        .unwrap();
+    assert_eq!(full.map(|r| r.kind), Some(RefreshKind::Full));
+
+    let status = store.status().await.unwrap();
+    let full_status = &status.sources[FULL_SOURCE];
+    let incremental_status = &status.sources[INCREMENTAL_SOURCE];
+    assert_eq!(full_status.last_success_at, Some(minutes(20)));
+    assert_eq!(incremental_status.last_success_at, Some(minutes(1)));
+    assert!(
+        incremental_status.api_calls.is_some() && full_status.api_calls.is_some(),
+        "each run records its API calls: {status:?}"
+    );
+
+    // Runs are one at a time across replicas.
+    let lock = store
+        .try_lock(Duration::from_secs(60))
+        .await
+        .unwrap()
+        .unwrap();
+    let busy = other
+        .run_once(&sources, &store, &schedule, minutes(21))
+        .await;
+    assert!(matches!(busy, Err(RefreshError::Busy)), "{busy:?}");
+    store.release_lock(&lock).await.unwrap();
+    clear_prefix(&prefix).await;
+}
