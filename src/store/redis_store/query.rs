@@ -223,6 +223,20 @@ impl RedisStore {
     /// context of the one user it finds, and the AE users its target names. Diagnosing it
     /// gives the same answer as diagnosing the whole org.
     pub async fn query_org(&self, query: &Query) -> Result<Org, StoreError> {
+        // A username's user and context come in a second read, which checks that no patch
+        // landed in between; if one did, the query is read again from the start.
+        for _ in 0..3 {
+            if let Some(org) = self.query_org_once(query).await? {
+                return Ok(org);
+            }
+        }
+        Err(StoreError::Unavailable(
+            "the cached data was updated during every read; try again".into(),
+        ))
+    }
+
+    /// [`RedisStore::query_org`], once: `None` when a patch landed between its reads.
+    async fn query_org_once(&self, query: &Query) -> Result<Option<Org>, StoreError> {
         let mut conn = self.conn.clone();
         let (mut generation, mut rev, mut meta) = match self.cached_meta() {
             Some(cached) => cached,
@@ -330,7 +344,10 @@ impl RedisStore {
                         .await?;
                     (close, None)
                 } else {
-                    self.users_with_context(&mut conn, &gk, &ids).await?
+                    match self.users_with_context(&mut conn, &gk, &rev, &ids).await? {
+                        Some(found) => found,
+                        None => return Ok(None),
+                    }
                 }
             }
             Subject::Name(name) => {
@@ -369,10 +386,13 @@ impl RedisStore {
                     ids = if exact.is_empty() { partial } else { exact };
                     ids.dedup();
                     if let [_] = ids.as_slice() {
-                        let (users, context) =
-                            self.users_with_context(&mut conn, &gk, &ids).await?;
+                        let Some((users, context)) =
+                            self.users_with_context(&mut conn, &gk, &rev, &ids).await?
+                        else {
+                            return Ok(None);
+                        };
                         let users = self.with_same_email(&mut conn, &gk, users).await?;
-                        return Ok(Org::new(assemble(&meta, users, context, targets)));
+                        return Ok(Some(Org::new(assemble(&meta, users, context, targets))));
                     }
                 }
                 let fetched = self.users(&mut conn, &gk, &ids).await?;
@@ -382,7 +402,10 @@ impl RedisStore {
                 if found.total == 1 {
                     let id = found.users[0].id.as_str15().to_owned();
                     drop(probe);
-                    self.users_with_context(&mut conn, &gk, &[id]).await?
+                    match self.users_with_context(&mut conn, &gk, &rev, &[id]).await? {
+                        Some(found) => found,
+                        None => return Ok(None),
+                    }
                 } else if found.total == 0 {
                     drop(probe);
                     let close = self
@@ -395,7 +418,7 @@ impl RedisStore {
             }
         };
         let users = self.with_same_email(&mut conn, &gk, users).await?;
-        Ok(Org::new(assemble(&meta, users, context, targets)))
+        Ok(Some(Org::new(assemble(&meta, users, context, targets))))
     }
 
     /// For one external user (AE cannot map it), the users whose username or email is its
@@ -454,24 +477,37 @@ impl RedisStore {
             .collect()
     }
 
-    /// The users, and the context of the one user when there is exactly one.
+    /// The users, and the context of the one user when there is exactly one, read in one
+    /// atomic script; `None` when the generation was patched since revision `rev` was read.
     async fn users_with_context(
         &self,
         conn: &mut Conn,
         gk: &GenerationKeys,
+        rev: &str,
         ids: &[String],
-    ) -> Result<(Vec<SfUser>, Option<UserContext>), StoreError> {
+    ) -> Result<Option<(Vec<SfUser>, Option<UserContext>)>, StoreError> {
         if let [only] = ids {
             let id = SfId::parse(only).map_err(|e| corrupt("user id", e))?;
-            let (user, context): (Option<Vec<u8>>, Option<Vec<u8>>) = redis::pipe()
-                .get(gk.user(id))
-                .get(gk.context(id))
-                .query_async(conn)
-                .await?;
-            let user: Option<SfUser> = user.map(|r| from_json("user", &r)).transpose()?;
-            let context = context.map(|r| from_json("user context", &r)).transpose()?;
-            return Ok((user.into_iter().collect(), context));
+            let mut reads = QueryReads::default();
+            reads.get(gk.user(id)).get(gk.context(id));
+            let Read::Values(now, _, values) = reads.run(gk, rev, conn).await? else {
+                return Ok(None);
+            };
+            if now != rev {
+                return Ok(None);
+            }
+            let user: Option<SfUser> = values
+                .first()
+                .and_then(bytes)
+                .map(|r| from_json("user", &r))
+                .transpose()?;
+            let context = values
+                .get(1)
+                .and_then(bytes)
+                .map(|r| from_json("user context", &r))
+                .transpose()?;
+            return Ok(Some((user.into_iter().collect(), context)));
         }
-        Ok((self.users(conn, gk, ids).await?, None))
+        Ok(Some((self.users(conn, gk, ids).await?, None)))
     }
 }
