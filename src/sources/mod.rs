@@ -4,6 +4,7 @@
 
 pub mod account_engagement;
 pub mod catalog;
+pub mod interim;
 pub mod salesforce;
 
 use std::future::Future;

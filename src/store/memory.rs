@@ -105,7 +105,7 @@ impl MemoryStore {
         let org = self.current();
         StatusReport {
             data_as_of: org.as_ref().map(|o| o.snapshot().fetched_at),
-            generation: org.as_ref().map(|_| "memory".to_owned()),
+            generation: org.as_ref().map(|_| super::MEMORY_GENERATION.to_owned()),
             sf_users: org
                 .as_ref()
                 .map_or(0, |o| o.snapshot().salesforce.users.len()),

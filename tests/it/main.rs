@@ -15,6 +15,7 @@ mod followups;
 mod format_versions;
 mod home;
 mod hostile_input;
+mod incremental;
 mod loadgen;
 mod logs;
 mod playground_followups;
