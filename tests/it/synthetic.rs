@@ -18,6 +18,7 @@ fn every_finding_code_occurs_in_a_synthetic_org() {
         Variety {
             external_percent: 5,
             sales_section: true,
+            ..Variety::default()
         },
     );
     let now = snapshot.fetched_at;
