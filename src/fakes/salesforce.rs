@@ -741,7 +741,7 @@ async fn start_query(
         };
         return with_usage(state, response);
     }
-    let batch = state.batch_size.load(Ordering::SeqCst);
+    let batch = batch_size(state, &cursor);
     // A result that fits one batch needs no cursor.
     let id = if cursor.items.len() > batch {
         let mut cursors = lock(&state.cursors);
@@ -829,6 +829,16 @@ fn admit(state: &SfState, headers: &HeaderMap) -> Option<Response> {
     None
 }
 
+/// Records per batch: an aggregate result comes whole (it has at most
+/// [`MAX_AGGREGATE_ROWS`]).
+fn batch_size(state: &SfState, cursor: &Cursor) -> usize {
+    if cursor.object == "AggregateResult" {
+        MAX_AGGREGATE_ROWS
+    } else {
+        state.batch_size.load(Ordering::SeqCst)
+    }
+}
+
 async fn serve_page(
     state: &SfState,
     version: &str,
@@ -836,7 +846,7 @@ async fn serve_page(
     cursor: Arc<Cursor>,
     offset: usize,
 ) -> Response {
-    let batch = state.batch_size.load(Ordering::SeqCst);
+    let batch = batch_size(state, &cursor);
     let page = offset / batch + 1;
     let normal = || {
         let total = cursor.items.len();
