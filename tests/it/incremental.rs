@@ -41,6 +41,7 @@ pub fn small_org(seed: u64) -> OrgSnapshot {
         Variety {
             external_percent: 10,
             sales_section: true,
+            ..Variety::default()
         },
     )
 }
