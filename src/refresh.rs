@@ -95,7 +95,8 @@ pub async fn refresh_once(
     }
     let salesforce = async {
         let t = Instant::now();
-        (sources.salesforce.fetch_org().await, t)
+        let read = sources.salesforce.fetch_org(&sources.business_units).await;
+        (read.map(|r| r.org), t)
     };
     let business_units =
         futures_util::future::join_all(sources.business_units.iter().map(|bu| async {
