@@ -15,8 +15,12 @@ pub struct FakesArgs {
     #[command(flatten)]
     pub org: GenerateOrgArgs,
     /// Serve the built-in demo org instead of a synthetic one.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "org_file")]
     pub demo: bool,
+    /// Serve the org snapshot in this file (JSON, as `generate-org` writes it) instead of
+    /// generating one.
+    #[arg(long = "org", value_name = "FILE")]
+    pub org_file: Option<PathBuf>,
     /// Where to write the business-unit settings (TOML) pointing at the fake.
     #[arg(long, value_name = "FILE")]
     pub settings_out: PathBuf,
@@ -25,15 +29,31 @@ pub struct FakesArgs {
 pub async fn run(args: &FakesArgs) -> CliResult {
     let org = if args.demo {
         crate::demo::snapshot(Utc::now()).map_err(CliError::usage)?
+    } else if let Some(path) = &args.org_file {
+        crate::snapshot_file::load(path).map_err(|err| CliError::usage(err.to_string()))?
     } else {
         args.org.synthetic_org()
     };
-    let upstreams = crate::fakes::FakeUpstreams::start(&org)
+    // The settings need the business units only: keep those, and give the org to the fakes.
+    let business_units = crate::domain::OrgSnapshot {
+        fetched_at: org.fetched_at,
+        salesforce: crate::domain::SalesforceOrg {
+            org_id: None,
+            instance_url: String::new(),
+            lightning_url: None,
+            users: Vec::new(),
+            roles: Vec::new(),
+            groups: Vec::new(),
+            group_members: Vec::new(),
+        },
+        business_units: org.business_units.clone(),
+    };
+    let upstreams = crate::fakes::FakeUpstreams::start_owned(org)
         .await
         .map_err(|err| CliError::failure(format!("cannot start the fakes: {err}")))?;
     std::fs::write(
         &args.settings_out,
-        settings_init::from_snapshot(&org, upstreams.account_engagement.url()),
+        settings_init::from_snapshot(&business_units, upstreams.account_engagement.url()),
     )
     .map_err(|err| {
         CliError::failure(format!(

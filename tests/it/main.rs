@@ -10,6 +10,7 @@ mod cli;
 mod cli_live;
 mod connection_limits;
 mod doctor;
+mod fakes_scale;
 mod faults;
 mod followups;
 mod format_versions;

@@ -339,6 +339,7 @@ async fn refreshing_an_org_whose_users_are_90_percent_external_caches_only_the_i
         Variety {
             external_percent: 90,
             sales_section: true,
+            ..Variety::default()
         },
     );
     let internal: Vec<_> = org
