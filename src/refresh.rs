@@ -18,8 +18,7 @@ use crate::sources::{AccountEngagementClient, SalesforceClient, SourceError, Use
 use crate::store::{LockToken, Store, StoreError};
 pub use runs::{
     ApiCalls, Base, FULL_SOURCE, INCREMENTAL_SOURCE, Next, OVERLAP, RefreshKind, RefreshReport,
-    Refresher, Schedule, Seen, full, incremental, latest_update, merge_ae_users, next_run,
-    run_scheduled,
+    Refresher, Schedule, Seen, full, incremental, next_run, run_scheduled,
 };
 
 /// The live upstreams and the business units to read from them.

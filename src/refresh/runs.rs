@@ -12,8 +12,8 @@ use tokio_util::sync::CancellationToken;
 use super::{
     REFRESH_SOURCE, RefreshError, SALESFORCE_SOURCE, Sources, business_unit_source, record,
 };
-use crate::domain::{AeUser, Org, OrgSnapshot};
-use crate::sources::SourceError;
+use crate::domain::{Org, OrgSnapshot};
+use crate::sources::{SourceError, high_water_ae, merge_ae_users};
 use crate::store::{PatchOutcome, SourceStatus, Store, StoreError};
 
 /// Which kind of refresh ran.
@@ -282,7 +282,7 @@ pub async fn full(
     let salesforce = async {
         let t = Instant::now();
         (
-            sources.salesforce.read_org(&sources.business_units).await,
+            sources.salesforce.fetch_org(&sources.business_units).await,
             t,
         )
     };
@@ -333,7 +333,7 @@ pub async fn full(
     }
     let ae_high_water = business_units
         .iter()
-        .map(|bu| latest_update(&bu.users))
+        .map(|bu| high_water_ae(&bu.users))
         .collect();
     let org = index(OrgSnapshot {
         fetched_at: now,
@@ -383,26 +383,10 @@ fn record_api_usage(sources: &Sources) {
     }
 }
 
-/// The latest `updatedAt` of a business unit's users: where its next incremental read
-/// starts.
-pub fn latest_update(users: &[AeUser]) -> Option<DateTime<Utc>> {
-    users.iter().filter_map(|u| u.updated_at).max()
-}
-
 /// `stamp` minus [`OVERLAP`]; the epoch when nothing was read yet.
 fn since(stamp: Option<DateTime<Utc>>) -> DateTime<Utc> {
     let overlap = chrono::Duration::from_std(OVERLAP).unwrap_or_default();
     stamp.map_or(DateTime::<Utc>::UNIX_EPOCH, |t| t - overlap)
-}
-
-/// Upserts `changed` into `base` by id; the result is sorted by id.
-pub fn merge_ae_users(base: &[AeUser], changed: Vec<AeUser>) -> Vec<AeUser> {
-    let mut by_id: std::collections::BTreeMap<u64, AeUser> =
-        base.iter().map(|u| (u.id, u.clone())).collect();
-    for user in changed {
-        by_id.insert(user.id, user);
-    }
-    by_id.into_values().collect()
 }
 
 /// One incremental refresh from `base`: reads the changes, merges them, and patches the
@@ -419,7 +403,7 @@ pub async fn incremental(
     let snapshot = base.org.snapshot();
     let salesforce = sources
         .salesforce
-        .read_changes(
+        .fetch_changes(
             &snapshot.salesforce,
             &sources.business_units,
             since(base.sf_high_water),
@@ -435,7 +419,7 @@ pub async fn incremental(
         let since = since(base.ae_high_water.get(b).copied().flatten());
         let result = match sources
             .account_engagement
-            .users_changed(bu.id, &bu.ae_url, since)
+            .fetch_users_changed(bu.id, &bu.ae_url, since)
             .await
         {
             Ok(Some(changed)) => Ok(merge_ae_users(known, changed)),
@@ -467,7 +451,7 @@ pub async fn incremental(
     let ae_high_water = business_units
         .iter()
         .zip(&base.ae_high_water)
-        .map(|(bu, old)| latest_update(&bu.users).max(*old))
+        .map(|(bu, old)| high_water_ae(&bu.users).max(*old))
         .collect();
     let org = index(OrgSnapshot {
         fetched_at: now,
@@ -757,20 +741,5 @@ mod tests {
         assert_eq!(next_run(&schedule, &mine, at(1)), Next::Full);
         assert_eq!(schedule.tick(), Duration::from_secs(900));
         assert_eq!(SCHEDULE.tick(), Duration::from_secs(60));
-    }
-
-    #[test]
-    fn merged_ae_users_take_the_changed_ones_by_id_in_id_order() {
-        let user = |id: u64, email: &str| AeUser {
-            id,
-            email: email.to_owned(),
-            ..AeUser::default()
-        };
-        let merged = merge_ae_users(
-            &[user(3, "c@x"), user(1, "a@x")],
-            vec![user(2, "b@x"), user(3, "c2@x")],
-        );
-        let got: Vec<(u64, &str)> = merged.iter().map(|u| (u.id, u.email.as_str())).collect();
-        assert_eq!(got, [(1, "a@x"), (2, "b@x"), (3, "c2@x")]);
     }
 }

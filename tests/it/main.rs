@@ -8,6 +8,7 @@ mod audit;
 mod boundaries;
 mod cli;
 mod cli_live;
+mod client_reads;
 mod connection_limits;
 mod doctor;
 mod fakes_scale;

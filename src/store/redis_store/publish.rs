@@ -11,7 +11,9 @@ use super::{Conn, RedisStore, corrupt, expiring, from_json, to_json, unlink_slot
 use crate::domain::snapshot::lower;
 use crate::domain::{AeUser, Org, OrgSnapshot, SfId, SfUser};
 use crate::store::keys::GenerationKeys;
-use crate::store::records::{ContextBuilder, GenerationMeta, GroupGraph, assemble};
+use crate::store::records::{
+    ContextBuilder, GenerationMeta, GroupGraph, assemble, reachable_direct_groups,
+};
 use crate::store::{StoreError, random_token};
 use crate::suggest::Directory;
 
@@ -119,6 +121,12 @@ impl RedisStore {
             .await?;
         let graph: GroupGraph =
             from_json("group graph", &graph.unwrap_or_else(|| b"null".to_vec()))?;
+        let direct_groups = reachable_direct_groups(
+            direct_groups,
+            &graph.groups,
+            &graph.group_edges,
+            &meta.business_units,
+        );
         let mut snapshot = assemble(&meta, vec![user.clone()], None, Vec::new());
         snapshot.salesforce.groups = graph.groups;
         snapshot.salesforce.roles = graph.roles;
