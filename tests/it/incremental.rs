@@ -453,3 +453,246 @@ async fn the_refresher_runs_full_then_incremental_refreshes_and_status_shows_bot
     store.release_lock(&lock).await.unwrap();
     clear_prefix(&prefix).await;
 }
+
+/// One random change made in the fakes, as an admin would make it in the org: users added,
+/// deactivated, renamed, given another email or role, moved between groups; groups nested and
+/// un-nested; AE users created, mapped, sent to the recycle bin.
+fn random_fake_change(
+    upstreams: &crm_username::fakes::FakeUpstreams,
+    business_units: &[SfId],
+    rng: &mut Rng,
+    n: u64,
+) -> String {
+    let (sf, ae) = (&upstreams.salesforce, &upstreams.account_engagement);
+    let org = sf.org();
+    let internal: Vec<&crm_username::domain::SfUser> =
+        org.users.iter().filter(|u| u.is_internal()).collect();
+    let pick = |rng: &mut Rng| internal[rng.below(internal.len())].clone();
+    let public: Vec<SfId> = org
+        .groups
+        .iter()
+        .filter(|g| g.role_kind().is_none())
+        .map(|g| g.id)
+        .collect();
+    match rng.below(10) {
+        0 => {
+            let mut user = pick(rng);
+            user.id = SfId::parse(&format!("005Ak{:010}", 8_000_000 + n)).unwrap();
+            user.username = format!("added{n}@changed.example.com");
+            user.email = format!("added{n}@changed.example.com");
+            user.name = format!("Added Person{n}");
+            let group = public[rng.below(public.len())];
+            sf.upsert_user(user.clone());
+            sf.add_member(group, user.id);
+            format!("user {} added to group {group}", user.username)
+        }
+        1 => {
+            let mut user = pick(rng);
+            user.is_active = !user.is_active;
+            sf.upsert_user(user.clone());
+            format!("{} active: {}", user.username, user.is_active)
+        }
+        2 => {
+            let mut user = pick(rng);
+            user.username = format!("renamed{n}.{}", user.username);
+            user.name = format!("Renamed{n} {}", user.name);
+            sf.upsert_user(user.clone());
+            format!("renamed to {}", user.username)
+        }
+        3 => {
+            let other = pick(rng).email;
+            let mut user = pick(rng);
+            user.email = other.clone();
+            sf.upsert_user(user.clone());
+            format!("{} takes the email {other}", user.username)
+        }
+        4 => {
+            let user = pick(rng);
+            let from = org
+                .group_members
+                .iter()
+                .find(|m| m.member_id == user.id)
+                .map(|m| m.group_id);
+            if let Some(from) = from {
+                sf.remove_member(from, user.id);
+            }
+            let to = public[rng.below(public.len())];
+            sf.add_member(to, user.id);
+            format!("{} moved from {from:?} to {to}", user.username)
+        }
+        5 => {
+            let (a, b) = (
+                public[rng.below(public.len())],
+                public[rng.below(public.len())],
+            );
+            if a == b {
+                return "a group is not nested in itself".to_owned();
+            }
+            if org
+                .group_members
+                .iter()
+                .any(|m| m.group_id == a && m.member_id == b)
+            {
+                sf.remove_member(a, b);
+                format!("{b} un-nested from {a}")
+            } else {
+                sf.add_member(a, b);
+                format!("{b} nested in {a}")
+            }
+        }
+        6 => {
+            let role = org.roles[rng.below(org.roles.len())].id;
+            let mut user = pick(rng);
+            user.role_id = Some(role);
+            sf.upsert_user(user.clone());
+            format!("{} gets the role {role}", user.username)
+        }
+        7 => {
+            let bu = business_units[rng.below(business_units.len())];
+            let user = pick(rng);
+            ae.upsert_user(
+                bu,
+                AeUser {
+                    id: 800_000 + n,
+                    email: user.email.clone(),
+                    username: user.email.clone(),
+                    first_name: "Created".to_owned(),
+                    last_name: format!("Later{n}"),
+                    salesforce_id: Some(user.id),
+                    ..AeUser::default()
+                },
+            );
+            format!(
+                "AE user {} created in {bu}, mapped to {}",
+                800_000 + n,
+                user.id
+            )
+        }
+        8 => {
+            let bu = business_units[rng.below(business_units.len())];
+            let users = ae.users(bu);
+            if users.is_empty() {
+                return "no AE user".to_owned();
+            }
+            let id = users[rng.below(users.len())].id;
+            ae.delete_user(bu, id);
+            format!("AE user {id} of {bu} sent to the recycle bin")
+        }
+        _ => {
+            let bu = business_units[rng.below(business_units.len())];
+            let users = ae.users(bu);
+            if users.is_empty() {
+                return "no AE user".to_owned();
+            }
+            let mut user = users[rng.below(users.len())].clone();
+            let target = pick(rng);
+            user.salesforce_id = Some(target.id);
+            user.email = format!("moved{n}.{}", user.email);
+            ae.upsert_user(bu, user.clone());
+            format!("AE user {} of {bu} mapped to {}", user.id, target.id)
+        }
+    }
+}
+
+/// Every answer a query of a user by username, by id, and for an AE user gets.
+async fn answers(store: &Store, queries: &[String], now: chrono::DateTime<Utc>) -> Vec<String> {
+    let mut out = Vec::new();
+    for text in queries {
+        let query = crm_username::domain::Query::parse(text).unwrap();
+        let answer = match crm_username::check::check(store, &query, now).await {
+            Ok(diagnosis) => serde_json::to_string(&diagnosis).unwrap(),
+            Err(err) => format!("error: {err}"),
+        };
+        out.push(answer);
+    }
+    out
+}
+
+#[tokio::test]
+async fn after_random_changes_in_the_fakes_incremental_refreshes_answer_as_one_full_refresh() {
+    use crm_username::fakes::FakeUpstreams;
+    use crm_username::refresh::{RefreshKind, Refresher, Schedule, refresh_once};
+    use std::time::Duration;
+
+    for seed in [21_u64, 22] {
+        let org = small_org(seed);
+        let upstreams = FakeUpstreams::start(&org).await.unwrap();
+        let sources = upstreams.sources(&org).unwrap();
+        let business_units: Vec<SfId> = org.business_units.iter().map(|b| b.id).collect();
+        let (incremental_prefix, full_prefix) = (
+            prefix(&format!("incr-fakes-{seed}")),
+            prefix(&format!("incr-fakes-full-{seed}")),
+        );
+        clear_prefix(&incremental_prefix).await;
+        clear_prefix(&full_prefix).await;
+        let incremental = store(&incremental_prefix);
+        let schedule = Schedule {
+            full_every: Duration::from_secs(24 * 3600),
+            incremental_every: Some(Duration::from_secs(60)),
+        };
+        let t0 = Utc.with_ymd_and_hms(2026, 12, 1, 10, 0, 0).unwrap();
+        let mut refresher = Refresher::default();
+        let first = refresher
+            .run_once(&sources, &incremental, &schedule, t0)
+            .await
+            .unwrap();
+        assert_eq!(first.map(|r| r.kind), Some(RefreshKind::Full));
+
+        let mut rng = Rng(seed);
+        let mut changes = Vec::new();
+        let mut now = t0;
+        for round in 1..=5_u64 {
+            for i in 0..8 {
+                changes.push(random_fake_change(
+                    &upstreams,
+                    &business_units,
+                    &mut rng,
+                    round * 100 + i,
+                ));
+            }
+            now = t0 + chrono::Duration::minutes(round as i64);
+            let report = refresher
+                .run_once(&sources, &incremental, &schedule, now)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(report.kind, RefreshKind::Incremental, "round {round}");
+            assert!(
+                report.api_calls.total() <= 20,
+                "round {round}: {:?}",
+                report.api_calls
+            );
+        }
+
+        let full = store(&full_prefix);
+        refresh_once(&sources, &full, now).await.unwrap();
+        if let Some(difference) = first_difference(
+            &dump_current(&incremental_prefix).await,
+            &dump_current(&full_prefix).await,
+        ) {
+            panic!("seed {seed}: {difference}\nafter the changes: {changes:#?}");
+        }
+        let final_org = upstreams.salesforce.org();
+        let mut queries: Vec<String> = final_org
+            .users
+            .iter()
+            .flat_map(|u| [u.username.clone(), u.id.to_18()])
+            .collect();
+        for bu in &business_units {
+            for user in upstreams.account_engagement.users(*bu).iter().take(20) {
+                let sf = &final_org.users[rng.below(final_org.users.len())];
+                queries.push(format!("{} for {}", sf.username, user.id));
+            }
+        }
+        let (a, b) = (
+            answers(&incremental, &queries, now).await,
+            answers(&full, &queries, now).await,
+        );
+        assert_eq!(a.len(), queries.len());
+        for ((query, x), y) in queries.iter().zip(&a).zip(&b) {
+            assert_eq!(x, y, "seed {seed}: {query} is answered differently");
+        }
+        clear_prefix(&incremental_prefix).await;
+        clear_prefix(&full_prefix).await;
+    }
+}
