@@ -24,6 +24,11 @@ pub struct FakesArgs {
     /// Where to write the business-unit settings (TOML) pointing at the fake.
     #[arg(long, value_name = "FILE")]
     pub settings_out: PathBuf,
+    /// On each SIGUSR1, change this percentage of the internal users (renamed, deactivated,
+    /// moved between groups) and of each business unit's AE users: for benchmarks of the
+    /// incremental refresh.
+    #[arg(long, value_name = "PERCENT", value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub change_on_signal: Option<u32>,
 }
 
 pub async fn run(args: &FakesArgs) -> CliResult {
@@ -67,7 +72,12 @@ pub async fn run(args: &FakesArgs) -> CliResult {
     println!("SALESFORCE_CLIENT_SECRET={}", settings.client_secret);
     println!("BUSINESS_UNITS_FILE={}", args.settings_out.display());
     let _ = std::io::stdout().flush();
-    let _ = tokio::signal::ctrl_c().await;
+    match args.change_on_signal {
+        Some(percent) => change_on_signal(&upstreams, &business_units, percent).await?,
+        None => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
     use crate::fakes::SalesforceEndpoint as E;
     eprintln!(
         "requests served: Salesforce {} token, {} query, {} tooling; Account Engagement {}",
@@ -77,4 +87,23 @@ pub async fn run(args: &FakesArgs) -> CliResult {
         upstreams.account_engagement.requests()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Serves until Ctrl-C, changing `percent` of the org at each SIGUSR1.
+async fn change_on_signal(
+    upstreams: &crate::fakes::FakeUpstreams,
+    org: &crate::domain::OrgSnapshot,
+    percent: u32,
+) -> Result<(), CliError> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut changer =
+        crate::fakes::Changer::new(upstreams, org.business_units.iter().map(|b| b.id).collect());
+    let mut usr1 = signal(SignalKind::user_defined1())
+        .map_err(|err| CliError::failure(format!("cannot listen for SIGUSR1: {err}")))?;
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+            _ = usr1.recv() => eprintln!("{}", changer.apply(upstreams, percent)),
+        }
+    }
 }

@@ -5,6 +5,7 @@
 //! [`OrgSnapshot`]: crate::domain::OrgSnapshot
 
 mod account_engagement;
+mod changes;
 mod salesforce;
 mod slack;
 mod soql;
@@ -21,6 +22,7 @@ use axum::response::{IntoResponse, Response};
 use secrecy::SecretString;
 
 pub use account_engagement::{FakeAccountEngagement, INVALID_PARAMETER_CODE, UPDATED_AT_FILTER};
+pub use changes::Changer;
 pub use salesforce::{
     FakeSalesforce, FakeSalesforceSettings, MAX_AGGREGATE_ROWS, MAX_URI_BYTES, SalesforceEndpoint,
     TokenHost, rsa_public_key, token_errors,
