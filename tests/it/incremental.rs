@@ -696,3 +696,70 @@ async fn after_random_changes_in_the_fakes_incremental_refreshes_answer_as_one_f
         clear_prefix(&full_prefix).await;
     }
 }
+
+#[tokio::test]
+async fn on_the_bench_orgs_shape_an_incremental_refresh_of_changes_in_bulk_stays_within_twenty_calls()
+ {
+    use crm_username::fakes::{Changer, FakeUpstreams};
+    use crm_username::refresh::{RefreshKind, Refresher, Schedule, refresh_once};
+    use std::time::Duration;
+
+    // The bench org's shape, small: 90% external users, assignments nested five deep, as
+    // many membership rows as users, 10 business units.
+    let org = generate_with(
+        Params {
+            sf_users: 3_000,
+            ae_users: 120,
+            business_units: 10,
+            seed: 7,
+        },
+        Variety {
+            external_percent: 90,
+            sales_section: true,
+            group_members: 3_000,
+        },
+    );
+    let upstreams = FakeUpstreams::start(&org).await.unwrap();
+    let sources = upstreams.sources(&org).unwrap();
+    let (incremental_prefix, full_prefix) = (prefix("incr-bulk"), prefix("incr-bulk-full"));
+    clear_prefix(&incremental_prefix).await;
+    clear_prefix(&full_prefix).await;
+    let store_a = store(&incremental_prefix);
+    let schedule = Schedule {
+        full_every: Duration::from_secs(3600),
+        incremental_every: Some(Duration::from_secs(60)),
+    };
+    let t0 = Utc.with_ymd_and_hms(2026, 12, 1, 10, 0, 0).unwrap();
+    let mut refresher = Refresher::default();
+    refresher
+        .run_once(&sources, &store_a, &schedule, t0)
+        .await
+        .unwrap();
+
+    let mut changer = Changer::new(
+        &upstreams,
+        org.business_units.iter().map(|b| b.id).collect(),
+    );
+    let did = changer.apply(&upstreams, 10);
+    assert!(did.contains("moved between groups"), "{did}");
+    let now = t0 + chrono::Duration::minutes(1);
+    let report = refresher
+        .run_once(&sources, &store_a, &schedule, now)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(report.kind, RefreshKind::Incremental);
+    assert!(report.writes.unwrap_or(0) > 100, "{report:?}");
+    assert!(report.api_calls.total() <= 20, "{:?}", report.api_calls);
+
+    let store_b = store(&full_prefix);
+    refresh_once(&sources, &store_b, now).await.unwrap();
+    if let Some(difference) = first_difference(
+        &dump_current(&incremental_prefix).await,
+        &dump_current(&full_prefix).await,
+    ) {
+        panic!("after {did}: {difference}");
+    }
+    clear_prefix(&incremental_prefix).await;
+    clear_prefix(&full_prefix).await;
+}
