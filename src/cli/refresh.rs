@@ -33,11 +33,13 @@ pub async fn run(args: &RefreshArgs) -> CliResult {
         .map(|(bu, n)| format!("{n} AE users in {bu}"))
         .collect();
     println!(
-        "Refreshed {} Salesforce users{}{} in {:.1} s{}",
+        "Refreshed {} Salesforce users{}{} in {:.1} s with {} Salesforce and {} Account Engagement API calls{}",
         report.sf_users,
         if units.is_empty() { "" } else { ", " },
         units.join(", "),
         report.duration.as_secs_f64(),
+        report.api_calls.salesforce,
+        report.api_calls.account_engagement,
         if matches!(store, Store::Memory(_)) {
             " (no REDIS_URL: nothing is kept after this command)"
         } else {
