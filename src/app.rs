@@ -39,6 +39,8 @@ pub struct AppConfig {
     pub data: AppData,
     /// Full refresh period of the refresher (when there are live sources).
     pub refresh_interval: Duration,
+    /// Incremental refresh period; `None`: full refreshes only.
+    pub refresh_incremental_interval: Option<Duration>,
     /// How often the refresher looks at the cache between refreshes, to refill an emptied one.
     pub refresh_watch: Duration,
     /// Connect to Slack over Socket Mode too.
@@ -66,6 +68,7 @@ impl AppConfig {
             slack,
             data,
             refresh_interval: Duration::from_secs(15 * 60),
+            refresh_incremental_interval: Some(Duration::from_secs(60)),
             refresh_watch: crate::refresh::EMPTY_CACHE_CHECK,
             socket_mode: None,
             digest: None,
@@ -120,7 +123,7 @@ pub struct App {
     local_addr: SocketAddr,
     demo: bool,
     sources: Option<Arc<Sources>>,
-    refresh_interval: Duration,
+    refresh_schedule: crate::refresh::Schedule,
     refresh_watch: Duration,
     socket_mode: Option<SocketMode>,
     digest: Option<DigestSettings>,
@@ -161,7 +164,7 @@ impl App {
         #[cfg(feature = "demo")]
         let playground = match config.playground {
             true => Some(
-                crate::playground::Playground::start(store)
+                crate::playground::Playground::start()
                     .await
                     .map_err(AppError::Playground)?,
             ),
@@ -173,7 +176,10 @@ impl App {
             local_addr,
             demo,
             sources,
-            refresh_interval: config.refresh_interval,
+            refresh_schedule: crate::refresh::Schedule {
+                full_every: config.refresh_interval,
+                incremental_every: config.refresh_incremental_interval,
+            },
             refresh_watch: config.refresh_watch,
             socket_mode: config.socket_mode,
             digest: config.digest,
@@ -226,10 +232,10 @@ impl App {
             tokio::spawn(async move { doctor.run().await.log() });
         }
         if let Some(sources) = self.sources {
-            tokio::spawn(crate::refresh::run_watching(
+            tokio::spawn(crate::refresh::run_scheduled(
                 sources,
                 state.store.clone(),
-                self.refresh_interval,
+                self.refresh_schedule,
                 self.refresh_watch,
                 shutdown.clone(),
             ));
@@ -264,6 +270,11 @@ impl App {
             state.clone(),
             shutdown.clone(),
         ));
+        // The playground's own job, on its own store: the two never take each other's.
+        #[cfg(feature = "demo")]
+        if let Some(playground) = &self.playground {
+            tokio::spawn(playground.clone().run_follow_ups(shutdown.clone()));
+        }
         let socket = self.socket_mode.map(|socket| {
             tracing::info!("connecting to Slack over Socket Mode");
             tokio::spawn(crate::slack::socket_mode::run_with(

@@ -17,6 +17,11 @@ pub const DIAGNOSES: &str = "crm_username_diagnoses_total";
 pub const FINDINGS: &str = "crm_username_findings_total";
 pub const REFRESH_RUNS: &str = "crm_username_refresh_runs_total";
 pub const REFRESH_DURATION: &str = "crm_username_refresh_duration_seconds";
+/// API requests the refreshes made, by kind (`full`, `incremental`) and API (`salesforce`,
+/// `account_engagement`): their cost against the org's daily allowance.
+pub const REFRESH_API_CALLS: &str = "crm_username_refresh_api_calls_total";
+/// When the last refresh of each kind succeeded (Unix time).
+pub const REFRESH_LAST_SUCCESS: &str = "crm_username_refresh_last_success_timestamp_seconds";
 pub const SOURCE_RESULTS: &str = "crm_username_source_fetches_total";
 pub const SNAPSHOT_AGE: &str = "crm_username_snapshot_age_seconds";
 pub const SALESFORCE_API_USED: &str = "crm_username_salesforce_api_requests_used";

@@ -11,9 +11,15 @@ use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
 use crate::check::{CheckError, check};
-use crate::domain::{BusinessUnit, Diagnosis, OrgSnapshot, Query, SfUser, Subject, Verdict};
+use crate::domain::{BusinessUnit, Diagnosis, Query, SfUser, Subject, Verdict};
+
+mod runs;
 use crate::sources::{AccountEngagementClient, SalesforceClient, SourceError, UserLookup};
 use crate::store::{LockToken, Store, StoreError};
+pub use runs::{
+    ApiCalls, Base, FULL_SOURCE, INCREMENTAL_SOURCE, Next, OVERLAP, RefreshKind, RefreshReport,
+    Refresher, Schedule, Seen, full, incremental, next_run, run_scheduled,
+};
 
 /// The live upstreams and the business units to read from them.
 pub struct Sources {
@@ -30,14 +36,6 @@ pub const REFRESH_SOURCE: &str = "refresh";
 
 pub fn business_unit_source(bu: &BusinessUnit) -> String {
     format!("account_engagement:{}", bu.id)
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct RefreshReport {
-    pub sf_users: usize,
-    /// (business unit id, AE users)
-    pub ae_users: Vec<(String, usize)>,
-    pub duration: Duration,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -87,95 +85,7 @@ pub async fn refresh_once(
     store: &Store,
     now: DateTime<Utc>,
 ) -> Result<RefreshReport, RefreshError> {
-    let started = Instant::now();
-    // Every attempt keeps this version's data alive, so that failing refreshes do not let it
-    // expire (the publish below renews it too).
-    if let Err(err) = store.renew_expiry().await {
-        tracing::warn!(error = %err, "the expiry of the cached data could not be renewed");
-    }
-    let salesforce = async {
-        let t = Instant::now();
-        (sources.salesforce.fetch_org().await, t)
-    };
-    let business_units =
-        futures_util::future::join_all(sources.business_units.iter().map(|bu| async {
-            let t = Instant::now();
-            (
-                sources
-                    .account_engagement
-                    .fetch_users(bu.id, &bu.ae_url)
-                    .await,
-                t,
-            )
-        }));
-    let ((salesforce, sf_started), ae_results) = tokio::join!(salesforce, business_units);
-
-    record(
-        store,
-        SALESFORCE_SOURCE,
-        now,
-        sf_started,
-        salesforce.as_ref().map(|o| o.users.len()),
-    )
-    .await?;
-    for (bu, (result, t)) in sources.business_units.iter().zip(&ae_results) {
-        record(
-            store,
-            &business_unit_source(bu),
-            now,
-            *t,
-            result.as_ref().map(Vec::len),
-        )
-        .await?;
-    }
-    let failure = salesforce
-        .as_ref()
-        .err()
-        .or_else(|| ae_results.iter().find_map(|(r, _)| r.as_ref().err()))
-        .cloned();
-    if let Some(err) = failure {
-        record(store, REFRESH_SOURCE, now, started, Err(&err)).await?;
-        tracing::warn!(error = %err, "refresh failed; the previous snapshot keeps serving");
-        return Err(err.into());
-    }
-    let salesforce = salesforce?;
-    let mut business_units = sources.business_units.clone();
-    for (bu, (users, _)) in business_units.iter_mut().zip(ae_results) {
-        bu.users = users?;
-    }
-    let report = RefreshReport {
-        sf_users: salesforce.users.len(),
-        ae_users: business_units
-            .iter()
-            .map(|b| (b.id.to_string(), b.users.len()))
-            .collect(),
-        duration: Duration::ZERO,
-    };
-    let snapshot = OrgSnapshot {
-        fetched_at: now,
-        salesforce,
-        business_units,
-    };
-    if let Err(err) = store.publish(snapshot).await {
-        let as_source = SourceError::Settings {
-            problem: format!("the new snapshot could not be published: {err}"),
-            fix: "check the cache (Redis); the previous snapshot keeps serving".to_owned(),
-        };
-        record(store, REFRESH_SOURCE, now, started, Err(&as_source))
-            .await
-            .ok();
-        return Err(err.into());
-    }
-    if let Some(usage) = sources.salesforce.api_usage() {
-        metrics::gauge!(crate::metrics::SALESFORCE_API_USED).set(usage.used as f64);
-        metrics::gauge!(crate::metrics::SALESFORCE_API_MAX).set(usage.max as f64);
-    }
-    let records = report.sf_users + report.ae_users.iter().map(|(_, n)| n).sum::<usize>();
-    record(store, REFRESH_SOURCE, now, started, Ok(records)).await?;
-    Ok(RefreshReport {
-        duration: started.elapsed(),
-        ..report
-    })
+    Ok(runs::full(sources, store, now).await?.0)
 }
 
 /// How long the refresh lock lives without renewal; renewed every third of it while working.
@@ -193,8 +103,10 @@ pub async fn refresh_locked(
     let started = Instant::now();
     let result = refresh_once(sources, store, now).await;
     let outcome = if result.is_ok() { "ok" } else { "error" };
-    metrics::counter!(crate::metrics::REFRESH_RUNS, "result" => outcome).increment(1);
-    metrics::histogram!(crate::metrics::REFRESH_DURATION).record(started.elapsed().as_secs_f64());
+    metrics::counter!(crate::metrics::REFRESH_RUNS, "result" => outcome, "kind" => "full")
+        .increment(1);
+    metrics::histogram!(crate::metrics::REFRESH_DURATION, "kind" => "full")
+        .record(started.elapsed().as_secs_f64());
     renewal.abort();
     if let Err(err) = store.release_lock(&token).await {
         tracing::warn!(error = %err, "could not release the refresh lock; it expires by itself");
@@ -202,7 +114,7 @@ pub async fn refresh_locked(
     result
 }
 
-async fn renew_while_held(store: Store, token: LockToken, ttl: Duration) {
+pub(crate) async fn renew_while_held(store: Store, token: LockToken, ttl: Duration) {
     loop {
         tokio::time::sleep(ttl / 3).await;
         match store.renew_lock(&token, ttl).await {
@@ -220,62 +132,22 @@ async fn renew_while_held(store: Store, token: LockToken, ttl: Duration) {
 /// without its data) is refilled then, not at the next interval.
 pub const EMPTY_CACHE_CHECK: Duration = Duration::from_secs(10);
 
-/// Refreshes at once and then every `interval` until `shutdown`. Each run is its own task:
-/// a panic is logged and the next run goes ahead.
+/// Full refreshes at once and then every `interval` until `shutdown` (no incremental ones):
+/// [`run_scheduled`] with [`Schedule::full_only`].
 pub async fn run(
     sources: Arc<Sources>,
     store: Store,
     interval: Duration,
     shutdown: CancellationToken,
 ) {
-    run_watching(sources, store, interval, EMPTY_CACHE_CHECK, shutdown).await
-}
-
-/// [`run`], looking at the cache every `watch` between refreshes.
-pub async fn run_watching(
-    sources: Arc<Sources>,
-    store: Store,
-    interval: Duration,
-    watch: Duration,
-    shutdown: CancellationToken,
-) {
-    loop {
-        let run = tokio::spawn({
-            let (sources, store) = (sources.clone(), store.clone());
-            async move { refresh_locked(&sources, &store, Utc::now(), LOCK_TTL).await }
-        });
-        tokio::select! {
-            result = run => match result {
-                Ok(Ok(report)) => tracing::info!(
-                    sf_users = report.sf_users,
-                    duration_ms = report.duration.as_millis() as u64,
-                    "refresh published a new snapshot"
-                ),
-                Ok(Err(RefreshError::Busy)) => tracing::debug!("another replica is refreshing"),
-                Ok(Err(err)) => tracing::warn!(error = %err, "refresh failed"),
-                Err(err) if err.is_panic() => tracing::error!("refresh panicked; it runs again at the next interval"),
-                Err(_) => {}
-            },
-            () = shutdown.cancelled() => return,
-        }
-        let next = tokio::time::Instant::now() + interval;
-        loop {
-            let now = tokio::time::Instant::now();
-            if now >= next {
-                break;
-            }
-            tokio::select! {
-                () = tokio::time::sleep((next - now).min(watch)) => {}
-                () = shutdown.cancelled() => return,
-            }
-            if matches!(store.status().await, Ok(report) if report.data_as_of.is_none()) {
-                tracing::warn!(
-                    "the cache holds no snapshot (was Redis restarted?); refreshing now"
-                );
-                break;
-            }
-        }
-    }
+    run_scheduled(
+        sources,
+        store,
+        Schedule::full_only(interval),
+        EMPTY_CACHE_CHECK,
+        shutdown,
+    )
+    .await
 }
 
 /// Re-reads one user live from Salesforce and every business unit, updates the cache for

@@ -31,6 +31,12 @@ pub struct Variety {
     /// Business units managed in Salesforce assign a Sales section too (a public group and a
     /// role with its subordinates), besides the Marketing section.
     pub sales_section: bool,
+    /// `GroupMember` rows in all (0: the basic org's groups, as before). When set, the groups
+    /// are those of a large org instead: each business unit managed in Salesforce assigns
+    /// public groups nested five levels deep (users, groups and role groups as members, about
+    /// 2% of the rows in all), and the other rows sit in queues and unassigned public groups
+    /// that no assignment reaches. See [`bench_groups`].
+    pub group_members: usize,
 }
 
 /// (user type, licence, profile) of the external users.
@@ -150,26 +156,11 @@ pub fn generate_with(params: Params, variety: Variety) -> OrgSnapshot {
 
     // Public groups nested four wide; the last two hold each other (a cycle).
     let group_count = (n / 100).max(4);
-    let groups: Vec<PublicGroup> = (0..group_count)
-        .map(|g| PublicGroup {
-            id: make_id("00G", g),
-            name: format!("Group {g}"),
-            developer_name: Some(format!("Group_{g}")),
-            group_type: "Regular".into(),
-            related_id: None,
-        })
-        .collect();
-    let mut group_members: Vec<GroupMember> = (1..group_count)
-        .map(|g| GroupMember {
-            group_id: make_id("00G", (g - 1) / 4),
-            member_id: make_id("00G", g),
-        })
-        .collect();
-    group_members.push(GroupMember {
-        group_id: make_id("00G", group_count - 1),
-        member_id: make_id("00G", group_count - 2),
-    });
-
+    let (mut groups, mut group_members) = if variety.group_members > 0 {
+        (Vec::new(), Vec::new())
+    } else {
+        basic_groups(group_count)
+    };
     let users: Vec<SfUser> = (0..n)
         .map(|i| {
             let profile = rng.below(PROFILES.len());
@@ -225,12 +216,28 @@ pub fn generate_with(params: Params, variety: Variety) -> OrgSnapshot {
             }
         })
         .collect();
-    for (i, user) in users.iter().enumerate() {
-        if i % 3 == 0 {
-            group_members.push(GroupMember {
-                group_id: make_id("00G", rng.below(group_count)),
-                member_id: user.id,
-            });
+    let bench = (variety.group_members > 0).then(|| {
+        let sf_managed: Vec<usize> = (0..bus).filter(|b| b % 2 == 1).collect();
+        let trees = if variety.sales_section { 2 } else { 1 };
+        bench_groups(
+            &sf_managed,
+            trees,
+            n,
+            managers,
+            bus,
+            variety.group_members,
+            &mut groups,
+            &mut group_members,
+        )
+    });
+    if bench.is_none() {
+        for (i, user) in users.iter().enumerate() {
+            if i % 3 == 0 {
+                group_members.push(GroupMember {
+                    group_id: make_id("00G", rng.below(group_count)),
+                    member_id: user.id,
+                });
+            }
         }
     }
 
@@ -247,13 +254,19 @@ pub fn generate_with(params: Params, variety: Variety) -> OrgSnapshot {
             let assignment = if managed_in_salesforce {
                 let marketing = AssignmentSection {
                     users: vec![RecordRef::Id(user_id(0))],
-                    public_groups: vec![RecordRef::Id(make_id("00G", 1))],
+                    public_groups: vec![RecordRef::Id(match &bench {
+                        Some(bench) => bench.root(b, 0),
+                        None => make_id("00G", 1),
+                    })],
                     roles: Vec::new(),
                     roles_and_subordinates: vec![RecordRef::Id(make_id("00E", 1 + b))],
                 };
                 let sales = if variety.sales_section {
                     AssignmentSection {
-                        public_groups: vec![RecordRef::Id(make_id("00G", 2))],
+                        public_groups: vec![RecordRef::Id(match &bench {
+                            Some(bench) => bench.root(b, 1),
+                            None => make_id("00G", 2),
+                        })],
                         roles_and_subordinates: vec![RecordRef::Id(make_id(
                             "00E",
                             1 + (b + 1) % bus,
@@ -337,5 +350,187 @@ pub fn generate_with(params: Params, variety: Variety) -> OrgSnapshot {
             group_members,
         },
         business_units,
+    }
+}
+
+/// The basic org's public groups: nested four wide, the last two holding each other (a cycle).
+fn basic_groups(group_count: usize) -> (Vec<PublicGroup>, Vec<GroupMember>) {
+    let groups: Vec<PublicGroup> = (0..group_count)
+        .map(|g| PublicGroup {
+            id: make_id("00G", g),
+            name: format!("Group {g}"),
+            developer_name: Some(format!("Group_{g}")),
+            group_type: "Regular".into(),
+            related_id: None,
+        })
+        .collect();
+    let mut group_members: Vec<GroupMember> = (1..group_count)
+        .map(|g| GroupMember {
+            group_id: make_id("00G", (g - 1) / 4),
+            member_id: make_id("00G", g),
+        })
+        .collect();
+    group_members.push(GroupMember {
+        group_id: make_id("00G", group_count - 1),
+        member_id: make_id("00G", group_count - 2),
+    });
+    (groups, group_members)
+}
+
+/// Levels of an assigned group tree: the assigned group holds groups that hold groups ...
+pub const BENCH_TREE_DEPTH: u32 = 5;
+/// Child groups of each group in an assigned tree above the last level.
+const BENCH_TREE_FANOUT: usize = 2;
+/// Rows per group in the queues and unassigned groups.
+const BENCH_FILLER_PER_GROUP: usize = 200;
+/// Steps through the users so that the members of one group are distinct (a prime).
+const MEMBER_STRIDE: usize = 1_000_003;
+
+/// The assigned trees of the large org's groups.
+pub struct BenchGroups {
+    /// Business unit index, section (0 Marketing, 1 Sales) → the assigned group.
+    roots: BTreeMap<(usize, usize), SfId>,
+    /// `GroupMember` rows in the assigned trees (reachable from the assignments).
+    pub reachable_rows: usize,
+}
+
+impl BenchGroups {
+    fn root(&self, business_unit: usize, section: usize) -> SfId {
+        self.roots
+            .get(&(business_unit, section))
+            .copied()
+            .unwrap_or_else(|| make_id("00G", 0))
+    }
+}
+
+/// The groups of a large org. Per business unit managed in Salesforce and per section, a tree
+/// of public groups [`BENCH_TREE_DEPTH`] levels deep; the groups of its last level hold a role
+/// group each; every group of the trees holds users, so that the trees hold about 2% of
+/// `total_rows`. The other rows sit in queues and unassigned public groups of
+/// [`BENCH_FILLER_PER_GROUP`] users each (internal and external alike), which no assignment
+/// reaches. Group ids follow `00G` + `Sy` + a number: trees first, then role groups, then the
+/// rest.
+#[allow(clippy::too_many_arguments)]
+fn bench_groups(
+    sf_managed: &[usize],
+    sections: usize,
+    users: usize,
+    managers: usize,
+    business_units: usize,
+    total_rows: usize,
+    groups: &mut Vec<PublicGroup>,
+    members: &mut Vec<GroupMember>,
+) -> BenchGroups {
+    let stride = if users % MEMBER_STRIDE == 0 {
+        1
+    } else {
+        MEMBER_STRIDE
+    };
+    let per_tree: usize = (0..BENCH_TREE_DEPTH)
+        .map(|level| BENCH_TREE_FANOUT.pow(level))
+        .sum();
+    let leaves = BENCH_TREE_FANOUT.pow(BENCH_TREE_DEPTH - 1);
+    let trees = sf_managed.len() * sections;
+    let tree_groups = trees * per_tree;
+    let role_groups = (trees * leaves).min(managers);
+    let structure_rows = trees * (per_tree - 1) + if role_groups > 0 { trees * leaves } else { 0 };
+    let reachable_target = (total_rows / 50).max(structure_rows);
+    let users_per_group = (reachable_target - structure_rows)
+        .checked_div(tree_groups)
+        .unwrap_or(0)
+        .min(users);
+    members.reserve(total_rows);
+
+    let mut roots = BTreeMap::new();
+    let mut next_group = 0;
+    let mut next_user = 0usize;
+    for (t, (b, section)) in sf_managed
+        .iter()
+        .flat_map(|b| (0..sections).map(move |s| (*b, s)))
+        .enumerate()
+    {
+        let first = next_group;
+        let section_name = if section == 0 { "Marketing" } else { "Sales" };
+        for k in 0..per_tree {
+            let id = make_id("00G", first + k);
+            let level = (k + 1).ilog2() + 1;
+            groups.push(PublicGroup {
+                id,
+                name: format!("BU {b} {section_name} L{level} #{k}"),
+                developer_name: Some(format!("BU{b}_{section_name}_{k}")),
+                group_type: "Regular".into(),
+                related_id: None,
+            });
+            // Children of k in a heap layout: fanout * k + 1 ..= fanout * k + fanout.
+            for c in 1..=BENCH_TREE_FANOUT {
+                let child = BENCH_TREE_FANOUT * k + c;
+                if child < per_tree {
+                    members.push(GroupMember {
+                        group_id: id,
+                        member_id: make_id("00G", first + child),
+                    });
+                }
+            }
+            if k + leaves >= per_tree && role_groups > 0 {
+                let leaf = k + leaves - per_tree;
+                members.push(GroupMember {
+                    group_id: id,
+                    member_id: make_id("00G", tree_groups + (t * leaves + leaf) % role_groups),
+                });
+            }
+            for j in 0..users_per_group {
+                members.push(GroupMember {
+                    group_id: id,
+                    member_id: user_id((next_user + j * stride) % users),
+                });
+            }
+            next_user += 7_919;
+        }
+        roots.insert((b, section), make_id("00G", first));
+        next_group += per_tree;
+    }
+    // Groups standing for a manager's role (Salesforce keeps their members implicit).
+    for r in 0..role_groups {
+        let role = make_id("00E", 1 + business_units + r);
+        groups.push(PublicGroup {
+            id: make_id("00G", next_group + r),
+            name: format!("Manager {r}"),
+            developer_name: None,
+            group_type: "Role".into(),
+            related_id: Some(role),
+        });
+    }
+    next_group += role_groups;
+    let reachable_rows = members.len();
+
+    // Queues and unassigned public groups hold the rest.
+    let filler = total_rows.saturating_sub(reachable_rows);
+    let per_group = BENCH_FILLER_PER_GROUP.min(users);
+    for g in 0..filler.div_ceil(per_group) {
+        let id = make_id("00G", next_group + g);
+        let queue = g % 2 == 0;
+        groups.push(PublicGroup {
+            id,
+            name: if queue {
+                format!("Queue {g}")
+            } else {
+                format!("Unassigned {g}")
+            },
+            developer_name: Some(format!("Other_{g}")),
+            group_type: if queue { "Queue" } else { "Regular" }.into(),
+            related_id: None,
+        });
+        let rows = per_group.min(filler - g * per_group);
+        let offset = g * 104_729;
+        for j in 0..rows {
+            members.push(GroupMember {
+                group_id: id,
+                member_id: user_id((offset + j * stride) % users),
+            });
+        }
+    }
+    BenchGroups {
+        roots,
+        reachable_rows,
     }
 }

@@ -87,6 +87,7 @@ async fn config(args: &ServeCommand) -> Result<AppConfig, CliError> {
     let mut config = AppConfig::new(serve.bind_addr, slack, data);
     config.http_limits = http_limits;
     config.refresh_interval = args.data.refresh_interval;
+    config.refresh_incremental_interval = args.data.refresh_incremental_interval.0;
     config.admin_usergroups = admin_usergroups;
     config.socket_mode = app_token.map(|app_token| SocketMode {
         app_token,

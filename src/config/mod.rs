@@ -66,6 +66,24 @@ pub struct DataArgs {
     /// Full refresh period, e.g. `15m`, `90s`, `1h`.
     #[arg(long, env = "REFRESH_INTERVAL", default_value = "15m", value_parser = parse_duration)]
     pub refresh_interval: Duration,
+    /// Incremental refresh period (only what changed since the last run), e.g. `1m`; `off`
+    /// for full refreshes only.
+    #[arg(long, env = "REFRESH_INCREMENTAL_INTERVAL", default_value = "1m", value_parser = parse_optional_duration)]
+    pub refresh_incremental_interval: OptionalDuration,
+}
+
+/// A duration, or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OptionalDuration(pub Option<Duration>);
+
+/// `off` (or `0`) for none, else as [`parse_duration`].
+pub fn parse_optional_duration(text: &str) -> Result<OptionalDuration, String> {
+    match text.trim() {
+        "off" | "0" => Ok(OptionalDuration(None)),
+        other => parse_duration(other)
+            .map(|d| OptionalDuration(Some(d)))
+            .map_err(|e| format!("{e}, or off")),
+    }
 }
 
 /// A secret, from a flag or the environment, straight into a [`SecretString`]: no plain

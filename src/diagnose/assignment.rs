@@ -217,7 +217,7 @@ fn not_assigned(ctx: &Context<'_>, bu: usize) -> Finding {
         .map(|r| r.name.as_str())
         .unwrap_or("none");
     let member_of = if groups.is_empty() {
-        "no public group".to_owned()
+        "none of the public groups an assignment reaches".to_owned()
     } else {
         format!("the public groups {}", groups.join(", "))
     };

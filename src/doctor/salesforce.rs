@@ -21,9 +21,17 @@ const READS: [(&str, &str, bool); 7] = [
     ("Organization", "Id", false),
     ("User", "", false),
     ("Profile", "Id, Name", false),
-    ("UserRole", "Id, Name, ParentRoleId", false),
-    ("Group", "Id, Name, DeveloperName, Type, RelatedId", false),
-    ("GroupMember", "GroupId, UserOrGroupId", false),
+    ("UserRole", "Id, Name, ParentRoleId, SystemModstamp", false),
+    (
+        "Group",
+        "Id, Name, DeveloperName, Type, RelatedId, SystemModstamp",
+        false,
+    ),
+    (
+        "GroupMember",
+        "Id, GroupId, UserOrGroupId, SystemModstamp",
+        false,
+    ),
     ("PardotTenant", "Id, PardotTenantName, CreationStatus", true),
 ];
 

@@ -6,6 +6,7 @@ mod finding;
 mod message_addresses;
 mod org;
 mod query;
+mod reach;
 mod salesforce;
 mod sf_id;
 pub(crate) mod snapshot;
@@ -19,6 +20,9 @@ pub use finding::*;
 pub use message_addresses::{MAX_MESSAGE_ADDRESSES, MAX_SCANNED_BYTES, message_addresses};
 pub use org::{NameMatch, Org, SearchResult, name_key, name_match};
 pub use query::{Query, QueryError, Subject, TargetRef};
+pub use reach::{
+    GROUP_ID_PREFIX, assignment_roots, new_member_groups, reachable_groups, reachable_in,
+};
 pub use salesforce::{
     GroupMember, INTERNAL_USER_TYPE, PublicGroup, Role, RoleGroupKind, SalesforceOrg, SfUser,
 };

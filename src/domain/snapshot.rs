@@ -42,6 +42,27 @@ pub enum SnapshotError {
 }
 
 impl OrgSnapshot {
+    /// Puts every list in one order (records by id, memberships by group then member, each
+    /// once), whatever order the APIs sent them in. A refresh publishes the canonical form,
+    /// so that a full refresh and a series of incremental ones that saw the same data write
+    /// the same cache, byte for byte (lists of users sharing an email, for instance, follow
+    /// the users' order).
+    pub fn canonicalize(&mut self) {
+        let sf = &mut self.salesforce;
+        sf.users.sort_by_key(|u| u.id);
+        sf.users.dedup_by_key(|u| u.id);
+        sf.roles.sort_by_key(|r| r.id);
+        sf.roles.dedup_by_key(|r| r.id);
+        sf.groups.sort_by_key(|g| g.id);
+        sf.groups.dedup_by_key(|g| g.id);
+        sf.group_members.sort_by_key(|m| (m.group_id, m.member_id));
+        sf.group_members.dedup_by_key(|m| (m.group_id, m.member_id));
+        for bu in &mut self.business_units {
+            bu.users.sort_by_key(|u| u.id);
+            bu.users.dedup_by_key(|u| u.id);
+        }
+    }
+
     /// Parses and validates a snapshot; `source_name` names it in errors.
     pub fn from_json(text: &str, source_name: &str) -> Result<Self, SnapshotError> {
         // Tracking the path costs a third of the parse: only pay for it to explain an error.

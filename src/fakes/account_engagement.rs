@@ -1,5 +1,7 @@
 //! A fake Account Engagement API v5: the users endpoint of every business unit in the
-//! snapshot, with its required headers, `fields`, `deleted`, `limit`, page tokens and errors.
+//! snapshot, with its required headers, `fields`, `deleted`, `limit`, the
+//! `updatedAtAfterOrEqualTo` filter and `orderBy`, page tokens and errors. Users can be changed
+//! while it runs; every change is stamped with a fake clock.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -10,10 +12,23 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use chrono::{DateTime, Duration, Utc};
 use serde_json::{Map, Value, json};
 
 use super::{Fault, Faults, Injection, Server, faulted, json_response, lock};
 use crate::domain::{AeUser, OrgSnapshot, SfId};
+
+/// The filter of changed users (Account Engagement API v5 query filters).
+pub const UPDATED_AT_FILTER: &str = "updatedAtAfterOrEqualTo";
+
+/// The error code answered for a parameter a business unit does not accept (assumed: code 3,
+/// "Invalid parameter", HTTP 400).
+pub const INVALID_PARAMETER_CODE: u32 = 3;
+
+struct AeData {
+    business_units: HashMap<SfId, Vec<AeUser>>,
+    clock: DateTime<Utc>,
+}
 
 pub struct FakeAccountEngagement {
     state: Arc<AeState>,
@@ -22,8 +37,9 @@ pub struct FakeAccountEngagement {
 
 struct AeState {
     url: Mutex<String>,
-    /// Users of each business unit, by id.
-    business_units: HashMap<SfId, Vec<AeUser>>,
+    /// Users of each business unit, by id, and the fake clock.
+    data: Mutex<AeData>,
+    reject_updated_at_filter: AtomicBool,
     revoked: Mutex<HashSet<String>>,
     /// Data requests the token in use still serves before it is revoked.
     expire_after: Mutex<Option<u64>>,
@@ -41,7 +57,7 @@ impl FakeAccountEngagement {
     /// Serves the AE users of every business unit in `org`, whatever their `ae_url`: point
     /// the client at [`url`](Self::url) instead.
     pub async fn start(org: &OrgSnapshot) -> std::io::Result<Self> {
-        let business_units = org
+        let business_units: HashMap<SfId, Vec<AeUser>> = org
             .business_units
             .iter()
             .map(|bu| {
@@ -50,9 +66,22 @@ impl FakeAccountEngagement {
                 (bu.id, users)
             })
             .collect();
+        let latest = business_units
+            .values()
+            .flatten()
+            .filter_map(|u| u.updated_at)
+            .max();
+        let clock = match latest {
+            Some(t) if t >= org.fetched_at => t + Duration::milliseconds(1),
+            _ => org.fetched_at,
+        };
         let state = Arc::new(AeState {
             url: Mutex::new(String::new()),
-            business_units,
+            data: Mutex::new(AeData {
+                business_units,
+                clock,
+            }),
+            reject_updated_at_filter: AtomicBool::new(false),
             revoked: Mutex::new(HashSet::new()),
             expire_after: Mutex::new(None),
             faults: Faults::default(),
@@ -119,6 +148,60 @@ impl FakeAccountEngagement {
     pub fn max_in_flight(&self) -> usize {
         self.state.max_in_flight.load(Ordering::SeqCst)
     }
+
+    /// Requests carrying [`UPDATED_AT_FILTER`] get the error for an unknown parameter (code
+    /// [`INVALID_PARAMETER_CODE`]), as from a business unit that does not support it.
+    pub fn reject_updated_at_filter(&self, on: bool) {
+        self.state
+            .reject_updated_at_filter
+            .store(on, Ordering::SeqCst);
+    }
+
+    /// Sets the fake clock: the next change is stamped `now`, the one after a millisecond
+    /// later, and so on. By default it starts after every `updatedAt` in the org.
+    pub fn set_clock(&self, now: DateTime<Utc>) {
+        lock(&self.state.data).clock = now;
+    }
+
+    /// Inserts or replaces (by id) an AE user in a business unit; stamps `updated_at`. A
+    /// business unit the fake does not serve yet is added.
+    pub fn upsert_user(&self, business_unit: SfId, mut user: AeUser) {
+        let mut data = lock(&self.state.data);
+        let now = data.clock;
+        data.clock = now + Duration::milliseconds(1);
+        user.updated_at = Some(now);
+        let users = data.business_units.entry(business_unit).or_default();
+        match users.binary_search_by_key(&user.id, |u| u.id) {
+            Ok(at) => users[at] = user,
+            Err(at) => users.insert(at, user),
+        }
+    }
+
+    /// Sends a user to the recycle bin (`isDeleted` true), stamped. False when there is no
+    /// such user in the business unit.
+    pub fn delete_user(&self, business_unit: SfId, id: u64) -> bool {
+        let mut data = lock(&self.state.data);
+        let now = data.clock;
+        let Some(users) = data.business_units.get_mut(&business_unit) else {
+            return false;
+        };
+        let Ok(at) = users.binary_search_by_key(&id, |u| u.id) else {
+            return false;
+        };
+        users[at].is_deleted = true;
+        users[at].updated_at = Some(now);
+        data.clock = now + Duration::milliseconds(1);
+        true
+    }
+
+    /// The users of a business unit as the fake holds them now, by id.
+    pub fn users(&self, business_unit: SfId) -> Vec<AeUser> {
+        lock(&self.state.data)
+            .business_units
+            .get(&business_unit)
+            .cloned()
+            .unwrap_or_default()
+    }
 }
 
 /// Counts a request in flight for as long as it lives.
@@ -152,22 +235,53 @@ fn ae_error(code: u32) -> Response {
 struct PageToken {
     offset: usize,
     limit: usize,
+    /// `updatedAtAfterOrEqualTo`, in milliseconds since the epoch.
+    updated_since: Option<i64>,
+    /// `orderBy=updatedAt` rather than by id.
+    by_updated_at: bool,
     deleted: String,
 }
 
 impl PageToken {
     fn encode(&self) -> String {
-        format!("pt.{}.{}.{}", self.offset, self.limit, self.deleted)
+        let since = self
+            .updated_since
+            .map_or_else(|| "-".to_owned(), |t| t.to_string());
+        let order = if self.by_updated_at { "u" } else { "i" };
+        format!(
+            "pt.{}.{}.{since}.{order}.{}",
+            self.offset, self.limit, self.deleted
+        )
     }
 
     fn decode(text: &str) -> Option<Self> {
-        let mut parts = text.strip_prefix("pt.")?.splitn(3, '.');
+        let mut parts = text.strip_prefix("pt.")?.splitn(5, '.');
         Some(PageToken {
             offset: parts.next()?.parse().ok()?,
             limit: parts.next()?.parse().ok()?,
+            updated_since: match parts.next()? {
+                "-" => None,
+                t => Some(t.parse().ok()?),
+            },
+            by_updated_at: match parts.next()? {
+                "u" => true,
+                "i" => false,
+                _ => return None,
+            },
             deleted: parts.next()?.to_owned(),
         })
     }
+}
+
+fn invalid_parameter(name: &str) -> Response {
+    json_response(
+        StatusCode::BAD_REQUEST,
+        json!({
+            "code": INVALID_PARAMETER_CODE,
+            "message": format!("Invalid parameter: {name}"),
+        })
+        .to_string(),
+    )
 }
 
 async fn users(
@@ -205,9 +319,9 @@ async fn users(
     let Some(bu_id) = bu_header.to_str().ok().and_then(|v| SfId::parse(v).ok()) else {
         return ae_error(182);
     };
-    let Some(all_users) = state.business_units.get(&bu_id) else {
+    if !lock(&state.data).business_units.contains_key(&bu_id) {
         return ae_error(201);
-    };
+    }
     let Some(fields) = params.get("fields").filter(|f| !f.is_empty()) else {
         return json_response(
             StatusCode::BAD_REQUEST,
@@ -221,33 +335,68 @@ async fn users(
             Some(position) => position,
             None => return ae_error(211),
         },
-        None => PageToken {
-            offset: 0,
-            limit: params
-                .get("limit")
-                .and_then(|l| l.parse().ok())
-                .unwrap_or(200)
-                .clamp(1, 1000),
-            deleted: params
-                .get("deleted")
-                .cloned()
-                .unwrap_or_else(|| "false".to_owned()),
-        },
+        None => {
+            let updated_since = match params.get(UPDATED_AT_FILTER) {
+                None => None,
+                Some(_) if state.reject_updated_at_filter.load(Ordering::SeqCst) => {
+                    return invalid_parameter(UPDATED_AT_FILTER);
+                }
+                Some(text) => match DateTime::parse_from_rfc3339(text) {
+                    Ok(t) => Some(t.timestamp_millis()),
+                    Err(_) => return invalid_parameter(UPDATED_AT_FILTER),
+                },
+            };
+            let by_updated_at = match params.get("orderBy").map(|o| o.trim()) {
+                None => false,
+                Some(order) => match order.split_whitespace().collect::<Vec<_>>()[..] {
+                    ["id"] | ["id", "asc" | "ASC"] => false,
+                    ["updatedAt"] | ["updatedAt", "asc" | "ASC"] => true,
+                    _ => return invalid_parameter("orderBy"),
+                },
+            };
+            PageToken {
+                offset: 0,
+                limit: params
+                    .get("limit")
+                    .and_then(|l| l.parse().ok())
+                    .unwrap_or(200)
+                    .clamp(1, 1000),
+                updated_since,
+                by_updated_at,
+                deleted: params
+                    .get("deleted")
+                    .cloned()
+                    .unwrap_or_else(|| "false".to_owned()),
+            }
+        }
     };
     let page = position.offset / position.limit + 1;
 
     let normal = || {
-        let selected: Vec<&AeUser> = all_users
+        let data = lock(&state.data);
+        let all_users = data
+            .business_units
+            .get(&bu_id)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let since = position
+            .updated_since
+            .and_then(DateTime::<Utc>::from_timestamp_millis);
+        let mut selected: Vec<&AeUser> = all_users
             .iter()
             .filter(|u| match position.deleted.as_str() {
                 "all" => true,
                 "true" => u.is_deleted,
                 _ => !u.is_deleted,
             })
+            .filter(|u| since.is_none_or(|since| u.updated_at.is_some_and(|t| t >= since)))
             .collect();
+        if position.by_updated_at {
+            selected.sort_by_key(|u| (u.updated_at, u.id));
+        }
         let end = (position.offset + position.limit).min(selected.len());
         let values: Vec<Value> = selected
-            .get(position.offset..end)
+            .get(position.offset.min(end)..end)
             .unwrap_or_default()
             .iter()
             .map(|u| user_json(&state, u, &fields))
@@ -257,6 +406,8 @@ async fn users(
             let next = PageToken {
                 offset: end,
                 limit: position.limit,
+                updated_since: position.updated_since,
+                by_updated_at: position.by_updated_at,
                 deleted: position.deleted.clone(),
             }
             .encode();

@@ -5,8 +5,10 @@
 //! [`OrgSnapshot`]: crate::domain::OrgSnapshot
 
 mod account_engagement;
+mod changes;
 mod salesforce;
 mod slack;
+mod soql;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -19,12 +21,14 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use secrecy::SecretString;
 
-pub use account_engagement::FakeAccountEngagement;
+pub use account_engagement::{FakeAccountEngagement, INVALID_PARAMETER_CODE, UPDATED_AT_FILTER};
+pub use changes::Changer;
 pub use salesforce::{
-    FakeSalesforce, FakeSalesforceSettings, SalesforceEndpoint, TokenHost, rsa_public_key,
-    token_errors,
+    FakeSalesforce, FakeSalesforceSettings, MAX_AGGREGATE_ROWS, MAX_URI_BYTES, SalesforceEndpoint,
+    TokenHost, rsa_public_key, token_errors,
 };
 pub use slack::{AfterAccepting, FakeSlack, SlackCall, SlackWorkspace, UsergroupFailure};
+pub use soql::MAX_SOQL_CHARS;
 
 use crate::domain::OrgSnapshot;
 use crate::sources::{AccessToken, SourceError};
@@ -286,6 +290,15 @@ impl FakeUpstreams {
         Ok(FakeUpstreams {
             salesforce: FakeSalesforce::start(org, FakeSalesforceSettings::default()).await?,
             account_engagement: FakeAccountEngagement::start(org).await?,
+        })
+    }
+
+    /// [`start`](Self::start) without a copy of the Salesforce half: the fake keeps `org`.
+    pub async fn start_owned(org: OrgSnapshot) -> std::io::Result<Self> {
+        let account_engagement = FakeAccountEngagement::start(&org).await?;
+        Ok(FakeUpstreams {
+            salesforce: FakeSalesforce::start_owned(org, FakeSalesforceSettings::default()).await?,
+            account_engagement,
         })
     }
 

@@ -1,22 +1,41 @@
 //! A fake Salesforce org: OAuth token endpoint, SOQL query with `nextRecordsUrl` paging, the
 //! Tooling API's PardotTenant, `Sforce-Limit-Info`, and Salesforce's error replies.
+//!
+//! The org is mutable state with a `SystemModstamp` per record and a fake clock, so that tests
+//! can change it between refreshes and read the changes back through
+//! `SystemModstamp >= <datetime>`. A query keeps the indexes of the matching records (the
+//! membership rows themselves, which can be deleted) and serialises a page when it is asked
+//! for, so that a million-user org is served without a JSON value per record up front.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
-use axum::extract::{Form, Path, Query, State};
+use axum::extract::{Form, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Duration, Utc};
 use ring::signature::{RSA_PKCS1_2048_8192_SHA256, UnparsedPublicKey};
+use rustc_hash::{FxHashMap, FxHashSet, FxHasher};
 use serde_json::{Value, json};
 
+use super::soql::{self, Condition, Soql};
 use super::{Faults, Injection, Server, faulted, json_response, lock};
-use crate::domain::{OrgSnapshot, SfId};
+use crate::domain::{GroupMember, OrgSnapshot, PublicGroup, Role, SalesforceOrg, SfId, SfUser};
+
+/// Salesforce answers a request whose URI is longer than this (bytes) with HTTP 414.
+pub const MAX_URI_BYTES: usize = 16_384;
+/// Rows an aggregate query may return: it has no `nextRecordsUrl`.
+pub const MAX_AGGREGATE_ROWS: usize = 2_000;
+/// Query cursors kept open; opening one more releases the oldest (Salesforce keeps 10 per
+/// user; the fake keeps more so that tests running many queries at once keep theirs).
+const OPEN_CURSORS: usize = 100;
 
 /// Who may get a token.
 #[derive(Debug, Clone)]
@@ -96,14 +115,14 @@ pub struct FakeSalesforce {
 struct SfState {
     settings: FakeSalesforceSettings,
     url: Mutex<String>,
-    org: OrgSnapshot,
+    data: RwLock<OrgData>,
     batch_size: AtomicUsize,
     tokens: Mutex<HashSet<String>>,
     minted: AtomicU64,
     /// Data requests the current tokens still serve before they expire.
     expire_after: Mutex<Option<u64>>,
     api_used: AtomicU64,
-    cursors: Mutex<Vec<Arc<Cursor>>>,
+    cursors: Mutex<Cursors>,
     faults: Faults,
     /// Every token request gets this `(error, error_description)` while set.
     token_error: Mutex<Option<(String, String)>>,
@@ -112,11 +131,185 @@ struct SfState {
     tooling_requests: AtomicU64,
 }
 
+/// Open query cursors, oldest first, by locator number.
+#[derive(Default)]
+struct Cursors {
+    next: usize,
+    open: VecDeque<(usize, Arc<Cursor>)>,
+}
+
 struct Cursor {
-    object: String,
-    records: Vec<Value>,
+    object: &'static str,
+    items: Items,
     /// `SELECT COUNT() ...`: only `totalSize` is sent.
     count_only: bool,
+}
+
+/// The records of a query: indexes into the org (users, groups and roles are never deleted),
+/// the membership rows themselves, or small results built whole.
+enum Items {
+    Users(Vec<u32>),
+    Groups(Vec<u32>),
+    Roles(Vec<u32>),
+    Members(Vec<MemberRow>),
+    Values(Vec<Value>),
+}
+
+impl Items {
+    fn len(&self) -> usize {
+        match self {
+            Items::Users(v) | Items::Groups(v) | Items::Roles(v) => v.len(),
+            Items::Members(v) => v.len(),
+            Items::Values(v) => v.len(),
+        }
+    }
+
+    fn truncate(&mut self, n: usize) {
+        match self {
+            Items::Users(v) | Items::Groups(v) | Items::Roles(v) => v.truncate(n),
+            Items::Members(v) => v.truncate(n),
+            Items::Values(v) => v.truncate(n),
+        }
+    }
+
+    /// Records `from..to` as Salesforce writes them.
+    fn page(&self, data: &OrgData, from: usize, to: usize) -> Vec<Value> {
+        let pick = |v: &[u32]| v.get(from..to).unwrap_or_default().to_vec();
+        match self {
+            Items::Users(v) => pick(v)
+                .into_iter()
+                .map(|i| user_json(&data.users[i as usize]))
+                .collect(),
+            Items::Groups(v) => pick(v)
+                .into_iter()
+                .map(|i| group_json(&data.groups[i as usize], data.group_stamps[i as usize]))
+                .collect(),
+            Items::Roles(v) => pick(v)
+                .into_iter()
+                .map(|i| role_json(&data.roles[i as usize], data.role_stamps[i as usize]))
+                .collect(),
+            Items::Members(v) => v
+                .get(from..to)
+                .unwrap_or_default()
+                .iter()
+                .map(member_json)
+                .collect(),
+            Items::Values(v) => v.get(from..to).unwrap_or_default().to_vec(),
+        }
+    }
+}
+
+/// A `GroupMember` row with its `SystemModstamp`.
+#[derive(Debug, Clone, Copy)]
+struct MemberRow {
+    group: SfId,
+    member: SfId,
+    stamp: DateTime<Utc>,
+}
+
+/// The org as the fake holds it: records, their stamps, indexes by id, and the fake clock.
+struct OrgData {
+    org_id: Option<SfId>,
+    instance_url: String,
+    lightning_url: Option<String>,
+    users: Vec<SfUser>,
+    user_index: FxHashMap<SfId, u32>,
+    roles: Vec<Role>,
+    role_stamps: Vec<DateTime<Utc>>,
+    role_index: FxHashMap<SfId, u32>,
+    groups: Vec<PublicGroup>,
+    group_stamps: Vec<DateTime<Utc>>,
+    group_index: FxHashMap<SfId, u32>,
+    /// `None`: a deleted row.
+    members: Vec<Option<MemberRow>>,
+    /// Rows of each group, by position in `members`.
+    members_by_group: FxHashMap<SfId, Vec<u32>>,
+    /// Business units, as PardotTenant records.
+    tenants: Vec<(SfId, String)>,
+    clock: DateTime<Utc>,
+}
+
+/// A stamp before `fetched_at` that depends on the record only (up to about 400 days back):
+/// the snapshot format has no `SystemModstamp` for roles, groups and memberships.
+fn initial_stamp(fetched_at: DateTime<Utc>, key: impl Hash) -> DateTime<Utc> {
+    let mut hasher = FxHasher::default();
+    key.hash(&mut hasher);
+    fetched_at - Duration::seconds(1 + (hasher.finish() % (400 * 86_400)) as i64)
+}
+
+fn index_of<T>(records: &[T], id: impl Fn(&T) -> SfId) -> FxHashMap<SfId, u32> {
+    records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (id(r), i as u32))
+        .collect()
+}
+
+impl OrgData {
+    fn new(org: OrgSnapshot) -> Self {
+        let fetched_at = org.fetched_at;
+        let sf = org.salesforce;
+        let role_stamps = sf
+            .roles
+            .iter()
+            .map(|r| initial_stamp(fetched_at, r.id))
+            .collect();
+        let group_stamps = sf
+            .groups
+            .iter()
+            .map(|g| initial_stamp(fetched_at, g.id))
+            .collect();
+        let mut members_by_group: FxHashMap<SfId, Vec<u32>> = FxHashMap::default();
+        let members: Vec<Option<MemberRow>> = sf
+            .group_members
+            .into_iter()
+            .enumerate()
+            .map(|(i, m)| {
+                members_by_group
+                    .entry(m.group_id)
+                    .or_default()
+                    .push(i as u32);
+                Some(MemberRow {
+                    group: m.group_id,
+                    member: m.member_id,
+                    stamp: initial_stamp(fetched_at, (m.group_id, m.member_id)),
+                })
+            })
+            .collect();
+        let latest_user = sf.users.iter().filter_map(|u| u.modified_at).max();
+        let clock = match latest_user {
+            Some(t) if t >= fetched_at => t + Duration::milliseconds(1),
+            _ => fetched_at,
+        };
+        OrgData {
+            org_id: sf.org_id,
+            instance_url: sf.instance_url,
+            lightning_url: sf.lightning_url,
+            user_index: index_of(&sf.users, |u| u.id),
+            users: sf.users,
+            role_index: index_of(&sf.roles, |r| r.id),
+            roles: sf.roles,
+            role_stamps,
+            group_index: index_of(&sf.groups, |g| g.id),
+            groups: sf.groups,
+            group_stamps,
+            members,
+            members_by_group,
+            tenants: org
+                .business_units
+                .into_iter()
+                .map(|bu| (bu.id, bu.name))
+                .collect(),
+            clock,
+        }
+    }
+
+    /// The time to stamp a change with; the clock moves on by a millisecond.
+    fn tick(&mut self) -> DateTime<Utc> {
+        let now = self.clock;
+        self.clock = now + Duration::milliseconds(1);
+        now
+    }
 }
 
 impl FakeSalesforce {
@@ -125,16 +318,25 @@ impl FakeSalesforce {
         org: &OrgSnapshot,
         settings: FakeSalesforceSettings,
     ) -> std::io::Result<Self> {
+        Self::start_owned(org.clone(), settings).await
+    }
+
+    /// [`start`](Self::start) without a copy of the org: for a million users, one copy is
+    /// enough.
+    pub async fn start_owned(
+        org: OrgSnapshot,
+        settings: FakeSalesforceSettings,
+    ) -> std::io::Result<Self> {
         let state = Arc::new(SfState {
             batch_size: AtomicUsize::new(settings.batch_size.max(1)),
             settings,
             url: Mutex::new(String::new()),
-            org: org.clone(),
+            data: RwLock::new(OrgData::new(org)),
             tokens: Mutex::new(HashSet::new()),
             minted: AtomicU64::new(0),
             expire_after: Mutex::new(None),
             api_used: AtomicU64::new(0),
-            cursors: Mutex::new(Vec::new()),
+            cursors: Mutex::new(Cursors::default()),
             faults: Faults::default(),
             token_error: Mutex::new(None),
             token_requests: AtomicU64::new(0),
@@ -147,6 +349,7 @@ impl FakeSalesforce {
             .route("/services/data/{version}/query", get(query))
             .route("/services/data/{version}/query/{locator}", get(query_more))
             .route("/services/data/{version}/tooling/query", get(tooling_query))
+            .layer(axum::middleware::from_fn(refuse_long_uris))
             .with_state(state.clone());
         let server = Server::start(router).await?;
         *lock(&state.url) = server.url.clone();
@@ -205,6 +408,150 @@ impl FakeSalesforce {
     pub fn tokens_minted(&self) -> u64 {
         self.state.minted.load(Ordering::SeqCst)
     }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, OrgData> {
+        self.state.data.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sets the fake clock: the next change is stamped `now`, the one after a millisecond
+    /// later, and so on.
+    pub fn set_clock(&self, now: DateTime<Utc>) {
+        self.write().clock = now;
+    }
+
+    /// The time the next change will be stamped with.
+    pub fn clock(&self) -> DateTime<Utc> {
+        read(&self.state).clock
+    }
+
+    /// Inserts or replaces (by id) a user; stamps `modified_at` (its `SystemModstamp`).
+    pub fn upsert_user(&self, mut user: SfUser) {
+        let mut data = self.write();
+        user.modified_at = Some(data.tick());
+        match data.user_index.get(&user.id) {
+            Some(&i) => data.users[i as usize] = user,
+            None => {
+                let i = data.users.len() as u32;
+                data.user_index.insert(user.id, i);
+                data.users.push(user);
+            }
+        }
+    }
+
+    /// Inserts or replaces (by id) a group (public group, queue or role group); stamps it.
+    pub fn upsert_group(&self, group: PublicGroup) {
+        let mut data = self.write();
+        let stamp = data.tick();
+        match data.group_index.get(&group.id) {
+            Some(&i) => {
+                data.groups[i as usize] = group;
+                data.group_stamps[i as usize] = stamp;
+            }
+            None => {
+                let i = data.groups.len() as u32;
+                data.group_index.insert(group.id, i);
+                data.groups.push(group);
+                data.group_stamps.push(stamp);
+            }
+        }
+    }
+
+    /// Inserts or replaces (by id) a role; stamps it.
+    pub fn upsert_role(&self, role: Role) {
+        let mut data = self.write();
+        let stamp = data.tick();
+        match data.role_index.get(&role.id) {
+            Some(&i) => {
+                data.roles[i as usize] = role;
+                data.role_stamps[i as usize] = stamp;
+            }
+            None => {
+                let i = data.roles.len() as u32;
+                data.role_index.insert(role.id, i);
+                data.roles.push(role);
+                data.role_stamps.push(stamp);
+            }
+        }
+    }
+
+    /// Adds a membership row (stamped); no-op if present.
+    pub fn add_member(&self, group: SfId, member: SfId) {
+        let mut data = self.write();
+        let data = &mut *data;
+        let rows = data.members_by_group.entry(group).or_default();
+        let present = rows
+            .iter()
+            .any(|&r| data.members[r as usize].is_some_and(|m| m.member == member));
+        if present {
+            return;
+        }
+        let stamp = data.clock;
+        data.clock = stamp + Duration::milliseconds(1);
+        rows.push(data.members.len() as u32);
+        data.members.push(Some(MemberRow {
+            group,
+            member,
+            stamp,
+        }));
+    }
+
+    /// Removes a membership row (a real delete: later queries do not return it). False when
+    /// there was no such row.
+    pub fn remove_member(&self, group: SfId, member: SfId) -> bool {
+        let mut data = self.write();
+        let data = &mut *data;
+        let Some(rows) = data.members_by_group.get_mut(&group) else {
+            return false;
+        };
+        let Some(at) = rows
+            .iter()
+            .position(|&r| data.members[r as usize].is_some_and(|m| m.member == member))
+        else {
+            return false;
+        };
+        let row = rows.remove(at);
+        data.members[row as usize] = None;
+        true
+    }
+
+    /// The org as the fake holds it now (without the stamps of roles, groups and rows).
+    pub fn org(&self) -> SalesforceOrg {
+        let data = read(&self.state);
+        SalesforceOrg {
+            org_id: data.org_id,
+            instance_url: data.instance_url.clone(),
+            lightning_url: data.lightning_url.clone(),
+            users: data.users.clone(),
+            roles: data.roles.clone(),
+            groups: data.groups.clone(),
+            group_members: data
+                .members
+                .iter()
+                .flatten()
+                .map(|m| GroupMember {
+                    group_id: m.group,
+                    member_id: m.member,
+                })
+                .collect(),
+        }
+    }
+}
+
+fn read(state: &SfState) -> std::sync::RwLockReadGuard<'_, OrgData> {
+    state.data.read().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Salesforce refuses a URI longer than [`MAX_URI_BYTES`] with 414 before reading the query:
+/// clients must split long `IN (...)` lists.
+async fn refuse_long_uris(request: Request, next: Next) -> Response {
+    let length = request
+        .uri()
+        .path_and_query()
+        .map_or(0, |pq| pq.as_str().len());
+    if length > MAX_URI_BYTES {
+        return (StatusCode::URI_TOO_LONG, "URI Too Long").into_response();
+    }
+    next.run(request).await
 }
 
 async fn token(
@@ -387,17 +734,26 @@ async fn start_query(
         Err(response) => return with_usage(state, *response),
     };
     if cursor.count_only {
-        let body = json!({ "totalSize": cursor.records.len(), "done": true, "records": [] });
-        let response = match state.faults.take(&cursor.object, 1) {
+        let body = json!({ "totalSize": cursor.items.len(), "done": true, "records": [] });
+        let response = match state.faults.take(cursor.object, 1) {
             Some(fault) => faulted(fault, || Json(body).into_response()).await,
             None => Json(body).into_response(),
         };
         return with_usage(state, response);
     }
-    let id = {
+    let batch = batch_size(state, &cursor);
+    // A result that fits one batch needs no cursor.
+    let id = if cursor.items.len() > batch {
         let mut cursors = lock(&state.cursors);
-        cursors.push(cursor.clone());
-        cursors.len() - 1
+        let id = cursors.next;
+        cursors.next += 1;
+        cursors.open.push_back((id, cursor.clone()));
+        if cursors.open.len() > OPEN_CURSORS {
+            cursors.open.pop_front();
+        }
+        id
+    } else {
+        usize::MAX
     };
     serve_page(state, version, id, cursor, 0).await
 }
@@ -415,8 +771,11 @@ async fn query_more(
         .strip_prefix("01gFAKE")
         .and_then(|rest| rest.split_once('-'))
         .and_then(|(id, offset)| Some((id.parse::<usize>().ok()?, offset.parse::<usize>().ok()?)));
-    let found =
-        parsed.and_then(|(id, offset)| Some((id, lock(&state.cursors).get(id)?.clone(), offset)));
+    let found = parsed.and_then(|(id, offset)| {
+        let cursors = lock(&state.cursors);
+        let (_, cursor) = cursors.open.iter().find(|(open, _)| *open == id)?;
+        Some((id, cursor.clone(), offset))
+    });
     match found {
         Some((id, cursor, offset)) => serve_page(&state, &version, id, cursor, offset).await,
         None => with_usage(
@@ -470,6 +829,16 @@ fn admit(state: &SfState, headers: &HeaderMap) -> Option<Response> {
     None
 }
 
+/// Records per batch: an aggregate result comes whole (it has at most
+/// [`MAX_AGGREGATE_ROWS`]).
+fn batch_size(state: &SfState, cursor: &Cursor) -> usize {
+    if cursor.object == "AggregateResult" {
+        MAX_AGGREGATE_ROWS
+    } else {
+        state.batch_size.load(Ordering::SeqCst)
+    }
+}
+
 async fn serve_page(
     state: &SfState,
     version: &str,
@@ -477,14 +846,15 @@ async fn serve_page(
     cursor: Arc<Cursor>,
     offset: usize,
 ) -> Response {
-    let batch = state.batch_size.load(Ordering::SeqCst);
+    let batch = batch_size(state, &cursor);
     let page = offset / batch + 1;
     let normal = || {
-        let end = (offset + batch).min(cursor.records.len());
-        let records = cursor.records.get(offset..end).unwrap_or_default();
-        let done = end >= cursor.records.len();
+        let total = cursor.items.len();
+        let end = (offset + batch).min(total);
+        let records = cursor.items.page(&read(state), offset.min(end), end);
+        let done = end >= total;
         let mut body = json!({
-            "totalSize": cursor.records.len(),
+            "totalSize": total,
             "done": done,
             "records": records,
         });
@@ -494,7 +864,7 @@ async fn serve_page(
         }
         Json(body).into_response()
     };
-    let response = match state.faults.take(&cursor.object, page) {
+    let response = match state.faults.take(cursor.object, page) {
         Some(fault) => faulted(fault, normal).await,
         None => normal(),
     };
@@ -517,124 +887,379 @@ fn sf_error(status: StatusCode, code: &str, message: &str) -> Response {
     )
 }
 
-/// Runs the few query shapes the client sends.
-fn run_soql(state: &SfState, soql: &str, tooling: bool) -> Result<Cursor, Box<Response>> {
-    let malformed = |why: &str| Box::new(sf_error(StatusCode::BAD_REQUEST, "MALFORMED_QUERY", why));
-    let parsed = parse_soql(soql).map_err(|why| malformed(&why))?;
-    let org = &state.org;
-    let sf = &org.salesforce;
-    let records: Vec<Value> = match (parsed.object.as_str(), tooling) {
-        ("Organization", false) => vec![record("Organization", sf.org_id.map(|id| id.to_18()).unwrap_or_else(|| "00DAk000000FAKEMA0".to_owned()), json!({}))],
-        ("User", false) => sf
-            .users
-            .iter()
-            .filter(|u| match &parsed.condition {
-                None => true,
-                Some((field, value)) => match field.as_str() {
-                    "Id" => SfId::parse(value).is_ok_and(|id| id == u.id),
-                    // SOQL compares text case-insensitively.
-                    "Username" => u.username.eq_ignore_ascii_case(value),
-                    "Email" => u.email.eq_ignore_ascii_case(value),
-                    // A user with no type in the snapshot is an internal one (`Standard`).
-                    "UserType" => u
-                        .user_type
-                        .as_deref()
-                        .unwrap_or(crate::domain::INTERNAL_USER_TYPE)
-                        .eq_ignore_ascii_case(value),
-                    _ => false,
-                },
-            })
-            .map(|u| {
-                let profile = match u.profile_id {
-                    Some(_) => json!({
-                        "attributes": { "type": "Profile" },
-                        "Name": u.profile_name,
-                        "UserLicense": u.user_license.as_ref().map(|l| json!({
-                            "attributes": { "type": "UserLicense" },
-                            "Name": l,
-                        })),
-                    }),
-                    None => Value::Null,
-                };
-                record("User", u.id.to_18(), json!({
-                    "Username": u.username,
-                    "Email": u.email,
-                    "Name": u.name,
-                    "IsActive": u.is_active,
-                    "UserType": u.user_type.as_deref().unwrap_or(crate::domain::INTERNAL_USER_TYPE),
-                    "ProfileId": u.profile_id.map(|id| id.to_18()),
-                    "Profile": profile,
-                    "UserRoleId": u.role_id.map(|id| id.to_18()),
-                    "SystemModstamp": u.modified_at.map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3f+0000").to_string()),
-                }))
-            })
-            .collect(),
-        ("UserRole", false) => sf
-            .roles
-            .iter()
-            .map(|r| record("UserRole", r.id.to_18(), json!({
-                "Name": r.name,
-                "ParentRoleId": r.parent_role_id.map(|id| id.to_18()),
-            })))
-            .collect(),
-        ("Group", false) => sf
-            .groups
-            .iter()
-            .map(|g| record("Group", g.id.to_18(), json!({
-                "Name": g.name,
-                "DeveloperName": g.developer_name,
-                "Type": g.group_type,
-                "RelatedId": g.related_id.map(|id| id.to_18()),
-            })))
-            .collect(),
-        ("GroupMember", false) => sf
-            .group_members
-            .iter()
-            .filter(|m| match &parsed.condition {
-                None => true,
-                Some((field, value)) => {
-                    field == "UserOrGroupId" && SfId::parse(value).is_ok_and(|id| id == m.member_id)
-                }
-            })
-            .map(|m| json!({
-                "attributes": { "type": "GroupMember" },
-                "GroupId": m.group_id.to_18(),
-                "UserOrGroupId": m.member_id.to_18(),
-            }))
-            .collect(),
-        ("Profile", false) => {
-            let mut seen = HashSet::new();
-            sf.users
-                .iter()
-                .filter_map(|u| Some((u.profile_id?, u.profile_name.clone()?)))
-                .filter(|(id, _)| seen.insert(*id))
-                .map(|(id, name)| record("Profile", id.to_18(), json!({ "Name": name })))
-                .collect()
-        }
-        ("PardotTenant", true) => org
-            .business_units
-            .iter()
-            .map(|bu| record("PardotTenant", bu.id.to_18(), json!({
-                "PardotTenantName": bu.name,
-                "CreationStatus": "Completed",
-            })))
-            .collect(),
-        (object, _) => {
-            return Err(Box::new(sf_error(
-                StatusCode::BAD_REQUEST,
-                "INVALID_TYPE",
-                &format!("sObject type '{object}' is not supported."),
-            )));
-        }
+/// `SystemModstamp` as Salesforce writes it.
+fn sf_time(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.3f+0000").to_string()
+}
+
+fn user_json(u: &SfUser) -> Value {
+    let profile = match u.profile_id {
+        Some(_) => json!({
+            "attributes": { "type": "Profile" },
+            "Name": u.profile_name,
+            "UserLicense": u.user_license.as_ref().map(|l| json!({
+                "attributes": { "type": "UserLicense" },
+                "Name": l,
+            })),
+        }),
+        None => Value::Null,
     };
-    let mut records = records;
+    record(
+        "User",
+        u.id.to_18(),
+        json!({
+            "Username": u.username,
+            "Email": u.email,
+            "Name": u.name,
+            "IsActive": u.is_active,
+            "UserType": u.user_type.as_deref().unwrap_or(crate::domain::INTERNAL_USER_TYPE),
+            "ProfileId": u.profile_id.map(|id| id.to_18()),
+            "Profile": profile,
+            "UserRoleId": u.role_id.map(|id| id.to_18()),
+            "SystemModstamp": u.modified_at.map(sf_time),
+        }),
+    )
+}
+
+fn group_json(g: &PublicGroup, stamp: DateTime<Utc>) -> Value {
+    record(
+        "Group",
+        g.id.to_18(),
+        json!({
+            "Name": g.name,
+            "DeveloperName": g.developer_name,
+            "Type": g.group_type,
+            "RelatedId": g.related_id.map(|id| id.to_18()),
+            "SystemModstamp": sf_time(stamp),
+        }),
+    )
+}
+
+fn role_json(r: &Role, stamp: DateTime<Utc>) -> Value {
+    record(
+        "UserRole",
+        r.id.to_18(),
+        json!({
+            "Name": r.name,
+            "ParentRoleId": r.parent_role_id.map(|id| id.to_18()),
+            "SystemModstamp": sf_time(stamp),
+        }),
+    )
+}
+
+fn member_json(m: &MemberRow) -> Value {
+    json!({
+        "attributes": { "type": "GroupMember" },
+        "GroupId": m.group.to_18(),
+        "UserOrGroupId": m.member.to_18(),
+        "SystemModstamp": sf_time(m.stamp),
+    })
+}
+
+/// A field's value as a condition compares it.
+enum Field<'a> {
+    Id(Option<SfId>),
+    Text(Option<&'a str>),
+    Stamp(Option<DateTime<Utc>>),
+}
+
+/// Whether `field` satisfies `condition`: text compares case-insensitively, as SOQL does; ids
+/// in either length; a datetime only with `>=`.
+fn holds(condition: &Condition, field: Field<'_>) -> bool {
+    match (condition, field) {
+        (Condition::Eq(_, value), Field::Id(id)) => {
+            id.is_some_and(|id| SfId::parse(value).is_ok_and(|v| v == id))
+        }
+        (Condition::In(_, values), Field::Id(id)) => id.is_some_and(|id| {
+            values
+                .iter()
+                .any(|value| SfId::parse(value).is_ok_and(|v| v == id))
+        }),
+        (Condition::Eq(_, value), Field::Text(text)) => {
+            text.is_some_and(|t| t.eq_ignore_ascii_case(value))
+        }
+        (Condition::In(_, values), Field::Text(text)) => {
+            text.is_some_and(|t| values.iter().any(|v| t.eq_ignore_ascii_case(v)))
+        }
+        (Condition::AtOrAfter(_, at), Field::Stamp(stamp)) => stamp.is_some_and(|s| s >= *at),
+        _ => false,
+    }
+}
+
+fn all_hold<'a>(conditions: &[(&Condition, String)], field_of: impl Fn(&str) -> Field<'a>) -> bool {
+    conditions
+        .iter()
+        .all(|(condition, field)| holds(condition, field_of(field)))
+}
+
+/// The fields each object can be filtered on here.
+fn filterable(object: &str) -> &'static [&'static str] {
+    match object {
+        "User" => &["id", "username", "email", "usertype", "systemmodstamp"],
+        "Group" => &["id", "type", "systemmodstamp"],
+        "UserRole" => &["id", "systemmodstamp"],
+        "GroupMember" => &["groupid", "userorgroupid", "systemmodstamp"],
+        _ => &[],
+    }
+}
+
+fn user_field<'a>(u: &'a SfUser, field: &str) -> Field<'a> {
+    match field {
+        "id" => Field::Id(Some(u.id)),
+        "username" => Field::Text(Some(&u.username)),
+        "email" => Field::Text(Some(&u.email)),
+        // A user with no type in the snapshot is an internal one (`Standard`).
+        "usertype" => Field::Text(Some(
+            u.user_type
+                .as_deref()
+                .unwrap_or(crate::domain::INTERNAL_USER_TYPE),
+        )),
+        _ => Field::Stamp(u.modified_at),
+    }
+}
+
+fn group_field<'a>(g: &'a PublicGroup, stamp: DateTime<Utc>, field: &str) -> Field<'a> {
+    match field {
+        "id" => Field::Id(Some(g.id)),
+        "type" => Field::Text(Some(&g.group_type)),
+        _ => Field::Stamp(Some(stamp)),
+    }
+}
+
+fn member_field(m: &MemberRow, field: &str) -> Field<'static> {
+    match field {
+        "groupid" => Field::Id(Some(m.group)),
+        "userorgroupid" => Field::Id(Some(m.member)),
+        _ => Field::Stamp(Some(m.stamp)),
+    }
+}
+
+/// The object as Salesforce names it, if the fake serves it (on the Tooling API or not).
+fn known_object(object: &str, tooling: bool) -> Option<&'static str> {
+    let known: &[&'static str] = if tooling {
+        &["PardotTenant"]
+    } else {
+        &[
+            "Organization",
+            "User",
+            "UserRole",
+            "Group",
+            "GroupMember",
+            "Profile",
+        ]
+    };
+    known
+        .iter()
+        .find(|k| k.eq_ignore_ascii_case(object))
+        .copied()
+}
+
+/// Runs the query shapes the client sends (module docs of [`soql`]).
+fn run_soql(state: &SfState, text: &str, tooling: bool) -> Result<Cursor, Box<Response>> {
+    let error = |code: &str, why: &str| Box::new(sf_error(StatusCode::BAD_REQUEST, code, why));
+    let parsed = soql::parse(text).map_err(|why| error("MALFORMED_QUERY", &why))?;
+    let object = known_object(&parsed.object, tooling).ok_or_else(|| {
+        error(
+            "INVALID_TYPE",
+            &format!("sObject type '{}' is not supported.", parsed.object),
+        )
+    })?;
+    // Lower-cased field names of the conditions, checked against what the fake can filter.
+    let mut conditions = Vec::with_capacity(parsed.conditions.len());
+    for condition in &parsed.conditions {
+        let field = condition.field().to_ascii_lowercase();
+        if !filterable(object).contains(&field.as_str()) {
+            return Err(error(
+                "INVALID_FIELD",
+                &format!(
+                    "No such column '{}' on entity '{object}' (or the fake cannot filter on it).",
+                    condition.field()
+                ),
+            ));
+        }
+        conditions.push((condition, field));
+    }
+    if parsed.is_aggregate() || parsed.group_by.is_some() {
+        return aggregate(state, &parsed, object, &conditions)
+            .map_err(|why| error("MALFORMED_QUERY", &why));
+    }
+    let data = read(state);
+    let sf_id_18 = |id: Option<SfId>| id.map(|id| id.to_18());
+    let mut items = match object {
+        "Organization" => Items::Values(vec![record(
+            "Organization",
+            sf_id_18(data.org_id).unwrap_or_else(|| "00DAk000000FAKEMA0".to_owned()),
+            json!({}),
+        )]),
+        "User" => Items::Users(
+            (0..data.users.len() as u32)
+                .filter(|&i| {
+                    let u = &data.users[i as usize];
+                    all_hold(&conditions, |f| user_field(u, f))
+                })
+                .collect(),
+        ),
+        "UserRole" => Items::Roles(
+            (0..data.roles.len() as u32)
+                .filter(|&i| {
+                    let (r, stamp) = (&data.roles[i as usize], data.role_stamps[i as usize]);
+                    all_hold(&conditions, |f| match f {
+                        "id" => Field::Id(Some(r.id)),
+                        _ => Field::Stamp(Some(stamp)),
+                    })
+                })
+                .collect(),
+        ),
+        "Group" => Items::Groups(
+            (0..data.groups.len() as u32)
+                .filter(|&i| {
+                    let (g, stamp) = (&data.groups[i as usize], data.group_stamps[i as usize]);
+                    all_hold(&conditions, |f| group_field(g, stamp, f))
+                })
+                .collect(),
+        ),
+        "GroupMember" => Items::Members(
+            member_rows(&data, &conditions)
+                .filter(|m| all_hold(&conditions, |f| member_field(m, f)))
+                .collect(),
+        ),
+        "Profile" => {
+            let mut seen = HashSet::new();
+            Items::Values(
+                data.users
+                    .iter()
+                    .filter_map(|u| Some((u.profile_id?, u.profile_name.clone()?)))
+                    .filter(|(id, _)| seen.insert(*id))
+                    .map(|(id, name)| record("Profile", id.to_18(), json!({ "Name": name })))
+                    .collect(),
+            )
+        }
+        _ => Items::Values(
+            data.tenants
+                .iter()
+                .map(|(id, name)| {
+                    record(
+                        "PardotTenant",
+                        id.to_18(),
+                        json!({ "PardotTenantName": name, "CreationStatus": "Completed" }),
+                    )
+                })
+                .collect(),
+        ),
+    };
     if let Some(limit) = parsed.limit {
-        records.truncate(limit);
+        items.truncate(limit);
     }
     Ok(Cursor {
-        object: parsed.object,
-        records,
-        count_only: parsed.count_only,
+        object,
+        items,
+        count_only: parsed.count_only(),
+    })
+}
+
+/// The membership rows a query can match: those of the groups it names by `GroupId = ` or
+/// `GroupId IN (...)` (through the index, in row order), else every row.
+fn member_rows<'a>(
+    data: &'a OrgData,
+    conditions: &[(&Condition, String)],
+) -> Box<dyn Iterator<Item = MemberRow> + 'a> {
+    let named = conditions.iter().find_map(|(condition, field)| {
+        if field != "groupid" {
+            return None;
+        }
+        match condition {
+            Condition::Eq(_, value) => Some(vec![value.clone()]),
+            Condition::In(_, values) => Some(values.clone()),
+            Condition::AtOrAfter(..) => None,
+        }
+    });
+    match named {
+        Some(values) => {
+            let groups: FxHashSet<SfId> =
+                values.iter().filter_map(|v| SfId::parse(v).ok()).collect();
+            let mut rows: Vec<u32> = groups
+                .iter()
+                .filter_map(|g| data.members_by_group.get(g))
+                .flatten()
+                .copied()
+                .collect();
+            rows.sort_unstable();
+            Box::new(rows.into_iter().filter_map(|r| data.members[r as usize]))
+        }
+        None => Box::new(data.members.iter().flatten().copied()),
+    }
+}
+
+/// `SELECT GroupId, COUNT(Id) FROM GroupMember [WHERE ...] GROUP BY GroupId`, and
+/// `SELECT COUNT(Id) FROM GroupMember [WHERE ...]`: `AggregateResult` records, the count as
+/// `expr0`, in one batch. Salesforce cannot page an aggregate result: more than
+/// [`MAX_AGGREGATE_ROWS`] rows is an error (the fake's message; the real one may differ).
+fn aggregate(
+    state: &SfState,
+    parsed: &Soql,
+    object: &'static str,
+    conditions: &[(&Condition, String)],
+) -> Result<Cursor, String> {
+    let unsupported = || {
+        format!(
+            "the fake answers only SELECT GroupId, COUNT(Id) FROM GroupMember ... GROUP BY \
+             GroupId, not this aggregate on {object}"
+        )
+    };
+    if object != "GroupMember" {
+        return Err(unsupported());
+    }
+    let field = |f: &str, name: &str| f.eq_ignore_ascii_case(name);
+    let grouped = match (&parsed.fields[..], parsed.group_by.as_deref()) {
+        ([group, count], Some(by))
+            if field(group, "GroupId") && field(count, "COUNT(Id)") && field(by, "GroupId") =>
+        {
+            true
+        }
+        ([count], None) if field(count, "COUNT(Id)") => false,
+        _ => return Err(unsupported()),
+    };
+    let data = read(state);
+    let rows =
+        member_rows(&data, conditions).filter(|m| all_hold(conditions, |f| member_field(m, f)));
+    let records: Vec<Value> = if grouped {
+        let mut order = Vec::new();
+        let mut counts: FxHashMap<SfId, u64> = FxHashMap::default();
+        for m in rows {
+            let count = counts.entry(m.group).or_insert_with(|| {
+                order.push(m.group);
+                0
+            });
+            *count += 1;
+        }
+        if order.len() > MAX_AGGREGATE_ROWS {
+            return Err(format!(
+                "the aggregate query returns {} rows, more than {MAX_AGGREGATE_ROWS}: narrow \
+                 it (fewer ids in GroupId IN (...))",
+                order.len()
+            ));
+        }
+        order
+            .into_iter()
+            .map(|g| {
+                json!({
+                    "attributes": { "type": "AggregateResult" },
+                    "GroupId": g.to_18(),
+                    "expr0": counts[&g],
+                })
+            })
+            .collect()
+    } else {
+        vec![json!({ "attributes": { "type": "AggregateResult" }, "expr0": rows.count() })]
+    };
+    let mut items = Items::Values(records);
+    if let Some(limit) = parsed.limit {
+        items.truncate(limit);
+    }
+    Ok(Cursor {
+        object: "AggregateResult",
+        items,
+        count_only: false,
     })
 }
 
@@ -647,121 +1272,4 @@ fn record(object: &str, id: String, fields: Value) -> Value {
         record.extend(fields);
     }
     record
-}
-
-#[derive(Default)]
-struct ParsedSoql {
-    object: String,
-    /// `Field = 'value'`, unescaped.
-    condition: Option<(String, String)>,
-    /// `LIMIT n`.
-    limit: Option<usize>,
-    /// `SELECT COUNT() FROM ...`.
-    count_only: bool,
-}
-
-/// Just enough SOQL: `SELECT ... FROM Object [WHERE Field = 'literal'] [LIMIT n]`, and
-/// `SELECT COUNT() FROM Object`. A `WHERE` on Group (the type filter) is accepted and ignored.
-fn parse_soql(soql: &str) -> Result<ParsedSoql, String> {
-    let (soql, limit) = match soql.trim_end().rsplit_once(" LIMIT ") {
-        Some((head, n)) => (
-            head,
-            Some(
-                n.trim()
-                    .parse::<usize>()
-                    .map_err(|_| "LIMIT takes a number")?,
-            ),
-        ),
-        None => (soql, None),
-    };
-    let upper = soql.to_ascii_uppercase();
-    let from = upper.find(" FROM ").ok_or("no FROM clause")?;
-    let count_only = upper["SELECT".len().min(from)..from].trim() == "COUNT()";
-    let rest = soql[from + 6..].trim_start();
-    let object_end = rest.find(char::is_whitespace).unwrap_or(rest.len());
-    let object = rest[..object_end].to_owned();
-    let rest = rest[object_end..].trim();
-    if rest.is_empty() {
-        return Ok(ParsedSoql {
-            object,
-            limit,
-            count_only,
-            ..ParsedSoql::default()
-        });
-    }
-    let Some(clause) = rest
-        .strip_prefix("WHERE ")
-        .or_else(|| rest.strip_prefix("where "))
-    else {
-        return Err(format!("unexpected {rest:?}"));
-    };
-    if object == "Group" {
-        return Ok(ParsedSoql {
-            object,
-            limit,
-            count_only,
-            ..ParsedSoql::default()
-        });
-    }
-    let (field, literal) = clause.split_once('=').ok_or("expected Field = 'value'")?;
-    let (value, tail) = parse_literal(literal.trim_start())?;
-    if !tail.trim().is_empty() {
-        return Err(format!(
-            "unexpected token after the literal: {:?}",
-            tail.trim()
-        ));
-    }
-    Ok(ParsedSoql {
-        object,
-        condition: Some((field.trim().to_owned(), value)),
-        limit,
-        count_only,
-    })
-}
-
-/// A quoted SOQL string literal with backslash escapes; returns it and what follows.
-fn parse_literal(text: &str) -> Result<(String, &str), String> {
-    let body = text.strip_prefix('\'').ok_or("expected a quoted string")?;
-    let mut value = String::new();
-    let mut chars = body.char_indices();
-    while let Some((at, c)) = chars.next() {
-        match c {
-            '\'' => return Ok((value, &body[at + 1..])),
-            '\\' => {
-                let (_, escaped) = chars.next().ok_or("dangling backslash")?;
-                value.push(match escaped {
-                    'n' => '\n',
-                    'r' => '\r',
-                    't' => '\t',
-                    'b' => '\u{8}',
-                    'f' => '\u{c}',
-                    '\\' | '\'' | '"' | '_' | '%' => escaped,
-                    other => return Err(format!("invalid escape \\{other}")),
-                });
-            }
-            c => value.push(c),
-        }
-    }
-    Err("unterminated string literal".to_owned())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hostile_literal_parses_as_one_value_with_nothing_after() {
-        let parsed =
-            parse_soql(r"SELECT Id FROM User WHERE Username = '\' OR Username != \''").unwrap();
-        assert_eq!(parsed.object, "User");
-        assert_eq!(
-            parsed.condition,
-            Some(("Username".to_owned(), "' OR Username != '".to_owned()))
-        );
-    }
-
-    #[test]
-    fn unescaped_quote_leaves_a_tail_and_is_malformed() {
-        assert!(parse_soql("SELECT Id FROM User WHERE Username = '' OR Username != ''").is_err());
-    }
 }

@@ -9,10 +9,20 @@
 //! `response_url`s and the Web API (`chat.postMessage`, the file upload flow) land there, and
 //! the fake hands them to the channel the page shows ([`workspace`]). The real `/slack/*`
 //! routes keep the operator's secret and Slack settings untouched.
+//!
+//! Its bot has a store of its own, in memory, with its own copy of the demo org and its own
+//! follow-ups, and its own follow-up job ([`Playground::run_follow_ups`]): the app's store
+//! (memory or Redis) and the app's job never see the playground's follow-ups, and the
+//! playground's job never sees the app's, which post to the operator's Slack. Two controls of
+//! the page act on the playground only: "15 minutes pass" runs every pending follow-up now
+//! (as its job would 15 minutes later), and "Assign nora.north" applies the demo's fix
+//! ([`fix`]) to its copy of the org, so a follow-up can be seen to find it.
 
+mod fix;
 mod workspace;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -25,10 +35,12 @@ use chrono::Utc;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 use crate::fakes::FakeSlack;
 use crate::render::escape_mrkdwn;
+use crate::slack::followups::FollowUpSettings;
 use crate::slack::{SlackSettings, SlackWebApi, signature};
 use crate::state::AppState;
 use crate::store::Store;
@@ -73,15 +85,30 @@ pub fn page_url(addr: std::net::SocketAddr) -> String {
 pub struct Playground {
     /// The bot's routes over the playground's own state: what Slack's requests go through.
     bot: Router,
+    /// That state: the playground's own store (its demo org and follow-ups) and Slack.
+    state: AppState,
     workspace: Arc<Workspace>,
     secret: SecretString,
     /// Slack's side: stops when the playground goes.
     slack: FakeSlack,
+    /// The demo's fix was applied to the playground's org.
+    fixed: AtomicBool,
+    /// One "15 minutes pass" at a time.
+    passing: tokio::sync::Mutex<()>,
 }
 
 impl Playground {
-    /// Starts the fake Slack side on a loopback port and a bot that answers from `store`.
-    pub async fn start(store: Store) -> std::io::Result<Arc<Self>> {
+    /// Starts the fake Slack side on a loopback port and a bot that answers from a store of its
+    /// own holding the demo org, with follow-ups on (run by [`Playground::run_follow_ups`]).
+    pub async fn start() -> std::io::Result<Arc<Self>> {
+        // Its own store: what the playground schedules, only its job runs, and the other way
+        // round; and its fix changes no org but its own.
+        let store = Store::memory();
+        let snapshot = crate::demo::snapshot(Utc::now()).map_err(std::io::Error::other)?;
+        store
+            .publish(snapshot)
+            .await
+            .map_err(std::io::Error::other)?;
         let workspace = Arc::new(Workspace::default());
         let slack = FakeSlack::start_with(workspace.clone(), BOT_TOKEN).await?;
         let secret = random_secret();
@@ -96,20 +123,82 @@ impl Playground {
                 vec![slack.host().to_owned()],
             ),
         };
-        // No follow-ups here: the store is `serve --demo`'s, whose own job would run them.
-        let no_follow_ups = crate::slack::followups::FollowUpSettings {
-            enabled: false,
-            ..Default::default()
-        };
-        let bot = crate::server::router(
-            AppState::new(store, None, settings).with_follow_ups(no_follow_ups),
-        );
+        // Follow-ups as `serve` has them: 15 minutes, 4 tries; "15 minutes pass" skips the wait.
+        let state =
+            AppState::new(store, None, settings).with_follow_ups(FollowUpSettings::default());
+        let bot = crate::server::router(state.clone());
         Ok(Arc::new(Playground {
             bot,
+            state,
             workspace,
             secret: SecretString::from(secret),
             slack,
+            fixed: AtomicBool::new(false),
+            passing: tokio::sync::Mutex::new(()),
         }))
+    }
+
+    /// The playground's follow-up job, on its own store, until `shutdown`: a follow-up left
+    /// alone runs after 15 real minutes, as in Slack.
+    pub async fn run_follow_ups(self: Arc<Self>, shutdown: CancellationToken) {
+        crate::slack::followups::run(self.state.clone(), shutdown).await;
+    }
+
+    /// "15 minutes pass": every follow-up due within the delay (every pending one) is re-checked
+    /// now and posts its answer; returns how many. The follow-ups' own times are untouched:
+    /// the next re-check of one is due 15 real minutes later, or at the next press.
+    async fn pass_time(&self) -> usize {
+        let _one_at_a_time = self.passing.lock().await;
+        let ahead = Utc::now()
+            + chrono::Duration::from_std(self.state.follow_ups.delay).unwrap_or_default();
+        let ran = match crate::slack::followups::run_due(&self.state, ahead).await {
+            Ok(ran) => ran,
+            Err(err) => {
+                self.workspace.note(escape_mrkdwn(&format!(
+                    "The follow-ups could not be read: {err}"
+                )));
+                return 0;
+            }
+        };
+        if ran == 0 {
+            self.workspace.note(format!(
+                ":fast_forward: {} minutes passed, and no follow-up was pending. Press *Re-check in {} min* on an answer first (try `@crm-username check {}`).",
+                self.state.follow_ups.minutes(),
+                self.state.follow_ups.minutes(),
+                fix::USERNAME
+            ));
+        }
+        ran
+    }
+
+    /// Applies the demo's fix to the playground's org (nobody else's), and says so.
+    async fn apply_fix(&self) -> Result<(), String> {
+        let query = crate::domain::Query::parse(fix::USERNAME).map_err(|e| e.to_string())?;
+        let org = self
+            .state
+            .store
+            .query_org(&query)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut snapshot = org.snapshot().clone();
+        drop(org);
+        let changed = fix::assign(&mut snapshot)?;
+        if changed {
+            self.state
+                .store
+                .publish(snapshot)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        self.fixed.store(true, Ordering::SeqCst);
+        if changed {
+            self.workspace.note(format!(
+                ":wrench: In this playground's demo org (nowhere else), {} was added to the public group *{}*, which Acme EMEA assigns to its Marketing section: she is now assigned to Acme EMEA. *Re-check now*, or a follow-up's next re-check, finds it.",
+                fix::USERNAME,
+                fix::GROUP
+            ));
+        }
+        Ok(())
     }
 
     /// `GET /` and the page's API under `/playground/api/`.
@@ -120,6 +209,8 @@ impl Playground {
             .route("/playground/api/say", post(say))
             .route("/playground/api/click", post(click))
             .route("/playground/api/shortcut", post(shortcut))
+            .route("/playground/api/pass-time", post(pass_time))
+            .route("/playground/api/fix", post(apply_fix))
             .layer(DefaultBodyLimit::max(16 * 1024))
             .with_state(self.clone())
     }
@@ -406,6 +497,10 @@ fn block_actions(
             "text": message.text,
             "blocks": message.blocks,
         });
+        // A reply in a thread says which: the follow-ups post in that thread.
+        if let Some(thread_ts) = &message.thread_ts {
+            payload["message"]["thread_ts"] = json!(thread_ts);
+        }
     }
     Some(payload)
 }
@@ -448,6 +543,7 @@ async fn messages(State(playground): State<Arc<Playground>>, Query(q): Query<Aft
         "people": {USER_ID: "you", BOT_USER_ID: "crm-username"},
         "channel": {"id": CHANNEL_ID, "name": "playground"},
         "messages": messages,
+        "fixed": playground.fixed.load(Ordering::SeqCst),
     }))
     .into_response()
 }
@@ -545,6 +641,24 @@ async fn shortcut(
     }
 }
 
+/// "15 minutes pass": answers once the pending follow-ups have posted their re-checks.
+async fn pass_time(State(playground): State<Arc<Playground>>) -> Response {
+    let ran = playground.pass_time().await;
+    Json(json!({"version": playground.workspace.version(), "re_checked": ran})).into_response()
+}
+
+/// The demo's fix, applied to the playground's org.
+async fn apply_fix(State(playground): State<Arc<Playground>>) -> Response {
+    match playground.apply_fix().await {
+        Ok(()) => Json(json!({"version": playground.workspace.version()})).into_response(),
+        Err(problem) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(json!({"error": format!("The fix could not be applied: {problem}")})),
+        )
+            .into_response(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -635,6 +749,22 @@ mod tests {
         assert_eq!(read.origin.ts.as_ref(), "1700000000.000007");
         assert_eq!(read.origin.thread_ts.unwrap().as_ref(), "1700000000.000001");
         assert_eq!(read.content.text.as_deref(), Some(message.text.as_str()));
+    }
+
+    #[test]
+    fn a_click_in_a_thread_says_which_thread_as_slack_does() {
+        let mut message = bot_message(false);
+        message.thread_ts = Some("1700000000.000001".into());
+        let footer = message.blocks.as_ref().unwrap().as_array().unwrap().len() - 1;
+        let payload =
+            block_actions(&message, footer, Some(0), "http://127.0.0.1:1/response/7").unwrap();
+        let event: SlackInteractionEvent = serde_json::from_value(payload).unwrap();
+        let SlackInteractionEvent::BlockActions(event) = event else {
+            panic!("not read as block_actions");
+        };
+        let origin = event.message.unwrap().origin;
+        assert_eq!(origin.ts.as_ref(), "1700000000.000007");
+        assert_eq!(origin.thread_ts.unwrap().as_ref(), "1700000000.000001");
     }
 
     #[test]

@@ -23,6 +23,12 @@ pub fn status_text(report: &StatusReport) -> String {
         if let Some(records) = s.records {
             let _ = writeln!(out, "  records       {records}");
         }
+        if let Some(ms) = s.duration_ms {
+            let _ = writeln!(out, "  took          {:.1} s", ms as f64 / 1000.0);
+        }
+        if let Some(calls) = s.api_calls {
+            let _ = writeln!(out, "  API calls     {calls}");
+        }
         if let Some(error) = &s.last_error {
             let _ = writeln!(
                 out,

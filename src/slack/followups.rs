@@ -1,11 +1,13 @@
 //! Follow-up re-checks: the "Re-check in 15 min" and "Stop" buttons, and the background job
 //! that re-checks due follow-ups live and posts the new verdict where the answer was (its
 //! thread, or its `response_url`). The store keeps them (`Store::schedule_follow_up` and the
-//! rest), so any replica runs a due one, exactly once, and they survive restarts.
+//! rest), so any replica runs a due one, exactly once, and they survive restarts. The
+//! playground runs the same job on a store of its own, and [`run_due`] for its "15 minutes
+//! pass".
 
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use slack_morphism::prelude::{SlackInteractionActionContainer, SlackInteractionBlockActionsEvent};
 use tokio_util::sync::CancellationToken;
@@ -13,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::domain::Query;
 use crate::render;
 use crate::state::AppState;
-use crate::store::{FollowUp, FollowUpLimits, FollowUpReply, Scheduled};
+use crate::store::{FollowUp, FollowUpLimits, FollowUpReply, Scheduled, StoreError};
 
 /// At most this many pending follow-ups per person: enough for the tickets one person works on
 /// at once, and a click-happy person cannot fill the workspace's share.
@@ -30,8 +32,7 @@ const CLAIM_BATCH: usize = 20;
 /// When and how often follow-ups run, and how many may wait.
 #[derive(Debug, Clone)]
 pub struct FollowUpSettings {
-    /// Off: answers carry no "Re-check in" button and its clicks are ignored (the playground,
-    /// whose bot shares the store of `serve --demo`'s and so cannot run follow-ups of its own).
+    /// Off: answers carry no "Re-check in" button and its clicks are ignored.
     pub enabled: bool,
     /// How often a replica looks for due follow-ups.
     pub poll_every: Duration,
@@ -265,6 +266,29 @@ pub async fn run(state: AppState, shutdown: CancellationToken) {
                 .spawn(async move { run_one(&state2, follow_up).await });
         }
     }
+}
+
+/// Takes the follow-ups due by `now` (at most one batch) and re-checks them, posting each
+/// answer; returns how many ran, once all have. The playground's "15 minutes pass" calls it with
+/// `now` 15 minutes ahead: every pending follow-up is due by then.
+pub async fn run_due(state: &AppState, now: DateTime<Utc>) -> Result<usize, StoreError> {
+    let due = state.store.claim_due_follow_ups(now, CLAIM_BATCH).await?;
+    let runs: Vec<_> = due
+        .into_iter()
+        .map(|follow_up| {
+            let state2 = state.clone();
+            state
+                .tasks
+                .spawn(async move { run_one(&state2, follow_up).await })
+        })
+        .collect();
+    let count = runs.len();
+    for run in runs {
+        if let Err(err) = run.await {
+            tracing::warn!(error = %err, "a follow-up re-check did not finish");
+        }
+    }
+    Ok(count)
 }
 
 /// One re-check: live, as "Re-check now" does; then again later, or done.

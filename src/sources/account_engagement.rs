@@ -1,9 +1,10 @@
 //! Account Engagement API v5 client: the users of a business unit, all pages, recycle bin
 //! included.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,6 +20,10 @@ use crate::domain::{AeUser, SfId, bool_or_string, optional_sf_id};
 /// The fields the diagnosis reads; `fields` is required by the API.
 pub const USER_FIELDS: &str = "id,email,firstName,lastName,username,jobTitle,role,roleName,\
                                salesforceId,isDeleted,createdAt,updatedAt";
+
+/// The users-list filter of an incremental read: users created or changed at or after the
+/// given time (ISO 8601).
+pub const UPDATED_SINCE_FILTER: &str = "updatedAtAfterOrEqualTo";
 
 /// Where the access token comes from: the Salesforce client in production, a stub in tests.
 pub trait AccessToken: Send + Sync {
@@ -60,6 +65,11 @@ pub struct AccountEngagementClient {
     config: AccountEngagementConfig,
     tokens: Arc<dyn AccessToken>,
     permits: Mutex<HashMap<SfId, Arc<Semaphore>>>,
+    /// Data requests sent since start (pages and their retries).
+    calls: AtomicU64,
+    /// Business units that refused [`UPDATED_SINCE_FILTER`]: read in full for the rest of the
+    /// process's life, without asking again.
+    refused_filter: Mutex<HashSet<SfId>>,
 }
 
 impl AccountEngagementClient {
@@ -73,7 +83,67 @@ impl AccountEngagementClient {
             config,
             tokens,
             permits: Mutex::new(HashMap::new()),
+            calls: AtomicU64::new(0),
+            refused_filter: Mutex::new(HashSet::new()),
         })
+    }
+
+    /// Data requests sent since start: pages and their retries.
+    pub fn calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
+    }
+
+    /// The users of the business unit created, changed, sent to the recycle bin or restored
+    /// at or after `since` (recycle bin included: `isDeleted` says which). `Ok(None)` when the
+    /// business unit refuses the filter: the caller then reads all its users
+    /// ([`Self::fetch_users`]). A refusal is remembered for the life of the process, and
+    /// logged once.
+    pub async fn fetch_users_changed(
+        &self,
+        business_unit: SfId,
+        ae_url: &str,
+        since: DateTime<Utc>,
+    ) -> Result<Option<Vec<AeUser>>, SourceError> {
+        if self.filter_refused(business_unit) {
+            return Ok(None);
+        }
+        let bu = BusinessUnitCall {
+            id: business_unit,
+            source_name: format!("Account Engagement business unit {business_unit}"),
+            base: users_url(ae_url, business_unit)?,
+        };
+        let since = since.to_rfc3339_opts(chrono::SecondsFormat::Secs, false);
+        let mut restarts = 0;
+        loop {
+            match self
+                .fetch_all_pages(&bu, &[(UPDATED_SINCE_FILTER, since.as_str())])
+                .await
+            {
+                Err(Failure::RestartPaging) if restarts < self.config.max_paging_restarts => {
+                    restarts += 1;
+                }
+                Err(Failure::Fatal(error)) if refuses_filter(&error) => {
+                    let first = self
+                        .refused_filter
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(business_unit);
+                    if first {
+                        tracing::warn!(business_unit = %business_unit, %error, "the business unit refuses the updated-since filter; its users are read in full at every refresh");
+                    }
+                    return Ok(None);
+                }
+                Err(failure) => return Err(settle(failure, &bu.source_name, "the users list")),
+                Ok(users) => return Ok(Some(users)),
+            }
+        }
+    }
+
+    fn filter_refused(&self, business_unit: SfId) -> bool {
+        self.refused_filter
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&business_unit)
     }
 
     /// Every user of the business unit, active and in the recycle bin. All or nothing: a
@@ -90,7 +160,7 @@ impl AccountEngagementClient {
         };
         let mut restarts = 0;
         loop {
-            match self.fetch_all_pages(&bu).await {
+            match self.fetch_all_pages(&bu, &[]).await {
                 Err(Failure::RestartPaging) if restarts < self.config.max_paging_restarts => {
                     restarts += 1;
                     tracing::info!(business_unit = %business_unit, restarts, "page token expired, paging again from the first page");
@@ -124,12 +194,18 @@ impl AccountEngagementClient {
             .map_err(|failure| settle(failure, &bu.source_name, "the users list"))
     }
 
-    async fn fetch_all_pages(&self, bu: &BusinessUnitCall) -> Result<Vec<AeUser>, Failure> {
+    /// Every page of the users list, with `filters` added to the first request's parameters.
+    async fn fetch_all_pages(
+        &self,
+        bu: &BusinessUnitCall,
+        filters: &[(&str, &str)],
+    ) -> Result<Vec<AeUser>, Failure> {
         let mut url = bu.base.clone();
         url.query_pairs_mut()
             .append_pair("fields", USER_FIELDS)
             .append_pair("deleted", "all")
-            .append_pair("limit", &self.config.page_size.to_string());
+            .append_pair("limit", &self.config.page_size.to_string())
+            .extend_pairs(filters);
         let mut users = Vec::new();
         loop {
             let page = self.fetch_page(bu, &url).await?;
@@ -196,6 +272,7 @@ impl AccountEngagementClient {
         token: &SecretString,
     ) -> Result<UsersPage, Failure> {
         let attempts = self.config.retry.max_attempts;
+        self.calls.fetch_add(1, Ordering::Relaxed);
         let response = self
             .http
             .get(url.clone())
@@ -233,6 +310,31 @@ impl AccountEngagementClient {
             })
             .clone()
     }
+}
+
+/// Whether a refused users request says the updated-since filter is not accepted: HTTP 400
+/// (an unknown or invalid parameter), rather than a business unit, token or limit problem.
+fn refuses_filter(error: &SourceError) -> bool {
+    matches!(error, SourceError::Rejected { status: 400, .. })
+}
+
+/// Upserts AE users by id: `changed` replaces or adds, and the result is ordered by id.
+pub fn merge_ae_users(base: &[AeUser], changed: Vec<AeUser>) -> Vec<AeUser> {
+    let mut by_id: std::collections::BTreeMap<u64, AeUser> =
+        base.iter().map(|u| (u.id, u.clone())).collect();
+    for user in changed {
+        by_id.insert(user.id, user);
+    }
+    by_id.into_values().collect()
+}
+
+/// The latest `updatedAt` (or `createdAt` when a user has none) among `users`: where the next
+/// incremental read of the business unit starts, minus an overlap.
+pub fn high_water_ae(users: &[AeUser]) -> Option<DateTime<Utc>> {
+    users
+        .iter()
+        .filter_map(|u| u.updated_at.or(u.created_at))
+        .max()
 }
 
 struct BusinessUnitCall {
@@ -397,6 +499,74 @@ mod tests {
         let base = Url::parse("https://pi.pardot.com/api/v5/objects/users").unwrap();
         assert!(same_origin(&base, "https://pi.pardot.com/api/v5/objects/users?x=1").is_some());
         assert!(same_origin(&base, "https://evil.example/api/v5/objects/users").is_none());
+    }
+
+    fn ae(id: u64, email: &str, updated: Option<&str>) -> AeUser {
+        let t = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        AeUser {
+            id,
+            email: email.to_owned(),
+            username: String::new(),
+            first_name: String::new(),
+            last_name: String::new(),
+            role_name: None,
+            salesforce_id: None,
+            is_deleted: false,
+            created_at: Some(t("2025-01-01T00:00:00Z")),
+            updated_at: updated.map(t),
+        }
+    }
+
+    #[test]
+    fn merged_ae_users_are_upserted_by_id_and_ordered_by_id() {
+        let base = vec![
+            ae(9, "nine@x", None),
+            ae(2, "two@x", None),
+            ae(5, "five@x", None),
+        ];
+        let mut deleted = ae(5, "five@x", Some("2026-01-02T00:00:00Z"));
+        deleted.is_deleted = true;
+        let merged = merge_ae_users(&base, vec![deleted.clone(), ae(3, "three@x", None)]);
+        assert_eq!(
+            merged,
+            vec![
+                ae(2, "two@x", None),
+                ae(3, "three@x", None),
+                deleted,
+                ae(9, "nine@x", None)
+            ]
+        );
+        assert!(merge_ae_users(&[], Vec::new()).is_empty());
+    }
+
+    #[test]
+    fn the_ae_high_water_is_the_latest_update_or_creation() {
+        let t = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        assert_eq!(high_water_ae(&[]), None);
+        let users = [
+            ae(1, "a@x", Some("2026-01-02T00:00:00Z")),
+            ae(2, "b@x", Some("2026-01-03T00:00:00Z")),
+            ae(3, "c@x", None),
+        ];
+        assert_eq!(high_water_ae(&users), Some(t("2026-01-03T00:00:00Z")));
+        assert_eq!(high_water_ae(&users[2..]), Some(t("2025-01-01T00:00:00Z")));
+    }
+
+    #[test]
+    fn only_a_bad_request_counts_as_refusing_the_filter() {
+        let rejected = |status| SourceError::Rejected {
+            source_name: "AE".to_owned(),
+            request: "the users list".to_owned(),
+            status,
+            code: String::new(),
+            message: String::new(),
+        };
+        assert!(refuses_filter(&rejected(400)));
+        assert!(!refuses_filter(&rejected(403)));
+        assert!(!refuses_filter(&SourceError::DailyLimit {
+            source_name: "AE".to_owned(),
+            message: String::new(),
+        }));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 pub mod account_engagement;
 pub mod catalog;
+pub mod org_read;
 pub mod salesforce;
 
 use std::future::Future;
@@ -11,7 +12,10 @@ use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
 
-pub use account_engagement::{AccessToken, AccountEngagementClient, AccountEngagementConfig};
+pub use account_engagement::{
+    AccessToken, AccountEngagementClient, AccountEngagementConfig, high_water_ae, merge_ae_users,
+};
+pub use org_read::{MAX_QUERY_URL_BYTES, SalesforceRead};
 pub use salesforce::{
     PardotTenant, SalesforceAuth, SalesforceClient, SalesforceConfig, UserLookup, jwt_audience,
     soql_string_literal, token_error_fix,

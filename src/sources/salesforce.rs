@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -22,9 +23,7 @@ use super::{
     AccessToken, ApiUsage, Failure, RetryPolicy, SourceError, path_of, settle, transport_failure,
     with_retry,
 };
-use crate::domain::{
-    GroupMember, INTERNAL_USER_TYPE, PublicGroup, Role, SalesforceOrg, SfId, SfUser,
-};
+use crate::domain::{PublicGroup, Role, SfId, SfUser};
 
 const SOURCE: &str = "Salesforce";
 pub const DEFAULT_API_VERSION: &str = "62.0";
@@ -122,6 +121,8 @@ pub struct SalesforceClient {
     /// Held while minting so that concurrent callers share one new token.
     minting: tokio::sync::Mutex<()>,
     api_usage: Mutex<Option<ApiUsage>>,
+    /// API requests sent since start (query pages and their retries; tokens not counted).
+    calls: AtomicU64,
 }
 
 impl SalesforceClient {
@@ -152,6 +153,7 @@ impl SalesforceClient {
             session: Mutex::new(None),
             minting: tokio::sync::Mutex::new(()),
             api_usage: Mutex::new(None),
+            calls: AtomicU64::new(0),
         })
     }
 
@@ -177,7 +179,7 @@ impl SalesforceClient {
         soql: Option<&str>,
     ) -> Result<serde_json::Value, SourceError> {
         let label = soql.map_or_else(|| format!("GET {path}"), query_label);
-        self.get_json(path, soql, &label).await
+        self.get_json(path, soql, &label, &AtomicU64::new(0)).await
     }
 
     /// The latest `Sforce-Limit-Info` the org sent.
@@ -185,52 +187,10 @@ impl SalesforceClient {
         *self.api_usage.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Everything the diagnosis reads from Salesforce.
-    pub async fn fetch_org(&self) -> Result<SalesforceOrg, SourceError> {
-        let organizations: Vec<IdRecord> = self.query("SELECT Id FROM Organization").await?;
-        // Only internal users can be AE users: external ones (millions in large Experience
-        // Cloud orgs) are neither fetched nor cached, and are looked up live when asked about.
-        let users: Vec<UserRecord> = self
-            .query(&format!(
-                "{USER_SELECT} FROM User WHERE UserType = '{INTERNAL_USER_TYPE}'"
-            ))
-            .await?;
-        let roles: Vec<RoleRecord> = self
-            .query("SELECT Id, Name, ParentRoleId FROM UserRole")
-            .await?;
-        let groups: Vec<GroupRecord> = self
-            .query(
-                "SELECT Id, Name, DeveloperName, Type, RelatedId FROM Group WHERE Type IN \
-                 ('Regular','Role','RoleAndSubordinates','RoleAndSubordinatesInternal')",
-            )
-            .await?;
-        let members: Vec<GroupMemberRecord> = self
-            .query("SELECT GroupId, UserOrGroupId FROM GroupMember")
-            .await?;
-        let session = self.session().await?;
-        Ok(SalesforceOrg {
-            org_id: organizations.first().map(|o| o.id),
-            instance_url: session
-                .instance_url
-                .as_str()
-                .trim_end_matches('/')
-                .to_owned(),
-            lightning_url: None,
-            users: users
-                .into_iter()
-                .map(SfUser::from)
-                .filter(SfUser::is_internal)
-                .collect(),
-            roles: roles.into_iter().map(Role::from).collect(),
-            groups: groups.into_iter().map(PublicGroup::from).collect(),
-            group_members: members
-                .into_iter()
-                .map(|m| GroupMember {
-                    group_id: m.group_id,
-                    member_id: m.user_or_group_id,
-                })
-                .collect(),
-        })
+    /// Salesforce API requests this client sent since start: query pages and their retries,
+    /// tokens not counted.
+    pub fn calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
     }
 
     /// The users matching `lookup`, read live. Usernames are unique; emails are not.
@@ -262,23 +222,54 @@ impl SalesforceClient {
         self.query_at(
             "tooling/query",
             "SELECT Id, PardotTenantName, CreationStatus FROM PardotTenant",
+            &AtomicU64::new(0),
         )
         .await
     }
 
     /// Runs a SOQL query and follows `nextRecordsUrl` until `done`.
     pub async fn query<T: DeserializeOwned>(&self, soql: &str) -> Result<Vec<T>, SourceError> {
-        self.query_at("query", soql).await
+        self.query_at("query", soql, &AtomicU64::new(0)).await
+    }
+
+    /// [`Self::query`], adding the requests it sends to `tally` (one read's count).
+    pub(super) async fn query_counted<T: DeserializeOwned>(
+        &self,
+        soql: &str,
+        tally: &AtomicU64,
+    ) -> Result<Vec<T>, SourceError> {
+        self.query_at("query", soql, tally).await
+    }
+
+    /// The query URL without its `q` parameter: what a chunked query's length is measured
+    /// against. Mints a token if none is cached (the instance URL comes with it).
+    pub(super) async fn query_url(&self) -> Result<Url, SourceError> {
+        let session = self.session().await?;
+        Ok(join(
+            &session.instance_url,
+            &format!("/services/data/v{}/query", self.config.api_version),
+        ))
+    }
+
+    /// The REST base of the current session, as the org snapshot records it.
+    pub(super) async fn instance_url(&self) -> Result<String, SourceError> {
+        let session = self.session().await?;
+        Ok(session
+            .instance_url
+            .as_str()
+            .trim_end_matches('/')
+            .to_owned())
     }
 
     async fn query_at<T: DeserializeOwned>(
         &self,
         endpoint: &str,
         soql: &str,
+        tally: &AtomicU64,
     ) -> Result<Vec<T>, SourceError> {
         let label = query_label(soql);
         let first = format!("/services/data/v{}/{endpoint}", self.config.api_version);
-        let mut page: QueryPage<T> = self.get_json(&first, Some(soql), &label).await?;
+        let mut page: QueryPage<T> = self.get_json(&first, Some(soql), &label, tally).await?;
         let mut records = std::mem::take(&mut page.records);
         while !page.done {
             let Some(next) = page.next_records_url.take() else {
@@ -288,7 +279,7 @@ impl SalesforceClient {
                     detail: "`done` is false but there is no `nextRecordsUrl`".to_owned(),
                 });
             };
-            page = self.get_json(&next, None, &label).await?;
+            page = self.get_json(&next, None, &label, tally).await?;
             records.append(&mut page.records);
         }
         Ok(records)
@@ -300,6 +291,7 @@ impl SalesforceClient {
         path: &str,
         soql: Option<&str>,
         label: &str,
+        tally: &AtomicU64,
     ) -> Result<T, SourceError> {
         let mut reminted = false;
         loop {
@@ -312,7 +304,11 @@ impl SalesforceClient {
                 });
             }
             let url = join(&session.instance_url, path);
-            let attempt = || self.get_once(&url, soql, &session.access_token, label);
+            let attempt = || {
+                self.calls.fetch_add(1, Ordering::Relaxed);
+                tally.fetch_add(1, Ordering::Relaxed);
+                self.get_once(&url, soql, &session.access_token, label)
+            };
             match with_retry(&self.config.retry, attempt).await {
                 Ok(value) => return Ok(value),
                 Err(Failure::SessionExpired) if !reminted => {
@@ -772,13 +768,13 @@ struct QueryPage<T> {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
-struct IdRecord {
-    id: SfId,
+pub(super) struct IdRecord {
+    pub(super) id: SfId,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
-struct UserRecord {
+pub(super) struct UserRecord {
     id: SfId,
     username: String,
     #[serde(default)]
@@ -796,7 +792,7 @@ struct UserRecord {
     #[serde(default)]
     user_role_id: Option<SfId>,
     #[serde(default, deserialize_with = "salesforce_datetime")]
-    system_modstamp: Option<DateTime<Utc>>,
+    pub(super) system_modstamp: Option<DateTime<Utc>>,
 }
 
 #[derive(Deserialize)]
@@ -845,6 +841,8 @@ pub(super) struct RoleRecord {
     name: Option<String>,
     #[serde(default)]
     parent_role_id: Option<SfId>,
+    #[serde(default, deserialize_with = "salesforce_datetime")]
+    pub(super) system_modstamp: Option<DateTime<Utc>>,
 }
 
 impl From<RoleRecord> for Role {
@@ -869,6 +867,8 @@ pub(super) struct GroupRecord {
     group_type: Option<String>,
     #[serde(default)]
     related_id: Option<SfId>,
+    #[serde(default, deserialize_with = "salesforce_datetime")]
+    pub(super) system_modstamp: Option<DateTime<Utc>>,
 }
 
 impl From<GroupRecord> for PublicGroup {
@@ -885,9 +885,11 @@ impl From<GroupRecord> for PublicGroup {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
-struct GroupMemberRecord {
-    group_id: SfId,
-    user_or_group_id: SfId,
+pub(super) struct GroupMemberRecord {
+    pub(super) group_id: SfId,
+    pub(super) user_or_group_id: SfId,
+    #[serde(default, deserialize_with = "salesforce_datetime")]
+    pub(super) system_modstamp: Option<DateTime<Utc>>,
 }
 
 /// Salesforce writes `2024-01-15T12:00:00.000+0000` (no colon in the offset), not RFC 3339.

@@ -142,6 +142,11 @@ impl GenerationKeys {
     pub fn meta(&self) -> String {
         format!("{}meta", self.base)
     }
+    /// How many times an incremental refresh (or a re-check) patched this generation in
+    /// place: what a replica keeps of the generation in memory is read again when it moves.
+    pub fn rev(&self) -> String {
+        format!("{}rev", self.base)
+    }
     /// The id of the generation that replaced this one, set when it was published.
     pub fn successor(&self) -> String {
         format!("{}successor", self.base)
@@ -205,6 +210,7 @@ mod tests {
             let all = [
                 gk.meta(),
                 gk.successor(),
+                gk.rev(),
                 gk.user(id),
                 gk.context(id),
                 gk.login("sam.sales@acme.com"),

@@ -44,6 +44,12 @@ impl MemoryStore {
         let org = self.current().ok_or(StoreError::NoSnapshot)?;
         let mut snapshot = org.snapshot().clone();
         drop(org);
+        let direct_groups = super::records::reachable_direct_groups(
+            direct_groups,
+            &snapshot.salesforce.groups,
+            &snapshot.salesforce.group_members,
+            &snapshot.business_units,
+        );
         let members = &mut snapshot.salesforce.group_members;
         members.retain(|m| m.member_id != user.id);
         members.extend(direct_groups.into_iter().map(|group_id| GroupMember {
@@ -105,7 +111,7 @@ impl MemoryStore {
         let org = self.current();
         StatusReport {
             data_as_of: org.as_ref().map(|o| o.snapshot().fetched_at),
-            generation: org.as_ref().map(|_| "memory".to_owned()),
+            generation: org.as_ref().map(|_| super::MEMORY_GENERATION.to_owned()),
             sf_users: org
                 .as_ref()
                 .map_or(0, |o| o.snapshot().salesforce.users.len()),

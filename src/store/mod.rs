@@ -20,8 +20,8 @@ pub use followups::{FollowUp, FollowUpLimits, FollowUpReply, Scheduled};
 pub use keys::{FORMAT, FORMAT_TTL, Keys};
 pub use memory::MemoryStore;
 pub use redis_store::{
-    AuditBatch, AuditReader, AuditSubject, RedisSettings, RedisStore, RedisTimeouts,
-    unlink_matching,
+    AuditBatch, AuditReader, AuditSubject, MAX_PATCH_OPS, PatchOp, PatchOutcome, RedisSettings,
+    RedisStore, RedisTimeouts, generation_patch, unlink_matching,
 };
 
 use crate::domain::{AeUser, Org, OrgSnapshot, Query, SfId, SfUser};
@@ -54,6 +54,10 @@ pub struct SourceStatus {
     /// Records fetched by the last success.
     pub records: Option<usize>,
     pub duration_ms: Option<u64>,
+    /// API requests the last success made (the refresh records only): Salesforce and
+    /// Account Engagement together.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_calls: Option<u64>,
 }
 
 /// What `crm-username status` and `/readyz` report.
@@ -96,6 +100,47 @@ impl Store {
         match self {
             Store::Memory(m) => m.publish(snapshot).await,
             Store::Redis(r) => r.publish(snapshot).await,
+        }
+    }
+
+    /// [`Store::publish`] of an org already indexed (`Org::without_search` is enough): returns
+    /// the id of the generation written, which [`Store::patch`] takes.
+    pub async fn publish_org(&self, org: Arc<Org>) -> Result<String, StoreError> {
+        match self {
+            Store::Memory(m) => {
+                m.publish(org.snapshot().clone()).await?;
+                Ok(MEMORY_GENERATION.to_owned())
+            }
+            Store::Redis(r) => r.publish_org(org).await,
+        }
+    }
+
+    /// Rewrites, in place and atomically, what differs between `old` (the org `generation`
+    /// was published or last patched from) and `new`; nothing when `generation` is no longer
+    /// current or the patch is too large for one step (the caller publishes `new` instead).
+    pub async fn patch(
+        &self,
+        generation: &str,
+        old: Arc<Org>,
+        new: Arc<Org>,
+    ) -> Result<PatchOutcome, StoreError> {
+        match self {
+            Store::Memory(m) => {
+                if generation != MEMORY_GENERATION {
+                    return Ok(PatchOutcome::Stale);
+                }
+                m.publish(new.snapshot().clone()).await?;
+                Ok(PatchOutcome::Applied(0))
+            }
+            Store::Redis(r) => r.patch(generation, old, new).await,
+        }
+    }
+
+    /// The id of the generation readers use, if any.
+    pub async fn current_generation(&self) -> Result<Option<String>, StoreError> {
+        match self {
+            Store::Memory(m) => Ok(m.current().map(|_| MEMORY_GENERATION.to_owned())),
+            Store::Redis(r) => r.current_generation_id().await,
         }
     }
 
@@ -303,6 +348,9 @@ impl Store {
         }
     }
 }
+
+/// The in-process store holds one generation, always under this id.
+const MEMORY_GENERATION: &str = "memory";
 
 /// A random hex token (lock owners, generation ids): unique enough, no extra crate.
 pub(crate) fn random_token() -> String {

@@ -130,6 +130,23 @@ impl GroupGraph {
     }
 }
 
+/// The groups among a user's `direct` groups (read live) whose memberships a refresh reads:
+/// those reachable from the business units' assignments over the cached nesting. A refresh
+/// does not read the memberships of other groups, so keeping them would make a re-checked
+/// user's context differ from the one the next refresh publishes.
+pub fn reachable_direct_groups(
+    direct: Vec<SfId>,
+    groups: &[PublicGroup],
+    edges: &[GroupMember],
+    business_units: &[BusinessUnit],
+) -> Vec<SfId> {
+    let reachable = crate::domain::reachable_in(groups, edges, business_units);
+    direct
+        .into_iter()
+        .filter(|g| reachable.contains(g))
+        .collect()
+}
+
 /// Builds every user's context, sharing the work of walking up the group nesting: each
 /// group's ancestors are computed once.
 pub struct ContextBuilder<'a> {

@@ -13,6 +13,7 @@ use serde::de::DeserializeOwned;
 mod audit;
 mod connection;
 mod followups;
+mod patch;
 mod publish;
 mod query;
 
@@ -20,6 +21,7 @@ pub use audit::{AuditBatch, AuditReader, AuditSubject};
 use connection::Conn;
 pub use connection::RedisSettings;
 pub(crate) use connection::explain;
+pub use patch::{MAX_PATCH_OPS, PatchOp, PatchOutcome, generation_patch};
 
 use super::keys::{FORMAT, FORMAT_TTL, Keys};
 use super::records::GenerationMeta;
@@ -44,7 +46,8 @@ impl Default for RedisTimeouts {
 
 #[derive(Default)]
 struct GenerationCache {
-    meta: Option<(String, Arc<GenerationMeta>)>,
+    /// (generation, its revision, its metadata): read again when either moves.
+    meta: Option<(String, String, Arc<GenerationMeta>)>,
 }
 
 /// What "did you mean" searches: one per generation, built once even when several misses
@@ -148,6 +151,11 @@ impl RedisStore {
         Ok(pairs.into_iter().nth(1))
     }
 
+    pub async fn current_generation_id(&self) -> Result<Option<String>, StoreError> {
+        let mut conn = self.conn.clone();
+        Ok(conn.get(self.keys.current()).await?)
+    }
+
     async fn current_generation(&self, conn: &mut Conn) -> Result<String, StoreError> {
         let current: Option<String> = conn.get(self.keys.current()).await?;
         current.ok_or(StoreError::NoSnapshot)
@@ -158,17 +166,40 @@ impl RedisStore {
         conn: &mut Conn,
         generation: &str,
     ) -> Result<Arc<GenerationMeta>, StoreError> {
-        if let Some((g, meta)) = &self.cache.lock().unwrap_or_else(|e| e.into_inner()).meta {
+        Ok(self.meta_with_rev(conn, generation).await?.1)
+    }
+
+    /// The metadata of `generation` and its revision (`keys::GenerationKeys::rev`): from
+    /// memory when this replica read it last, else from Redis. A check's read script says
+    /// when a patch moved the revision on.
+    async fn meta_with_rev(
+        &self,
+        conn: &mut Conn,
+        generation: &str,
+    ) -> Result<(String, Arc<GenerationMeta>), StoreError> {
+        if let Some((g, rev, meta)) = &self.cache.lock().unwrap_or_else(|e| e.into_inner()).meta {
             if g == generation {
-                return Ok(meta.clone());
+                return Ok((rev.clone(), meta.clone()));
             }
         }
-        let raw: Option<Vec<u8>> = conn.get(self.keys.generation(generation).meta()).await?;
+        let gk = self.keys.generation(generation);
+        // The revision first: should a patch land between the two reads, the metadata is
+        // newer than its revision says, and the next check's script sends it again.
+        let (rev, raw): (Option<String>, Option<Vec<u8>>) = redis::pipe()
+            .get(gk.rev())
+            .get(gk.meta())
+            .query_async(conn)
+            .await?;
         let raw = raw.ok_or_else(|| corrupt("generation metadata", "missing"))?;
         let meta: Arc<GenerationMeta> = Arc::new(from_json("generation metadata", &raw)?);
+        let rev = rev.unwrap_or_else(|| "0".to_owned());
+        self.cache_meta(generation, &rev, meta.clone());
+        Ok((rev, meta))
+    }
+
+    fn cache_meta(&self, generation: &str, rev: &str, meta: Arc<GenerationMeta>) {
         self.cache.lock().unwrap_or_else(|e| e.into_inner()).meta =
-            Some((generation.to_owned(), meta.clone()));
-        Ok(meta)
+            Some((generation.to_owned(), rev.to_owned(), meta));
     }
 
     pub async fn record_status(

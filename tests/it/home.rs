@@ -530,6 +530,7 @@ fn fixed_status() -> StatusReport {
             last_error_at: Some(now - chrono::Duration::minutes(5)),
             records: Some(9),
             duration_ms: Some(400),
+            ..Default::default()
         },
     );
     sources.insert(

@@ -35,13 +35,22 @@ fn org() -> OrgSnapshot {
     demo::snapshot(now()).unwrap()
 }
 
-/// The org as the fakes serve it: links point at the fakes' addresses.
+/// The org as a refresh reads it from the fakes: links point at the fakes' addresses, and
+/// only the memberships of groups the assignments reach are read.
 fn as_served(
     org: &OrgSnapshot,
     upstreams: &FakeUpstreams,
     sources: &crm_username::refresh::Sources,
 ) -> OrgSnapshot {
     let mut org = org.clone();
+    let reachable = crm_username::domain::reachable_in(
+        &org.salesforce.groups,
+        &org.salesforce.group_members,
+        &sources.business_units,
+    );
+    org.salesforce
+        .group_members
+        .retain(|m| reachable.contains(&m.group_id));
     org.salesforce.instance_url = upstreams.salesforce.url().trim_end_matches('/').to_owned();
     for (bu, served) in org.business_units.iter_mut().zip(&sources.business_units) {
         bu.ae_url = served.ae_url.clone();
@@ -339,6 +348,7 @@ async fn refreshing_an_org_whose_users_are_90_percent_external_caches_only_the_i
         Variety {
             external_percent: 90,
             sales_section: true,
+            ..Variety::default()
         },
     );
     let internal: Vec<_> = org
@@ -370,10 +380,16 @@ async fn refreshing_an_org_whose_users_are_90_percent_external_caches_only_the_i
         Some(internal.len())
     );
     // One batch of 2,000 holds every internal user: the external ones never crossed the wire.
+    // GroupMember: one request per level of nesting below the assigned groups.
+    let levels = nesting_levels(&org, &sources.business_units);
+    assert!(
+        levels >= 2,
+        "the synthetic org nests assigned groups: {levels}"
+    );
     assert_eq!(
         upstreams.salesforce.requests(SalesforceEndpoint::Query),
-        5,
-        "Organization, User, UserRole, Group, GroupMember: one page each"
+        4 + levels,
+        "Organization, User, UserRole, Group: one page each, and GroupMember per level"
     );
     assert_eq!(
         diagnose_text(&store, &internal[0].username)
@@ -515,4 +531,26 @@ async fn a_burst_of_1000_not_found_queries_makes_a_bounded_number_of_salesforce_
             && made <= per_lookup * u64::from(LIVE_LOOKUPS_PER_MINUTE) * minutes,
         "{made} Salesforce calls in {minutes} minute(s) for 1,000 queries"
     );
+}
+
+/// How many levels of groups a refresh reads the members of: the assigned groups, the groups
+/// they hold, and so on until no new group appears.
+fn nesting_levels(org: &OrgSnapshot, business_units: &[crm_username::domain::BusinessUnit]) -> u64 {
+    use std::collections::BTreeSet;
+    let sf = &org.salesforce;
+    let known: BTreeSet<_> = sf.groups.iter().map(|g| g.id).collect();
+    let mut level = crm_username::domain::assignment_roots(&sf.groups, business_units);
+    let mut seen = level.clone();
+    let mut levels = 0;
+    while !level.is_empty() {
+        levels += 1;
+        level = sf
+            .group_members
+            .iter()
+            .filter(|m| level.contains(&m.group_id) && known.contains(&m.member_id))
+            .map(|m| m.member_id)
+            .filter(|g| seen.insert(*g))
+            .collect();
+    }
+    levels
 }

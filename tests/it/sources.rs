@@ -129,21 +129,36 @@ async fn salesforce_org_is_read_across_five_pages_of_users_and_mapped_to_the_dom
     let fake = fake_salesforce(&org, 2).await;
     let client = salesforce(&fake);
 
-    let fetched = client.fetch_org().await.expect("org is fetched");
+    let read = client
+        .fetch_org(&org.business_units)
+        .await
+        .expect("org is fetched");
+    let fetched = read.org;
 
     assert_eq!(fetched.users, org.salesforce.users);
     assert_eq!(fetched.roles, org.salesforce.roles);
     assert_eq!(fetched.groups, org.salesforce.groups);
-    assert_eq!(fetched.group_members, org.salesforce.group_members);
+    // The only business unit manages its users in Account Engagement: no membership is read.
+    assert_eq!(fetched.group_members, Vec::new());
     assert_eq!(fetched.org_id, org.salesforce.org_id);
     assert_eq!(fetched.instance_url, fake.url());
-    // Organization 1 + User 5 pages + UserRole 1 + Group 1 + GroupMember 1.
-    assert_eq!(fake.requests(SalesforceEndpoint::Query), 9);
+    // Organization 1 + User 5 pages + UserRole 1 + Group 1; no GroupMember.
+    assert_eq!(fake.requests(SalesforceEndpoint::Query), 8);
+    assert_eq!(read.calls, 8);
+    assert_eq!(client.calls(), 8);
     assert_eq!(fake.requests(SalesforceEndpoint::Token), 1);
+    // At least the latest user's stamp (roles and groups carry their own).
+    let latest_user = org
+        .salesforce
+        .users
+        .iter()
+        .filter_map(|u| u.modified_at)
+        .max();
+    assert!(read.high_water >= latest_user);
     assert_eq!(
         client.api_usage(),
         Some(ApiUsage {
-            used: 9,
+            used: 8,
             max: 15_000
         })
     );
@@ -154,7 +169,11 @@ async fn demo_org_round_trips_through_the_salesforce_fake() {
     let org = OrgSnapshot::from_json(crm_username::demo::DEMO_ORG_JSON, "demo").expect("demo org");
     let fake = fake_salesforce(&org, 2000).await;
 
-    let fetched = salesforce(&fake).fetch_org().await.expect("org is fetched");
+    let fetched = salesforce(&fake)
+        .fetch_org(&org.business_units)
+        .await
+        .expect("org is fetched")
+        .org;
 
     // Internal users only: the partner user is not fetched.
     let internal: Vec<_> = org
@@ -166,7 +185,22 @@ async fn demo_org_round_trips_through_the_salesforce_fake() {
         .collect();
     assert_eq!(internal.len(), org.salesforce.users.len() - 1);
     assert_eq!(fetched.users, internal);
-    assert_eq!(fetched.group_members, org.salesforce.group_members);
+    // Memberships of the groups the assignments reach only, in canonical order.
+    let reachable = crm_username::domain::reachable_in(
+        &org.salesforce.groups,
+        &org.salesforce.group_members,
+        &org.business_units,
+    );
+    let mut expected: Vec<_> = org
+        .salesforce
+        .group_members
+        .iter()
+        .filter(|m| reachable.contains(&m.group_id))
+        .cloned()
+        .collect();
+    crm_username::sources::org_read::canonical_members(&mut expected);
+    assert!(!expected.is_empty(), "the demo assigns public groups");
+    assert_eq!(fetched.group_members, expected);
 }
 
 #[tokio::test]
@@ -215,7 +249,7 @@ async fn salesforce_jwt_bearer_flow_gets_a_token_and_reads_data() {
 async fn a_jwt_assertion_signed_with_a_key_other_than_the_apps_certificate_is_refused() {
     let (fake, client) = jwt_client(OTHER_TEST_ONLY_KEY).await;
 
-    let error = client.fetch_org().await.expect_err("token is refused");
+    let error = client.fetch_org(&[]).await.expect_err("token is refused");
 
     assert!(
         matches!(&error, SourceError::Auth { error, description, .. }
@@ -235,7 +269,7 @@ async fn salesforce_jwt_for_a_user_not_pre_authorized_is_an_invalid_grant_auth_e
     };
     let client = SalesforceClient::new(config).expect("key is read");
 
-    let error = client.fetch_org().await.expect_err("token is refused");
+    let error = client.fetch_org(&[]).await.expect_err("token is refused");
 
     let SourceError::Auth {
         error: code, fix, ..
@@ -258,7 +292,7 @@ async fn salesforce_client_credentials_with_a_wrong_secret_is_an_invalid_client_
     };
     let client = SalesforceClient::new(config).expect("client builds");
 
-    let error = client.fetch_org().await.expect_err("token is refused");
+    let error = client.fetch_org(&[]).await.expect_err("token is refused");
 
     assert!(
         matches!(&error, SourceError::Auth { error, description, .. }

@@ -401,3 +401,85 @@ async fn a_username_asked_again_reads_what_a_change_in_place_wrote() {
     );
     clear_prefix(store.keys().prefix()).await;
 }
+
+/// The demo org as a refresh reads it: the memberships of the groups its assignments reach.
+fn as_refreshed(mut snapshot: OrgSnapshot) -> OrgSnapshot {
+    let reachable = crm_username::domain::reachable_in(
+        &snapshot.salesforce.groups,
+        &snapshot.salesforce.group_members,
+        &snapshot.business_units,
+    );
+    let members = &mut snapshot.salesforce.group_members;
+    members.retain(|m| reachable.contains(&m.group_id));
+    crm_username::sources::org_read::canonical_members(members);
+    snapshot
+}
+
+#[tokio::test]
+async fn a_recheck_caches_the_same_context_as_a_full_refresh_on_both_stores() {
+    use crm_username::domain::{GroupMember, SfId};
+    let demo = demo::snapshot(now()).unwrap();
+    let group = |name: &str| {
+        demo.salesforce
+            .groups
+            .iter()
+            .find(|g| g.name == name)
+            .unwrap()
+            .id
+    };
+    let nora = demo
+        .salesforce
+        .users
+        .iter()
+        .find(|u| u.username == "nora.north@acme.com")
+        .unwrap()
+        .clone();
+    let query = Query::parse("nora.north@acme.com").unwrap();
+    let fresh_ae: Vec<_> = demo
+        .business_units
+        .iter()
+        .map(|bu| (bu.id, bu.users.clone()))
+        .collect();
+    // Read live: Nora's direct groups are Loop B (nested in no assigned group: a refresh
+    // does not read its members), then Loop B and EMEA Sales (assigned through EMEA Team).
+    let cases: [Vec<SfId>; 2] = [
+        vec![group("Loop B")],
+        vec![group("Loop B"), group("EMEA Sales")],
+    ];
+    for (case, live) in cases.iter().enumerate() {
+        // What a full refresh after the change publishes.
+        let mut changed = demo.clone();
+        changed
+            .salesforce
+            .group_members
+            .retain(|m| m.member_id != nora.id);
+        changed
+            .salesforce
+            .group_members
+            .extend(live.iter().map(|&group_id| GroupMember {
+                group_id,
+                member_id: nora.id,
+            }));
+        let refreshed = as_refreshed(changed.clone());
+        let want = diagnose(&query, &Org::new(refreshed), now());
+        if case == 0 {
+            // Keeping every live group would answer differently: the filter matters.
+            assert_ne!(
+                diagnose(&query, &Org::new(changed), now()),
+                want,
+                "the unreachable group shows in the answer"
+            );
+        }
+
+        let redis = Store::Redis(redis_store(&format!("recheck-reach-{case}")).await);
+        for (name, store) in [("memory", Store::memory()), ("redis", redis)] {
+            store.publish(as_refreshed(demo.clone())).await.unwrap();
+            store
+                .update_user(nora.clone(), live.clone(), fresh_ae.clone())
+                .await
+                .unwrap();
+            let got = common::outcome::check(&store, &query, now()).await.unwrap();
+            assert_eq!(got, want, "case {case}, {name} store");
+        }
+    }
+}

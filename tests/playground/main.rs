@@ -3,7 +3,10 @@
 //! types a check, sees the `reserved_by_email` finding with its buttons, clicks re-check and
 //! sees the reply replaced. A screenshot of that is checked and kept in the target directory.
 //! Another person posts a ticket, opens its "…" menu, picks "Check CRM username" and sees the
-//! answer in the ticket's thread.
+//! answer in the ticket's thread. Follow-ups: "Re-check in 15 min", then "15 minutes pass"
+//! instead of the wait, brings each re-check into the thread (or in place of an answer only
+//! the person sees); Stop ends one, four re-checks end an unfixed one, and the demo's fix,
+//! applied from the page, makes the next re-check clear.
 #![cfg(feature = "demo")]
 
 #[path = "../it/common/mod.rs"]
@@ -748,4 +751,283 @@ async fn in_chromium_the_message_shortcut_on_a_ticket_shows_the_answer_in_its_th
     let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("playground-shortcut.png");
     std::fs::write(&out, page.screenshot().await).unwrap();
     eprintln!("screenshot: {}", out.display());
+}
+
+/// Where the button `action_id` is in `message`: its block and its place in that block.
+fn button_at(message: &Value, action_id: &str) -> (usize, usize) {
+    message["blocks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+        .find_map(|(b, block)| {
+            block["elements"]
+                .as_array()?
+                .iter()
+                .position(|e| e["action_id"] == action_id)
+                .map(|e| (b, e))
+        })
+        .unwrap_or_else(|| panic!("no {action_id} button in {message:#}"))
+}
+
+fn action_ids(message: &Value) -> Vec<String> {
+    message["blocks"]
+        .as_array()
+        .map(|blocks| {
+            blocks
+                .iter()
+                .filter_map(|b| b["elements"].as_array())
+                .flatten()
+                .filter_map(|e| e["action_id"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// "15 minutes pass": how many follow-ups were re-checked.
+async fn pass_time(http: &reqwest::Client, base: &str) -> u64 {
+    let response = http
+        .post(format!("{base}playground/api/pass-time"))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    response.json::<Value>().await.unwrap()["re_checked"]
+        .as_u64()
+        .unwrap()
+}
+
+const NORA: &str = "@crm-username check nora.north@acme.com";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_the_playground_stop_ends_a_follow_up_and_an_unfixed_one_gives_up_after_four_re_checks()
+{
+    let (_running, base) = serve_demo();
+    let http = http();
+    say(&http, &base, NORA).await;
+    let messages = messages_until(&http, &base, "the answer in the thread", |m| m.len() == 2).await;
+    let answer = messages[1].clone();
+    let (block, element) = button_at(&answer, "follow_up");
+    let answer_id = answer["id"].as_u64().unwrap();
+
+    // Asked, re-checked once, then stopped: nothing more is re-checked.
+    click(&http, &base, answer_id, block, json!(element)).await;
+    let messages = messages_until(&http, &base, "the confirmation", |m| m.len() == 3).await;
+    let confirmation = messages[2].clone();
+    assert!(action_ids(&confirmation).contains(&"stop_follow_up".to_owned()));
+    assert_eq!(pass_time(&http, &base).await, 1);
+    messages_until(&http, &base, "re-check 1", |m| m.len() == 4).await;
+    let (stop_block, stop) = button_at(&confirmation, "stop_follow_up");
+    click(
+        &http,
+        &base,
+        confirmation["id"].as_u64().unwrap(),
+        stop_block,
+        json!(stop),
+    )
+    .await;
+    let messages = messages_until(&http, &base, "the stop", |m| m.len() == 5).await;
+    assert_eq!(
+        messages[4]["text"],
+        ":octagonal_sign: <@U0PLAYGROUND> stopped the follow-up re-checks of nora.north@acme.com."
+    );
+    assert_eq!(messages[4]["thread_ts"], messages[0]["ts"]);
+    assert_eq!(pass_time(&http, &base).await, 0);
+    let messages = messages_until(&http, &base, "the note that none is pending", |m| {
+        m.len() == 6
+    })
+    .await;
+    assert_eq!(messages[5]["author"], "playground");
+
+    // Asked again and never fixed: four re-checks, the last one says what to look at next
+    // and offers no Stop; then there is nothing left to re-check.
+    click(&http, &base, answer_id, block, json!(element)).await;
+    messages_until(&http, &base, "the second confirmation", |m| m.len() == 7).await;
+    for try_number in 1..=4 {
+        assert_eq!(pass_time(&http, &base).await, 1, "re-check {try_number}");
+        let messages =
+            messages_until(&http, &base, "the re-check", |m| m.len() == 7 + try_number).await;
+        let recheck = &messages[6 + try_number];
+        let text = recheck["blocks"].to_string();
+        assert!(
+            text.contains(&format!("Follow-up re-check {try_number} of 4")),
+            "{text}"
+        );
+        assert_eq!(recheck["thread_ts"], messages[0]["ts"]);
+        assert_eq!(
+            recheck["blocks"][1]["text"]["text"],
+            "Blocked: nora.north@acme.com"
+        );
+        let stop = action_ids(recheck).contains(&"stop_follow_up".to_owned());
+        assert_eq!(stop, try_number < 4, "Stop on re-check {try_number}");
+        if try_number == 4 {
+            assert!(text.contains("Still not clear after 4 re-checks"), "{text}");
+            assert!(
+                text.contains("Business Unit Setup > Assign Users"),
+                "{text}"
+            );
+        }
+    }
+    assert_eq!(pass_time(&http, &base).await, 0);
+}
+
+/// The thread replies of the bot message whose thread holds the follow-up: per reply its
+/// context line, its header, its follow-up line and its buttons.
+const THREAD_JS: &str = r#"JSON.stringify([...document.querySelectorAll('#messages .thread .message[data-author="bot"]')].map(m => ({
+  id: m.dataset.messageId,
+  context: (m.querySelector('.block-context') || {}).textContent || null,
+  header: (m.querySelector('.block-header') || {}).textContent || null,
+  follow_up: (m.querySelector('[data-block-id="follow_up"]') || {}).textContent || null,
+  buttons: [...m.querySelectorAll('button.bk-button')].map(b => [b.dataset.actionId, b.textContent]),
+})))"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_chromium_a_follow_up_re_checks_when_15_minutes_pass_and_turns_clear_once_the_fix_is_applied()
+ {
+    let (_running, base) = serve_demo();
+    let (_browser, mut page) = open_page(&base).await;
+    page.eval("document.getElementById('input').focus()").await;
+    page.type_text(NORA).await;
+    page.press_enter().await;
+
+    // The answer in the thread carries "Re-check in 15 min".
+    let answer = page
+        .wait_for("the answer in the thread", WAIT, THREAD_JS, |v| {
+            parse(v).into_iter().next()
+        })
+        .await;
+    assert_eq!(answer["header"], "Blocked: nora.north@acme.com");
+    assert!(
+        answer["buttons"]
+            .as_array()
+            .unwrap()
+            .contains(&json!(["follow_up", "Re-check in 15 min"])),
+        "{answer}"
+    );
+    let center_of = |selector: &str| {
+        format!(
+            "(() => {{ const b = document.querySelector('{selector}'); if (!b) return null;
+                b.scrollIntoView({{block: 'center'}}); const r = b.getBoundingClientRect();
+                return [r.x + r.width / 2, r.y + r.height / 2]; }})()"
+        )
+    };
+    let click_on = async |page: &mut cdp::Page, what: &str, selector: &str| {
+        let at = page
+            .wait_for(what, WAIT, &center_of(selector), |v| v.as_array().cloned())
+            .await;
+        page.click_at(at[0].as_f64().unwrap(), at[1].as_f64().unwrap())
+            .await;
+    };
+    let id = answer["id"].as_str().unwrap().to_owned();
+    click_on(
+        &mut page,
+        "Re-check in 15 min",
+        &format!(".message[data-message-id=\"{id}\"] button[data-action-id=\"follow_up\"]"),
+    )
+    .await;
+    let confirmation = page
+        .wait_for("the confirmation with Stop", WAIT, THREAD_JS, |v| {
+            parse(v).into_iter().nth(1)
+        })
+        .await;
+    assert_eq!(
+        confirmation["follow_up"],
+        "\u{23f0} @you asked for a follow-up: I will re-check nora.north@acme.com in 15 minutes and post the new verdict here, every 15 minutes until it is clear, 4 times at most."
+    );
+    assert_eq!(confirmation["buttons"], json!([["stop_follow_up", "Stop"]]));
+
+    // 15 minutes pass: the first re-check arrives in the thread, still blocked.
+    click_on(&mut page, "15 minutes pass", "#pass-time").await;
+    let first = page
+        .wait_for("re-check 1 in the thread", WAIT, THREAD_JS, |v| {
+            parse(v).into_iter().nth(2)
+        })
+        .await;
+    assert_eq!(
+        first["context"],
+        "\u{23f0} Follow-up re-check 1 of 4 of nora.north@acme.com, asked by @you"
+    );
+    assert_eq!(first["header"], "Blocked: nora.north@acme.com");
+    assert_eq!(
+        first["follow_up"],
+        "\u{23f3} Not clear yet: I will re-check again in 15 minutes."
+    );
+    assert!(
+        first["buttons"]
+            .as_array()
+            .unwrap()
+            .contains(&json!(["stop_follow_up", "Stop"]))
+    );
+
+    // The fix, applied to the playground's demo org; then 15 more minutes: clear, and done.
+    click_on(&mut page, "the fix", "#apply-fix").await;
+    page.wait_for(
+        "the fix to be applied",
+        WAIT,
+        "document.getElementById('apply-fix').disabled",
+        |v| (v == &json!(true)).then_some(()),
+    )
+    .await;
+    click_on(&mut page, "15 minutes pass", "#pass-time").await;
+    let second = page
+        .wait_for("re-check 2 in the thread", WAIT, THREAD_JS, |v| {
+            parse(v).into_iter().nth(3)
+        })
+        .await;
+    assert_eq!(
+        second["context"],
+        "\u{23f0} Follow-up re-check 2 of 4 of nora.north@acme.com, asked by @you"
+    );
+    assert_eq!(second["header"], "Clear: nora.north@acme.com");
+    assert_eq!(
+        second["follow_up"],
+        "\u{2705} The verdict is clear: no more follow-ups."
+    );
+    assert!(
+        !second["buttons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|b| b[0] == "stop_follow_up"),
+        "{second}"
+    );
+
+    page.eval("document.activeElement && document.activeElement.blur()")
+        .await;
+    let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("playground-follow-up.png");
+    std::fs::write(&out, page.screenshot().await).unwrap();
+    eprintln!("screenshot: {}", out.display());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_the_playground_a_follow_up_of_an_answer_only_you_see_replaces_that_answer() {
+    let (_running, base) = serve_demo();
+    let http = http();
+    say(&http, &base, "check nora.north@acme.com").await;
+    let messages = messages_until(&http, &base, "the answer", |m| m.len() == 2).await;
+    let answer = messages[1].clone();
+    assert_eq!(answer["ephemeral"], true);
+    let (block, element) = button_at(&answer, "follow_up");
+    click(
+        &http,
+        &base,
+        answer["id"].as_u64().unwrap(),
+        block,
+        json!(element),
+    )
+    .await;
+    let messages = messages_until(&http, &base, "the confirmation", |m| m.len() == 3).await;
+    assert_eq!(messages[2]["ephemeral"], true);
+    assert!(action_ids(&messages[2]).contains(&"stop_follow_up".to_owned()));
+
+    assert_eq!(pass_time(&http, &base).await, 1);
+    let messages = messages_until(&http, &base, "the answer replaced", |m| {
+        m.get(1).is_some_and(|a| a["revision"] == 1)
+    })
+    .await;
+    assert_eq!(messages.len(), 3, "replaced, not added");
+    let text = messages[1]["blocks"].to_string();
+    assert!(text.contains("Follow-up re-check 1 of 4"), "{text}");
+    assert!(text.contains("Not clear yet"), "{text}");
 }

@@ -167,7 +167,9 @@ fn source_block(
 ) -> Value {
     let title = match name {
         "salesforce" => format!("Salesforce ({} users)", status.sf_users),
-        "refresh" => "Last full refresh".to_owned(),
+        "refresh" => "Last refresh".to_owned(),
+        "refresh:full" => "Last full refresh".to_owned(),
+        "refresh:incremental" => "Last incremental refresh (what changed)".to_owned(),
         other => match other.strip_prefix(AE_PREFIX) {
             Some(id) => {
                 let users = status
@@ -210,6 +212,9 @@ fn source_block(
         text.push_str(&format!(" ({records} records"));
         if let Some(ms) = s.duration_ms {
             text.push_str(&format!(", {:.1} s", ms as f64 / 1000.0));
+        }
+        if let Some(calls) = s.api_calls {
+            text.push_str(&format!(", {calls} API calls"));
         }
         text.push(')');
     }

@@ -1,6 +1,8 @@
 //! A refresh's writes: a complete new generation, published at once, and one user rewritten
 //! after a live re-check. Every key written carries the namespace's TTL (`keys::FORMAT_TTL`).
 
+use std::sync::Arc;
+
 use chrono::Utc;
 use redis::AsyncCommands;
 use rustc_hash::FxHashMap;
@@ -9,7 +11,9 @@ use super::{Conn, RedisStore, corrupt, expiring, from_json, to_json, unlink_slot
 use crate::domain::snapshot::lower;
 use crate::domain::{AeUser, Org, OrgSnapshot, SfId, SfUser};
 use crate::store::keys::GenerationKeys;
-use crate::store::records::{ContextBuilder, GenerationMeta, GroupGraph, assemble};
+use crate::store::records::{
+    ContextBuilder, GenerationMeta, GroupGraph, assemble, reachable_direct_groups,
+};
 use crate::store::{StoreError, random_token};
 use crate::suggest::Directory;
 
@@ -21,6 +25,15 @@ impl RedisStore {
     /// Writes a complete new generation, then switches readers to it, then deletes
     /// generations older than the one it replaced.
     pub async fn publish(&self, snapshot: OrgSnapshot) -> Result<(), StoreError> {
+        let org = tokio::task::spawn_blocking(move || Org::without_search(snapshot))
+            .await
+            .map_err(|e| corrupt("indexing the org", e))?;
+        self.publish_org(Arc::new(org)).await.map(drop)
+    }
+
+    /// [`RedisStore::publish`] of an org already indexed (`Org::without_search` is enough);
+    /// returns the new generation's id.
+    pub async fn publish_org(&self, org: Arc<Org>) -> Result<String, StoreError> {
         let mut conn = self.conn.clone();
         let previous: Option<String> = conn.get(self.keys.current()).await?;
         let generation = format!("{}-{}", Utc::now().timestamp_millis(), random_token());
@@ -38,7 +51,7 @@ impl RedisStore {
         let (tx, mut rx) = tokio::sync::mpsc::channel::<redis::Pipeline>(4);
         let ttl_ms = self.ttl_ms;
         let writer =
-            tokio::task::spawn_blocking(move || generation_commands(snapshot, &gk, ttl_ms, &tx));
+            tokio::task::spawn_blocking(move || generation_commands(&org, &gk, ttl_ms, &tx));
         let timeout = self.publish_response_timeout;
         while let Some(pipe) = rx.recv().await {
             tokio::time::timeout(timeout, pipe.query_async::<()>(&mut conn))
@@ -67,7 +80,8 @@ impl RedisStore {
         let keep: Vec<&str> = std::iter::once(generation.as_str())
             .chain(previous.as_deref())
             .collect();
-        self.delete_generations_except(&mut conn, &keep).await
+        self.delete_generations_except(&mut conn, &keep).await?;
+        Ok(generation)
     }
 
     async fn delete_generations_except(
@@ -107,6 +121,12 @@ impl RedisStore {
             .await?;
         let graph: GroupGraph =
             from_json("group graph", &graph.unwrap_or_else(|| b"null".to_vec()))?;
+        let direct_groups = reachable_direct_groups(
+            direct_groups,
+            &graph.groups,
+            &graph.group_edges,
+            &meta.business_units,
+        );
         let mut snapshot = assemble(&meta, vec![user.clone()], None, Vec::new());
         snapshot.salesforce.groups = graph.groups;
         snapshot.salesforce.roles = graph.roles;
@@ -159,6 +179,8 @@ impl RedisStore {
             }
         }
         pipe.set_options(gk.context(user.id), to_json(&context), expiring(ttl))
+            .ignore();
+        pipe.set_options(gk.rev(), random_token(), expiring(ttl))
             .ignore();
         let _: () = pipe.query_async(&mut conn).await?;
         Ok(())
@@ -221,22 +243,21 @@ impl Batch<'_> {
 }
 
 fn generation_commands(
-    snapshot: OrgSnapshot,
+    org: &Org,
     gk: &GenerationKeys,
     ttl_ms: u64,
     tx: &tokio::sync::mpsc::Sender<redis::Pipeline>,
 ) -> Result<(), StoreError> {
-    let org = Org::without_search(snapshot);
     let mut batch = Batch {
         pipe: redis::pipe(),
         commands: 0,
         ttl_ms,
         tx,
     };
-    batch.set(gk.meta(), to_json(&GenerationMeta::of(&org)))?;
-    batch.set(gk.group_graph(), to_json(&GroupGraph::of(&org)))?;
-    batch.set(gk.audit_subjects(), super::audit::subjects_json(&org))?;
-    let mut contexts = ContextBuilder::new(&org);
+    batch.set(gk.meta(), to_json(&GenerationMeta::of(org)))?;
+    batch.set(gk.group_graph(), to_json(&GroupGraph::of(org)))?;
+    batch.set(gk.audit_subjects(), super::audit::subjects_json(org))?;
+    let mut contexts = ContextBuilder::new(org);
     let mut emails: FxHashMap<String, Vec<String>> = FxHashMap::default();
     let mut names: Vec<Vec<u8>> = Vec::new();
     for user in &org.snapshot().salesforce.users {
@@ -251,17 +272,7 @@ fn generation_commands(
                 .or_default()
                 .push(id.to_owned());
         }
-        for word in crate::domain::name_key(&user.name)
-            .split(' ')
-            .filter(|w| !w.is_empty())
-        {
-            let mut member = word.as_bytes().to_vec();
-            member.push(0);
-            member.extend_from_slice(id.as_bytes());
-            member.push(0);
-            member.extend_from_slice(user.name.as_bytes());
-            names.push(member);
-        }
+        names.extend(name_members(user));
         if names.len() >= 500 {
             batch.zadd(&gk.names(), &names)?;
             names.clear();
@@ -272,14 +283,7 @@ fn generation_commands(
     for (email, ids) in emails {
         batch.set(gk.email(&email), to_json(&ids))?;
     }
-    let users = &org.snapshot().salesforce.users;
-    let directory = Directory::new(
-        users
-            .iter()
-            .map(|u| (u.id, u.username.as_str(), u.name.as_str())),
-    );
-    batch.set(gk.suggestions(), directory.to_bytes())?;
-    drop(directory);
+    batch.set(gk.suggestions(), suggestions_bytes(org))?;
     for (b, bu) in org.business_units().iter().enumerate() {
         let mut by_email: FxHashMap<String, Vec<&AeUser>> = FxHashMap::default();
         for user in &bu.users {
@@ -297,4 +301,32 @@ fn generation_commands(
         }
     }
     batch.flush()
+}
+
+/// The name index's members for one user: `word \0 id \0 name`, one per word of the name.
+pub(super) fn name_members(user: &SfUser) -> Vec<Vec<u8>> {
+    let id = user.id.as_str15();
+    crate::domain::name_key(&user.name)
+        .split(' ')
+        .filter(|w| !w.is_empty())
+        .map(|word| {
+            let mut member = word.as_bytes().to_vec();
+            member.push(0);
+            member.extend_from_slice(id.as_bytes());
+            member.push(0);
+            member.extend_from_slice(user.name.as_bytes());
+            member
+        })
+        .collect()
+}
+
+/// Every user's id, username and name, in the binary form "did you mean" reads.
+pub(super) fn suggestions_bytes(org: &Org) -> Vec<u8> {
+    let users = &org.snapshot().salesforce.users;
+    Directory::new(
+        users
+            .iter()
+            .map(|u| (u.id, u.username.as_str(), u.name.as_str())),
+    )
+    .to_bytes()
 }

@@ -105,26 +105,31 @@ fn target_key(gk: &GenerationKeys, target: &TargetRef, business_unit: usize) -> 
 
 /// Reads keys of one generation, all named by the caller in KEYS (a Redis Cluster refuses
 /// keys a script makes up, and all of them share the generation's hash slot). KEYS: the
-/// generation's `meta`, `successor` and name index, then the keys to `GET`. ARGV: the name
-/// matches limit, then the words of a name query; the entries of the word with the fewest
-/// (as counted by `ZLEXCOUNT`) come first in the reply. Atomic, so every value comes from one
-/// generation. Returns {'gone'} when the generation was deleted, {'moved', id} when another
-/// replaced it, else {'ok', [entries,] value of each key...}.
+/// generation's `meta`, `successor`, name index and `rev`, then the keys to `GET`. ARGV: the
+/// revision of the metadata the caller holds, the name matches limit, then the words of a
+/// name query; the entries of the word with the fewest (as counted by `ZLEXCOUNT`) come first
+/// among the values. Atomic, so every value comes from one state of one generation. Returns
+/// {'gone'} when the generation was deleted, {'moved', id} when another replaced it, else
+/// {'ok', rev, metadata if rev is not the caller's (else false), [entries,] value of each
+/// key...}.
 const READ_SCRIPT: &str = r#"
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'gone'} end
 local successor = redis.call('GET', KEYS[2])
 if successor then return {'moved', successor} end
-local out = {'ok'}
-if #ARGV > 1 then
+local rev = redis.call('GET', KEYS[4]) or '0'
+local meta = false
+if rev ~= ARGV[1] then meta = redis.call('GET', KEYS[1]) end
+local out = {'ok', rev, meta}
+if #ARGV > 2 then
   local driver, fewest
-  for i = 2, #ARGV do
+  for i = 3, #ARGV do
     local count = redis.call('ZLEXCOUNT', KEYS[3], '[' .. ARGV[i], '[' .. ARGV[i] .. '\255')
     if not fewest or count < fewest then driver, fewest = ARGV[i], count end
   end
   out[#out + 1] = redis.call('ZRANGEBYLEX', KEYS[3], '[' .. driver,
-    '[' .. driver .. '\255', 'LIMIT', 0, ARGV[1])
+    '[' .. driver .. '\255', 'LIMIT', 0, ARGV[2])
 end
-for i = 4, #KEYS do
+for i = 5, #KEYS do
   out[#out + 1] = redis.call('GET', KEYS[i])
 end
 return out
@@ -142,7 +147,9 @@ struct QueryReads {
 
 /// What the read script found.
 enum Read {
-    Values(Vec<Value>),
+    /// The generation's revision, its metadata when the caller's revision was another, and
+    /// the values.
+    Values(String, Option<Vec<u8>>, Vec<Value>),
     /// The generation was replaced by this one.
     Moved(String),
     /// The generation is gone: look up `current` again.
@@ -165,11 +172,18 @@ impl QueryReads {
         }
     }
 
-    async fn run(&self, gk: &GenerationKeys, conn: &mut Conn) -> Result<Read, StoreError> {
+    async fn run(
+        &self,
+        gk: &GenerationKeys,
+        rev: &str,
+        conn: &mut Conn,
+    ) -> Result<Read, StoreError> {
         let mut invocation = READS.key(gk.meta());
         invocation
             .key(gk.successor())
             .key(gk.names())
+            .key(gk.rev())
+            .arg(rev)
             .arg(MAX_NAME_MATCHES);
         for key in &self.keys {
             invocation.key(key.as_str());
@@ -186,7 +200,12 @@ impl QueryReads {
         }
         let status = String::from_redis_value(items.remove(0)).map_err(|e| corrupt("reads", e))?;
         match status.as_str() {
-            "ok" => Ok(Read::Values(items)),
+            "ok" if items.len() >= 2 => {
+                let rev = String::from_redis_value(items.remove(0))
+                    .map_err(|e| corrupt("generation revision", e))?;
+                let meta = owned_bytes(items.remove(0));
+                Ok(Read::Values(rev, meta, items))
+            }
             "gone" => Ok(Read::Gone),
             "moved" if items.len() == 1 => Ok(Read::Moved(
                 String::from_redis_value(items.remove(0))
@@ -205,10 +224,12 @@ impl RedisStore {
         &self,
         conn: &mut Conn,
         generation: &str,
+        rev: &str,
     ) -> Result<Arc<Directory>, StoreError> {
+        let version = format!("{generation}#{rev}");
         let mut cached = self.suggestions.lock().await;
         if let Some((g, directory)) = cached.as_ref() {
-            if g == generation {
+            if *g == version {
                 return Ok(directory.clone());
             }
         }
@@ -221,7 +242,7 @@ impl RedisStore {
         .await
         .map_err(|e| corrupt("suggestions", e))??;
         let directory = Arc::new(directory);
-        *cached = Some((generation.to_owned(), directory.clone()));
+        *cached = Some((version, directory.clone()));
         Ok(directory)
     }
 
@@ -232,11 +253,11 @@ impl RedisStore {
     async fn close_matches(
         &self,
         conn: &mut Conn,
-        generation: &str,
+        (generation, rev): (&str, &str),
         text: &str,
         by_name: bool,
     ) -> Result<Vec<SfUser>, StoreError> {
-        let suggestions = self.suggestions(conn, generation).await?;
+        let suggestions = self.suggestions(conn, generation, rev).await?;
         Ok(if by_name {
             suggestions.closest_names(text, MAX_CANDIDATES)
         } else {
@@ -246,7 +267,7 @@ impl RedisStore {
 
     /// The generation read last and its metadata: the one a check reads first (the read
     /// script says when another replaced it).
-    fn cached_meta(&self) -> Option<(String, Arc<GenerationMeta>)> {
+    fn cached_meta(&self) -> Option<(String, String, Arc<GenerationMeta>)> {
         self.cache
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -272,14 +293,28 @@ impl RedisStore {
     /// context of the one user it finds, and the AE users its target names. Diagnosing it
     /// gives the same answer as diagnosing the whole org.
     pub async fn query_org(&self, query: &Query) -> Result<Org, StoreError> {
+        // A username's user and context come in a second read, which checks that no patch
+        // landed in between; if one did, the query is read again from the start.
+        for _ in 0..3 {
+            if let Some(org) = self.query_org_once(query).await? {
+                return Ok(org);
+            }
+        }
+        Err(StoreError::Unavailable(
+            "the cached data was updated during every read; try again".into(),
+        ))
+    }
+
+    /// [`RedisStore::query_org`], once: `None` when a patch landed between its reads.
+    async fn query_org_once(&self, query: &Query) -> Result<Option<Org>, StoreError> {
         let mut conn = self.conn.clone();
         let mut hint = None;
-        let (mut generation, mut meta) = match self.cached_meta() {
+        let (mut generation, mut rev, mut meta) = match self.cached_meta() {
             Some(cached) => cached,
             None => {
                 let generation = self.current_generation(&mut conn).await?;
-                let meta = self.meta(&mut conn, &generation).await?;
-                (generation, meta)
+                let (rev, meta) = self.meta_with_rev(&mut conn, &generation).await?;
+                (generation, rev, meta)
             }
         };
 
@@ -310,8 +345,23 @@ impl RedisStore {
             if let Some(target) = &query.target {
                 reads.targets(&gk, target, meta.business_units.len());
             }
-            match reads.run(&gk, &mut conn).await? {
-                Read::Values(values) => break values,
+            match reads.run(&gk, &rev, &mut conn).await? {
+                Read::Values(now, fresh, values) => {
+                    if let Some(raw) = fresh {
+                        // Patched since this replica read the metadata: keep the new one.
+                        meta = Arc::new(from_json("generation metadata", &raw)?);
+                        self.cache_meta(&generation, &now, meta.clone());
+                        // A target read for a number of business units that changed is
+                        // read again.
+                        if query.target.is_some() {
+                            rev = now;
+                            attempts += 1;
+                            continue;
+                        }
+                    }
+                    rev = now;
+                    break values;
+                }
                 Read::Moved(next) => generation = next,
                 Read::Gone => generation = self.current_generation(&mut conn).await?,
             }
@@ -321,7 +371,7 @@ impl RedisStore {
                     "the cached data was replaced during every read; try again".into(),
                 ));
             }
-            meta = self.meta(&mut conn, &generation).await?;
+            (rev, meta) = self.meta_with_rev(&mut conn, &generation).await?;
         };
         let gk = self.keys.generation(&generation);
         let business_units = meta.business_units.len();
@@ -373,11 +423,14 @@ impl RedisStore {
                     user_and_context(values.next(), values.next())?
                 } else if ids.is_empty() {
                     let close = self
-                        .close_matches(&mut conn, &generation, login, false)
+                        .close_matches(&mut conn, (&generation, &rev), login, false)
                         .await?;
                     (close, None)
                 } else {
-                    self.users_with_context(&mut conn, &gk, &ids).await?
+                    match self.users_with_context(&mut conn, &gk, &rev, &ids).await? {
+                        Some(found) => found,
+                        None => return Ok(None),
+                    }
                 }
             }
             Subject::Name(name) => {
@@ -416,10 +469,13 @@ impl RedisStore {
                     ids = if exact.is_empty() { partial } else { exact };
                     ids.dedup();
                     if let [_] = ids.as_slice() {
-                        let (users, context) =
-                            self.users_with_context(&mut conn, &gk, &ids).await?;
+                        let Some((users, context)) =
+                            self.users_with_context(&mut conn, &gk, &rev, &ids).await?
+                        else {
+                            return Ok(None);
+                        };
                         let users = self.with_same_email(&mut conn, &gk, users).await?;
-                        return Ok(Org::new(assemble(&meta, users, context, targets)));
+                        return Ok(Some(Org::new(assemble(&meta, users, context, targets))));
                     }
                 }
                 let fetched = self.users(&mut conn, &gk, &ids).await?;
@@ -429,11 +485,14 @@ impl RedisStore {
                 if found.total == 1 {
                     let id = found.users[0].id.as_str15().to_owned();
                     drop(probe);
-                    self.users_with_context(&mut conn, &gk, &[id]).await?
+                    match self.users_with_context(&mut conn, &gk, &rev, &[id]).await? {
+                        Some(found) => found,
+                        None => return Ok(None),
+                    }
                 } else if found.total == 0 {
                     drop(probe);
                     let close = self
-                        .close_matches(&mut conn, &generation, name, true)
+                        .close_matches(&mut conn, (&generation, &rev), name, true)
                         .await?;
                     (close, None)
                 } else {
@@ -442,7 +501,7 @@ impl RedisStore {
             }
         };
         let users = self.with_same_email(&mut conn, &gk, users).await?;
-        Ok(Org::new(assemble(&meta, users, context, targets)))
+        Ok(Some(Org::new(assemble(&meta, users, context, targets))))
     }
 
     /// For one external user (AE cannot map it), the users whose username or email is its
@@ -501,25 +560,29 @@ impl RedisStore {
             .collect()
     }
 
-    /// The users, and the context of the one user when there is exactly one.
+    /// The users, and the context of the one user when there is exactly one, read in one
+    /// atomic script; `None` when the generation was patched since revision `rev` was read.
     async fn users_with_context(
         &self,
         conn: &mut Conn,
         gk: &GenerationKeys,
+        rev: &str,
         ids: &[String],
-    ) -> Result<(Vec<SfUser>, Option<UserContext>), StoreError> {
+    ) -> Result<Option<(Vec<SfUser>, Option<UserContext>)>, StoreError> {
         if let [only] = ids {
             let id = SfId::parse(only).map_err(|e| corrupt("user id", e))?;
-            let (user, context): (Option<Vec<u8>>, Option<Vec<u8>>) = redis::pipe()
-                .get(gk.user(id))
-                .get(gk.context(id))
-                .query_async(conn)
-                .await?;
-            let user: Option<SfUser> = user.map(|r| from_json("user", &r)).transpose()?;
-            let context = context.map(|r| from_json("user context", &r)).transpose()?;
-            return Ok((user.into_iter().collect(), context));
+            let mut reads = QueryReads::default();
+            reads.get(gk.user(id)).get(gk.context(id));
+            let Read::Values(now, _, values) = reads.run(gk, rev, conn).await? else {
+                return Ok(None);
+            };
+            if now != rev {
+                return Ok(None);
+            }
+            let mut values = values.into_iter();
+            return user_and_context(values.next(), values.next()).map(Some);
         }
-        Ok((self.users(conn, gk, ids).await?, None))
+        Ok(Some((self.users(conn, gk, ids).await?, None)))
     }
 }
 

@@ -1,0 +1,603 @@
+//! Refresh cost as the org grows (BENCHMARKS.md, "Refresh at scale"). Run:
+//! `cargo bench --bench scale` (sizes with `BENCH_SCALE_SIZES=10k,100k,1m`).
+//!
+//! For each size it generates the bench org's shape (90% external users, AE users 4% of the
+//! Salesforce users over 10 business units, as many `GroupMember` rows as users, assignments
+//! nested five deep), serves it from `crm-username fakes` (another process, real paging), and
+//! uses a Redis server of its own (started here, so that its memory is the cache's alone):
+//!
+//! 1. `crm-username refresh`: one full refresh; wall time and peak RSS (`/usr/bin/time`), the
+//!    API calls it logged, and the Redis memory it took.
+//! 2. `crm-username serve` with incremental refreshes every 5 s: a quiet incremental run
+//!    (nothing changed), then 500 signed `check` requests a second for 20 s while the fakes
+//!    change 1% of the internal users (and as many AE users and memberships): the incremental
+//!    run that reads them (time, API calls, keys rewritten) and the checks' latency.
+//! 3. The same load while a full refresh runs (`crm-username refresh` in another process, as
+//!    another replica would; `serve` then refreshes in full too, as its generation was
+//!    replaced): the checks' latency.
+//! 4. `serve`'s resident memory (now and peak).
+//!
+//! Everything is on 127.0.0.1; every wait is bounded.
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[path = "http/loadgen.rs"]
+mod loadgen;
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crm_username::slack::signature::sign;
+use crm_username::synthetic::{Params, Variety, generate_with};
+use loadgen::{Kind, Report};
+
+const SECRET: &str = "bench-signing-secret";
+const SEED: u64 = 7;
+const BIN: &str = env!("CARGO_BIN_EXE_crm-username");
+const INCREMENTAL_EVERY: &str = "5s";
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    match std::env::var(name) {
+        Ok(v) => v
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}: cannot read {v:?}")),
+        Err(_) => default,
+    }
+}
+
+fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("the scale benchmark runs with `cargo bench --bench scale`; nothing to do here");
+        return;
+    }
+    crm_username::sources::install_crypto_provider();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(run());
+}
+
+struct Size {
+    label: String,
+    sf_users: usize,
+}
+
+fn sizes() -> Vec<Size> {
+    let spec = std::env::var("BENCH_SCALE_SIZES").unwrap_or_else(|_| "10k,100k,1m".to_owned());
+    spec.split(',')
+        .map(|s| {
+            let s = s.trim().to_lowercase();
+            let n = match s.strip_suffix('k') {
+                Some(k) => k.parse::<usize>().map(|k| k * 1_000),
+                None => match s.strip_suffix('m') {
+                    Some(m) => m.parse::<usize>().map(|m| m * 1_000_000),
+                    None => s.parse::<usize>(),
+                },
+            }
+            .unwrap_or_else(|_| panic!("BENCH_SCALE_SIZES: {s:?} is not like 10k or 1m"));
+            Size {
+                label: s,
+                sf_users: n,
+            }
+        })
+        .collect()
+}
+
+#[derive(Default)]
+struct Row {
+    label: String,
+    internal_users: usize,
+    ae_users: usize,
+    full_wall_s: f64,
+    full_rss_mb: f64,
+    full_sf_calls: u64,
+    full_ae_calls: u64,
+    redis_mb: f64,
+    quiet: Option<Incremental>,
+    changed: Option<Incremental>,
+    checks_during_incremental: Option<Report>,
+    checks_during_full: Option<Report>,
+    serve_full_s: Option<f64>,
+    serve_rss_mb: f64,
+    serve_peak_rss_mb: f64,
+}
+
+#[derive(Debug, Clone)]
+struct Incremental {
+    ms: u64,
+    sf_calls: u64,
+    ae_calls: u64,
+    writes: u64,
+}
+
+async fn run() {
+    let rate: u64 = env_or("BENCH_RATE", 500);
+    let seconds: f64 = env_or("BENCH_SECONDS", 20.0);
+    let change_percent: u32 = env_or("BENCH_CHANGE_PERCENT", 1);
+    println!(
+        "crm-username scale benchmark: checks at {rate}/s for {seconds} s per window, {change_percent}% of internal users changed"
+    );
+    let mut rows = Vec::new();
+    for size in sizes() {
+        rows.push(bench_size(&size, rate, seconds, change_percent).await);
+    }
+    print_table(&rows, rate);
+}
+
+fn ae_users_for(sf_users: usize) -> usize {
+    (sf_users * 4 / 100).max(10)
+}
+
+async fn bench_size(size: &Size, rate: u64, seconds: f64, change_percent: u32) -> Row {
+    let label = &size.label;
+    let ae_users = ae_users_for(size.sf_users);
+    let dir = std::env::temp_dir().join(format!("crm-bench-scale-{}-{label}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+
+    // The internal users' usernames, for the checks: the refresh caches only those.
+    let org = generate_with(
+        Params {
+            sf_users: size.sf_users,
+            ae_users,
+            business_units: 10,
+            seed: SEED,
+        },
+        bench_variety(size.sf_users),
+    );
+    let internal: Vec<String> = org
+        .salesforce
+        .users
+        .iter()
+        .filter(|u| u.is_internal())
+        .map(|u| u.username.clone())
+        .collect();
+    drop(org);
+    let queries: Vec<(Kind, String)> = (0..20_000)
+        .map(|i| {
+            (
+                Kind::Username,
+                internal[(i * 7919) % internal.len()].clone(),
+            )
+        })
+        .collect();
+    println!(
+        "[{label}] {} internal users of {}",
+        internal.len(),
+        size.sf_users
+    );
+
+    let redis = RedisServer::start(&dir);
+    let before = redis.used_memory();
+    let (mut fakes, env) = start_fakes(size.sf_users, ae_users, change_percent, &dir);
+
+    // 1. One full refresh, alone.
+    let time_file = dir.join("time");
+    let output = Command::new("/usr/bin/time")
+        .arg("-f")
+        .arg("%e %M")
+        .arg("-o")
+        .arg(&time_file)
+        .arg(BIN)
+        .arg("refresh")
+        .envs(env.iter().cloned())
+        .env("REDIS_URL", redis.url())
+        .env("LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "refresh failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let time = std::fs::read_to_string(&time_file).unwrap();
+    let mut time = time.split_whitespace();
+    let full_wall_s: f64 = time.next().unwrap().parse().unwrap();
+    let full_rss_mb = time.next().unwrap().parse::<f64>().unwrap() / 1024.0;
+    let log = String::from_utf8_lossy(&output.stderr);
+    let full = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["message"] == "refresh published a new snapshot")
+        .expect("the refresh logs its calls");
+    let redis_mb = (redis.used_memory() - before) as f64 / 1_048_576.0;
+    println!(
+        "[{label}] full refresh: {full_wall_s:.1} s, {full_rss_mb:.0} MB peak RSS, {} + {} API calls, Redis {redis_mb:.0} MB",
+        full["salesforce_api_calls"], full["account_engagement_api_calls"]
+    );
+
+    // 2. serve, refreshing incrementally.
+    let serve_log = dir.join("serve.log");
+    let (mut serve, url) = start_serve(&env, &redis.url(), &serve_log).await;
+    let mut log = LogTail::new(&serve_log);
+    // It refreshes in full first (the data in the cache is another process's), then
+    // incrementally.
+    let serve_full = log
+        .wait_for("refresh published a new snapshot", Duration::from_secs(300))
+        .expect("serve refreshes in full first");
+    let quiet = log
+        .wait_for(INCREMENTAL_MESSAGE, Duration::from_secs(60))
+        .map(|v| incremental_of(&v));
+    println!("[{label}] quiet incremental refresh: {quiet:?}");
+
+    let client = loadgen::client(32);
+    let warm = loadgen::prepare(SECRET, &queries, sign);
+    let _ = loadgen::closed_loop(&client, &url, warm, 16, Duration::from_secs(2), 1_000_000).await;
+
+    // The checks while the changes are read: the signal lands one second into the window.
+    let requests = loadgen::prepare(SECRET, &queries, sign);
+    let window = Duration::from_secs_f64(seconds);
+    let fakes_pid = fakes.id();
+    let signal = async {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let _ = Command::new("kill")
+            .args(["-USR1", &fakes_pid.to_string()])
+            .status();
+    };
+    let (during_incremental, ()) = tokio::join!(
+        loadgen::open_loop(&client, &url, requests, rate, window, 1_024),
+        signal
+    );
+    let changed = log
+        .all_since_start(INCREMENTAL_MESSAGE)
+        .into_iter()
+        .map(|v| incremental_of(&v))
+        .max_by_key(|i| i.writes);
+    println!(
+        "[{label}] incremental refresh with the changes: {changed:?}; checks p99 {:.2} ms",
+        during_incremental.ms(0.99)
+    );
+
+    // 3. The checks while a full refresh runs in another process (and then in serve).
+    let requests = loadgen::prepare(SECRET, &queries, sign);
+    let full_window = Duration::from_secs_f64(seconds.max(full_wall_s * 2.0 + 5.0));
+    let other = async {
+        let redis_url = redis.url();
+        let env = env.clone();
+        tokio::task::spawn_blocking(move || {
+            Command::new(BIN)
+                .arg("refresh")
+                .envs(env)
+                .env("REDIS_URL", redis_url)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .unwrap()
+        })
+        .await
+        .unwrap()
+    };
+    let (during_full, status) = tokio::join!(
+        loadgen::open_loop(&client, &url, requests, rate, full_window, 1_024),
+        other
+    );
+    assert!(status.success(), "the second refresh failed");
+    println!(
+        "[{label}] checks during full refreshes: p99 {:.2} ms",
+        during_full.ms(0.99)
+    );
+
+    let (serve_rss_mb, serve_peak_rss_mb) = memory_mb(serve.id());
+    let _ = serve.kill();
+    let _ = serve.wait();
+    let _ = fakes.kill();
+    let _ = fakes.wait();
+    drop(redis);
+    let _ = std::fs::remove_dir_all(&dir);
+    Row {
+        label: label.clone(),
+        internal_users: internal.len(),
+        ae_users,
+        full_wall_s,
+        full_rss_mb,
+        full_sf_calls: full["salesforce_api_calls"].as_u64().unwrap_or(0),
+        full_ae_calls: full["account_engagement_api_calls"].as_u64().unwrap_or(0),
+        redis_mb,
+        quiet,
+        changed,
+        checks_during_incremental: Some(during_incremental),
+        checks_during_full: Some(during_full),
+        serve_full_s: serve_full["duration_ms"].as_f64().map(|ms| ms / 1000.0),
+        serve_rss_mb,
+        serve_peak_rss_mb,
+    }
+}
+
+const INCREMENTAL_MESSAGE: &str = "incremental refresh brought the cache up to date";
+
+fn incremental_of(v: &serde_json::Value) -> Incremental {
+    Incremental {
+        ms: v["duration_ms"].as_u64().unwrap_or(0),
+        sf_calls: v["salesforce_api_calls"].as_u64().unwrap_or(0),
+        ae_calls: v["account_engagement_api_calls"].as_u64().unwrap_or(0),
+        writes: v["writes"].as_u64().unwrap_or(0),
+    }
+}
+
+/// The bench org's shape at any size.
+fn bench_variety(sf_users: usize) -> Variety {
+    Variety {
+        external_percent: 90,
+        sales_section: true,
+        group_members: sf_users,
+    }
+}
+
+fn start_fakes(
+    sf_users: usize,
+    ae_users: usize,
+    change_percent: u32,
+    dir: &Path,
+) -> (Child, Vec<(String, String)>) {
+    let mut fakes = Command::new(BIN)
+        .args(["fakes", "--sf-users", &sf_users.to_string()])
+        .args(["--external-percent", "90", "--sales-section"])
+        .args(["--group-members", &sf_users.to_string()])
+        .args([
+            "--ae-users",
+            &ae_users.to_string(),
+            "--business-units",
+            "10",
+        ])
+        .args(["--seed", &SEED.to_string()])
+        .args(["--change-on-signal", &change_percent.to_string()])
+        .arg("--settings-out")
+        .arg(dir.join("business-units.toml"))
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{BIN} fakes: {e}"));
+    let mut env = Vec::new();
+    let mut lines = BufReader::new(fakes.stdout.take().unwrap()).lines();
+    while env.len() < 4 {
+        let line = lines.next().expect("the fakes print 4 settings").unwrap();
+        if let Some((name, value)) = line.split_once('=') {
+            env.push((name.to_owned(), value.to_owned()));
+        }
+    }
+    (fakes, env)
+}
+
+async fn start_serve(env: &[(String, String)], redis_url: &str, log: &Path) -> (Child, String) {
+    let port = free_port();
+    let mut child = Command::new(BIN)
+        .arg("serve")
+        .envs(env.iter().cloned())
+        .env("REDIS_URL", redis_url)
+        .env("SLACK_SIGNING_SECRET", SECRET)
+        .env("BIND_ADDR", format!("127.0.0.1:{port}"))
+        .env("LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .env("REFRESH_INTERVAL", "1h")
+        .env("REFRESH_INCREMENTAL_INTERVAL", INCREMENTAL_EVERY)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{BIN} serve: {e}"));
+    let ready = format!("http://127.0.0.1:{port}/healthz");
+    let probe = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(30) {
+        if probe
+            .get(&ready)
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+        {
+            return (child, format!("http://127.0.0.1:{port}/slack/commands"));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("crm-username serve did not answer within 30 s");
+}
+
+/// Reads a JSON log file as it grows.
+struct LogTail {
+    path: PathBuf,
+    seen: usize,
+    started: usize,
+}
+
+impl LogTail {
+    fn new(path: &Path) -> Self {
+        LogTail {
+            path: path.to_owned(),
+            seen: 0,
+            started: 0,
+        }
+    }
+
+    fn lines(&self) -> Vec<serde_json::Value> {
+        let mut text = String::new();
+        if let Ok(mut file) = std::fs::File::open(&self.path) {
+            let _ = file.read_to_string(&mut text);
+        }
+        text.lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// The next line with `message` after those seen, waiting up to `limit`.
+    fn wait_for(&mut self, message: &str, limit: Duration) -> Option<serde_json::Value> {
+        let started = Instant::now();
+        while started.elapsed() < limit {
+            let lines = self.lines();
+            if let Some((i, v)) = lines
+                .iter()
+                .enumerate()
+                .skip(self.seen)
+                .find(|(_, v)| v["message"] == message)
+            {
+                self.seen = i + 1;
+                self.started = self.seen;
+                return Some(v.clone());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        None
+    }
+
+    /// Every line with `message` since the last `wait_for`.
+    fn all_since_start(&mut self, message: &str) -> Vec<serde_json::Value> {
+        let lines = self.lines();
+        let found = lines
+            .iter()
+            .skip(self.started)
+            .filter(|v| v["message"] == message)
+            .cloned()
+            .collect();
+        self.seen = lines.len();
+        self.started = lines.len();
+        found
+    }
+}
+
+/// A Redis server of this run's own, with no persistence.
+struct RedisServer {
+    port: u16,
+    child: Child,
+}
+
+impl RedisServer {
+    fn start(dir: &Path) -> Self {
+        let port = free_port();
+        let mut child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .arg("--dir")
+            .arg(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server (scripts/test.sh installs it)");
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(10) {
+            let pong = Command::new("redis-cli")
+                .args(["-p", &port.to_string(), "ping"])
+                .output()
+                .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "PONG");
+            if pong {
+                return RedisServer { port, child };
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("redis-server on {port} did not start");
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn used_memory(&self) -> i64 {
+        let out = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string(), "info", "memory"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find_map(|l| l.strip_prefix("used_memory:"))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// (VmRSS, VmHWM) of a process, in MB.
+fn memory_mb(pid: u32) -> (f64, f64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .map_or(0.0, |kb| kb / 1024.0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+fn print_table(rows: &[Row], rate: u64) {
+    println!(
+        "\n| org (SF users) | internal / AE users | full refresh: wall, peak RSS | full: SF + AE API calls | Redis memory | incremental, nothing changed: time, calls | incremental, 1% changed: time, calls, keys rewritten | check p99 at {rate}/s during incremental / full refreshes | serve RSS now / peak |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for r in rows {
+        let inc = |i: &Option<Incremental>, writes: bool| match i {
+            Some(i) if writes => format!(
+                "{:.2} s, {} + {} calls, {} keys",
+                i.ms as f64 / 1000.0,
+                i.sf_calls,
+                i.ae_calls,
+                i.writes
+            ),
+            Some(i) => format!(
+                "{:.2} s, {} + {} calls",
+                i.ms as f64 / 1000.0,
+                i.sf_calls,
+                i.ae_calls
+            ),
+            None => "—".to_owned(),
+        };
+        let p99 = |r: &Option<Report>| {
+            r.as_ref()
+                .map_or("—".to_owned(), |r| format!("{:.2}", r.ms(0.99)))
+        };
+        println!(
+            "| {} | {} / {} | {:.1} s, {:.0} MB | {} + {} | {:.0} MB | {} | {} | {} / {} ms | {:.0} / {:.0} MB |",
+            r.label,
+            r.internal_users,
+            r.ae_users,
+            r.full_wall_s,
+            r.full_rss_mb,
+            r.full_sf_calls,
+            r.full_ae_calls,
+            r.redis_mb,
+            inc(&r.quiet, false),
+            inc(&r.changed, true),
+            p99(&r.checks_during_incremental),
+            p99(&r.checks_during_full),
+            r.serve_rss_mb,
+            r.serve_peak_rss_mb
+        );
+    }
+    for r in rows {
+        if let Some(s) = r.serve_full_s {
+            println!("[{}] serve's own full refresh took {s:.1} s", r.label);
+        }
+    }
+}

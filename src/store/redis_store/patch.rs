@@ -1,0 +1,369 @@
+//! An incremental refresh's writes: the keys of the current generation that differ between
+//! the org it was written from and the org as it is now, rewritten in one atomic step.
+//!
+//! [`generation_patch`] is pure: it compares what a publish of `old` wrote with what a
+//! publish of `new` would write, and returns only the differences. Applying it to a
+//! generation written from `old` leaves exactly the keys a publish of `new` writes (the
+//! randomized test in `tests/it/incremental.rs` checks this byte for byte against a full
+//! refresh). The patch runs as one script: readers see the generation before it or after it,
+//! never a mix.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use rustc_hash::{FxHashMap, FxHashSet};
+
+use super::publish::{name_members, suggestions_bytes};
+use super::{RedisStore, corrupt, to_json};
+use crate::domain::snapshot::lower;
+use crate::domain::{AeUser, Org, SfUser};
+use crate::store::keys::GenerationKeys;
+use crate::store::records::{ContextBuilder, GenerationMeta, GroupGraph};
+use crate::store::{StoreError, random_token};
+
+/// One write of a patch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PatchOp {
+    Set(String, Vec<u8>),
+    Delete(String),
+    /// A member of a sorted set (score 0), added or removed.
+    AddMember(String, Vec<u8>),
+    RemoveMember(String, Vec<u8>),
+}
+
+/// Above this many writes, a patch would hold Redis for too long in one step (each write is
+/// microseconds; 50,000 of them are tens of milliseconds): a new generation is published
+/// instead, a pipeline at a time, as a full refresh does.
+pub const MAX_PATCH_OPS: usize = 50_000;
+
+/// What applying a patch did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PatchOutcome {
+    /// The generation was patched with this many writes.
+    Applied(usize),
+    /// The generation is no longer current (another replica published, or it expired):
+    /// nothing was written.
+    Stale,
+    /// Too many writes for one step: nothing was written.
+    TooLarge(usize),
+}
+
+/// The writes that turn a generation written from `old` into the one a publish of `new`
+/// writes. Both orgs must be canonical (`OrgSnapshot::canonicalize`) and have the same
+/// business units in the same order.
+pub fn generation_patch(old: &Org, new: &Org, gk: &GenerationKeys) -> Vec<PatchOp> {
+    let mut ops = Vec::new();
+    let set =
+        |ops: &mut Vec<PatchOp>, key: String, old: Option<Vec<u8>>, new: Option<Vec<u8>>| match (
+            old, new,
+        ) {
+            (Some(o), Some(n)) if o == n => {}
+            (_, Some(n)) => ops.push(PatchOp::Set(key, n)),
+            (Some(_), None) => ops.push(PatchOp::Delete(key)),
+            (None, None) => {}
+        };
+    // The small keys of the whole generation: compared whole.
+    set(
+        &mut ops,
+        gk.meta(),
+        Some(to_json(&GenerationMeta::of(old))),
+        Some(to_json(&GenerationMeta::of(new))),
+    );
+    let (old_graph, new_graph) = (GroupGraph::of(old), GroupGraph::of(new));
+    if old_graph != new_graph {
+        ops.push(PatchOp::Set(gk.group_graph(), to_json(&new_graph)));
+    }
+    set(
+        &mut ops,
+        gk.audit_subjects(),
+        Some(super::audit::subjects_json(old)),
+        Some(super::audit::subjects_json(new)),
+    );
+
+    // Salesforce users: their own keys when they changed, their context when it did.
+    let old_users = &old.snapshot().salesforce.users;
+    let new_users = &new.snapshot().salesforce.users;
+    let mut old_contexts = ContextBuilder::new(old);
+    let mut new_contexts = ContextBuilder::new(new);
+    let mut emails: BTreeSet<String> = BTreeSet::new();
+    let mut suggestions_changed = false;
+    for pair in merge_by_id(old_users, new_users) {
+        let (o, n) = pair;
+        if o != n {
+            user_ops(&mut ops, gk, o, n);
+            emails.extend(o.and_then(email_key));
+            emails.extend(n.and_then(email_key));
+            suggestions_changed |=
+                o.map(|u| (&u.username, &u.name, u.id)) != n.map(|u| (&u.username, &u.name, u.id));
+        }
+        let old_context = o.map(|u| old_contexts.context(u));
+        let new_context = n.map(|u| new_contexts.context(u));
+        if old_context != new_context {
+            let Some(id) = n.or(o).map(|u| u.id) else {
+                continue;
+            };
+            match new_context {
+                Some(context) => ops.push(PatchOp::Set(gk.context(id), to_json(&context))),
+                None => ops.push(PatchOp::Delete(gk.context(id))),
+            }
+        }
+    }
+    if !emails.is_empty() {
+        let mut ids: FxHashMap<&str, Vec<String>> =
+            emails.iter().map(|e| (e.as_str(), Vec::new())).collect();
+        for user in new_users {
+            if let Some(email) = email_key(user) {
+                if let Some(list) = ids.get_mut(email.as_str()) {
+                    list.push(user.id.as_str15().to_owned());
+                }
+            }
+        }
+        for email in &emails {
+            let list = ids.remove(email.as_str()).unwrap_or_default();
+            let key = gk.email(email);
+            if list.is_empty() {
+                ops.push(PatchOp::Delete(key));
+            } else {
+                ops.push(PatchOp::Set(key, to_json(&list)));
+            }
+        }
+    }
+    if suggestions_changed {
+        ops.push(PatchOp::Set(gk.suggestions(), suggestions_bytes(new)));
+    }
+
+    // AE users, per business unit: the users that changed, and the email lists they are in.
+    for (b, (old_bu, new_bu)) in old
+        .business_units()
+        .iter()
+        .zip(new.business_units())
+        .enumerate()
+    {
+        let mut emails: BTreeSet<String> = BTreeSet::new();
+        for (o, n) in merge_by_key(&old_bu.users, &new_bu.users, |u| u.id) {
+            if o == n {
+                continue;
+            }
+            let id = n.or(o).map(|u| u.id).unwrap_or_default();
+            match n {
+                Some(user) => ops.push(PatchOp::Set(gk.ae_user(b, id), to_json(user))),
+                None => ops.push(PatchOp::Delete(gk.ae_user(b, id))),
+            }
+            emails.extend(o.and_then(ae_email_key));
+            emails.extend(n.and_then(ae_email_key));
+        }
+        for email in emails {
+            let same: Vec<&AeUser> = new.ae_users_with_email(b, &email).collect();
+            let key = gk.ae_email(b, &email);
+            if same.is_empty() {
+                ops.push(PatchOp::Delete(key));
+            } else {
+                ops.push(PatchOp::Set(key, to_json(&same)));
+            }
+        }
+    }
+    // Removals first: a username one user gave up and another took is written, not deleted.
+    let (mut removals, writes): (Vec<PatchOp>, Vec<PatchOp>) = ops
+        .into_iter()
+        .partition(|op| matches!(op, PatchOp::Delete(_) | PatchOp::RemoveMember(..)));
+    removals.extend(writes);
+    removals
+}
+
+/// The writes of one user's own keys (record, username, name index), old to new.
+fn user_ops(
+    ops: &mut Vec<PatchOp>,
+    gk: &GenerationKeys,
+    old: Option<&SfUser>,
+    new: Option<&SfUser>,
+) {
+    let id = new.or(old).map(|u| u.id);
+    let Some(id) = id else { return };
+    match new {
+        Some(user) => ops.push(PatchOp::Set(gk.user(id), to_json(user))),
+        None => ops.push(PatchOp::Delete(gk.user(id))),
+    }
+    let old_login = old.map(|u| lower(&u.username).into_owned());
+    let new_login = new.map(|u| lower(&u.username).into_owned());
+    if let Some(login) = &old_login {
+        if new_login.as_ref() != Some(login) {
+            ops.push(PatchOp::Delete(gk.login(login)));
+        }
+    }
+    if let Some(login) = new_login {
+        ops.push(PatchOp::Set(
+            gk.login(&login),
+            id.as_str15().as_bytes().to_vec(),
+        ));
+    }
+    let old_names: FxHashSet<Vec<u8>> = old
+        .map(name_members)
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    let new_names: FxHashSet<Vec<u8>> = new
+        .map(name_members)
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    let mut removed: Vec<&Vec<u8>> = old_names.difference(&new_names).collect();
+    removed.sort();
+    let mut added: Vec<&Vec<u8>> = new_names.difference(&old_names).collect();
+    added.sort();
+    ops.extend(
+        removed
+            .into_iter()
+            .map(|m| PatchOp::RemoveMember(gk.names(), m.clone())),
+    );
+    ops.extend(
+        added
+            .into_iter()
+            .map(|m| PatchOp::AddMember(gk.names(), m.clone())),
+    );
+}
+
+fn email_key(user: &SfUser) -> Option<String> {
+    let email = user.email.trim();
+    (!email.is_empty()).then(|| lower(email).into_owned())
+}
+
+fn ae_email_key(user: &AeUser) -> Option<String> {
+    let email = user.email.trim();
+    (!email.is_empty()).then(|| lower(email).into_owned())
+}
+
+fn merge_by_id<'a>(
+    old: &'a [SfUser],
+    new: &'a [SfUser],
+) -> impl Iterator<Item = (Option<&'a SfUser>, Option<&'a SfUser>)> {
+    merge_by_key(old, new, |u| u.id)
+}
+
+/// Walks two lists sorted by `key` together, pairing equal keys.
+fn merge_by_key<'a, T, K: Ord>(
+    old: &'a [T],
+    new: &'a [T],
+    key: impl Fn(&T) -> K,
+) -> impl Iterator<Item = (Option<&'a T>, Option<&'a T>)> {
+    let (mut i, mut j) = (0, 0);
+    std::iter::from_fn(move || {
+        let pair = match (old.get(i), new.get(j)) {
+            (None, None) => return None,
+            (Some(o), None) => (Some(o), None),
+            (None, Some(n)) => (None, Some(n)),
+            (Some(o), Some(n)) => match key(o).cmp(&key(n)) {
+                std::cmp::Ordering::Less => (Some(o), None),
+                std::cmp::Ordering::Greater => (None, Some(n)),
+                std::cmp::Ordering::Equal => (Some(o), Some(n)),
+            },
+        };
+        if pair.0.is_some() {
+            i += 1;
+        }
+        if pair.1.is_some() {
+            j += 1;
+        }
+        Some(pair)
+    })
+}
+
+/// Applies a patch to one generation, atomically, if it is still current: KEYS are the
+/// generation's `meta`, `successor` and `rev`, then every key a write names (all in the
+/// generation's hash slot); ARGV the TTL in ms, the new revision, then `op, key index, value`
+/// per write. `rev` changes with every patch of the generation (a random token: `SET` needs
+/// no permission beyond those the bot already has), so that what a replica keeps of it in
+/// memory (its metadata, the "did you mean" index) is read again after one.
+const PATCH_SCRIPT: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+local ttl = ARGV[1]
+local names = {}
+for i = 3, #ARGV, 3 do
+  local op, key, value = ARGV[i], KEYS[tonumber(ARGV[i + 1])], ARGV[i + 2]
+  if op == 's' then
+    redis.call('SET', key, value, 'PX', ttl)
+  elseif op == 'd' then
+    redis.call('DEL', key)
+  elseif op == 'a' then
+    redis.call('ZADD', key, 0, value)
+    names[key] = true
+  elseif op == 'r' then
+    redis.call('ZREM', key, value)
+  end
+end
+for key in pairs(names) do redis.call('PEXPIRE', key, ttl) end
+redis.call('SET', KEYS[3], ARGV[2], 'PX', ttl)
+return 1
+"#;
+
+static PATCH: std::sync::LazyLock<redis::Script> =
+    std::sync::LazyLock::new(|| redis::Script::new(PATCH_SCRIPT));
+
+impl RedisStore {
+    /// Rewrites what differs between `old` (what `generation` was written from) and `new`,
+    /// in one atomic step, if `generation` is still current.
+    pub async fn patch(
+        &self,
+        generation: &str,
+        old: Arc<Org>,
+        new: Arc<Org>,
+    ) -> Result<PatchOutcome, StoreError> {
+        let mut conn = self.conn.clone();
+        let current = self.current_generation(&mut conn).await;
+        match current {
+            Ok(current) if current == generation => {}
+            Ok(_) | Err(StoreError::NoSnapshot) => return Ok(PatchOutcome::Stale),
+            Err(err) => return Err(err),
+        }
+        let gk = self.keys.generation(generation);
+        let ops = {
+            let gk = gk.clone();
+            tokio::task::spawn_blocking(move || generation_patch(&old, &new, &gk))
+                .await
+                .map_err(|e| corrupt("comparing the org with the cached one", e))?
+        };
+        if ops.len() > MAX_PATCH_OPS {
+            return Ok(PatchOutcome::TooLarge(ops.len()));
+        }
+        let mut invocation = PATCH.key(gk.meta());
+        invocation
+            .key(gk.successor())
+            .key(gk.rev())
+            .arg(self.ttl_ms)
+            .arg(random_token());
+        let mut index: FxHashMap<&str, usize> = FxHashMap::default();
+        let mut keys: Vec<&str> = Vec::new();
+        for op in &ops {
+            let key = match op {
+                PatchOp::Set(k, _)
+                | PatchOp::Delete(k)
+                | PatchOp::AddMember(k, _)
+                | PatchOp::RemoveMember(k, _) => k.as_str(),
+            };
+            let next = 4 + keys.len();
+            let at = *index.entry(key).or_insert_with(|| {
+                keys.push(key);
+                next
+            });
+            let (code, value): (&str, &[u8]) = match op {
+                PatchOp::Set(_, v) => ("s", v),
+                PatchOp::Delete(_) => ("d", b""),
+                PatchOp::AddMember(_, m) => ("a", m),
+                PatchOp::RemoveMember(_, m) => ("r", m),
+            };
+            invocation.arg(code).arg(at).arg(value);
+        }
+        for key in keys {
+            invocation.key(key);
+        }
+        let timeout = self.publish_response_timeout;
+        let applied: i64 = tokio::time::timeout(timeout, invocation.invoke_async(&mut conn))
+            .await
+            .map_err(|_| StoreError::Unavailable("Redis did not answer while patching".into()))??;
+        Ok(if applied == 1 {
+            PatchOutcome::Applied(ops.len())
+        } else {
+            PatchOutcome::Stale
+        })
+    }
+}

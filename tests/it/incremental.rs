@@ -1,0 +1,765 @@
+//! Incremental refreshes: a generation patched with what changed holds exactly what a full
+//! publish of the changed org writes, key for key and byte for byte, so every query gets the
+//! same answer from either.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::{TimeZone, Utc};
+use crm_username::domain::{AeUser, GroupMember, Org, OrgSnapshot, SfId};
+use crm_username::store::{PatchOutcome, RedisStore, RedisTimeouts, Store};
+use crm_username::synthetic::{Params, Variety, generate_with};
+
+use crate::common::{clear_prefix, connection, prefix, redis_url};
+
+/// splitmix64, as the synthetic org uses: deterministic for a seed.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+/// A small org with nested groups, roles, several business units and external users.
+pub fn small_org(seed: u64) -> OrgSnapshot {
+    generate_with(
+        Params {
+            sf_users: 300,
+            ae_users: 120,
+            business_units: 3,
+            seed,
+        },
+        Variety {
+            external_percent: 10,
+            sales_section: true,
+            ..Variety::default()
+        },
+    )
+}
+
+/// One random change of the kinds admins make: users added, deactivated, renamed, moved
+/// between groups or roles; groups nested and un-nested; AE users created, mapped, sent to
+/// the recycle bin or given another email. Returns what it did, for failure messages.
+pub fn random_change(org: &mut OrgSnapshot, rng: &mut Rng, n: u64) -> String {
+    let sf = &mut org.salesforce;
+    let users = sf.users.len();
+    match rng.below(10) {
+        0 => {
+            let mut user = sf.users[rng.below(users)].clone();
+            user.id = SfId::parse(&format!("005Ak{:010}", 9_000_000 + n)).unwrap();
+            user.username = format!("new{n}@changed.example.com");
+            user.email = format!("new{n}@changed.example.com");
+            user.name = format!("New Person{n}");
+            sf.users.push(user);
+            format!("user new{n} added")
+        }
+        1 => {
+            let user = &mut sf.users[rng.below(users)];
+            user.is_active = !user.is_active;
+            format!("{} active: {}", user.username, user.is_active)
+        }
+        2 => {
+            let user = &mut sf.users[rng.below(users)];
+            user.username = format!("renamed{n}.{}", user.username);
+            user.name = format!("Renamed{n} {}", user.name);
+            format!("renamed to {}", user.username)
+        }
+        3 => {
+            // Shares another user's email: the email index holds both.
+            let other = sf.users[rng.below(users)].email.clone();
+            let user = &mut sf.users[rng.below(users)];
+            user.email = other.clone();
+            format!("{} takes email {other}", user.username)
+        }
+        4 => {
+            let user_id = sf.users[rng.below(users)].id;
+            let from: Vec<usize> = (0..sf.group_members.len())
+                .filter(|&i| sf.group_members[i].member_id == user_id)
+                .collect();
+            if let Some(&i) = from.first() {
+                sf.group_members.remove(i);
+            }
+            if sf.groups.is_empty() {
+                return "no groups".to_owned();
+            }
+            let group = sf.groups[rng.below(sf.groups.len())].id;
+            sf.group_members.push(GroupMember {
+                group_id: group,
+                member_id: user_id,
+            });
+            format!("{user_id} moved to group {group}")
+        }
+        5 => {
+            if sf.groups.len() < 2 {
+                return "too few groups".to_owned();
+            }
+            let (a, b) = (
+                sf.groups[rng.below(sf.groups.len())].id,
+                sf.groups[rng.below(sf.groups.len())].id,
+            );
+            let nested = sf
+                .group_members
+                .iter()
+                .position(|m| m.group_id == a && m.member_id == b);
+            match nested {
+                Some(i) => {
+                    sf.group_members.remove(i);
+                    format!("{b} un-nested from {a}")
+                }
+                None => {
+                    sf.group_members.push(GroupMember {
+                        group_id: a,
+                        member_id: b,
+                    });
+                    format!("{b} nested in {a}")
+                }
+            }
+        }
+        6 => {
+            if sf.roles.is_empty() {
+                return "no roles".to_owned();
+            }
+            let role = sf.roles[rng.below(sf.roles.len())].id;
+            let user = &mut sf.users[rng.below(users)];
+            user.role_id = Some(role);
+            format!("{} gets role {role}", user.username)
+        }
+        7 => {
+            let b = rng.below(org.business_units.len());
+            let sf_user = org.salesforce.users[rng.below(users)].clone();
+            let bu = &mut org.business_units[b];
+            bu.users.push(AeUser {
+                id: 900_000 + n,
+                email: sf_user.email.clone(),
+                username: sf_user.email.clone(),
+                first_name: "Created".to_owned(),
+                last_name: format!("Later{n}"),
+                salesforce_id: Some(sf_user.id),
+                ..AeUser::default()
+            });
+            format!(
+                "AE user {} created in bu {b}, mapped to {}",
+                900_000 + n,
+                sf_user.id
+            )
+        }
+        8 => {
+            let b = rng.below(org.business_units.len());
+            let bu = &mut org.business_units[b];
+            if bu.users.is_empty() {
+                return "no AE users".to_owned();
+            }
+            let i = rng.below(bu.users.len());
+            let user = &mut bu.users[i];
+            user.is_deleted = !user.is_deleted;
+            format!("AE user {} deleted: {}", user.id, user.is_deleted)
+        }
+        _ => {
+            let b = rng.below(org.business_units.len());
+            let sf_user = org.salesforce.users[rng.below(users)].clone();
+            let bu = &mut org.business_units[b];
+            if bu.users.is_empty() {
+                return "no AE users".to_owned();
+            }
+            let i = rng.below(bu.users.len());
+            let user = &mut bu.users[i];
+            user.salesforce_id = Some(sf_user.id);
+            user.email = format!("moved{n}.{}", user.email);
+            format!(
+                "AE user {} mapped to {} with a new email",
+                user.id, sf_user.id
+            )
+        }
+    }
+}
+
+fn canonical(mut snapshot: OrgSnapshot) -> Arc<Org> {
+    snapshot.canonicalize();
+    Arc::new(Org::without_search(snapshot))
+}
+
+/// Every key of the current generation under `prefix`, with the generation id taken out of
+/// its name, and its value (a sorted set as its sorted members). The revision (patches only)
+/// and the successor (replaced generations only) are left out.
+pub async fn dump_current(prefix: &str) -> BTreeMap<String, Vec<Vec<u8>>> {
+    let mut conn = connection().await;
+    let current: String = redis::cmd("GET")
+        .arg(format!("{prefix}v{}:current", crm_username::store::FORMAT))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let base = format!(
+        "{prefix}v{}:gen:{{{current}}}:",
+        crm_username::store::FORMAT
+    );
+    let mut keys: Vec<String> = Vec::new();
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{base}*"))
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        keys.extend(batch);
+        cursor = next;
+        if cursor == 0 {
+            break;
+        }
+    }
+    let mut types = redis::pipe();
+    for key in &keys {
+        types.cmd("TYPE").arg(key);
+    }
+    let kinds: Vec<String> = types.query_async(&mut conn).await.unwrap();
+    let mut reads = redis::pipe();
+    for (key, kind) in keys.iter().zip(&kinds) {
+        if kind == "zset" {
+            reads.cmd("ZRANGE").arg(key).arg(0).arg(-1);
+        } else {
+            reads.cmd("GET").arg(key);
+        }
+    }
+    let values: Vec<redis::Value> = reads.query_async(&mut conn).await.unwrap();
+    let mut out = BTreeMap::new();
+    for ((key, kind), value) in keys.iter().zip(&kinds).zip(values) {
+        let short = key[base.len()..].to_owned();
+        if short == "rev" || short == "successor" {
+            continue;
+        }
+        let value: Vec<Vec<u8>> = if kind == "zset" {
+            redis::FromRedisValue::from_redis_value(value).unwrap()
+        } else {
+            vec![redis::FromRedisValue::from_redis_value(value).unwrap()]
+        };
+        out.insert(short, value);
+    }
+    out
+}
+
+/// The first difference between two dumps, said in words.
+pub fn first_difference(
+    a: &BTreeMap<String, Vec<Vec<u8>>>,
+    b: &BTreeMap<String, Vec<Vec<u8>>>,
+) -> Option<String> {
+    for (key, value) in a {
+        match b.get(key) {
+            None => return Some(format!("{key} only in the patched generation")),
+            Some(other) if other != value => {
+                return Some(format!(
+                    "{key} differs:\n patched: {:?}\n full:    {:?}",
+                    value
+                        .iter()
+                        .map(|v| String::from_utf8_lossy(v))
+                        .collect::<Vec<_>>(),
+                    other
+                        .iter()
+                        .map(|v| String::from_utf8_lossy(v))
+                        .collect::<Vec<_>>()
+                ));
+            }
+            _ => {}
+        }
+    }
+    b.keys()
+        .find(|k| !a.contains_key(*k))
+        .map(|k| format!("{k} only in the full publish"))
+}
+
+fn store(prefix: &str) -> Store {
+    Store::Redis(RedisStore::connect(&redis_url(), prefix, RedisTimeouts::default()).unwrap())
+}
+
+#[tokio::test]
+async fn a_generation_patched_round_after_round_holds_exactly_what_a_full_publish_writes() {
+    for seed in [1_u64, 2, 3] {
+        let (patched_prefix, full_prefix) = (
+            prefix(&format!("incr-patched-{seed}")),
+            prefix(&format!("incr-full-{seed}")),
+        );
+        clear_prefix(&patched_prefix).await;
+        let patched = store(&patched_prefix);
+        let mut rng = Rng(seed);
+        let mut org = small_org(seed);
+        let mut base = canonical(org.clone());
+        let generation = patched.publish_org(base.clone()).await.unwrap();
+        let mut changes = Vec::new();
+        for round in 0..4_u64 {
+            for i in 0..12 {
+                changes.push(random_change(&mut org, &mut rng, round * 100 + i));
+            }
+            org.fetched_at = Utc
+                .with_ymd_and_hms(2026, 1, 15, 13, round as u32, 0)
+                .unwrap();
+            let next = canonical(org.clone());
+            let outcome = patched
+                .patch(&generation, base.clone(), next.clone())
+                .await
+                .unwrap();
+            assert!(
+                matches!(outcome, PatchOutcome::Applied(n) if n > 0),
+                "seed {seed} round {round}: {outcome:?}"
+            );
+            base = next;
+
+            clear_prefix(&full_prefix).await;
+            let full = store(&full_prefix);
+            full.publish_org(base.clone()).await.unwrap();
+            let (a, b) = (
+                dump_current(&patched_prefix).await,
+                dump_current(&full_prefix).await,
+            );
+            assert!(
+                a.len() > 900,
+                "the dump reads the generation: {} keys",
+                a.len()
+            );
+            if let Some(difference) = first_difference(&a, &b) {
+                panic!("seed {seed} round {round}: {difference}\nafter the changes: {changes:#?}");
+            }
+        }
+        clear_prefix(&patched_prefix).await;
+        clear_prefix(&full_prefix).await;
+    }
+}
+
+#[tokio::test]
+async fn a_patch_of_a_generation_that_is_no_longer_current_writes_nothing() {
+    let prefix = prefix("incr-stale");
+    clear_prefix(&prefix).await;
+    let store = store(&prefix);
+    let org = small_org(5);
+    let first = canonical(org.clone());
+    let old_generation = store.publish_org(first.clone()).await.unwrap();
+    store.publish_org(first.clone()).await.unwrap();
+    let before = dump_current(&prefix).await;
+    let mut changed = org.clone();
+    let mut rng = Rng(5);
+    for n in 0..5 {
+        random_change(&mut changed, &mut rng, n);
+    }
+    let outcome = store
+        .patch(&old_generation, first, canonical(changed))
+        .await
+        .unwrap();
+    assert_eq!(outcome, PatchOutcome::Stale);
+    assert_eq!(dump_current(&prefix).await, before);
+    clear_prefix(&prefix).await;
+}
+
+#[tokio::test]
+async fn the_refresher_runs_full_then_incremental_refreshes_and_status_shows_both() {
+    use crm_username::fakes::FakeUpstreams;
+    use crm_username::refresh::{
+        FULL_SOURCE, INCREMENTAL_SOURCE, RefreshError, RefreshKind, Refresher, Schedule,
+    };
+    use std::time::Duration;
+
+    let org = small_org(11);
+    let upstreams = FakeUpstreams::start(&org).await.unwrap();
+    let sources = upstreams.sources(&org).unwrap();
+    let prefix = prefix("incr-refresher");
+    clear_prefix(&prefix).await;
+    let store = store(&prefix);
+    let schedule = Schedule {
+        full_every: Duration::from_secs(15 * 60),
+        incremental_every: Some(Duration::from_secs(60)),
+    };
+    let t0 = Utc.with_ymd_and_hms(2026, 12, 1, 10, 0, 0).unwrap();
+    let minutes = |m: i64| t0 + chrono::Duration::minutes(m);
+
+    let mut mine = Refresher::default();
+    let first = mine
+        .run_once(&sources, &store, &schedule, t0)
+        .await
+        .unwrap();
+    assert_eq!(
+        first.map(|r| r.kind),
+        Some(RefreshKind::Full),
+        "an empty cache gets a full refresh"
+    );
+    let second = mine
+        .run_once(&sources, &store, &schedule, minutes(1))
+        .await
+        .unwrap();
+    assert_eq!(
+        second.as_ref().map(|r| r.kind),
+        Some(RefreshKind::Incremental)
+    );
+    assert_eq!(
+        second.and_then(|r| r.writes),
+        Some(1),
+        "nothing changed upstream: only the metadata (its time) is rewritten"
+    );
+
+    // Another replica leaves the data to the one that published it while that one is busy.
+    let mut other = Refresher::default();
+    let skipped = other
+        .run_once(&sources, &store, &schedule, minutes(2))
+        .await
+        .unwrap();
+    assert_eq!(skipped, None);
+    // And takes over once it went quiet for three intervals.
+    let taken = other
+        .run_once(&sources, &store, &schedule, minutes(5))
+        .await
+        .unwrap();
+    assert_eq!(taken.map(|r| r.kind), Some(RefreshKind::Full));
+    // The first replica's base is now of a replaced generation: it no longer patches.
+    let after = mine
+        .run_once(&sources, &store, &schedule, minutes(6))
+        .await
+        .unwrap();
+    assert_eq!(after, None, "the other replica keeps the cache fresh now");
+    // The period of full refreshes passes: whoever runs next reads everything.
+    let full = mine
+        .run_once(&sources, &store, &schedule, minutes(20))
+        .await
+        .unwrap();
+    assert_eq!(full.map(|r| r.kind), Some(RefreshKind::Full));
+
+    let status = store.status().await.unwrap();
+    let full_status = &status.sources[FULL_SOURCE];
+    let incremental_status = &status.sources[INCREMENTAL_SOURCE];
+    assert_eq!(full_status.last_success_at, Some(minutes(20)));
+    assert_eq!(incremental_status.last_success_at, Some(minutes(1)));
+    assert!(
+        incremental_status.api_calls.is_some() && full_status.api_calls.is_some(),
+        "each run records its API calls: {status:?}"
+    );
+
+    // Runs are one at a time across replicas.
+    let lock = store
+        .try_lock(Duration::from_secs(60))
+        .await
+        .unwrap()
+        .unwrap();
+    let busy = other
+        .run_once(&sources, &store, &schedule, minutes(21))
+        .await;
+    assert!(matches!(busy, Err(RefreshError::Busy)), "{busy:?}");
+    store.release_lock(&lock).await.unwrap();
+    clear_prefix(&prefix).await;
+}
+
+/// One random change made in the fakes, as an admin would make it in the org: users added,
+/// deactivated, renamed, given another email or role, moved between groups; groups nested and
+/// un-nested; AE users created, mapped, sent to the recycle bin.
+fn random_fake_change(
+    upstreams: &crm_username::fakes::FakeUpstreams,
+    business_units: &[SfId],
+    rng: &mut Rng,
+    n: u64,
+) -> String {
+    let (sf, ae) = (&upstreams.salesforce, &upstreams.account_engagement);
+    let org = sf.org();
+    let internal: Vec<&crm_username::domain::SfUser> =
+        org.users.iter().filter(|u| u.is_internal()).collect();
+    let pick = |rng: &mut Rng| internal[rng.below(internal.len())].clone();
+    let public: Vec<SfId> = org
+        .groups
+        .iter()
+        .filter(|g| g.role_kind().is_none())
+        .map(|g| g.id)
+        .collect();
+    match rng.below(10) {
+        0 => {
+            let mut user = pick(rng);
+            user.id = SfId::parse(&format!("005Ak{:010}", 8_000_000 + n)).unwrap();
+            user.username = format!("added{n}@changed.example.com");
+            user.email = format!("added{n}@changed.example.com");
+            user.name = format!("Added Person{n}");
+            let group = public[rng.below(public.len())];
+            sf.upsert_user(user.clone());
+            sf.add_member(group, user.id);
+            format!("user {} added to group {group}", user.username)
+        }
+        1 => {
+            let mut user = pick(rng);
+            user.is_active = !user.is_active;
+            sf.upsert_user(user.clone());
+            format!("{} active: {}", user.username, user.is_active)
+        }
+        2 => {
+            let mut user = pick(rng);
+            user.username = format!("renamed{n}.{}", user.username);
+            user.name = format!("Renamed{n} {}", user.name);
+            sf.upsert_user(user.clone());
+            format!("renamed to {}", user.username)
+        }
+        3 => {
+            let other = pick(rng).email;
+            let mut user = pick(rng);
+            user.email = other.clone();
+            sf.upsert_user(user.clone());
+            format!("{} takes the email {other}", user.username)
+        }
+        4 => {
+            let user = pick(rng);
+            let from = org
+                .group_members
+                .iter()
+                .find(|m| m.member_id == user.id)
+                .map(|m| m.group_id);
+            if let Some(from) = from {
+                sf.remove_member(from, user.id);
+            }
+            let to = public[rng.below(public.len())];
+            sf.add_member(to, user.id);
+            format!("{} moved from {from:?} to {to}", user.username)
+        }
+        5 => {
+            let (a, b) = (
+                public[rng.below(public.len())],
+                public[rng.below(public.len())],
+            );
+            if a == b {
+                return "a group is not nested in itself".to_owned();
+            }
+            if org
+                .group_members
+                .iter()
+                .any(|m| m.group_id == a && m.member_id == b)
+            {
+                sf.remove_member(a, b);
+                format!("{b} un-nested from {a}")
+            } else {
+                sf.add_member(a, b);
+                format!("{b} nested in {a}")
+            }
+        }
+        6 => {
+            let role = org.roles[rng.below(org.roles.len())].id;
+            let mut user = pick(rng);
+            user.role_id = Some(role);
+            sf.upsert_user(user.clone());
+            format!("{} gets the role {role}", user.username)
+        }
+        7 => {
+            let bu = business_units[rng.below(business_units.len())];
+            let user = pick(rng);
+            ae.upsert_user(
+                bu,
+                AeUser {
+                    id: 800_000 + n,
+                    email: user.email.clone(),
+                    username: user.email.clone(),
+                    first_name: "Created".to_owned(),
+                    last_name: format!("Later{n}"),
+                    salesforce_id: Some(user.id),
+                    ..AeUser::default()
+                },
+            );
+            format!(
+                "AE user {} created in {bu}, mapped to {}",
+                800_000 + n,
+                user.id
+            )
+        }
+        8 => {
+            let bu = business_units[rng.below(business_units.len())];
+            let users = ae.users(bu);
+            if users.is_empty() {
+                return "no AE user".to_owned();
+            }
+            let id = users[rng.below(users.len())].id;
+            ae.delete_user(bu, id);
+            format!("AE user {id} of {bu} sent to the recycle bin")
+        }
+        _ => {
+            let bu = business_units[rng.below(business_units.len())];
+            let users = ae.users(bu);
+            if users.is_empty() {
+                return "no AE user".to_owned();
+            }
+            let mut user = users[rng.below(users.len())].clone();
+            let target = pick(rng);
+            user.salesforce_id = Some(target.id);
+            user.email = format!("moved{n}.{}", user.email);
+            ae.upsert_user(bu, user.clone());
+            format!("AE user {} of {bu} mapped to {}", user.id, target.id)
+        }
+    }
+}
+
+/// Every answer a query of a user by username, by id, and for an AE user gets.
+async fn answers(store: &Store, queries: &[String], now: chrono::DateTime<Utc>) -> Vec<String> {
+    let mut out = Vec::new();
+    for text in queries {
+        let query = crm_username::domain::Query::parse(text).unwrap();
+        let answer = match crm_username::check::check(store, &query, now).await {
+            Ok(diagnosis) => serde_json::to_string(&diagnosis).unwrap(),
+            Err(err) => format!("error: {err}"),
+        };
+        out.push(answer);
+    }
+    out
+}
+
+#[tokio::test]
+async fn after_random_changes_in_the_fakes_incremental_refreshes_answer_as_one_full_refresh() {
+    use crm_username::fakes::FakeUpstreams;
+    use crm_username::refresh::{RefreshKind, Refresher, Schedule, refresh_once};
+    use std::time::Duration;
+
+    for seed in [21_u64, 22] {
+        let org = small_org(seed);
+        let upstreams = FakeUpstreams::start(&org).await.unwrap();
+        let sources = upstreams.sources(&org).unwrap();
+        let business_units: Vec<SfId> = org.business_units.iter().map(|b| b.id).collect();
+        let (incremental_prefix, full_prefix) = (
+            prefix(&format!("incr-fakes-{seed}")),
+            prefix(&format!("incr-fakes-full-{seed}")),
+        );
+        clear_prefix(&incremental_prefix).await;
+        clear_prefix(&full_prefix).await;
+        let incremental = store(&incremental_prefix);
+        let schedule = Schedule {
+            full_every: Duration::from_secs(24 * 3600),
+            incremental_every: Some(Duration::from_secs(60)),
+        };
+        let t0 = Utc.with_ymd_and_hms(2026, 12, 1, 10, 0, 0).unwrap();
+        let mut refresher = Refresher::default();
+        let first = refresher
+            .run_once(&sources, &incremental, &schedule, t0)
+            .await
+            .unwrap();
+        assert_eq!(first.map(|r| r.kind), Some(RefreshKind::Full));
+
+        let mut rng = Rng(seed);
+        let mut changes = Vec::new();
+        let mut now = t0;
+        for round in 1..=5_u64 {
+            for i in 0..8 {
+                changes.push(random_fake_change(
+                    &upstreams,
+                    &business_units,
+                    &mut rng,
+                    round * 100 + i,
+                ));
+            }
+            now = t0 + chrono::Duration::minutes(round as i64);
+            let report = refresher
+                .run_once(&sources, &incremental, &schedule, now)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(report.kind, RefreshKind::Incremental, "round {round}");
+            assert!(
+                report.api_calls.total() <= 20,
+                "round {round}: {:?}",
+                report.api_calls
+            );
+        }
+
+        let full = store(&full_prefix);
+        refresh_once(&sources, &full, now).await.unwrap();
+        if let Some(difference) = first_difference(
+            &dump_current(&incremental_prefix).await,
+            &dump_current(&full_prefix).await,
+        ) {
+            panic!("seed {seed}: {difference}\nafter the changes: {changes:#?}");
+        }
+        let final_org = upstreams.salesforce.org();
+        let mut queries: Vec<String> = final_org
+            .users
+            .iter()
+            .flat_map(|u| [u.username.clone(), u.id.to_18()])
+            .collect();
+        for bu in &business_units {
+            for user in upstreams.account_engagement.users(*bu).iter().take(20) {
+                let sf = &final_org.users[rng.below(final_org.users.len())];
+                queries.push(format!("{} for {}", sf.username, user.id));
+            }
+        }
+        let (a, b) = (
+            answers(&incremental, &queries, now).await,
+            answers(&full, &queries, now).await,
+        );
+        assert_eq!(a.len(), queries.len());
+        for ((query, x), y) in queries.iter().zip(&a).zip(&b) {
+            assert_eq!(x, y, "seed {seed}: {query} is answered differently");
+        }
+        clear_prefix(&incremental_prefix).await;
+        clear_prefix(&full_prefix).await;
+    }
+}
+
+#[tokio::test]
+async fn on_the_bench_orgs_shape_an_incremental_refresh_of_changes_in_bulk_stays_within_twenty_calls()
+ {
+    use crm_username::fakes::{Changer, FakeUpstreams};
+    use crm_username::refresh::{RefreshKind, Refresher, Schedule, refresh_once};
+    use std::time::Duration;
+
+    // The bench org's shape, small: 90% external users, assignments nested five deep, as
+    // many membership rows as users, 10 business units.
+    let org = generate_with(
+        Params {
+            sf_users: 3_000,
+            ae_users: 120,
+            business_units: 10,
+            seed: 7,
+        },
+        Variety {
+            external_percent: 90,
+            sales_section: true,
+            group_members: 3_000,
+        },
+    );
+    let upstreams = FakeUpstreams::start(&org).await.unwrap();
+    let sources = upstreams.sources(&org).unwrap();
+    let (incremental_prefix, full_prefix) = (prefix("incr-bulk"), prefix("incr-bulk-full"));
+    clear_prefix(&incremental_prefix).await;
+    clear_prefix(&full_prefix).await;
+    let store_a = store(&incremental_prefix);
+    let schedule = Schedule {
+        full_every: Duration::from_secs(3600),
+        incremental_every: Some(Duration::from_secs(60)),
+    };
+    let t0 = Utc.with_ymd_and_hms(2026, 12, 1, 10, 0, 0).unwrap();
+    let mut refresher = Refresher::default();
+    refresher
+        .run_once(&sources, &store_a, &schedule, t0)
+        .await
+        .unwrap();
+
+    let mut changer = Changer::new(
+        &upstreams,
+        org.business_units.iter().map(|b| b.id).collect(),
+    );
+    let did = changer.apply(&upstreams, 10);
+    assert!(did.contains("moved between groups"), "{did}");
+    let now = t0 + chrono::Duration::minutes(1);
+    let report = refresher
+        .run_once(&sources, &store_a, &schedule, now)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(report.kind, RefreshKind::Incremental);
+    assert!(report.writes.unwrap_or(0) > 100, "{report:?}");
+    assert!(report.api_calls.total() <= 20, "{:?}", report.api_calls);
+
+    let store_b = store(&full_prefix);
+    refresh_once(&sources, &store_b, now).await.unwrap();
+    if let Some(difference) = first_difference(
+        &dump_current(&incremental_prefix).await,
+        &dump_current(&full_prefix).await,
+    ) {
+        panic!("after {did}: {difference}");
+    }
+    clear_prefix(&incremental_prefix).await;
+    clear_prefix(&full_prefix).await;
+}
