@@ -12,6 +12,7 @@ use crate::check::CheckError;
 use crate::domain::{Diagnosis, Query};
 use crate::refresh::Sources;
 use crate::render;
+use crate::render::slack::kit::Message;
 use crate::slack::followups::FollowUpSettings;
 use crate::slack::{SlackSettings, home, socket_mode, usergroups};
 use crate::store::{Store, StoreError};
@@ -89,13 +90,23 @@ impl AppState {
 
     /// The diagnosis of a query as a Slack message, whatever happens.
     pub async fn answer(&self, query: &Query, recheck: bool) -> Value {
-        match self.diagnose(query, recheck).await {
-            Ok(diagnosis) if self.follow_ups.enabled => render::slack::with_follow_up_button(
-                render::blocks(&diagnosis),
-                &diagnosis,
-                self.follow_ups.minutes(),
-            ),
-            Ok(diagnosis) => render::blocks(&diagnosis),
+        self.answer_message(query, recheck).await.into_value()
+    }
+
+    /// [`AppState::answer`], typed: what the slash command serialises straight to its reply.
+    pub async fn answer_message(&self, query: &Query, recheck: bool) -> Message {
+        match self.diagnose_typed(query, recheck).await {
+            Ok(diagnosis) => {
+                let mut message = render::slack::message(&diagnosis);
+                if self.follow_ups.enabled {
+                    render::slack::add_follow_up_button(
+                        &mut message,
+                        &diagnosis,
+                        self.follow_ups.minutes(),
+                    );
+                }
+                message
+            }
             Err(message) => message,
         }
     }
@@ -103,6 +114,12 @@ impl AppState {
     /// The diagnosis of a query, or the Slack message that says why there is none (data
     /// loading or unavailable, unknown target).
     pub async fn diagnose(&self, query: &Query, recheck: bool) -> Result<Diagnosis, Value> {
+        self.diagnose_typed(query, recheck)
+            .await
+            .map_err(Message::into_value)
+    }
+
+    async fn diagnose_typed(&self, query: &Query, recheck: bool) -> Result<Diagnosis, Message> {
         let outcome = match (&self.sources, recheck) {
             (Some(sources), true) => {
                 crate::refresh::recheck(sources, &self.store, query, Utc::now()).await
@@ -118,7 +135,7 @@ impl AppState {
                 };
                 match diagnosed {
                     Err(CheckError::Store(StoreError::NoSnapshot)) => {
-                        return Err(render::loading_message(self.started_at));
+                        return Err(render::slack::loading(self.started_at));
                     }
                     outcome => outcome,
                 }
@@ -133,14 +150,14 @@ impl AppState {
                     .unwrap_or_else(|e| e.into_inner()) = Some(diagnosis.data_as_of);
                 Ok(diagnosis)
             }
-            Err(CheckError::Target(target)) => Err(render::error_message(&target.to_string())),
+            Err(CheckError::Target(target)) => Err(render::slack::error(&target.to_string())),
             Err(problem) => {
                 tracing::warn!(error = %problem, "a diagnosis could not be made");
                 let since = *self
                     .last_data_as_of
                     .lock()
                     .unwrap_or_else(|e| e.into_inner());
-                Err(render::unavailable_message(&problem.to_string(), since))
+                Err(render::slack::unavailable(&problem.to_string(), since))
             }
         }
     }

@@ -1,11 +1,16 @@
-# Sourced by the benchmark scripts: a release build, the fakes of Salesforce and Account
+# Sourced by the benchmark scripts: a release build (or CRM_BIN), the fakes of Salesforce and Account
 # Engagement serving a synthetic org in another process, and clean-up of the Redis keys the
 # run wrote. Expects SF_USERS, AE_USERS, BUSINESS_UNITS, REDIS_URL and REDIS_KEY_PREFIX;
 # EXTERNAL_PERCENT, GROUP_MEMBERS and SALES_SECTION=1 shape the org when set (the bench org:
 # docs/development.md).
 
-cargo build --release --locked -q
-bin=${CARGO_TARGET_DIR:-target}/release/crm-username
+# CRM_BIN: a binary built before (e.g. of another commit, to compare), instead of this build.
+if [ -n "${CRM_BIN:-}" ]; then
+  bin=$CRM_BIN
+else
+  cargo build --release --locked -q
+  bin=${CARGO_TARGET_DIR:-target}/release/crm-username
+fi
 work=$(mktemp -d)
 fakes=
 

@@ -6,16 +6,40 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
+use serde::Serialize;
 use serde_json::Value;
 use slack_morphism::prelude::SlackCommandEvent;
 
 use super::{INLINE_DEADLINE, form, malformed_form, split_command};
 use crate::domain::Query;
 use crate::render;
+use crate::render::slack::kit::Message;
 use crate::state::AppState;
 
-fn ephemeral(message: Value) -> Value {
-    render::as_response(message, false, None)
+/// A command's reply: a check's answer and the short messages typed, written straight to the
+/// response; the others (status, audit) as JSON values.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub(crate) enum Reply {
+    Message(Message),
+    Json(Value),
+}
+
+impl Reply {
+    pub(crate) fn into_value(self) -> Value {
+        match self {
+            Reply::Message(message) => message.into_value(),
+            Reply::Json(value) => value,
+        }
+    }
+}
+
+fn ephemeral(message: Message) -> Reply {
+    Reply::Message(message.as_response(false, None))
+}
+
+fn ephemeral_json(message: Value) -> Reply {
+    Reply::Json(render::as_response(message, false, None))
 }
 
 pub async fn handle(State(state): State<AppState>, body: Bytes) -> Response {
@@ -27,11 +51,11 @@ pub async fn handle(State(state): State<AppState>, body: Bytes) -> Response {
 }
 
 /// What the command is answered with at once (the HTTP response, or the Socket Mode ack).
-pub(crate) async fn reply(state: &AppState, command: SlackCommandEvent) -> Value {
+pub(crate) async fn reply(state: &AppState, command: SlackCommandEvent) -> Reply {
     let team_id = command.team_id.to_string();
     if !state.team_allowed(&team_id) {
         tracing::info!(team = %team_id, "refused a command from a workspace not served");
-        return ephemeral(render::plain_message(
+        return ephemeral(render::slack::plain(
             "This workspace is not served by this bot. Ask your Slack admin to add its team id to SLACK_ALLOWED_TEAM_IDS.",
         ));
     }
@@ -46,11 +70,11 @@ pub(crate) async fn reply(state: &AppState, command: SlackCommandEvent) -> Value
     match subcommand.as_str() {
         "check" if !rest.is_empty() => check(state, rest, response_url).await,
         "status" => match state.store.status().await {
-            Ok(report) => ephemeral(render::status_message(&report)),
-            Err(err) => ephemeral(render::unavailable_message(&err.to_string(), None)),
+            Ok(report) => ephemeral_json(render::status_message(&report)),
+            Err(err) => ephemeral(render::slack::unavailable(&err.to_string(), None)),
         },
         "refresh" => refresh(state, &user_id, response_url),
-        "audit" => ephemeral(
+        "audit" => ephemeral_json(
             super::audit::start_audit(
                 state,
                 &user_id,
@@ -60,46 +84,46 @@ pub(crate) async fn reply(state: &AppState, command: SlackCommandEvent) -> Value
             )
             .unwrap_or_else(|refusal| render::plain_message(&refusal.to_string())),
         ),
-        _ => ephemeral(render::help_message(name)),
+        _ => ephemeral(render::slack::help(name)),
     }
 }
 
-async fn check(state: &AppState, text: &str, response_url: String) -> Value {
+async fn check(state: &AppState, text: &str, response_url: String) -> Reply {
     let query = match Query::parse(text) {
         Ok(query) => query,
-        Err(err) => return ephemeral(render::error_message(&err.to_string())),
+        Err(err) => return ephemeral(render::slack::error(&err.to_string())),
     };
     let mut work = tokio::spawn({
         let state = state.clone();
-        async move { state.answer(&query, false).await }
+        async move { state.answer_message(&query, false).await }
     });
     match tokio::time::timeout(INLINE_DEADLINE, &mut work).await {
         Ok(Ok(message)) => ephemeral(message),
-        Ok(Err(_)) => ephemeral(render::plain_message(
+        Ok(Err(_)) => ephemeral(render::slack::plain(
             "Something went wrong while checking. Please try again.",
         )),
         Err(_) => {
             state.respond_later(response_url, async move {
                 let message = work.await.unwrap_or_else(|_| {
-                    render::plain_message("Something went wrong while checking. Please try again.")
+                    render::slack::plain("Something went wrong while checking. Please try again.")
                 });
-                render::as_response(message, false, Some(true))
+                message.as_response(false, Some(true)).into_value()
             });
-            ephemeral(render::plain_message(
+            ephemeral(render::slack::plain(
                 "Checking… the answer follows in a moment.",
             ))
         }
     }
 }
 
-fn refresh(state: &AppState, user_id: &str, response_url: String) -> Value {
+fn refresh(state: &AppState, user_id: &str, response_url: String) -> Reply {
     if !state.is_admin(user_id) {
-        return ephemeral(render::plain_message(
+        return ephemeral(render::slack::plain(
             "Only the bot's admins can start a refresh (SLACK_ADMIN_USER_IDS). The data refreshes by itself on a schedule; `status` shows how fresh it is.",
         ));
     }
     let Some(sources) = state.sources.clone() else {
-        return ephemeral(render::plain_message(
+        return ephemeral(render::slack::plain(
             "This bot has no live data source configured, so there is nothing to refresh.",
         ));
     };
@@ -122,7 +146,7 @@ fn refresh(state: &AppState, user_id: &str, response_url: String) -> Value {
         };
         render::as_response(render::plain_message(&text), false, Some(false))
     });
-    ephemeral(render::plain_message(
+    ephemeral(render::slack::plain(
         "Refreshing… you will hear back here when it is done.",
     ))
 }

@@ -13,7 +13,6 @@
 use hmac::{Hmac, KeyInit, Mac};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::Sha256;
-use subtle::ConstantTimeEq;
 
 pub const SIGNATURE_HEADER: &str = "x-slack-signature";
 pub const TIMESTAMP_HEADER: &str = "x-slack-request-timestamp";
@@ -29,8 +28,8 @@ pub enum SignatureError {
     Wrong,
 }
 
-/// The `v0=...` signature of a body under one secret.
-pub fn sign(secret: &str, timestamp: &str, body: &[u8]) -> String {
+/// HMAC-SHA256 of `v0:{timestamp}:{body}` under one secret, not yet finalised.
+fn mac(secret: &str, timestamp: &str, body: &[u8]) -> Hmac<Sha256> {
     // HMAC takes keys of any length.
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes())
         .unwrap_or_else(|_| unreachable!("HMAC accepts any key length"));
@@ -38,7 +37,15 @@ pub fn sign(secret: &str, timestamp: &str, body: &[u8]) -> String {
     mac.update(timestamp.as_bytes());
     mac.update(b":");
     mac.update(body);
-    format!("v0={}", hex::encode(mac.finalize().into_bytes()))
+    mac
+}
+
+/// The `v0=...` signature of a body under one secret.
+pub fn sign(secret: &str, timestamp: &str, body: &[u8]) -> String {
+    format!(
+        "v0={}",
+        hex::encode(mac(secret, timestamp, body).finalize().into_bytes())
+    )
 }
 
 pub fn verify(
@@ -58,14 +65,28 @@ pub fn verify(
     if (now_unix - sent).abs() > MAX_AGE_SECONDS {
         return Err(SignatureError::Stale);
     }
+    // The signature is compared as the 32 bytes it spells (HMAC's own constant-time
+    // `verify_slice`), not as text: no string is built per request and secret.
+    let mut sent_mac = [0u8; 32];
+    let well_formed = signature
+        .strip_prefix("v0=")
+        // Lower-case hex only, as Slack writes it (and as the text comparison accepted).
+        .filter(|hex_mac| {
+            hex_mac
+                .bytes()
+                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        })
+        .is_some_and(|hex_mac| hex::decode_to_slice(hex_mac, &mut sent_mac).is_ok());
     let matches = secrets
         .iter()
         .filter(|s| !s.expose_secret().is_empty())
-        .fold(0u8, |any, secret| {
-            let expected = sign(secret.expose_secret(), timestamp, body);
-            any | expected.as_bytes().ct_eq(signature.as_bytes()).unwrap_u8()
+        .fold(false, |any, secret| {
+            let ok = mac(secret.expose_secret(), timestamp, body)
+                .verify_slice(&sent_mac)
+                .is_ok();
+            any | ok
         });
-    if matches == 1 {
+    if matches && well_formed {
         Ok(())
     } else {
         Err(SignatureError::Wrong)
@@ -164,6 +185,33 @@ mod tests {
             ),
             Err(SignatureError::Stale)
         );
+    }
+
+    #[test]
+    fn a_signature_spelled_otherwise_is_refused() {
+        let now = 1_531_420_618;
+        let refused = |signature: &str| {
+            verify(
+                &secrets(&[SECRET]),
+                Some(TIMESTAMP),
+                Some(signature),
+                BODY.as_bytes(),
+                now,
+            )
+        };
+        let hex_mac = SIGNATURE.strip_prefix("v0=").unwrap();
+        for other in [
+            format!("v0={}", hex_mac.to_uppercase()),
+            format!("v1={hex_mac}"),
+            hex_mac.to_owned(),
+            format!("v0={}", &hex_mac[..62]),
+            format!("v0={hex_mac}00"),
+            format!("v0={}zz", &hex_mac[..62]),
+            String::new(),
+        ] {
+            assert_eq!(refused(&other), Err(SignatureError::Wrong), "{other}");
+        }
+        assert_eq!(refused(SIGNATURE), Ok(()));
     }
 
     #[test]

@@ -491,7 +491,7 @@ async fn command_ack(state: &AppState, envelope_id: String, command: SlackComman
     let response_url = command.response_url.0.to_string();
     let mut work = tokio::spawn({
         let state = state.clone();
-        async move { commands::reply(&state, command).await }
+        async move { commands::reply(&state, command).await.into_value() }
     });
     let reply = match tokio::time::timeout(ACK_DEADLINE, &mut work).await {
         Ok(Ok(reply)) => reply,

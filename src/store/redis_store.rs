@@ -59,6 +59,8 @@ pub struct RedisStore {
     conn: Conn,
     keys: Keys,
     cache: Arc<Mutex<GenerationCache>>,
+    /// Where usernames asked about resolved, in the generation read last (`query.rs`).
+    hints: Arc<Mutex<query::LoginHints>>,
     suggestions: Suggestions,
     /// Publishing uses longer timeouts than requests: it moves a whole org.
     publish_response_timeout: Duration,
@@ -119,6 +121,7 @@ impl RedisStore {
             conn: Conn::open(settings, timeouts)?,
             keys,
             cache: Arc::default(),
+            hints: Arc::default(),
             suggestions: Suggestions::default(),
             publish_response_timeout: Duration::from_secs(30),
             ttl_ms: FORMAT_TTL.as_millis() as u64,

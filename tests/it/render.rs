@@ -344,3 +344,105 @@ fn hostile_crm_data_cannot_drive_the_terminal() {
         "plain text shows values as they are"
     );
 }
+
+/// The demo queries of every kind: each cause, a target, an ambiguous name, a typo.
+const WIRE_QUERIES: [&str; 14] = [
+    "email_a@example.com",
+    "email_a@example.com for email_b@example.com",
+    "sam.sales@acme.com",
+    "dana.deleted@acme.com",
+    "old.timer@acme.com",
+    "pat.personal@acme.com",
+    "chris.contractor@acme.com",
+    "nora.north@acme.com",
+    "eve.new@acme.com",
+    "mia.multi@acme.com for 2001",
+    "ok.user@acme.com",
+    "alex",
+    "sam.sale@acme.com",
+    "Sam Sales",
+];
+
+/// A diagnosis as the slash command's reply (the answer with its follow-up button when it
+/// gets one, ephemeral): the typed message the reply is written from, and the `Value` the
+/// other callers get.
+fn answer(d: &Diagnosis) -> (render::slack::kit::Message, Value) {
+    let mut typed = render::slack::message(d);
+    render::slack::add_follow_up_button(&mut typed, d, 15);
+    let value = render::as_response(
+        render::slack::with_follow_up_button(render::blocks(d), d, 15),
+        false,
+        None,
+    );
+    (typed.as_response(false, None), value)
+}
+
+/// Every demo answer, and the messages that say why there is none, typed and as `Value`.
+fn wire_messages() -> Vec<(String, render::slack::kit::Message, Value)> {
+    let mut messages: Vec<_> = WIRE_QUERIES
+        .iter()
+        .map(|q| {
+            let (typed, value) = answer(&demo_diagnosis(q));
+            (q.to_string(), typed, value)
+        })
+        .collect();
+    for (what, typed, value) in [
+        (
+            "error",
+            render::slack::error("no AE user <@x> & co"),
+            render::error_message("no AE user <@x> & co"),
+        ),
+        (
+            "plain",
+            render::slack::plain("Checking… the answer follows"),
+            render::plain_message("Checking… the answer follows"),
+        ),
+        (
+            "loading",
+            render::slack::loading(now()),
+            render::loading_message(now()),
+        ),
+        (
+            "unavailable",
+            render::slack::unavailable("Redis <down>", Some(now())),
+            render::unavailable_message("Redis <down>", Some(now())),
+        ),
+        (
+            "help",
+            render::slack::help("/crm-username"),
+            render::help_message("/crm-username"),
+        ),
+    ] {
+        messages.push((
+            what.to_owned(),
+            typed.as_response(false, Some(true)),
+            render::as_response(value, false, Some(true)),
+        ));
+    }
+    messages
+}
+
+#[test]
+fn the_bytes_slack_receives_for_each_demo_answer_and_refusal() {
+    let mut wire = String::new();
+    for (what, typed, _) in wire_messages() {
+        wire.push_str(&format!(
+            "{what}\n{}\n",
+            serde_json::to_string(&typed).unwrap()
+        ));
+    }
+    insta::assert_snapshot!(wire);
+}
+
+#[test]
+fn a_typed_reply_is_byte_for_byte_its_json_value() {
+    for (what, typed, value) in wire_messages() {
+        let bytes = serde_json::to_string(&typed).unwrap();
+        assert_eq!(bytes, serde_json::to_string(&value).unwrap(), "{what}");
+        assert_eq!(
+            serde_json::from_str::<Value>(&bytes).unwrap(),
+            value,
+            "{what}"
+        );
+    }
+}

@@ -338,6 +338,70 @@ async fn the_store_reconnects_after_redis_restarts() {
     );
 }
 
+/// The users of the small org a query reads, by id and username.
+async fn users_read(store: &RedisStore, text: &str) -> Vec<(String, String, bool)> {
+    let org = store.query_org(&Query::parse(text).unwrap()).await.unwrap();
+    org.snapshot()
+        .salesforce
+        .users
+        .iter()
+        .map(|u| (u.id.to_string(), u.username.clone(), u.is_active))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_username_asked_again_reads_what_a_change_in_place_wrote() {
+    // The second check of a username reads its user with the username (one round trip, from
+    // where it resolved last time): a re-check's write in the same generation must show, and
+    // so must the username now resolving to another user.
+    let store = redis_store("hints").await;
+    let snapshot = demo::snapshot(now()).unwrap();
+    let user = |name: &str| {
+        snapshot
+            .salesforce
+            .users
+            .iter()
+            .find(|u| u.username == name)
+            .unwrap()
+            .clone()
+    };
+    let (ok, other) = (user("ok.user@acme.com"), user("dana.deleted@acme.com"));
+    store.publish(snapshot.clone()).await.unwrap();
+    let first = users_read(&store, "ok.user@acme.com").await;
+    assert_eq!(
+        first,
+        [(ok.id.to_string(), "ok.user@acme.com".to_owned(), true)]
+    );
+    assert_eq!(users_read(&store, "ok.user@acme.com").await, first);
+
+    let mut inactive = ok.clone();
+    inactive.is_active = false;
+    store
+        .update_user(inactive, Vec::new(), Vec::new())
+        .await
+        .unwrap();
+    assert_eq!(
+        users_read(&store, "ok.user@acme.com").await,
+        [(ok.id.to_string(), "ok.user@acme.com".to_owned(), false)]
+    );
+
+    let mut moved = other.clone();
+    moved.username = "ok.user@acme.com".to_owned();
+    store
+        .update_user(moved, Vec::new(), Vec::new())
+        .await
+        .unwrap();
+    assert_eq!(
+        users_read(&store, "ok.user@acme.com").await,
+        [(
+            other.id.to_string(),
+            "ok.user@acme.com".to_owned(),
+            other.is_active
+        )]
+    );
+    clear_prefix(store.keys().prefix()).await;
+}
+
 /// The demo org as a refresh reads it: the memberships of the groups its assignments reach.
 fn as_refreshed(mut snapshot: OrgSnapshot) -> OrgSnapshot {
     let reachable = crm_username::domain::reachable_in(

@@ -1,8 +1,11 @@
 //! The Slack message (Block Kit) for a diagnosis. Stays within Slack's limits whatever the
 //! data: at most 50 blocks, 3,000 characters a section, 150 a header, 75 a button label.
 
+use std::fmt::Write;
+
 use serde_json::{Value, json};
 
+use super::kit::{Block, Button, Message};
 use crate::domain::{Diagnosis, Finding, Severity, Verdict};
 
 use crate::render::{escape_mrkdwn, strip_invisible, truncate};
@@ -98,10 +101,9 @@ fn finding_text(f: &Finding) -> String {
     text
 }
 
-fn finding_buttons(f: &Finding) -> Option<Value> {
+fn finding_buttons(f: &Finding) -> Vec<Button> {
     let mut seen = Vec::new();
-    let elements: Vec<Value> = f
-        .links
+    f.links
         .iter()
         .filter(|l| {
             l.url.len() <= MAX_URL && !seen.contains(&l.action_id) && {
@@ -110,9 +112,8 @@ fn finding_buttons(f: &Finding) -> Option<Value> {
             }
         })
         .take(5)
-        .map(|l| button(&l.action_id, &l.label, None, Some(&l.url)))
-        .collect();
-    (!elements.is_empty()).then(|| json!({"type": "actions", "elements": elements}))
+        .map(|l| Button::new(&l.action_id, &l.label, None, Some(&l.url)))
+        .collect()
 }
 
 /// Summarises findings that did not fit: "and 485 more: 480 × Already mapped to ...".
@@ -132,38 +133,47 @@ fn more_findings(rest: &[Finding]) -> String {
     )
 }
 
-/// `{"text": ..., "blocks": [...]}` for a diagnosis.
+/// `{"text": ..., "blocks": [...]}` for a diagnosis, as JSON.
 pub fn blocks(d: &Diagnosis) -> Value {
+    message(d).into_value()
+}
+
+/// The message for a diagnosis, typed: the answer to a check is written from it directly.
+pub fn message(d: &Diagnosis) -> Message {
     let (emoji, verdict) = headline(d);
-    let mut blocks = vec![json!({
-        "type": "header",
-        "text": {"type": "plain_text", "text": truncate(&format!("{verdict}: {}", strip_invisible(&d.query)), MAX_HEADER), "emoji": true},
-    })];
+    let mut blocks = vec![Block::header(
+        &format!("{verdict}: {}", strip_invisible(&d.query)),
+        MAX_HEADER,
+    )];
     let mut summary = String::new();
     if let Some(u) = &d.salesforce_user {
         let state = if u.is_active { "active" } else { "*inactive*" };
-        summary.push_str(&format!(
+        let _ = write!(
+            summary,
             "{emoji} *Salesforce user:* {} · {} · `{}` · {state}",
             v(&u.name),
             v(&u.username),
             u.id
-        ));
-        if u.email.to_lowercase() != u.username.to_lowercase() {
-            summary.push_str(&format!(" · email {}", v(&u.email)));
+        );
+        if !u.email.eq_ignore_ascii_case(&u.username)
+            && u.email.to_lowercase() != u.username.to_lowercase()
+        {
+            let _ = write!(summary, " · email {}", v(&u.email));
         }
     } else {
-        summary.push_str(&format!("{emoji} *{verdict}:* {}", v(&d.query)));
+        let _ = write!(summary, "{emoji} *{verdict}:* {}", v(&d.query));
     }
     if let Some(t) = &d.target {
-        summary.push_str(&format!(
+        let _ = write!(
+            summary,
             "\n*Editing:* {} ({}) · AE user {} in {}",
             v(&t.name),
             v(&t.email),
             t.ae_user_id,
             v(&t.business_unit_name)
-        ));
+        );
     }
-    blocks.push(mrkdwn_section(Some("summary".into()), summary));
+    blocks.push(Block::section(Some("summary".into()), &summary));
     let blockers = d.blockers().count();
     let warnings = d
         .findings
@@ -176,29 +186,25 @@ pub fn blocks(d: &Diagnosis) -> Value {
     } else {
         as_of
     };
-    blocks.push(json!({
-        "type": "context",
-        "elements": [{"type": "mrkdwn", "text": context}],
-    }));
-    blocks.push(json!({"type": "divider"}));
+    blocks.push(Block::context(context));
+    blocks.push(Block::divider());
 
     // Header, summary, context, divider, "more", candidates heading and footer are fixed.
     let candidate_blocks = d.candidates.len().min(10);
     let room = (MAX_BLOCKS - 7 - candidate_blocks) / 2;
     let shown = d.findings.len().min(MAX_DETAILED_FINDINGS).min(room);
     for (i, f) in d.findings.iter().enumerate().take(shown) {
-        blocks.push(mrkdwn_section(
+        blocks.push(Block::section(
             Some(format!("finding:{}:{i}", f.code.as_str())),
-            finding_text(f),
+            &finding_text(f),
         ));
-        if let Some(actions) = finding_buttons(f) {
-            let mut actions = actions;
-            actions["block_id"] = json!(format!("links:{i}"));
-            blocks.push(actions);
+        let links = finding_buttons(f);
+        if !links.is_empty() {
+            blocks.push(Block::actions(Some(format!("links:{i}")), links));
         }
     }
     if d.findings.len() > shown {
-        blocks.push(mrkdwn_section(None, more_findings(&d.findings[shown..])));
+        blocks.push(Block::section(None, &more_findings(&d.findings[shown..])));
     }
     if !d.candidates.is_empty() {
         let heading = match d.verdict {
@@ -210,37 +216,38 @@ pub fn blocks(d: &Diagnosis) -> Value {
         } else {
             heading
         };
-        blocks.push(mrkdwn_section(Some("candidates".into()), heading));
+        blocks.push(Block::section(Some("candidates".into()), &heading));
         for (i, c) in d.candidates.iter().take(candidate_blocks).enumerate() {
-            let mut section = mrkdwn_section(
+            blocks.push(Block::section_with(
                 Some(format!("candidate:{i}")),
-                format!("{} · {} · `{}`", v(&c.name), v(&c.username), c.id),
-            );
-            section["accessory"] = button(
-                "pick_candidate",
-                "Check this user",
-                Some(&c.id.to_string()),
-                None,
-            );
-            blocks.push(section);
+                &format!("{} · {} · `{}`", v(&c.name), v(&c.username), c.id),
+                Button::new(
+                    "pick_candidate",
+                    "Check this user",
+                    Some(&c.id.to_string()),
+                    None,
+                ),
+            ));
         }
     }
-    blocks.push(json!({
-        "type": "actions",
-        "block_id": "footer",
-        "elements": [
-            button("recheck", "Re-check now", Some(&d.query), None),
-            button("share", "Share in channel", Some(&d.query), None),
+    blocks.push(Block::actions(
+        Some("footer".into()),
+        vec![
+            Button::new("recheck", "Re-check now", Some(&d.query), None),
+            Button::new("share", "Share in channel", Some(&d.query), None),
         ],
-    }));
-    json!({"text": fallback(d), "blocks": blocks})
+    ));
+    Message::new(fallback(d), blocks)
 }
 
 /// A reply for a query that could not be diagnosed (usage error, unknown target).
 pub fn error_message(message: &str) -> Value {
+    error(message).into_value()
+}
+
+/// [`error_message`], typed.
+pub fn error(message: &str) -> Message {
     let text = truncate(&v(message), MAX_SECTION);
-    json!({
-        "text": text,
-        "blocks": [mrkdwn_section(None, format!(":warning: {text}"))],
-    })
+    let section = Block::section(None, &format!(":warning: {text}"));
+    Message::new(text, vec![section])
 }

@@ -5,6 +5,7 @@
 use serde_json::{Value, json};
 
 use super::blocks::{button, mrkdwn_section, v};
+use super::kit::{Button, Message};
 use crate::domain::{Diagnosis, FindingCode, Verdict};
 
 /// The button on an answer: re-check it later, in the same place. Its value is the query.
@@ -59,6 +60,16 @@ pub fn with_follow_up_button(mut message: Value, d: &Diagnosis, minutes: u64) ->
         }
     }
     message
+}
+
+/// [`with_follow_up_button`] on a typed message: the answer to a check.
+pub fn add_follow_up_button(message: &mut Message, d: &Diagnosis, minutes: u64) {
+    if worth_following_up(d) {
+        let label = format!("Re-check in {minutes} min");
+        if let Some(elements) = message.footer_elements() {
+            elements.push(Button::new(FOLLOW_UP, &label, Some(&d.query), None));
+        }
+    }
 }
 
 fn context(text: String) -> Value {

@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
+use super::kit::{Block, Message};
 use crate::render::{escape_mrkdwn, strip_invisible, truncate};
 use crate::store::StatusReport;
 
@@ -11,6 +12,11 @@ fn section(text: String) -> Value {
 }
 
 pub fn help_message(command: &str) -> Value {
+    help(command).into_value()
+}
+
+/// How to use the command, typed.
+pub fn help(command: &str) -> Message {
     let c = escape_mrkdwn(command);
     let text = format!(
         "*{c} check <username, email, user id or name> [for <AE user email or id>]*\n\
@@ -23,7 +29,10 @@ pub fn help_message(command: &str) -> Value {
          • `{c} audit [business unit]`: every broken mapping, grouped by cause, with a CSV (admins)\n\n\
          In a thread, mention the bot instead: `@crm-username check jane@acme.com`."
     );
-    json!({"text": format!("How to use {command}"), "blocks": [section(text)]})
+    Message::new(
+        format!("How to use {command}"),
+        vec![Block::section(None, &text)],
+    )
 }
 
 pub fn status_message(report: &StatusReport) -> Value {
@@ -58,15 +67,28 @@ pub fn status_message(report: &StatusReport) -> Value {
 
 /// No data has been loaded yet: the first refresh, started at `since`, is still running.
 pub fn loading_message(since: DateTime<Utc>) -> Value {
+    loading(since).into_value()
+}
+
+/// [`loading_message`], typed.
+pub fn loading(since: DateTime<Utc>) -> Message {
     let text = format!(
         ":hourglass_flowing_sand: The data is still loading: the first refresh started at {}. Try again in a minute.",
         since.format("%Y-%m-%d %H:%M UTC")
     );
-    json!({"text": "The data is still loading, try again in a minute", "blocks": [section(text)]})
+    Message::new(
+        "The data is still loading, try again in a minute".to_owned(),
+        vec![Block::section(None, &text)],
+    )
 }
 
 /// The data cannot be read right now: say so, since when the last good data is, and what to do.
 pub fn unavailable_message(problem: &str, last_data: Option<DateTime<Utc>>) -> Value {
+    unavailable(problem, last_data).into_value()
+}
+
+/// [`unavailable_message`], typed.
+pub fn unavailable(problem: &str, last_data: Option<DateTime<Utc>>) -> Message {
     let since = last_data
         .map(|t| {
             format!(
@@ -79,12 +101,20 @@ pub fn unavailable_message(problem: &str, last_data: Option<DateTime<Utc>>) -> V
         ":warning: The org data is unavailable right now: {}.{since} Try again in a minute; if it persists, ask an admin to run `crm-username status`.",
         escape_mrkdwn(&strip_invisible(problem))
     );
-    json!({"text": "The org data is unavailable right now", "blocks": [section(text)]})
+    Message::new(
+        "The org data is unavailable right now".to_owned(),
+        vec![Block::section(None, &text)],
+    )
 }
 
 pub fn plain_message(text: &str) -> Value {
+    plain(text).into_value()
+}
+
+/// [`plain_message`], typed.
+pub fn plain(text: &str) -> Message {
     let text = escape_mrkdwn(&strip_invisible(text));
-    json!({"text": text, "blocks": [section(text.clone())]})
+    Message::new(text.clone(), vec![Block::section(None, &text)])
 }
 
 /// Adds `response_type` (and `replace_original`) to a message for a slash command reply or a

@@ -1,12 +1,15 @@
 //! A check's reads: the small org a query needs, in a fixed number of round trips. One script
 //! reads the query's keys in the generation read last (and says when a newer one replaced
 //! it); a username's user and context, and the users of a name or an email, take one more.
+//! A username or email asked about before in the same generation takes one: the script also
+//! reads the user and context of the id it resolved to last time ([`LoginHints`]), and they
+//! are used only when the username still resolves to that id in the same reply.
 
 use std::sync::Arc;
 
 use redis::{AsyncCommands, FromRedisValue, Value};
 
-use super::{Conn, RedisStore, bytes, corrupt, from_json};
+use super::{Conn, RedisStore, corrupt, from_json};
 use crate::domain::snapshot::lower;
 use crate::domain::{
     AeUser, NameMatch, Org, Query, SfId, SfUser, Subject, TargetRef, name_key, name_match,
@@ -20,6 +23,38 @@ use crate::suggest::{Directory, MAX_CANDIDATES};
 const MAX_NAME_MATCHES: usize = 1_000;
 /// Users sharing one email (an ambiguous query) read at most; an audit reads as many.
 pub(super) const MAX_EMAIL_MATCHES: usize = 1_000;
+/// Usernames and emails whose id is remembered (about 100 bytes each); past it the hints start
+/// again empty.
+const MAX_LOGIN_HINTS: usize = 20_000;
+
+/// The user id each username or email asked about resolved to, in one generation: which user
+/// and context a repeated check reads in its first round trip. Only a hint: the same script
+/// reply says where the username resolves now, and a hint that no longer matches is ignored
+/// (the check then reads the user in a second round trip, as without hints). So a change made
+/// in place within a generation (a re-check's `update_user`, or a patch of the current
+/// generation) needs no invalidation here: nothing read through a hint is older than the reply
+/// that checks it. A new generation empties the hints.
+#[derive(Default)]
+pub(super) struct LoginHints {
+    generation: String,
+    ids: rustc_hash::FxHashMap<String, SfId>,
+}
+
+impl LoginHints {
+    fn get(&self, generation: &str, login: &str) -> Option<SfId> {
+        (self.generation == generation)
+            .then(|| self.ids.get(login).copied())
+            .flatten()
+    }
+
+    fn remember(&mut self, generation: &str, login: &str, id: SfId) {
+        if self.generation != generation || self.ids.len() >= MAX_LOGIN_HINTS {
+            self.ids.clear();
+            generation.clone_into(&mut self.generation);
+        }
+        self.ids.insert(login.to_owned(), id);
+    }
+}
 
 /// Reads a large value (megabytes) in pieces into one buffer of its size: a single `GET`
 /// would pass it through the client's growing read buffer and a copy, at several times its
@@ -38,6 +73,27 @@ async fn read_in_pieces(conn: &mut Conn, key: &str) -> Result<Vec<u8>, StoreErro
         value.extend_from_slice(&piece);
     }
     Ok(value)
+}
+
+/// A value of the script's reply as bytes, without a copy.
+fn owned_bytes(value: Value) -> Option<Vec<u8>> {
+    Option::<Vec<u8>>::from_redis_value(value).ok().flatten()
+}
+
+/// A user and its context from the script's reply (either may be missing).
+fn user_and_context(
+    user: Option<Value>,
+    context: Option<Value>,
+) -> Result<(Vec<SfUser>, Option<UserContext>), StoreError> {
+    let user: Option<SfUser> = user
+        .and_then(owned_bytes)
+        .map(|r| from_json("user", &r))
+        .transpose()?;
+    let context: Option<UserContext> = context
+        .and_then(owned_bytes)
+        .map(|r| from_json("user context", &r))
+        .transpose()?;
+    Ok((user.into_iter().collect(), context))
 }
 
 fn target_key(gk: &GenerationKeys, target: &TargetRef, business_unit: usize) -> String {
@@ -147,7 +203,7 @@ impl QueryReads {
             "ok" if items.len() >= 2 => {
                 let rev = String::from_redis_value(items.remove(0))
                     .map_err(|e| corrupt("generation revision", e))?;
-                let meta = bytes(&items.remove(0));
+                let meta = owned_bytes(items.remove(0));
                 Ok(Read::Values(rev, meta, items))
             }
             "gone" => Ok(Read::Gone),
@@ -219,6 +275,20 @@ impl RedisStore {
             .clone()
     }
 
+    fn login_hint(&self, generation: &str, login: &str) -> Option<SfId> {
+        self.hints
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(generation, login)
+    }
+
+    fn remember_login(&self, generation: &str, login: &str, id: SfId) {
+        self.hints
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remember(generation, login, id);
+    }
+
     /// The small org a query needs: the users it names (or the candidates for it), the
     /// context of the one user it finds, and the AE users its target names. Diagnosing it
     /// gives the same answer as diagnosing the whole org.
@@ -238,6 +308,7 @@ impl RedisStore {
     /// [`RedisStore::query_org`], once: `None` when a patch landed between its reads.
     async fn query_org_once(&self, query: &Query) -> Result<Option<Org>, StoreError> {
         let mut conn = self.conn.clone();
+        let mut hint = None;
         let (mut generation, mut rev, mut meta) = match self.cached_meta() {
             Some(cached) => cached,
             None => {
@@ -260,6 +331,10 @@ impl RedisStore {
                 }
                 Subject::Login(login) => {
                     reads.get(gk.login(login)).get(gk.email(login));
+                    hint = self.login_hint(&generation, login);
+                    if let Some(id) = hint {
+                        reads.get(gk.user(id)).get(gk.context(id));
+                    }
                 }
                 Subject::Name(name) => {
                     for word in name.split(' ').filter(|w| !w.is_empty()) {
@@ -300,12 +375,15 @@ impl RedisStore {
         };
         let gk = self.keys.generation(&generation);
         let business_units = meta.business_units.len();
-        let (subject_values, target_values) =
-            values.split_at(values.len() - query.target.as_ref().map_or(0, |_| business_units));
+        let mut subject_values = values;
+        let target_values = subject_values
+            .split_off(subject_values.len() - query.target.as_ref().map_or(0, |_| business_units));
 
         let mut targets: Vec<(u32, AeUser)> = Vec::new();
-        for (b, value) in target_values.iter().enumerate() {
-            let Some(raw) = bytes(value) else { continue };
+        for (b, value) in target_values.into_iter().enumerate() {
+            let Some(raw) = owned_bytes(value) else {
+                continue;
+            };
             match query.target {
                 Some(TargetRef::AeId(_)) => targets.push((b as u32, from_json("AE user", &raw)?)),
                 _ => {
@@ -317,20 +395,15 @@ impl RedisStore {
 
         let (users, context) = match &query.subject {
             Subject::Id(_) => {
-                let user: Option<SfUser> = bytes(&subject_values[0])
-                    .map(|r| from_json("user", &r))
-                    .transpose()?;
-                let context: Option<UserContext> = bytes(&subject_values[1])
-                    .map(|r| from_json("user context", &r))
-                    .transpose()?;
-                (user.into_iter().collect(), context)
+                let mut values = subject_values.into_iter();
+                user_and_context(values.next(), values.next())?
             }
             Subject::Login(login) => {
-                let by_login: Option<String> =
-                    Option::<String>::from_redis_value(subject_values[0].clone())
-                        .ok()
-                        .flatten();
-                let by_email: Vec<String> = match bytes(&subject_values[1]) {
+                let mut values = subject_values.into_iter();
+                let by_login: Option<String> = values
+                    .next()
+                    .and_then(|v| Option::<String>::from_redis_value(v).ok().flatten());
+                let by_email: Vec<String> = match values.next().and_then(owned_bytes) {
                     Some(raw) => from_json("users by email", &raw)?,
                     None => Vec::new(),
                 };
@@ -338,7 +411,17 @@ impl RedisStore {
                     Some(id) => vec![id],
                     None => by_email.into_iter().take(MAX_EMAIL_MATCHES).collect(),
                 };
-                if ids.is_empty() {
+                let resolved = match ids.as_slice() {
+                    [only] => Some(SfId::parse(only).map_err(|e| corrupt("user id", e))?),
+                    _ => None,
+                };
+                if let Some(id) = resolved {
+                    self.remember_login(&generation, login, id);
+                }
+                if hint.is_some() && hint == resolved {
+                    // The user and context the script read with the username: current.
+                    user_and_context(values.next(), values.next())?
+                } else if ids.is_empty() {
                     let close = self
                         .close_matches(&mut conn, (&generation, &rev), login, false)
                         .await?;
@@ -353,8 +436,8 @@ impl RedisStore {
             Subject::Name(name) => {
                 // The entries (`word \0 id \0 name`) of the word with the fewest, from the
                 // script.
-                let members: Vec<Vec<u8>> = match subject_values.first() {
-                    Some(value) => Vec::<Vec<u8>>::from_redis_value(value.clone())
+                let members: Vec<Vec<u8>> = match subject_values.into_iter().next() {
+                    Some(value) => Vec::<Vec<u8>>::from_redis_value(value)
                         .map_err(|e| corrupt("name index", e))?,
                     None => Vec::new(),
                 };
@@ -471,8 +554,8 @@ impl RedisStore {
         }
         let values: Vec<Value> = pipe.query_async(conn).await?;
         values
-            .iter()
-            .filter_map(bytes)
+            .into_iter()
+            .filter_map(owned_bytes)
             .map(|raw| from_json("user", &raw))
             .collect()
     }
@@ -496,18 +579,51 @@ impl RedisStore {
             if now != rev {
                 return Ok(None);
             }
-            let user: Option<SfUser> = values
-                .first()
-                .and_then(bytes)
-                .map(|r| from_json("user", &r))
-                .transpose()?;
-            let context = values
-                .get(1)
-                .and_then(bytes)
-                .map(|r| from_json("user context", &r))
-                .transpose()?;
-            return Ok(Some((user.into_iter().collect(), context)));
+            let mut values = values.into_iter();
+            return user_and_context(values.next(), values.next()).map(Some);
         }
         Ok(Some((self.users(conn, gk, ids).await?, None)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(text: &str) -> SfId {
+        SfId::parse(text).unwrap()
+    }
+
+    #[test]
+    fn hints_hold_for_their_own_generation_only() {
+        let mut hints = LoginHints::default();
+        hints.remember("g1", "jane@acme.com", id("005Ak00000SAMS1"));
+        assert_eq!(
+            hints.get("g1", "jane@acme.com"),
+            Some(id("005Ak00000SAMS1"))
+        );
+        assert_eq!(hints.get("g2", "jane@acme.com"), None);
+        assert_eq!(hints.get("g1", "bob@acme.com"), None);
+        // A new generation starts them again empty.
+        hints.remember("g2", "bob@acme.com", id("005Ak00000BOB01"));
+        assert_eq!(hints.get("g2", "jane@acme.com"), None);
+        assert_eq!(hints.get("g2", "bob@acme.com"), Some(id("005Ak00000BOB01")));
+        assert_eq!(hints.ids.len(), 1);
+    }
+
+    #[test]
+    fn hints_start_again_empty_when_full() {
+        let mut hints = LoginHints::default();
+        for n in 0..MAX_LOGIN_HINTS {
+            hints.remember("g1", &format!("user{n}@acme.com"), id("005Ak00000SAMS1"));
+        }
+        assert_eq!(hints.ids.len(), MAX_LOGIN_HINTS);
+        hints.remember("g1", "one.more@acme.com", id("005Ak00000BOB01"));
+        assert_eq!(hints.ids.len(), 1);
+        assert_eq!(hints.get("g1", "user0@acme.com"), None);
+        assert_eq!(
+            hints.get("g1", "one.more@acme.com"),
+            Some(id("005Ak00000BOB01"))
+        );
     }
 }
