@@ -317,7 +317,14 @@ pub fn generate_with(params: Params, variety: Variety) -> OrgSnapshot {
                     salesforce_id,
                     is_deleted,
                     created_at: Some(fetched_at - Duration::days(30)),
-                    updated_at: Some(fetched_at - Duration::days(3)),
+                    // The bench org's AE users were changed at times spread over the last
+                    // two years, as a real org's are (an incremental read then finds few);
+                    // the basic org keeps one time for all.
+                    updated_at: Some(if variety.group_members > 0 {
+                        fetched_at - Duration::minutes(((id * 7919) % 1_000_000) as i64 + 10)
+                    } else {
+                        fetched_at - Duration::days(3)
+                    }),
                 });
             }
             BusinessUnit {

@@ -245,9 +245,9 @@ fn indexed(mut snapshot: OrgSnapshot) -> Org {
 }
 
 async fn index(snapshot: OrgSnapshot) -> Result<Arc<Org>, RefreshError> {
-    tokio::task::spawn_blocking(move || Arc::new(indexed(snapshot)))
+    crate::background::low_priority(move || Arc::new(indexed(snapshot)))
         .await
-        .map_err(|e| RefreshError::Store(StoreError::Corrupt(format!("indexing failed: {e}"))))
+        .ok_or_else(|| RefreshError::Store(StoreError::Corrupt("indexing failed".to_owned())))
 }
 
 fn report_of(org: &Org, kind: RefreshKind) -> RefreshReport {

@@ -181,6 +181,22 @@ pub fn merge_groups(base: &[PublicGroup], changed: Vec<PublicGroup>) -> Vec<Publ
     groups
 }
 
+/// Upserts roles by id: changed in place, new at the end.
+pub fn merge_roles(base: &[Role], changed: Vec<Role>) -> Vec<Role> {
+    let mut roles = base.to_vec();
+    let mut at: HashMap<SfId, usize> = roles.iter().enumerate().map(|(i, r)| (r.id, i)).collect();
+    for role in changed {
+        match at.get(&role.id) {
+            Some(&i) => roles[i] = role,
+            None => {
+                at.insert(role.id, roles.len());
+                roles.push(role);
+            }
+        }
+    }
+    roles
+}
+
 /// Memberships in their canonical order (group, then member), each once: a full and an
 /// incremental read give the same list, whatever order the requests came back in.
 pub fn canonical_members(members: &mut Vec<GroupMember>) {
@@ -252,8 +268,18 @@ impl<'a> Read<'a> {
         Ok(records.into_iter().map(SfUser::from).collect())
     }
 
-    async fn roles(&mut self) -> Result<Vec<Role>, SourceError> {
-        let records: Vec<RoleRecord> = self.query(ROLE_SELECT).await?;
+    /// Every role, or (with `since`) the roles changed since then: a large org has tens of
+    /// thousands, a dozen requests that an incremental read need not repeat. A deleted role
+    /// shows in the next full read.
+    async fn roles(&mut self, since: Option<DateTime<Utc>>) -> Result<Vec<Role>, SourceError> {
+        let soql = match since {
+            Some(since) => format!(
+                "{ROLE_SELECT} WHERE SystemModstamp >= {}",
+                soql_datetime(since)
+            ),
+            None => ROLE_SELECT.to_owned(),
+        };
+        let records: Vec<RoleRecord> = self.query(&soql).await?;
         for r in &records {
             self.high_water.see(r.system_modstamp);
         }
@@ -383,7 +409,7 @@ impl SalesforceClient {
             .into_iter()
             .filter(SfUser::is_internal)
             .collect();
-        let roles = read.roles().await?;
+        let roles = read.roles(None).await?;
         let groups = read.groups(None).await?;
         let known: BTreeSet<SfId> = groups.iter().map(|g| g.id).collect();
         let roots = assignment_roots(&groups, business_units);
@@ -418,7 +444,7 @@ impl SalesforceClient {
     ) -> Result<SalesforceRead, SourceError> {
         let mut read = Read::new(self);
         let changed_users = read.users(Some(since)).await?;
-        let roles = read.roles().await?;
+        let roles = merge_roles(&base.roles, read.roles(Some(since)).await?);
         let changed_groups = read.groups(Some(since)).await?;
         let groups = merge_groups(&base.groups, changed_groups);
         let known: BTreeSet<SfId> = groups.iter().map(|g| g.id).collect();

@@ -318,9 +318,9 @@ impl RedisStore {
         let gk = self.keys.generation(generation);
         let ops = {
             let gk = gk.clone();
-            tokio::task::spawn_blocking(move || generation_patch(&old, &new, &gk))
+            crate::background::low_priority(move || generation_patch(&old, &new, &gk))
                 .await
-                .map_err(|e| corrupt("comparing the org with the cached one", e))?
+                .ok_or_else(|| corrupt("comparing the org with the cached one", "failed"))?
         };
         if ops.len() > MAX_PATCH_OPS {
             return Ok(PatchOutcome::TooLarge(ops.len()));

@@ -51,7 +51,7 @@ impl RedisStore {
         let (tx, mut rx) = tokio::sync::mpsc::channel::<redis::Pipeline>(4);
         let ttl_ms = self.ttl_ms;
         let writer =
-            tokio::task::spawn_blocking(move || generation_commands(&org, &gk, ttl_ms, &tx));
+            crate::background::low_priority(move || generation_commands(&org, &gk, ttl_ms, &tx));
         let timeout = self.publish_response_timeout;
         while let Some(pipe) = rx.recv().await {
             tokio::time::timeout(timeout, pipe.query_async::<()>(&mut conn))
@@ -62,7 +62,7 @@ impl RedisStore {
         }
         writer
             .await
-            .map_err(|e| corrupt("building the generation", e))??;
+            .ok_or_else(|| corrupt("building the generation", "failed"))??;
         let _: () = conn
             .set_options(self.keys.current(), &generation, expiring(self.ttl_ms))
             .await?;

@@ -1,0 +1,62 @@
+//! The refresh's CPU-heavy work (indexing an org, comparing it with the cached one, building a
+//! generation) on a thread of its own at a lower scheduling priority, so that on a small
+//! machine the checks being answered meanwhile get the CPU first: a refresh may take a little
+//! longer, a person waiting in Slack should not.
+
+/// How much lower than the process the work runs (a `nice` value: 0 to 19).
+const NICENESS: i32 = 10;
+
+/// Starts `work` at once on a new thread whose priority is lowered by [`NICENESS`]; the
+/// future gives its result, or `None` if the thread could not be started or `work` panicked
+/// (the panic is reported by the thread).
+pub fn low_priority<T, F>(work: F) -> impl std::future::Future<Output = Option<T>>
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let spawned = std::thread::Builder::new()
+        .name("refresh-cpu".to_owned())
+        .spawn(move || {
+            lower_this_thread();
+            let _ = tx.send(work());
+        });
+    if let Err(err) = &spawned {
+        tracing::warn!(error = %err, "could not start a thread for the refresh");
+    }
+    async move { rx.await.ok() }
+}
+
+/// Lowers the calling thread's priority. Linux gives each thread its own nice value; where
+/// that fails (or elsewhere) the work simply runs at the process's priority.
+fn lower_this_thread() {
+    #[cfg(target_os = "linux")]
+    {
+        let tid = rustix::thread::gettid();
+        let now = rustix::process::getpriority_process(Some(tid)).unwrap_or(0);
+        let _ = rustix::process::setpriority_process(Some(tid), (now + NICENESS).min(19));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn work_runs_on_a_thread_of_its_own_at_a_lower_priority() {
+        let (answer, mine, theirs) = low_priority(|| {
+            let tid = rustix::thread::gettid();
+            (
+                6 * 7,
+                std::thread::current().name().map(str::to_owned),
+                rustix::process::getpriority_process(Some(tid)).ok(),
+            )
+        })
+        .await
+        .unwrap();
+        assert_eq!(answer, 42);
+        assert_eq!(mine.as_deref(), Some("refresh-cpu"));
+        let here = rustix::process::getpriority_process(None).unwrap_or(0);
+        assert_eq!(theirs, Some((here + NICENESS).min(19)));
+    }
+}
