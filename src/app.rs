@@ -232,13 +232,16 @@ impl App {
             tokio::spawn(async move { doctor.run().await.log() });
         }
         if let Some(sources) = self.sources {
-            tokio::spawn(crate::refresh::run_scheduled(
-                sources,
-                state.store.clone(),
-                self.refresh_schedule,
-                self.refresh_watch,
-                shutdown.clone(),
-            ));
+            crate::background::spawn_low_priority_task(
+                "refresher",
+                crate::refresh::run_scheduled(
+                    sources,
+                    state.store.clone(),
+                    self.refresh_schedule,
+                    self.refresh_watch,
+                    shutdown.clone(),
+                ),
+            );
         }
         if let Some(digest) = self.digest {
             tokio::spawn(crate::slack::digest::run(

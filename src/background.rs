@@ -27,6 +27,33 @@ where
     async move { rx.await.ok() }
 }
 
+/// Runs `task` to its end on a thread of its own, at a lower priority, with a runtime of its
+/// own: the refresher, whose reading, merging and dropping of whole orgs would otherwise hold
+/// the async workers that answer checks for up to a second at a million users. What it shares
+/// with the rest (the store's connection, the HTTP clients) works from any runtime.
+pub fn spawn_low_priority_task<F>(name: &str, task: F)
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    let spawned = std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(move || {
+            lower_this_thread();
+            match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime.block_on(task),
+                Err(err) => {
+                    tracing::error!(error = %err, "could not start the refresher's runtime")
+                }
+            }
+        });
+    if let Err(err) = spawned {
+        tracing::error!(error = %err, "could not start the refresher's thread");
+    }
+}
+
 /// Lowers the calling thread's priority. Linux gives each thread its own nice value; where
 /// that fails (or elsewhere) the work simply runs at the process's priority.
 fn lower_this_thread() {

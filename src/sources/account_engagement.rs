@@ -287,11 +287,11 @@ impl AccountEngagementClient {
             .await
             .map_err(|e| transport_failure(&bu.source_name, url, attempts, e))?;
         if status.is_success() {
-            return serde_json::from_slice(&body).map_err(|e| {
+            return super::decode(body).await.map_err(|detail| {
                 Failure::Fatal(SourceError::Protocol {
                     source_name: bu.source_name.clone(),
                     request: "the users list".to_owned(),
-                    detail: format!("malformed JSON ({e})"),
+                    detail,
                 })
             });
         }

@@ -41,6 +41,25 @@ pub(crate) fn http_client(timeout: std::time::Duration) -> Result<reqwest::Clien
         })
 }
 
+/// Replies above this size (a page of records) are decoded on a thread of lower priority
+/// (`background::low_priority`), not on the async workers that answer checks meanwhile.
+const DECODE_ASIDE_BYTES: usize = 32 * 1024;
+
+/// Decodes a successful reply's JSON; `Err` says why it is malformed.
+pub(crate) async fn decode<T: serde::de::DeserializeOwned + Send + 'static>(
+    body: axum::body::Bytes,
+) -> Result<T, String> {
+    let small = body.len() < DECODE_ASIDE_BYTES;
+    let parse =
+        move || serde_json::from_slice::<T>(&body).map_err(|e| format!("malformed JSON ({e})"));
+    if small {
+        return parse();
+    }
+    crate::background::low_priority(parse)
+        .await
+        .unwrap_or_else(|| Err("the reply could not be decoded".to_owned()))
+}
+
 /// Why live data could not be fetched. `Display` says what happened and what to do next; it
 /// never contains an access token, a secret or a private key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -249,7 +249,7 @@ impl<'a> Read<'a> {
         }
     }
 
-    async fn query<T: serde::de::DeserializeOwned>(
+    async fn query<T: serde::de::DeserializeOwned + Send + 'static>(
         &self,
         soql: &str,
     ) -> Result<Vec<T>, SourceError> {

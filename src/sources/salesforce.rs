@@ -228,12 +228,15 @@ impl SalesforceClient {
     }
 
     /// Runs a SOQL query and follows `nextRecordsUrl` until `done`.
-    pub async fn query<T: DeserializeOwned>(&self, soql: &str) -> Result<Vec<T>, SourceError> {
+    pub async fn query<T: DeserializeOwned + Send + 'static>(
+        &self,
+        soql: &str,
+    ) -> Result<Vec<T>, SourceError> {
         self.query_at("query", soql, &AtomicU64::new(0)).await
     }
 
     /// [`Self::query`], adding the requests it sends to `tally` (one read's count).
-    pub(super) async fn query_counted<T: DeserializeOwned>(
+    pub(super) async fn query_counted<T: DeserializeOwned + Send + 'static>(
         &self,
         soql: &str,
         tally: &AtomicU64,
@@ -261,7 +264,7 @@ impl SalesforceClient {
             .to_owned())
     }
 
-    async fn query_at<T: DeserializeOwned>(
+    async fn query_at<T: DeserializeOwned + Send + 'static>(
         &self,
         endpoint: &str,
         soql: &str,
@@ -286,7 +289,7 @@ impl SalesforceClient {
     }
 
     /// GETs a REST path on the instance, minting a new token once if the session expired.
-    async fn get_json<T: DeserializeOwned>(
+    async fn get_json<T: DeserializeOwned + Send + 'static>(
         &self,
         path: &str,
         soql: Option<&str>,
@@ -320,7 +323,7 @@ impl SalesforceClient {
         }
     }
 
-    async fn get_once<T: DeserializeOwned>(
+    async fn get_once<T: DeserializeOwned + Send + 'static>(
         &self,
         url: &Url,
         soql: Option<&str>,
@@ -353,11 +356,11 @@ impl SalesforceClient {
             .await
             .map_err(|e| transport_failure(SOURCE, url, attempts, e))?;
         if status.is_success() {
-            return serde_json::from_slice(&body).map_err(|e| {
+            return super::decode(body).await.map_err(|detail| {
                 Failure::Fatal(SourceError::Protocol {
                     source_name: SOURCE.to_owned(),
                     request: label.to_owned(),
-                    detail: format!("malformed JSON ({e})"),
+                    detail,
                 })
             });
         }
