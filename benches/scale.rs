@@ -299,6 +299,17 @@ async fn bench_size(size: &Size, rate: u64, seconds: f64, change_percent: u32) -
     );
 
     let (serve_rss_mb, serve_peak_rss_mb) = memory_mb(serve.id());
+    // What held Redis longest (commands over 10 ms): the stalls a check may have waited behind.
+    let slow = Command::new("redis-cli")
+        .args(["-p", &redis.port.to_string(), "slowlog", "get", "5"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    let slow: Vec<&str> = slow.lines().take(40).collect();
+    println!(
+        "[{label}] Redis slow log (id, time, microseconds, command…):\n{}",
+        slow.join(" | ")
+    );
     let _ = serve.kill();
     let _ = serve.wait();
     let _ = fakes.kill();
