@@ -232,16 +232,17 @@ impl App {
             tokio::spawn(async move { doctor.run().await.log() });
         }
         if let Some(sources) = self.sources {
-            crate::background::spawn_low_priority_task(
-                "refresher",
-                crate::refresh::run_scheduled(
-                    sources,
-                    state.store.clone(),
-                    self.refresh_schedule,
-                    self.refresh_watch,
-                    shutdown.clone(),
-                ),
+            let (store, schedule, watch, shutdown) = (
+                state.store.clone(),
+                self.refresh_schedule,
+                self.refresh_watch,
+                shutdown.clone(),
             );
+            crate::background::spawn_low_priority_task("refresher", async move {
+                // Opened here, so that its connection is driven by the refresher's runtime.
+                let store = store.with_own_connection();
+                crate::refresh::run_scheduled(sources, store, schedule, watch, shutdown).await
+            });
         }
         if let Some(digest) = self.digest {
             tokio::spawn(crate::slack::digest::run(

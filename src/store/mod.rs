@@ -95,6 +95,22 @@ impl Store {
         Store::Memory(Arc::new(MemoryStore::default()))
     }
 
+    /// This store over a connection of its own (Redis; the in-process store is shared as is):
+    /// the refresher's, so that what it writes never queues in front of a check's reads.
+    /// Falls back to sharing the connection if another cannot be opened.
+    pub fn with_own_connection(&self) -> Store {
+        match self {
+            Store::Memory(m) => Store::Memory(m.clone()),
+            Store::Redis(r) => match r.with_own_connection() {
+                Ok(own) => Store::Redis(own),
+                Err(err) => {
+                    tracing::warn!(error = %err, "the refresher shares the checks' Redis connection");
+                    self.clone()
+                }
+            },
+        }
+    }
+
     /// Publishes a complete snapshot atomically; the previous one keeps serving until then.
     pub async fn publish(&self, snapshot: OrgSnapshot) -> Result<(), StoreError> {
         match self {

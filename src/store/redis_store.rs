@@ -66,6 +66,9 @@ pub struct RedisStore {
     publish_response_timeout: Duration,
     /// The TTL of every key of this format's namespace, in milliseconds (`FORMAT_TTL`).
     ttl_ms: u64,
+    /// How `conn` was opened: [`RedisStore::with_own_connection`] opens another the same way.
+    settings: Arc<RedisSettings>,
+    timeouts: RedisTimeouts,
 }
 
 fn corrupt(what: &str, err: impl std::fmt::Display) -> StoreError {
@@ -125,6 +128,25 @@ impl RedisStore {
             suggestions: Suggestions::default(),
             publish_response_timeout: Duration::from_secs(30),
             ttl_ms: FORMAT_TTL.as_millis() as u64,
+            settings: Arc::new(settings.clone()),
+            timeouts,
+        })
+    }
+
+    /// The same store over a connection of its own: what the refresher uses, so that the
+    /// megabytes of a publish or a patch never queue in front of a check's reads on the
+    /// connection the checks share.
+    pub fn with_own_connection(&self) -> Result<Self, StoreError> {
+        Ok(RedisStore {
+            conn: Conn::open(&self.settings, self.timeouts)?,
+            keys: self.keys.clone(),
+            cache: Arc::default(),
+            hints: Arc::default(),
+            suggestions: Suggestions::default(),
+            publish_response_timeout: self.publish_response_timeout,
+            ttl_ms: self.ttl_ms,
+            settings: self.settings.clone(),
+            timeouts: self.timeouts,
         })
     }
 
