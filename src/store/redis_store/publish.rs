@@ -19,8 +19,9 @@ use crate::suggest::Directory;
 
 /// Commands per pipeline when publishing: large enough to amortise round trips, small enough
 /// to keep memory flat and to let checks through between pipelines (Redis runs one command at
-/// a time: with 2,000, check p99 during a 100k refresh was 19–20 ms; with 500, 14 ms).
-const PIPELINE_COMMANDS: usize = 500;
+/// a time: with 2,000, check p99 during a 100k refresh was 19–20 ms; with 500, 14 ms; see
+/// BENCHMARKS.md for 100).
+const PIPELINE_COMMANDS: usize = 100;
 impl RedisStore {
     /// Writes a complete new generation, then switches readers to it, then deletes
     /// generations older than the one it replaced.
