@@ -61,7 +61,7 @@ const EXTERNAL: [(&str, &str, &str); 5] = [
 ];
 
 /// splitmix64: small, fast and good enough to spread test data.
-struct Rng(u64);
+pub struct Rng(pub u64);
 
 impl Rng {
     fn next(&mut self) -> u64 {
@@ -71,7 +71,7 @@ impl Rng {
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^ (z >> 31)
     }
-    fn below(&mut self, n: usize) -> usize {
+    pub fn below(&mut self, n: usize) -> usize {
         (self.next() % n.max(1) as u64) as usize
     }
     /// True with probability `percent` / 100.

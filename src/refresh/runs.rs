@@ -343,13 +343,7 @@ pub async fn full(
     .await?;
     let generation = match store.publish_org(org.clone()).await {
         Ok(generation) => generation,
-        Err(err) => {
-            let as_source = published_failure(&err);
-            record_failure(store, RefreshKind::Full, now, started, &as_source)
-                .await
-                .ok();
-            return Err(err.into());
-        }
+        Err(err) => return Err(write_failed(store, RefreshKind::Full, now, started, err).await),
     };
     record_api_usage(sources);
     let report = RefreshReport {
@@ -369,11 +363,22 @@ pub async fn full(
     ))
 }
 
-fn published_failure(err: &StoreError) -> SourceError {
-    SourceError::Settings {
+/// Records that a run's data could not be written to the cache, and gives the error to return.
+async fn write_failed(
+    store: &Store,
+    kind: RefreshKind,
+    now: DateTime<Utc>,
+    started: Instant,
+    err: StoreError,
+) -> RefreshError {
+    let as_source = SourceError::Settings {
         problem: format!("the new snapshot could not be published: {err}"),
         fix: "check the cache (Redis); the previous snapshot keeps serving".to_owned(),
-    }
+    };
+    record_failure(store, kind, now, started, &as_source)
+        .await
+        .ok();
+    err.into()
 }
 
 fn record_api_usage(sources: &Sources) {
@@ -462,41 +467,22 @@ pub async fn incremental(
     let outcome = store
         .patch(&base.generation, base.org.clone(), org.clone())
         .await;
-    let (generation, writes) = match outcome {
-        Ok(PatchOutcome::Applied(writes)) => (base.generation.clone(), Some(writes)),
+    let written = match outcome {
+        Ok(PatchOutcome::Applied(writes)) => Ok((base.generation.clone(), Some(writes))),
         Ok(PatchOutcome::Stale) => return Ok(None),
         Ok(PatchOutcome::TooLarge(writes)) => {
             tracing::info!(
                 writes,
                 "the changes are too many to patch in one step; publishing a new generation"
             );
-            match store.publish_org(org.clone()).await {
-                Ok(generation) => (generation, None),
-                Err(err) => {
-                    record_failure(
-                        store,
-                        RefreshKind::Incremental,
-                        now,
-                        started,
-                        &published_failure(&err),
-                    )
-                    .await
-                    .ok();
-                    return Err(err.into());
-                }
-            }
+            store.publish_org(org.clone()).await.map(|g| (g, None))
         }
+        Err(err) => Err(err),
+    };
+    let (generation, writes) = match written {
+        Ok(written) => written,
         Err(err) => {
-            record_failure(
-                store,
-                RefreshKind::Incremental,
-                now,
-                started,
-                &published_failure(&err),
-            )
-            .await
-            .ok();
-            return Err(err.into());
+            return Err(write_failed(store, RefreshKind::Incremental, now, started, err).await);
         }
     };
     record_api_usage(sources);
@@ -600,18 +586,12 @@ impl Refresher {
             .increment(1);
         metrics::histogram!(crate::metrics::REFRESH_DURATION, "kind" => kind.as_str())
             .record(started.elapsed().as_secs_f64());
-        match result {
-            Ok((report, base)) => {
-                self.base = Some(base);
-                Ok(Some(report))
-            }
-            Err(err) => {
-                // A failed incremental run leaves the base as it was: the next run reads the
-                // same changes again. A failed full run keeps the old base too: it still
-                // describes the generation readers use.
-                Err(err)
-            }
-        }
+        // A failed run leaves the base as it was: after an incremental one the next run reads
+        // the same changes again; after a full one, it still describes the generation readers
+        // use.
+        let (report, base) = result?;
+        self.base = Some(base);
+        Ok(Some(report))
     }
 }
 
@@ -635,12 +615,10 @@ pub async fn run_scheduled(
                 let result = refresher
                     .run_once(&sources, &store, &schedule, Utc::now())
                     .await;
-                if result.is_err() {
-                    // Nothing is known about what a failed run left behind in the cache: the
-                    // next run starts from a full read.
-                    if matches!(result, Err(RefreshError::Store(_))) {
-                        refresher.base = None;
-                    }
+                // Nothing is known of what a failed write left in the cache: the next run
+                // starts from a full read.
+                if matches!(result, Err(RefreshError::Store(_))) {
+                    refresher.base = None;
                 }
                 result
             }

@@ -8,26 +8,9 @@ use std::sync::Arc;
 use chrono::{TimeZone, Utc};
 use crm_username::domain::{AeUser, GroupMember, Org, OrgSnapshot, SfId};
 use crm_username::store::{PatchOutcome, RedisStore, RedisTimeouts, Store};
-use crm_username::synthetic::{Params, Variety, generate_with};
+use crm_username::synthetic::{Params, Rng, Variety, generate_with};
 
 use crate::common::{clear_prefix, connection, prefix, redis_url};
-
-/// splitmix64, as the synthetic org uses: deterministic for a seed.
-pub struct Rng(pub u64);
-
-impl Rng {
-    pub fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    pub fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
 
 /// A small org with nested groups, roles, several business units and external users.
 pub fn small_org(seed: u64) -> OrgSnapshot {
