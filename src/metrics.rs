@@ -50,6 +50,9 @@ pub const HTTP_CONNECTIONS_REFUSED: &str = "crm_username_http_connections_refuse
 pub const HTTP_CONNECTIONS_OPEN: &str = "crm_username_http_connections_open";
 /// Connections closed at the cap to make room: the oldest with no request in progress.
 pub const HTTP_CONNECTIONS_EVICTED: &str = "crm_username_http_connections_evicted_total";
+/// Checks answered from Redis by the small orgs this process read before (`result`: `hit`),
+/// or read again (`miss`): src/store/redis_store/read_cache.rs.
+pub const CHECK_READ_CACHE: &str = "crm_username_check_read_cache_total";
 /// Live lookups of queries the cache could not answer, by `result` (`admitted`, `refused`).
 pub const LIVE_LOOKUPS: &str = "crm_username_live_lookups_total";
 /// When each admin user group (`usergroup`: a configured `S…` id) was last resolved, as a Unix

@@ -13,7 +13,7 @@ pub const MAX_INPUT_BYTES: usize = 4_000;
 /// Longest subject or target after normalisation (Salesforce usernames are at most 80).
 pub const MAX_PART_CHARS: usize = 200;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Subject {
     /// A Salesforce user id (`005...`).
     Id(SfId),
@@ -23,7 +23,7 @@ pub enum Subject {
     Name(String),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum TargetRef {
     AeId(u64),
     /// Lower-cased email.

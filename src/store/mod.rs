@@ -165,7 +165,7 @@ impl Store {
     pub async fn query_org(&self, query: &Query) -> Result<Arc<Org>, StoreError> {
         match self {
             Store::Memory(m) => m.current().ok_or(StoreError::NoSnapshot),
-            Store::Redis(r) => Ok(Arc::new(r.query_org(query).await?)),
+            Store::Redis(r) => r.query_org(query).await,
         }
     }
 

@@ -16,6 +16,7 @@ mod followups;
 mod patch;
 mod publish;
 mod query;
+mod read_cache;
 
 pub use audit::{AuditBatch, AuditReader, AuditSubject};
 use connection::Conn;
@@ -61,6 +62,8 @@ pub struct RedisStore {
     cache: Arc<Mutex<GenerationCache>>,
     /// Where usernames asked about resolved, in the generation read last (`query.rs`).
     hints: Arc<Mutex<query::LoginHints>>,
+    /// The small orgs recent checks read, for their generation and revision (`read_cache.rs`).
+    reads: Arc<Mutex<read_cache::ReadCache>>,
     suggestions: Suggestions,
     /// Publishing uses longer timeouts than requests: it moves a whole org.
     publish_response_timeout: Duration,
@@ -125,6 +128,7 @@ impl RedisStore {
             keys,
             cache: Arc::default(),
             hints: Arc::default(),
+            reads: Arc::default(),
             suggestions: Suggestions::default(),
             publish_response_timeout: Duration::from_secs(30),
             ttl_ms: FORMAT_TTL.as_millis() as u64,
@@ -142,6 +146,7 @@ impl RedisStore {
             keys: self.keys.clone(),
             cache: Arc::default(),
             hints: Arc::default(),
+            reads: Arc::default(),
             suggestions: Suggestions::default(),
             publish_response_timeout: self.publish_response_timeout,
             ttl_ms: self.ttl_ms,

@@ -171,7 +171,7 @@ fn canonical(mut snapshot: OrgSnapshot) -> Arc<Org> {
 }
 
 /// Every key of the current generation under `prefix`, with the generation id taken out of
-/// its name, and its value (a sorted set as its sorted members). The revision (patches only)
+/// its name, and its value (a sorted set as its sorted members). The revision (a random token)
 /// and the successor (replaced generations only) are left out.
 pub async fn dump_current(prefix: &str) -> BTreeMap<String, Vec<Vec<u8>>> {
     let mut conn = connection().await;

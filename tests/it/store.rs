@@ -402,6 +402,92 @@ async fn a_username_asked_again_reads_what_a_change_in_place_wrote() {
     clear_prefix(store.keys().prefix()).await;
 }
 
+#[tokio::test]
+async fn a_check_asked_again_is_answered_from_memory_until_any_replica_writes_its_generation() {
+    // Replica `a` answers checks; replica `b` (another store on the same cache) writes.
+    let a = redis_store("read-cache").await;
+    let b = RedisStore::connect(&redis_url(), &prefix("read-cache"), Default::default()).unwrap();
+    let snapshot = demo::snapshot(now()).unwrap();
+    let ok = snapshot
+        .salesforce
+        .users
+        .iter()
+        .find(|u| u.username == "ok.user@acme.com")
+        .unwrap()
+        .clone();
+    b.publish(snapshot.clone()).await.unwrap();
+    let active = [(ok.id.to_string(), "ok.user@acme.com".to_owned(), true)];
+    let inactive = [(ok.id.to_string(), "ok.user@acme.com".to_owned(), false)];
+    assert_eq!(users_read(&a, "ok.user@acme.com").await, active);
+
+    // The user's record rewritten behind the bot's back, the revision left as it was (none of
+    // the bot's writers does that): the check asked again does not read it, so it came from
+    // memory. A query not asked before reads Redis and sees it.
+    let generation = b.current_generation_id().await.unwrap().unwrap();
+    let gk = b.keys().generation(&generation);
+    let mut behind = ok.clone();
+    behind.is_active = false;
+    let mut conn = common::connection().await;
+    let _: () = redis::AsyncCommands::set(
+        &mut conn,
+        gk.user(ok.id),
+        serde_json::to_vec(&behind).unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(users_read(&a, "ok.user@acme.com").await, active);
+    assert_eq!(users_read(&a, ok.id.as_str15()).await, inactive);
+
+    // A re-check on the other replica moves the revision: the next check reads Redis again.
+    let mut rechecked = ok.clone();
+    rechecked.name = "Ok Rechecked".to_owned();
+    b.update_user(rechecked, Vec::new(), Vec::new())
+        .await
+        .unwrap();
+    let org = a
+        .query_org(&Query::parse("ok.user@acme.com").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(org.snapshot().salesforce.users[0].name, "Ok Rechecked");
+
+    // So does an incremental refresh's patch of the generation.
+    let old = std::sync::Arc::new(Org::without_search(snapshot.clone()));
+    let mut changed = snapshot.clone();
+    changed
+        .salesforce
+        .users
+        .iter_mut()
+        .find(|u| u.id == ok.id)
+        .unwrap()
+        .name = "Ok Patched".to_owned();
+    let new = std::sync::Arc::new(Org::without_search(changed.clone()));
+    assert!(matches!(
+        b.patch(&generation, old, new).await.unwrap(),
+        crm_username::store::PatchOutcome::Applied(_)
+    ));
+    let org = a
+        .query_org(&Query::parse("ok.user@acme.com").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(org.snapshot().salesforce.users[0].name, "Ok Patched");
+
+    // And a new generation.
+    changed
+        .salesforce
+        .users
+        .iter_mut()
+        .find(|u| u.id == ok.id)
+        .unwrap()
+        .name = "Ok Republished".to_owned();
+    b.publish(changed).await.unwrap();
+    let org = a
+        .query_org(&Query::parse("ok.user@acme.com").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(org.snapshot().salesforce.users[0].name, "Ok Republished");
+    clear_prefix(a.keys().prefix()).await;
+}
+
 /// The demo org as a refresh reads it: the memberships of the groups its assignments reach.
 fn as_refreshed(mut snapshot: OrgSnapshot) -> OrgSnapshot {
     let reachable = crm_username::domain::reachable_in(

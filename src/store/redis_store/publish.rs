@@ -256,6 +256,9 @@ fn generation_commands(
         tx,
     };
     batch.set(gk.meta(), to_json(&GenerationMeta::of(org)))?;
+    // A revision from the start: a check's cached read (`read_cache.rs`) tells a generation
+    // being deleted (no revision) from one never rewritten.
+    batch.set(gk.rev(), random_token().into_bytes())?;
     batch.set(gk.group_graph(), to_json(&GroupGraph::of(org)))?;
     batch.set(gk.audit_subjects(), super::audit::subjects_json(org))?;
     let mut contexts = ContextBuilder::new(org);

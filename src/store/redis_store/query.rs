@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use redis::{AsyncCommands, FromRedisValue, Value};
 
+use super::read_cache::ReadKey;
 use super::{Conn, RedisStore, corrupt, from_json};
 use crate::domain::snapshot::lower;
 use crate::domain::{
@@ -292,11 +293,26 @@ impl RedisStore {
     /// The small org a query needs: the users it names (or the candidates for it), the
     /// context of the one user it finds, and the AE users its target names. Diagnosing it
     /// gives the same answer as diagnosing the whole org.
-    pub async fn query_org(&self, query: &Query) -> Result<Org, StoreError> {
+    /// A query read before in the same generation and revision is answered from this
+    /// process's [`ReadCache`] after one round trip that proves both unchanged.
+    pub async fn query_org(&self, query: &Query) -> Result<Arc<Org>, StoreError> {
+        let key = ReadKey::of(query);
+        if let Some(org) = self.cached_read(&key).await? {
+            metrics::counter!(crate::metrics::CHECK_READ_CACHE, "result" => "hit").increment(1);
+            return Ok(org);
+        }
+        metrics::counter!(crate::metrics::CHECK_READ_CACHE, "result" => "miss").increment(1);
         // A username's user and context come in a second read, which checks that no patch
         // landed in between; if one did, the query is read again from the start.
         for _ in 0..3 {
-            if let Some(org) = self.query_org_once(query).await? {
+            if let Some((generation, rev, org)) = self.query_org_once(query).await? {
+                let org = Arc::new(org);
+                self.reads.lock().unwrap_or_else(|e| e.into_inner()).insert(
+                    &generation,
+                    &rev,
+                    key,
+                    org.clone(),
+                );
                 return Ok(org);
             }
         }
@@ -305,8 +321,39 @@ impl RedisStore {
         ))
     }
 
-    /// [`RedisStore::query_org`], once: `None` when a patch landed between its reads.
-    async fn query_org_once(&self, query: &Query) -> Result<Option<Org>, StoreError> {
+    /// What `key` read before, if its generation is still current and unchanged: one
+    /// `MGET` of the generation's successor and revision (one hash slot, so a Cluster takes
+    /// it too). `None` (read it again) when there is no entry, or when either moved.
+    async fn cached_read(&self, key: &ReadKey) -> Result<Option<Arc<Org>>, StoreError> {
+        let Some((generation, _, _)) = self.cached_meta() else {
+            return Ok(None);
+        };
+        let Some((rev, org)) = self
+            .reads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&generation, key)
+        else {
+            return Ok(None);
+        };
+        let gk = self.keys.generation(&generation);
+        let mut conn = self.conn.clone();
+        let (successor, now): (Option<String>, Option<String>) = redis::cmd("MGET")
+            .arg(gk.successor())
+            .arg(gk.rev())
+            .query_async(&mut conn)
+            .await?;
+        // Every generation of this format is published with a revision: none means it is
+        // being deleted.
+        Ok((successor.is_none() && now.as_deref() == Some(rev.as_str())).then_some(org))
+    }
+
+    /// [`RedisStore::query_org`], once: the generation and revision read, and the small org;
+    /// `None` when a patch landed between its reads.
+    async fn query_org_once(
+        &self,
+        query: &Query,
+    ) -> Result<Option<(String, String, Org)>, StoreError> {
         let mut conn = self.conn.clone();
         let mut hint = None;
         let (mut generation, mut rev, mut meta) = match self.cached_meta() {
@@ -475,7 +522,8 @@ impl RedisStore {
                             return Ok(None);
                         };
                         let users = self.with_same_email(&mut conn, &gk, users).await?;
-                        return Ok(Some(Org::new(assemble(&meta, users, context, targets))));
+                        let org = Org::new(assemble(&meta, users, context, targets));
+                        return Ok(Some((generation, rev, org)));
                     }
                 }
                 let fetched = self.users(&mut conn, &gk, &ids).await?;
@@ -501,7 +549,8 @@ impl RedisStore {
             }
         };
         let users = self.with_same_email(&mut conn, &gk, users).await?;
-        Ok(Some(Org::new(assemble(&meta, users, context, targets))))
+        let org = Org::new(assemble(&meta, users, context, targets));
+        Ok(Some((generation, rev, org)))
     }
 
     /// For one external user (AE cannot map it), the users whose username or email is its
