@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Checks the packaging offline: lints the Dockerfile (hadolint), renders the Kubernetes base
 # (kubectl kustomize) and validates every resource against the Kubernetes OpenAPI schemas
-# (kubernetes-validate --strict), then checks that the Slack app manifests, the Kubernetes
-# base, the Dockerfile and the routes in src/ agree (scripts/check_manifests.py).
+# (kubernetes-validate --strict), the same for the base with the optional component
+# manifests/k8s/separate-refresher, then checks that the Slack app manifests, the Kubernetes
+# base and component, the Dockerfile and the routes in src/ agree (scripts/check_manifests.py).
 #
 # Installs its pinned tools (scripts/check-manifests.requirements.txt) into
 # .cache/check-manifests/venv on first use, or when that file changes; later runs reuse them.
@@ -81,8 +82,36 @@ else
   : > "$rendered"
 fi
 
-log "Slack app manifests, Dockerfile, Kubernetes base and src/ routes agree"
-if ! "$VENV/bin/python" scripts/check_manifests.py "$rendered"; then failed+=("consistency"); fi
+# The optional component manifests/k8s/separate-refresher, as an overlay of the base uses it.
+overlay="$CACHE/separate-refresher-overlay"
+split="$CACHE/k8s-rendered-separate-refresher.yaml"
+mkdir -p "$overlay"
+cat > "$overlay/kustomization.yaml" <<EOF
+apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources:
+  - $(realpath --relative-to="$overlay" manifests/k8s)
+components:
+  - $(realpath --relative-to="$overlay" manifests/k8s/separate-refresher)
+EOF
+log "kubectl kustomize (the base with manifests/k8s/separate-refresher) > $split"
+if "$KUBECTL" kustomize "$overlay" > "$split"; then
+  echo "  ok   $(grep -c '^kind:' "$split") resources: $(grep '^kind:' "$split" | cut -d' ' -f2 | sort | uniq -c | xargs)"
+  for version in $K8S_VERSIONS; do
+    log "kubernetes-validate --strict -k $version (the base with separate-refresher)"
+    if kubernetes-validate --strict --quiet -k "$version" "$split"; then
+      echo "  ok   every resource is valid for Kubernetes $version"
+    else
+      failed+=("kubernetes-validate separate-refresher $version")
+    fi
+  done
+else
+  failed+=("kustomize build separate-refresher")
+  : > "$split"
+fi
+
+log "Slack app manifests, Dockerfile, Kubernetes base, separate-refresher and src/ routes agree"
+if ! "$VENV/bin/python" scripts/check_manifests.py "$rendered" "$split"; then failed+=("consistency"); fi
 
 if [ "${#failed[@]}" -gt 0 ]; then
   log "FAILED: ${failed[*]}"

@@ -1,10 +1,12 @@
 """Consistency checks of the packaging, run by scripts/check-manifests.sh.
 
-usage: check_manifests.py RENDERED_K8S_YAML
+usage: check_manifests.py RENDERED_K8S_YAML [RENDERED_WITH_SEPARATE_REFRESHER_YAML]
 
 Checks that the Slack app manifests, the rendered Kubernetes base, the Dockerfile and the Rust
 sources agree on what docs/reference.md fixes: the command, the message shortcut, the /slack/* routes, the bot scopes and
-events, the Home tab, the port, the probes and the non-root user. Prints one line per check;
+events, the Home tab, the port, the probes and the non-root user; and, given the base rendered
+with the component manifests/k8s/separate-refresher, that its refresher Deployment runs
+`refresh --watch` with the bot's configuration and the bot runs none. Prints one line per check;
 exits 1 if one failed. Routes missing from src/ are reported but fail only with
 CHECK_MANIFESTS_REQUIRE_ROUTES=1 (while `serve` is being written).
 """
@@ -194,6 +196,87 @@ def kubernetes(rendered, image_uid):
         check(redis_url.hostname in services, f"REDIS_URL host {redis_url.hostname} is a Service of the base")
 
 
+def separate_refresher(rendered, split_rendered):
+    """The component manifests/k8s/separate-refresher: one `refresh --watch` pod with the
+    bot's configuration, REFRESH_IN_SERVE=false on the bot, Redis reachable from both; the
+    base itself keeps the refresher in `serve`."""
+    print(f"-- the base with manifests/k8s/separate-refresher ({split_rendered})")
+    base = [d for d in yaml.safe_load_all(Path(rendered).read_text()) if d]
+    docs = [d for d in yaml.safe_load_all(Path(split_rendered).read_text()) if d]
+
+    def named(items, kind, name):
+        return next((d for d in items if d["kind"] == kind and d["metadata"]["name"] == name), None)
+
+    def container(deployment):
+        if deployment is None:
+            return {}
+        return next((c for c in deployment["spec"]["template"]["spec"]["containers"]
+                     if c["name"] == "crm-username"), {})
+
+    def env(c):
+        return {e["name"]: e.get("value") for e in c.get("env", [])}
+
+    def selects(selector, labels):
+        return all(labels.get(k) == v for k, v in selector.items())
+
+    base_env = env(container(named(base, "Deployment", "crm-username")))
+    check("REFRESH_IN_SERVE" not in base_env, "the base's bot runs the refresher (no REFRESH_IN_SERVE)",
+          f"found {base_env.get('REFRESH_IN_SERVE')!r}")
+    check(named(base, "Deployment", "crm-username-refresher") is None, "the base has no refresher Deployment")
+
+    bot = named(docs, "Deployment", "crm-username")
+    refresher = named(docs, "Deployment", "crm-username-refresher")
+    check(bot is not None, "Deployment crm-username")
+    check(refresher is not None, "Deployment crm-username-refresher")
+    if bot is None or refresher is None:
+        return
+    bot_c, ref_c = container(bot), container(refresher)
+    bot_pod, ref_pod = bot["spec"]["template"]["spec"], refresher["spec"]["template"]["spec"]
+    check(env(bot_c).get("REFRESH_IN_SERVE") == "false", "the bot runs with REFRESH_IN_SERVE=false",
+          f"found {env(bot_c).get('REFRESH_IN_SERVE')!r}")
+    check((bot_c.get("args") or [None])[0] == "serve", "the bot still runs serve", f"args {bot_c.get('args')}")
+    check(refresher["spec"].get("replicas") == 1, "the refresher has 1 replica",
+          f"found {refresher['spec'].get('replicas')}")
+    check(ref_c.get("args") == ["refresh", "--watch"], "the refresher runs refresh --watch",
+          f"args {ref_c.get('args')}")
+    check(ref_c.get("image") == bot_c.get("image"), "the refresher runs the bot's image",
+          f"{ref_c.get('image')} vs {bot_c.get('image')}")
+    ports = {p.get("name"): p.get("containerPort") for p in ref_c.get("ports", [])}
+    check(ports.get("http") == 3000, "the refresher's port http is 3000 (BIND_ADDR)")
+    probes = {k: (ref_c.get(k) or {}).get("httpGet", {}).get("path")
+              for k in ("startupProbe", "livenessProbe", "readinessProbe") if k in ref_c}
+    check(probes == {"startupProbe": "/healthz", "livenessProbe": "/healthz"},
+          "the refresher's startup and liveness probes GET /healthz (no readiness: no Service routes to it)",
+          f"found {probes}")
+    check(ref_c.get("envFrom") == bot_c.get("envFrom"), "the refresher has the bot's ConfigMap and Secret",
+          f"{ref_c.get('envFrom')} vs {bot_c.get('envFrom')}")
+    check(env(ref_c).get("BUSINESS_UNITS_FILE") == env(bot_c).get("BUSINESS_UNITS_FILE"),
+          "the refresher reads the bot's BUSINESS_UNITS_FILE")
+    check(ref_c.get("volumeMounts") == bot_c.get("volumeMounts")
+          and ref_pod.get("volumes") == bot_pod.get("volumes"),
+          "the refresher mounts the bot's volumes")
+    memory = ((ref_c.get("resources") or {}).get("limits") or {}).get("memory")
+    check(memory == "512Mi", "the refresher's memory limit is 512Mi", f"found {memory}")
+    check(ref_c.get("securityContext") == bot_c.get("securityContext")
+          and ref_pod.get("securityContext") == bot_pod.get("securityContext"),
+          "the refresher runs as the bot does (non-root, read-only root)")
+    labels = refresher["spec"]["template"]["metadata"]["labels"]
+    for kind, name in [("Service", "crm-username"), ("PodDisruptionBudget", "crm-username")]:
+        d = named(docs, kind, name)
+        selector = (d or {}).get("spec", {}).get("selector", {})
+        selector = selector.get("matchLabels", selector)
+        check(d is not None and not selects(selector, labels),
+              f"{kind} {name} does not select the refresher's pods", f"selector {selector}")
+    policy = named(docs, "NetworkPolicy", "crm-username-redis")
+    if policy is not None:
+        allowed = [f.get("podSelector", {}).get("matchLabels", {})
+                   for rule in policy["spec"].get("ingress", []) for f in rule.get("from", [])]
+        check(any(selects(sel, labels) for sel in allowed),
+              "the Redis NetworkPolicy admits the refresher's pods", f"found {allowed}")
+        check(any(selects(sel, bot["spec"]["template"]["metadata"]["labels"]) for sel in allowed),
+              "the Redis NetworkPolicy still admits the bot's pods", f"found {allowed}")
+
+
 def prometheus_rule(path, rendered):
     """The PrometheusRule stays out of the kustomize base (its kind exists only with the
     Prometheus Operator, and the strict core-types validation does not know it): checked here
@@ -220,12 +303,14 @@ def prometheus_rule(path, rendered):
 
 
 def main():
-    if len(sys.argv) != 2:
+    if len(sys.argv) not in (2, 3):
         sys.exit(__doc__)
     slack_manifest("manifests/slack-app.yaml", socket_mode=False)
     slack_manifest("manifests/slack-app-socket-mode.yaml", socket_mode=True)
     uid = dockerfile()
     kubernetes(sys.argv[1], uid)
+    if len(sys.argv) == 3:
+        separate_refresher(sys.argv[1], sys.argv[2])
     prometheus_rule("manifests/k8s/prometheus-rule.yaml", sys.argv[1])
     rust_routes()
     sys.exit(1 if failures else 0)

@@ -1,4 +1,5 @@
-//! The running bot, assembled once: the store and its live sources, the refresher, the audit
+//! The running bot, assembled once: the store and its live sources, the refresher (unless
+//! REFRESH_IN_SERVE is false: then another process runs it), the audit
 //! digest, the follow-up re-checks, Socket Mode, the admin user groups' resolution, the HTTP
 //! server with its connection limits, the doctor's checks at start, and in demo builds the
 //! playground of `serve --demo`.
@@ -37,12 +38,14 @@ pub struct AppConfig {
     pub http_limits: HttpLimits,
     pub slack: SlackSettings,
     pub data: AppData,
-    /// Full refresh period of the refresher (when there are live sources).
-    pub refresh_interval: Duration,
-    /// Incremental refresh period; `None`: full refreshes only.
-    pub refresh_incremental_interval: Option<Duration>,
+    /// When the refresher runs (when there are live sources and it runs here).
+    pub refresh_schedule: crate::refresh::Schedule,
     /// How often the refresher looks at the cache between refreshes, to refill an emptied one.
     pub refresh_watch: Duration,
+    /// Run the refresher in this process (REFRESH_IN_SERVE); `false`: another process
+    /// (`refresh --watch`) fills the shared cache, and the sources serve live lookups and
+    /// re-checks only.
+    pub refresh_in_process: bool,
     /// Connect to Slack over Socket Mode too.
     pub socket_mode: Option<SocketMode>,
     /// Post the scheduled audit digest.
@@ -67,9 +70,12 @@ impl AppConfig {
             http_limits: HttpLimits::default(),
             slack,
             data,
-            refresh_interval: Duration::from_secs(15 * 60),
-            refresh_incremental_interval: Some(Duration::from_secs(60)),
+            refresh_schedule: crate::refresh::Schedule {
+                full_every: Duration::from_secs(15 * 60),
+                incremental_every: Some(Duration::from_secs(60)),
+            },
             refresh_watch: crate::refresh::EMPTY_CACHE_CHECK,
+            refresh_in_process: true,
             socket_mode: None,
             digest: None,
             doctor: None,
@@ -91,6 +97,18 @@ pub enum AppData {
         store: Store,
         sources: Option<Arc<Sources>>,
     },
+}
+
+/// Where the refresher that fills this app's store runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefresherPlace {
+    /// Here, on a thread of its own: live sources and REFRESH_IN_SERVE (the default).
+    ThisProcess,
+    /// Elsewhere (`crm-username refresh --watch`, or another replica's): REFRESH_IN_SERVE is
+    /// false, or this process has no live sources and answers from Redis.
+    AnotherProcess,
+    /// Nowhere: the built-in demo org is never refreshed.
+    Nowhere,
 }
 
 /// Socket Mode: the app-level token (`xapp-`) and the connections' timing.
@@ -123,6 +141,7 @@ pub struct App {
     local_addr: SocketAddr,
     demo: bool,
     sources: Option<Arc<Sources>>,
+    refresher: RefresherPlace,
     refresh_schedule: crate::refresh::Schedule,
     refresh_watch: Duration,
     socket_mode: Option<SocketMode>,
@@ -138,6 +157,13 @@ impl App {
     /// Opens the data, binds the listener and prepares the playground; nothing runs yet.
     pub async fn build(config: AppConfig) -> Result<App, AppError> {
         let demo = matches!(config.data, AppData::Demo);
+        let refresher = match &config.data {
+            AppData::Demo => RefresherPlace::Nowhere,
+            AppData::Cache {
+                sources: Some(_), ..
+            } if config.refresh_in_process => RefresherPlace::ThisProcess,
+            AppData::Cache { .. } => RefresherPlace::AnotherProcess,
+        };
         let (store, sources) = match config.data {
             AppData::Demo => {
                 let store = Store::memory();
@@ -148,7 +174,8 @@ impl App {
             AppData::Cache { store, sources } => (store, sources),
         };
         let state = AppState::new(store.clone(), sources.clone(), config.slack)
-            .with_follow_ups(config.follow_ups);
+            .with_follow_ups(config.follow_ups)
+            .with_refresher_elsewhere(refresher == RefresherPlace::AnotherProcess);
         state
             .admin_usergroups
             .configure(&config.admin_usergroups.ids);
@@ -176,10 +203,8 @@ impl App {
             local_addr,
             demo,
             sources,
-            refresh_schedule: crate::refresh::Schedule {
-                full_every: config.refresh_interval,
-                incremental_every: config.refresh_incremental_interval,
-            },
+            refresher,
+            refresh_schedule: config.refresh_schedule,
             refresh_watch: config.refresh_watch,
             socket_mode: config.socket_mode,
             digest: config.digest,
@@ -198,6 +223,12 @@ impl App {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Where the refresher that fills the store runs; `run_until_stopped` starts it only for
+    /// [`RefresherPlace::ThisProcess`].
+    pub fn refresher(&self) -> RefresherPlace {
+        self.refresher
     }
 
     /// What the handlers share: the store, the Slack settings, Socket Mode's health.
@@ -231,18 +262,22 @@ impl App {
             // answering "data unavailable" beats not answering.
             tokio::spawn(async move { doctor.run().await.log() });
         }
-        if let Some(sources) = self.sources {
-            let (store, schedule, watch, shutdown) = (
-                state.store.clone(),
-                self.refresh_schedule,
-                self.refresh_watch,
-                shutdown.clone(),
-            );
-            crate::background::spawn_low_priority_task("refresher", async move {
-                // Opened here, so that its connection is driven by the refresher's runtime.
-                let store = store.with_own_connection();
-                crate::refresh::run_scheduled(sources, store, schedule, watch, shutdown).await
-            });
+        match (self.refresher, self.sources) {
+            (RefresherPlace::ThisProcess, Some(sources)) => {
+                tracing::info!(refresher = "this_process", "refresher: in this process");
+                // It runs until shutdown; serving does not wait for it to stop.
+                drop(crate::refresh::spawn(
+                    sources,
+                    state.store.clone(),
+                    self.refresh_schedule,
+                    self.refresh_watch,
+                    shutdown.clone(),
+                ));
+            }
+            (RefresherPlace::Nowhere, _) => {
+                tracing::info!(refresher = "none", "refresher: none (the demo org)");
+            }
+            _ => tracing::info!(refresher = "another_process", "refresher: another process"),
         }
         if let Some(digest) = self.digest {
             tokio::spawn(crate::slack::digest::run(

@@ -31,10 +31,15 @@ where
 /// own: the refresher, whose reading, merging and dropping of whole orgs would otherwise hold
 /// the async workers that answer checks for up to a second at a million users. What it shares
 /// with the rest (the store's connection, the HTTP clients) works from any runtime.
-pub fn spawn_low_priority_task<F>(name: &str, task: F)
+/// The future it returns is ready once `task` has ended (or could not be started).
+pub fn spawn_low_priority_task<F>(
+    name: &str,
+    task: F,
+) -> impl std::future::Future<Output = ()> + Send + 'static
 where
     F: std::future::Future<Output = ()> + Send + 'static,
 {
+    let (ended, on_end) = tokio::sync::oneshot::channel::<()>();
     let spawned = std::thread::Builder::new()
         .name(name.to_owned())
         .spawn(move || {
@@ -48,9 +53,14 @@ where
                     tracing::error!(error = %err, "could not start the refresher's runtime")
                 }
             }
+            // The runtime, and the tasks it still held, are dropped before this is sent.
+            drop(ended);
         });
     if let Err(err) = spawned {
         tracing::error!(error = %err, "could not start the refresher's thread");
+    }
+    async move {
+        let _ = on_end.await;
     }
 }
 

@@ -132,6 +132,23 @@ pub(crate) async fn renew_while_held(store: Store, token: LockToken, ttl: Durati
 /// without its data) is refilled then, not at the next interval.
 pub const EMPTY_CACHE_CHECK: Duration = Duration::from_secs(10);
 
+/// The refresher as `serve` and `refresh --watch` run it: [`run_scheduled`] on a thread of
+/// its own at a lower priority ([`crate::background::spawn_low_priority_task`]), writing over
+/// a Redis connection of its own, until `shutdown`. The future is ready once it has stopped.
+pub fn spawn(
+    sources: Arc<Sources>,
+    store: Store,
+    schedule: Schedule,
+    watch: Duration,
+    shutdown: CancellationToken,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    crate::background::spawn_low_priority_task("refresher", async move {
+        // Opened here, so that its connection is driven by the refresher's runtime.
+        let store = store.with_own_connection();
+        run_scheduled(sources, store, schedule, watch, shutdown).await
+    })
+}
+
 /// Full refreshes at once and then every `interval` until `shutdown` (no incremental ones):
 /// [`run_scheduled`] with [`Schedule::full_only`].
 pub async fn run(

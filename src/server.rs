@@ -1,5 +1,6 @@
 //! The HTTP server of `crm-username serve` (src/app.rs assembles the rest): the Slack routes,
 //! the operations endpoints, and a graceful shutdown that finishes the replies already promised.
+//! `refresh --watch` serves the operations endpoints alone ([`serve_refresher`]).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -16,6 +17,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::slack;
 use crate::state::AppState;
+use crate::store::Store;
 
 pub mod connections;
 pub use connections::HttpLimits;
@@ -65,10 +67,16 @@ async fn ready(State(state): State<AppState>) -> Response {
 
 /// Prometheus text format. The snapshot age is measured now, from the cache.
 async fn metrics(State(state): State<AppState>) -> Response {
+    render_metrics(&state.store).await
+}
+
+/// The process's metrics in Prometheus text format, with the snapshot's age in `store`
+/// measured now: `/metrics` of `serve` and of `refresh --watch`.
+async fn render_metrics(store: &Store) -> Response {
     let Some(handle) = crate::metrics::handle() else {
         return (StatusCode::SERVICE_UNAVAILABLE, "metrics are not available").into_response();
     };
-    if let Ok(report) = state.store.status().await {
+    if let Ok(report) = store.status().await {
         metrics::gauge!(crate::metrics::SNAPSHOT_LOADED).set(if report.data_as_of.is_some() {
             1.0
         } else {
@@ -84,6 +92,36 @@ async fn metrics(State(state): State<AppState>) -> Response {
         handle.render(),
     )
         .into_response()
+}
+
+/// The endpoints of `refresh --watch`: `/healthz` (the process answers; the refresher runs as
+/// long as it does) and `/metrics`, the refreshes' among them.
+pub fn refresher_router(store: Store) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/metrics",
+            get(|State(store): State<Store>| async move { render_metrics(&store).await }),
+        )
+        .route_layer(axum::middleware::from_fn(crate::metrics::track_requests))
+        .with_state(store)
+}
+
+/// Serves [`refresher_router`] on `listener`, with the default connection limits, until
+/// `shutdown`.
+pub async fn serve_refresher(
+    listener: TcpListener,
+    store: Store,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    crate::metrics::handle();
+    connections::serve(
+        listener,
+        refresher_router(store),
+        &HttpLimits::default(),
+        shutdown,
+    )
+    .await
 }
 
 /// A bound server, not yet running: tests bind port 0 and read the address.

@@ -38,6 +38,9 @@ pub struct Inner {
     pub admin_usergroups: usergroups::AdminUsergroups,
     /// When follow-up re-checks run and how many may wait (`with_follow_ups`).
     pub follow_ups: FollowUpSettings,
+    /// Another process runs the refresher (`with_refresher_elsewhere`): a refresh asked for in
+    /// Slack is left to it, so that this process never holds a whole org.
+    pub refresher_elsewhere: bool,
 }
 
 #[derive(Clone)]
@@ -64,7 +67,20 @@ impl AppState {
             socket_mode: socket_mode::Health::default(),
             admin_usergroups: usergroups::AdminUsergroups::default(),
             follow_ups: FollowUpSettings::default(),
+            refresher_elsewhere: false,
         }))
+    }
+
+    /// Another process runs the refresher (REFRESH_IN_SERVE=false): `/crm-username refresh`
+    /// then starts no refresh here. Set once while the state is built (before it is shared).
+    pub fn with_refresher_elsewhere(mut self, elsewhere: bool) -> Self {
+        match Arc::get_mut(&mut self.0) {
+            Some(inner) => inner.refresher_elsewhere = elsewhere,
+            None => {
+                tracing::warn!("the refresher's place given after the state was shared; ignored")
+            }
+        }
+        self
     }
 
     /// The follow-ups' settings, set once while the state is built (before it is shared).

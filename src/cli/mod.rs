@@ -58,9 +58,11 @@ pub struct Cli {
 pub enum Command {
     /// Diagnose one query, exactly as the Slack command would.
     Check(CheckArgs),
-    /// Run the bot: the HTTP endpoints for Slack plus the background refresher.
+    /// Run the bot: the HTTP endpoints for Slack plus the background refresher (unless
+    /// REFRESH_IN_SERVE=false: then `refresh --watch` runs it).
     Serve(Box<ServeCommand>),
-    /// One full refresh of the cache from Salesforce and Account Engagement, then exit.
+    /// One full refresh of the cache from Salesforce and Account Engagement, then exit; with
+    /// `--watch`, the refresher of `serve` as a process of its own, until SIGTERM.
     Refresh(RefreshArgs),
     /// Data freshness per source and business unit, last errors, counts.
     Status(StatusArgs),

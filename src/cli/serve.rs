@@ -35,7 +35,7 @@ impl From<AppError> for CliError {
 }
 
 pub async fn run(args: &ServeCommand) -> CliResult {
-    crate::logging::init(args.serve.log_format.as_deref());
+    crate::logging::init(args.serve.process.log_format.as_deref());
     let app = App::build(config(args).await?).await?;
     if let Some(url) = app.playground_url() {
         println!("Playground: {url}");
@@ -60,6 +60,11 @@ async fn config(args: &ServeCommand) -> Result<AppConfig, CliError> {
     let slack = serve.settings().map_err(CliError::usage)?;
     let http_limits = serve.http_limits.limits().map_err(CliError::usage)?;
     let admin_usergroups = serve.admin_usergroups().map_err(CliError::usage)?;
+    // The demo org is never refreshed: the setting does not matter there.
+    let refresh_in_process = match args.demo {
+        true => serve.refresh_in_serve,
+        false => serve.runs_refresher(&args.data).map_err(CliError::usage)?,
+    };
     let app_token = match (
         serve.socket_mode,
         serve
@@ -84,10 +89,10 @@ async fn config(args: &ServeCommand) -> Result<AppConfig, CliError> {
             sources: sources.map(std::sync::Arc::new),
         }
     };
-    let mut config = AppConfig::new(serve.bind_addr, slack, data);
+    let mut config = AppConfig::new(serve.process.bind_addr, slack, data);
     config.http_limits = http_limits;
-    config.refresh_interval = args.data.refresh_interval;
-    config.refresh_incremental_interval = args.data.refresh_incremental_interval.0;
+    config.refresh_schedule = args.data.refresh_schedule();
+    config.refresh_in_process = refresh_in_process;
     config.admin_usergroups = admin_usergroups;
     config.socket_mode = app_token.map(|app_token| SocketMode {
         app_token,

@@ -151,11 +151,33 @@ pub struct ServeArgs {
     /// How often the audit digest runs (posted only when the rows changed).
     #[arg(long, env = "AUDIT_DIGEST_INTERVAL", default_value = "24h", value_parser = parse_duration)]
     pub audit_digest_interval: Duration,
-    #[arg(long, env = "BIND_ADDR", default_value = "0.0.0.0:3000")]
-    pub bind_addr: std::net::SocketAddr,
+    /// `false`: this process runs no refresher, another one (`refresh --watch`) fills the
+    /// shared cache; live lookups and re-checks still use the live sources. Needs REDIS_URL.
+    #[arg(
+        long,
+        env = "REFRESH_IN_SERVE",
+        default_value_t = true,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
+    pub refresh_in_serve: bool,
+    #[command(flatten)]
+    pub process: ProcessArgs,
     #[command(flatten)]
     pub http_limits: HttpLimitArgs,
-    /// `json` or `pretty`; default: pretty on a terminal, else json.
+}
+
+/// What the long-running processes (`serve`, `refresh --watch`) share: where their HTTP
+/// endpoints listen and how they log.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ProcessArgs {
+    /// Where the HTTP endpoints listen (`refresh`: with `--watch` only, for /healthz and
+    /// /metrics).
+    #[arg(long, env = "BIND_ADDR", default_value = "0.0.0.0:3000")]
+    pub bind_addr: std::net::SocketAddr,
+    /// `json` or `pretty`; default: pretty on a terminal, else json (`refresh`: with
+    /// `--watch` only).
     #[arg(long, env = "LOG_FORMAT", value_parser = ["json", "pretty"])]
     pub log_format: Option<String>,
 }
@@ -196,6 +218,18 @@ impl ServeArgs {
 }
 
 impl ServeArgs {
+    /// Whether `serve` runs the refresher itself (REFRESH_IN_SERVE). `false` needs REDIS_URL:
+    /// an in-process store would never be filled.
+    pub fn runs_refresher(&self, data: &DataArgs) -> Result<bool, ConfigError> {
+        if !self.refresh_in_serve && data.redis().is_none() {
+            return Err(ConfigError::Invalid {
+                variable: "REFRESH_IN_SERVE",
+                problem: "false needs REDIS_URL: without it serve answers from an in-process store that no refresher would ever fill; set REDIS_URL to the Redis that `crm-username refresh --watch` fills, or leave REFRESH_IN_SERVE at true".into(),
+            });
+        }
+        Ok(self.refresh_in_serve)
+    }
+
     /// The admin user groups, each a Slack user group id (`S` and capitals or digits), blanks
     /// dropped, resolved every SLACK_ADMIN_USERGROUP_REFRESH.
     pub fn admin_usergroups(
@@ -288,6 +322,27 @@ pub struct LiveSettings {
 }
 
 impl DataArgs {
+    /// The refresher's schedule: a full refresh every REFRESH_INTERVAL, an incremental one
+    /// every REFRESH_INCREMENTAL_INTERVAL (unless `off`). `serve` and `refresh --watch` share it.
+    pub fn refresh_schedule(&self) -> crate::refresh::Schedule {
+        crate::refresh::Schedule {
+            full_every: self.refresh_interval,
+            incremental_every: self.refresh_incremental_interval.0,
+        }
+    }
+
+    /// `refresh --watch` fills the shared cache for the `serve` processes: without REDIS_URL
+    /// it would fill an in-process store nobody reads.
+    pub fn check_refresh_watch(&self) -> Result<(), ConfigError> {
+        match self.redis() {
+            Some(_) => Ok(()),
+            None => Err(ConfigError::Invalid {
+                variable: "REDIS_URL",
+                problem: "is required for refresh --watch: it fills the Redis that serve answers from; without it, what it refreshes would stay in this process".into(),
+            }),
+        }
+    }
+
     /// How to reach the shared cache; `None` without REDIS_URL.
     pub fn redis(&self) -> Option<crate::store::RedisSettings> {
         Some(crate::store::RedisSettings {
@@ -550,6 +605,77 @@ mod tests {
                 "{err}"
             );
         }
+    }
+
+    #[derive(Parser)]
+    struct ServeDataCli {
+        #[command(flatten)]
+        serve: ServeArgs,
+        #[command(flatten)]
+        data: DataArgs,
+    }
+
+    /// Whether serve runs the refresher for `argv`, as `serve` validates it.
+    fn runs_refresher(extra: &[&str]) -> Result<bool, String> {
+        let mut argv = vec!["test"];
+        argv.extend_from_slice(extra);
+        let cli = ServeDataCli::try_parse_from(argv).unwrap();
+        cli.serve
+            .runs_refresher(&cli.data)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn serve_runs_the_refresher_unless_refresh_in_serve_is_false_with_redis() {
+        assert_eq!(runs_refresher(&[]), Ok(true));
+        assert_eq!(runs_refresher(&["--refresh-in-serve"]), Ok(true));
+        assert_eq!(
+            runs_refresher(&["--refresh-in-serve", "true", "--redis-url", "redis://h"]),
+            Ok(true)
+        );
+        assert_eq!(
+            runs_refresher(&["--refresh-in-serve", "false", "--redis-url", "redis://h"]),
+            Ok(false)
+        );
+        assert!(ServeDataCli::try_parse_from(["test", "--refresh-in-serve", "no"]).is_err());
+    }
+
+    #[test]
+    fn refresh_in_serve_false_without_redis_is_refused_with_what_to_set() {
+        assert_eq!(
+            runs_refresher(&["--refresh-in-serve", "false"]),
+            Err("REFRESH_IN_SERVE: false needs REDIS_URL: without it serve answers from an in-process store that no refresher would ever fill; set REDIS_URL to the Redis that `crm-username refresh --watch` fills, or leave REFRESH_IN_SERVE at true".to_owned())
+        );
+    }
+
+    #[test]
+    fn refresh_watch_needs_redis_and_shares_the_schedule_of_serve() {
+        assert_eq!(
+            args(&[]).check_refresh_watch().err().unwrap().to_string(),
+            "REDIS_URL: is required for refresh --watch: it fills the Redis that serve answers from; without it, what it refreshes would stay in this process"
+        );
+        assert!(
+            args(&["--redis-url", "redis://h"])
+                .check_refresh_watch()
+                .is_ok()
+        );
+        assert_eq!(
+            args(&[]).refresh_schedule(),
+            crate::refresh::Schedule {
+                full_every: Duration::from_secs(15 * 60),
+                incremental_every: Some(Duration::from_secs(60)),
+            }
+        );
+        assert_eq!(
+            args(&[
+                "--refresh-interval",
+                "1h",
+                "--refresh-incremental-interval",
+                "off"
+            ])
+            .refresh_schedule(),
+            crate::refresh::Schedule::full_only(Duration::from_secs(3600))
+        );
     }
 
     #[test]

@@ -127,6 +127,11 @@ fn refresh(state: &AppState, user_id: &str, response_url: String) -> Reply {
             "This bot has no live data source configured, so there is nothing to refresh.",
         ));
     };
+    if state.refresher_elsewhere {
+        return ephemeral(render::slack::plain(
+            "The refresher runs in a process of its own (REFRESH_IN_SERVE=false) and keeps the data fresh on its schedule; `status` shows how fresh it is. To refresh at once, run `crm-username refresh` where the refresher runs.",
+        ));
+    }
     let store = state.store.clone();
     state.respond_later(response_url, async move {
         let text = match crate::refresh::refresh_locked(

@@ -8,7 +8,7 @@ use chrono::Utc;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 
-use crm_username::app::AppData;
+use crm_username::app::{AppData, RefresherPlace};
 use crm_username::demo;
 use crm_username::domain::{Query, Verdict};
 use crm_username::fakes::{FakeSlack, FakeUpstreams};
@@ -55,9 +55,11 @@ async fn an_emptied_redis_is_refilled_without_waiting_for_the_interval() {
         store: store.clone(),
         sources: Some(sources),
     };
-    config.refresh_interval = Duration::from_secs(3600);
+    config.refresh_schedule.full_every = Duration::from_secs(3600);
     config.refresh_watch = Duration::from_millis(100);
     let app = TestApp::spawn(config, slack).await;
+    // REFRESH_IN_SERVE keeps its default: the refresher runs in the app.
+    assert_eq!(app.refresher, RefresherPlace::ThisProcess);
     let has_data = || async { matches!(store.status().await, Ok(r) if r.data_as_of.is_some()) };
     wait_for("the first refresh", Duration::from_secs(10), has_data).await;
 

@@ -27,6 +27,7 @@ mod refresh;
 mod render;
 mod salesforce_auth;
 mod schemas;
+mod separate_refresher;
 mod shortcut;
 mod slack;
 mod slack_audit;

@@ -9,7 +9,7 @@ use chrono::Utc;
 use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
 
-use crm_username::app::{App, AppConfig, AppData, AppError};
+use crm_username::app::{App, AppConfig, AppData, AppError, RefresherPlace};
 use crm_username::fakes::{FakeSlack, SlackCall};
 use crm_username::slack::signature::sign;
 use crm_username::slack::{SlackSettings, SlackWebApi};
@@ -42,6 +42,9 @@ pub struct TestApp {
     pub state: AppState,
     /// The fake Slack the bot calls.
     pub slack: FakeSlack,
+    /// Where the refresher filling its store runs, as the app decided (it starts one only for
+    /// [`RefresherPlace::ThisProcess`]).
+    pub refresher: RefresherPlace,
     pub http: reqwest::Client,
     shutdown: CancellationToken,
     running: Option<tokio::task::JoinHandle<Result<(), AppError>>>,
@@ -73,12 +76,14 @@ impl TestApp {
         let app = App::build(config).await.expect("the app builds");
         let addr = app.local_addr();
         let state = app.state().clone();
+        let refresher = app.refresher();
         let shutdown = app.shutdown_token();
         let running = tokio::spawn(app.run_until_stopped());
         TestApp {
             addr,
             state,
             slack,
+            refresher,
             http: reqwest::Client::new(),
             shutdown,
             running: Some(running),
