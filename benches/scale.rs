@@ -20,6 +20,13 @@
 //! Redis and the load generator here, they run at `nice -n 10`.
 //! 4. `serve`'s resident memory (now and peak).
 //!
+//! `BENCH_REFRESHER=separate` (the default) runs the scheduled refresher as its own process,
+//! `crm-username refresh --watch` at `nice -n 10` (another pod in production), and `serve`
+//! with `REFRESH_IN_SERVE=false`; `BENCH_REFRESHER=serve` refreshes inside `serve`, as the
+//! default settings do. The checks ask about users the warm-up did not ask about, so that
+//! they read Redis (the replica's read cache would answer a repeated one from memory); the
+//! table says how many were answered from memory all the same.
+//!
 //! Everything is on 127.0.0.1; every wait is bounded.
 
 #[global_allocator]
@@ -107,6 +114,10 @@ struct Row {
     serve_full_s: Option<f64>,
     serve_rss_mb: f64,
     serve_peak_rss_mb: f64,
+    /// (now, peak) of `refresh --watch`, when it ran apart from `serve`.
+    refresher_rss_mb: Option<(f64, f64)>,
+    /// Checks answered from the replica's read cache, of all checks.
+    cache_hits: Option<(u64, u64)>,
 }
 
 #[derive(Debug, Clone)]
@@ -115,6 +126,23 @@ struct Incremental {
     sf_calls: u64,
     ae_calls: u64,
     writes: u64,
+}
+
+/// Where the scheduled refresher runs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Refresher {
+    /// `refresh --watch`, a process of its own; `serve` with `REFRESH_IN_SERVE=false`.
+    Separate,
+    /// Inside `serve`.
+    InServe,
+}
+
+fn refresher() -> Refresher {
+    match std::env::var("BENCH_REFRESHER").as_deref() {
+        Ok("serve") => Refresher::InServe,
+        Ok("separate") | Err(_) => Refresher::Separate,
+        Ok(other) => panic!("BENCH_REFRESHER: {other:?} is neither separate nor serve"),
+    }
 }
 
 async fn run() {
@@ -159,14 +187,17 @@ async fn bench_size(size: &Size, rate: u64, seconds: f64, change_percent: u32) -
         .map(|u| u.username.clone())
         .collect();
     drop(org);
-    let queries: Vec<(Kind, String)> = (0..20_000)
-        .map(|i| {
-            (
-                Kind::Username,
-                internal[(i * 7919) % internal.len()].clone(),
-            )
-        })
-        .collect();
+    // The measured checks ask about the first half of the internal users, the warm-up about
+    // the second half.
+    let half = (internal.len() / 2).max(1);
+    let pick = |i: usize, offset: usize| {
+        (
+            Kind::Username,
+            internal[(offset + (i * 7919) % half) % internal.len()].clone(),
+        )
+    };
+    let queries: Vec<(Kind, String)> = (0..20_000).map(|i| pick(i, 0)).collect();
+    let warm_queries: Vec<(Kind, String)> = (0..20_000).map(|i| pick(i, half)).collect();
     println!(
         "[{label}] {} internal users of {}",
         internal.len(),
@@ -225,22 +256,30 @@ async fn bench_size(size: &Size, rate: u64, seconds: f64, change_percent: u32) -
         "[{label}] full refresh: {full_wall_s:.1} s, {full_rss_mb:.0} MB peak RSS, {full_sf_calls} + {full_ae_calls} API calls, Redis {redis_mb:.0} MB"
     );
 
-    // 2. serve, refreshing incrementally.
+    // 2. serve, and the refresher refreshing incrementally (in serve, or apart).
+    let place = refresher();
     let serve_log = dir.join("serve.log");
-    let (mut serve, url) = start_serve(&env, &redis.url(), &serve_log).await;
-    let mut log = LogTail::new(&serve_log);
+    let (mut serve, url) = start_serve(&env, &redis.url(), &serve_log, place).await;
+    let (mut watcher, refresher_log) = match place {
+        Refresher::InServe => (None, serve_log.clone()),
+        Refresher::Separate => {
+            let log = dir.join("refresher.log");
+            (Some(start_watcher(&env, &redis.url(), &log)), log)
+        }
+    };
+    let mut log = LogTail::new(&refresher_log);
     // It refreshes in full first (the data in the cache is another process's), then
     // incrementally.
     let serve_full = log
         .wait_for("refresh published a new snapshot", Duration::from_secs(300))
-        .expect("serve refreshes in full first");
+        .expect("the refresher refreshes in full first");
     let quiet = log
         .wait_for(INCREMENTAL_MESSAGE, Duration::from_secs(60))
         .map(|v| incremental_of(&v));
     println!("[{label}] quiet incremental refresh: {quiet:?}");
 
     let client = loadgen::client(32);
-    let warm = loadgen::prepare(SECRET, &queries, sign);
+    let warm = loadgen::prepare(SECRET, &warm_queries, sign);
     let _ = loadgen::closed_loop(&client, &url, warm, 16, Duration::from_secs(2), 1_000_000).await;
 
     // The checks while the changes are read: the signal lands one second into the window.
@@ -299,6 +338,8 @@ async fn bench_size(size: &Size, rate: u64, seconds: f64, change_percent: u32) -
     );
 
     let (serve_rss_mb, serve_peak_rss_mb) = memory_mb(serve.id());
+    let refresher_rss_mb = watcher.as_ref().map(|w| memory_mb(w.id()));
+    let cache_hits = read_cache_counts(&url).await;
     // What held Redis longest (commands over 10 ms): the stalls a check may have waited behind.
     let slow = Command::new("redis-cli")
         .args(["-p", &redis.port.to_string(), "slowlog", "get", "5"])
@@ -312,6 +353,10 @@ async fn bench_size(size: &Size, rate: u64, seconds: f64, change_percent: u32) -
     );
     let _ = serve.kill();
     let _ = serve.wait();
+    if let Some(watcher) = watcher.as_mut() {
+        let _ = watcher.kill();
+        let _ = watcher.wait();
+    }
     let _ = fakes.kill();
     let _ = fakes.wait();
     drop(redis);
@@ -332,7 +377,55 @@ async fn bench_size(size: &Size, rate: u64, seconds: f64, change_percent: u32) -
         serve_full_s: serve_full["duration_ms"].as_f64().map(|ms| ms / 1000.0),
         serve_rss_mb,
         serve_peak_rss_mb,
+        refresher_rss_mb,
+        cache_hits,
     }
+}
+
+/// (hits, hits + misses) of the replica's read cache, from its `/metrics`.
+async fn read_cache_counts(commands_url: &str) -> Option<(u64, u64)> {
+    let metrics_url = commands_url.replace("/slack/commands", "/metrics");
+    let text = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .ok()?
+        .get(metrics_url)
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    let count = |result: &str| {
+        text.lines()
+            .find(|l| {
+                l.starts_with("crm_username_check_read_cache_total")
+                    && l.contains(&format!("result=\"{result}\""))
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|n| n.parse::<f64>().ok())
+            .map_or(0, |n| n as u64)
+    };
+    let (hits, misses) = (count("hit"), count("miss"));
+    Some((hits, hits + misses))
+}
+
+/// `crm-username refresh --watch` at a lower priority: the refresher as another pod.
+fn start_watcher(env: &[(String, String)], redis_url: &str, log: &Path) -> Child {
+    Command::new("nice")
+        .args(["-n", "10", BIN, "refresh", "--watch"])
+        .envs(env.iter().cloned())
+        .env("REDIS_URL", redis_url)
+        .env("BIND_ADDR", format!("127.0.0.1:{}", free_port()))
+        .env("LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .env("REFRESH_INTERVAL", "1h")
+        .env("REFRESH_INCREMENTAL_INTERVAL", INCREMENTAL_EVERY)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{BIN} refresh --watch: {e}"))
 }
 
 const INCREMENTAL_MESSAGE: &str = "incremental refresh brought the cache up to date";
@@ -394,10 +487,23 @@ fn start_fakes(
     (fakes, env)
 }
 
-async fn start_serve(env: &[(String, String)], redis_url: &str, log: &Path) -> (Child, String) {
+async fn start_serve(
+    env: &[(String, String)],
+    redis_url: &str,
+    log: &Path,
+    place: Refresher,
+) -> (Child, String) {
     let port = free_port();
     let mut child = Command::new(BIN)
         .arg("serve")
+        .env(
+            "REFRESH_IN_SERVE",
+            if place == Refresher::InServe {
+                "true"
+            } else {
+                "false"
+            },
+        )
         .envs(env.iter().cloned())
         .env("REDIS_URL", redis_url)
         .env("SLACK_SIGNING_SECRET", SECRET)
@@ -582,9 +688,9 @@ fn memory_mb(pid: u32) -> (f64, f64) {
 
 fn print_table(rows: &[Row], rate: u64) {
     println!(
-        "\n| org (SF users) | internal / AE users | full refresh: wall, peak RSS | full: SF + AE API calls | Redis memory | incremental, nothing changed: time, calls | incremental, 1% changed: time, calls, keys rewritten | check p99 at {rate}/s during incremental / full refreshes | serve RSS now / peak |"
+        "\n| org (SF users) | internal / AE users | full refresh: wall, peak RSS | full: SF + AE API calls | Redis memory | incremental, nothing changed: time, calls | incremental, 1% changed: time, calls, keys rewritten | check p99 at {rate}/s during incremental / full refreshes | serve RSS now / peak | refresher RSS now / peak | checks from the read cache |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for r in rows {
         let inc = |i: &Option<Incremental>, writes: bool| match i {
             Some(i) if writes => format!(
@@ -607,7 +713,7 @@ fn print_table(rows: &[Row], rate: u64) {
                 .map_or("—".to_owned(), |r| format!("{:.2}", r.ms(0.99)))
         };
         println!(
-            "| {} | {} / {} | {:.1} s, {:.0} MB | {} + {} | {:.0} MB | {} | {} | {} / {} ms | {:.0} / {:.0} MB |",
+            "| {} | {} / {} | {:.1} s, {:.0} MB | {} + {} | {:.0} MB | {} | {} | {} / {} ms | {:.0} / {:.0} MB | {} | {} |",
             r.label,
             r.internal_users,
             r.ae_users,
@@ -621,12 +727,21 @@ fn print_table(rows: &[Row], rate: u64) {
             p99(&r.checks_during_incremental),
             p99(&r.checks_during_full),
             r.serve_rss_mb,
-            r.serve_peak_rss_mb
+            r.serve_peak_rss_mb,
+            r.refresher_rss_mb
+                .map_or("in serve".to_owned(), |(now, peak)| format!(
+                    "{now:.0} / {peak:.0} MB"
+                )),
+            r.cache_hits
+                .map_or("—".to_owned(), |(hits, all)| format!("{hits} of {all}")),
         );
     }
     for r in rows {
         if let Some(s) = r.serve_full_s {
-            println!("[{}] serve's own full refresh took {s:.1} s", r.label);
+            println!(
+                "[{}] the refresher's own full refresh took {s:.1} s",
+                r.label
+            );
         }
     }
 }

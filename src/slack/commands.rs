@@ -6,6 +6,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
+use futures_util::FutureExt;
 use serde::Serialize;
 use serde_json::Value;
 use slack_morphism::prelude::SlackCommandEvent;
@@ -93,10 +94,16 @@ async fn check(state: &AppState, text: &str, response_url: String) -> Reply {
         Ok(query) => query,
         Err(err) => return ephemeral(render::slack::error(&err.to_string())),
     };
-    let mut work = tokio::spawn({
-        let state = state.clone();
-        async move { state.answer_message(&query, false).await }
-    });
+    // Run here, on the request's own task, rather than spawned: a task of its own per check
+    // cost a hand-off between threads on every request. Only a diagnosis still running at the
+    // deadline moves to a task of its own, and a panic is caught either way.
+    let mut work = Box::pin(
+        std::panic::AssertUnwindSafe({
+            let state = state.clone();
+            async move { state.answer_message(&query, false).await }
+        })
+        .catch_unwind(),
+    );
     match tokio::time::timeout(INLINE_DEADLINE, &mut work).await {
         Ok(Ok(message)) => ephemeral(message),
         Ok(Err(_)) => ephemeral(render::slack::plain(
