@@ -2,6 +2,11 @@
 //! generation) on a thread of its own at a lower scheduling priority, so that on a small
 //! machine the checks being answered meanwhile get the CPU first: a refresh may take a little
 //! longer, a person waiting in Slack should not.
+//!
+//! On Linux the thread is also put in the `SCHED_IDLE` class: a lower nice value only gives it
+//! a smaller share, and a check woken while it runs could still wait for the rest of its time
+//! slice (milliseconds); a thread of the idle class gives way at once. It still gets a small
+//! share when the CPU is never idle, so a refresh slows down under load but does not stop.
 
 /// How much lower than the process the work runs (a `nice` value: 0 to 19).
 const NICENESS: i32 = 10;
@@ -64,14 +69,19 @@ where
     }
 }
 
-/// Lowers the calling thread's priority. Linux gives each thread its own nice value; where
-/// that fails (or elsewhere) the work simply runs at the process's priority.
+/// Lowers the calling thread's priority. Linux gives each thread its own nice value and
+/// scheduling class; where that fails (or elsewhere) the work simply runs at the process's
+/// priority.
 fn lower_this_thread() {
     #[cfg(target_os = "linux")]
     {
         let tid = rustix::thread::gettid();
         let now = rustix::process::getpriority_process(Some(tid)).unwrap_or(0);
         let _ = rustix::process::setpriority_process(Some(tid), (now + NICENESS).min(19));
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: `sched_setscheduler` only reads `param`, which lives across the call; pid 0
+        // is the calling thread.
+        let _ = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
     }
 }
 
@@ -81,12 +91,14 @@ mod tests {
 
     #[tokio::test]
     async fn work_runs_on_a_thread_of_its_own_at_a_lower_priority() {
-        let (answer, mine, theirs) = low_priority(|| {
+        let (answer, mine, theirs, class) = low_priority(|| {
             let tid = rustix::thread::gettid();
             (
                 6 * 7,
                 std::thread::current().name().map(str::to_owned),
                 rustix::process::getpriority_process(Some(tid)).ok(),
+                // SAFETY: no arguments but the calling thread.
+                unsafe { libc::sched_getscheduler(0) },
             )
         })
         .await
@@ -95,5 +107,9 @@ mod tests {
         assert_eq!(mine.as_deref(), Some("refresh-cpu"));
         let here = rustix::process::getpriority_process(None).unwrap_or(0);
         assert_eq!(theirs, Some((here + NICENESS).min(19)));
+        assert_eq!(class, libc::SCHED_IDLE);
+        // The caller's own class is untouched.
+        // SAFETY: as above.
+        assert_ne!(unsafe { libc::sched_getscheduler(0) }, libc::SCHED_IDLE);
     }
 }
