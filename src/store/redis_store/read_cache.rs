@@ -1,6 +1,6 @@
 //! The small orgs recent checks read, kept in this process for the generation and revision
 //! they were read in. A check asked again is then answered after one cheap round trip
-//! (`MGET successor rev` of its generation: has another replaced it, has anything been
+//! (`GET` of its generation's `successor` and `rev`, pipelined: has another replaced it, has anything been
 //! rewritten in it?) instead of the reads, the JSON decoding and the indexing.
 //!
 //! Every write to a generation moves its revision (`rev`): an incremental refresh's patch, a
