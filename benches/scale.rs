@@ -439,11 +439,26 @@ async fn read_cache_counts(commands_url: &str) -> Option<(u64, u64)> {
 
 /// `crm-username refresh --watch` at a lower priority: the refresher as another pod.
 fn start_watcher(env: &[(String, String)], redis_url: &str, log: &Path) -> Child {
-    Command::new("chrt")
-        .args(["--idle", "0", BIN, "refresh", "--watch"])
+    let mut command = Command::new("chrt");
+    command.args(["--idle", "0", BIN, "refresh", "--watch"]);
+    long_running(&mut command, env, redis_url, free_port(), log)
+        .spawn()
+        .unwrap_or_else(|e| panic!("{BIN} refresh --watch: {e}"))
+}
+
+/// The settings `serve` and `refresh --watch` share here: the fakes' settings, Redis, a port,
+/// JSON logs to `log`, a full refresh hourly and incremental ones every `INCREMENTAL_EVERY`.
+fn long_running<'a>(
+    command: &'a mut Command,
+    env: &[(String, String)],
+    redis_url: &str,
+    port: u16,
+    log: &Path,
+) -> &'a mut Command {
+    command
         .envs(env.iter().cloned())
         .env("REDIS_URL", redis_url)
-        .env("BIND_ADDR", format!("127.0.0.1:{}", free_port()))
+        .env("BIND_ADDR", format!("127.0.0.1:{port}"))
         .env("LOG_FORMAT", "json")
         .env("RUST_LOG", "info")
         .env("REFRESH_INTERVAL", "1h")
@@ -451,8 +466,6 @@ fn start_watcher(env: &[(String, String)], redis_url: &str, log: &Path) -> Child
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{BIN} refresh --watch: {e}"))
 }
 
 const INCREMENTAL_MESSAGE: &str = "incremental refresh brought the cache up to date";
@@ -521,27 +534,15 @@ async fn start_serve(
     place: Refresher,
 ) -> (Child, String) {
     let port = free_port();
-    let mut child = Command::new(BIN)
+    let mut command = Command::new(BIN);
+    command
         .arg("serve")
         .env(
             "REFRESH_IN_SERVE",
-            if place == Refresher::InServe {
-                "true"
-            } else {
-                "false"
-            },
+            (place == Refresher::InServe).to_string(),
         )
-        .envs(env.iter().cloned())
-        .env("REDIS_URL", redis_url)
-        .env("SLACK_SIGNING_SECRET", SECRET)
-        .env("BIND_ADDR", format!("127.0.0.1:{port}"))
-        .env("LOG_FORMAT", "json")
-        .env("RUST_LOG", "info")
-        .env("REFRESH_INTERVAL", "1h")
-        .env("REFRESH_INCREMENTAL_INTERVAL", INCREMENTAL_EVERY)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).unwrap())
+        .env("SLACK_SIGNING_SECRET", SECRET);
+    let mut child = long_running(&mut command, env, redis_url, port, log)
         .spawn()
         .unwrap_or_else(|e| panic!("{BIN} serve: {e}"));
     let ready = format!("http://127.0.0.1:{port}/healthz");

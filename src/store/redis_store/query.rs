@@ -276,6 +276,16 @@ impl RedisStore {
             .clone()
     }
 
+    /// The generation read last, without its metadata: what a cached read checks.
+    fn cached_generation(&self) -> Option<String> {
+        self.cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .meta
+            .as_ref()
+            .map(|(generation, _, _)| generation.clone())
+    }
+
     fn login_hint(&self, generation: &str, login: &str) -> Option<SfId> {
         self.hints
             .lock()
@@ -325,7 +335,7 @@ impl RedisStore {
     /// trip reading the generation's successor and revision (one hash slot, so a Cluster takes
     /// it too). `None` (read it again) when there is no entry, or when either moved.
     async fn cached_read(&self, key: &ReadKey) -> Result<Option<Arc<Org>>, StoreError> {
-        let Some((generation, _, _)) = self.cached_meta() else {
+        let Some(generation) = self.cached_generation() else {
             return Ok(None);
         };
         let Some((rev, org)) = self
