@@ -9,8 +9,9 @@
 //! 1. `crm-username refresh`: one full refresh; wall time and peak RSS (`/usr/bin/time`), the
 //!    API calls it logged, and the Redis memory it took.
 //! 2. `crm-username serve` with incremental refreshes every 5 s: a quiet incremental run
-//!    (nothing changed); 500 signed `check` requests a second for 10 s with nothing to read
-//!    (what checks cost on this machine at that moment), then for 20 s while the fakes
+//!    (nothing changed); 500 signed `check` requests a second for 10 s with nothing else
+//!    running (a refresher apart is paused: what checks cost on this machine at that
+//!    moment), then for 20 s while the fakes
 //!    change 1% of the internal users (and as many AE users and memberships): the incremental
 //!    run that reads them (time, API calls, keys rewritten) and the checks' latency.
 //! 3. The same load while a full refresh runs (`crm-username refresh` in another process, as
@@ -30,7 +31,8 @@
 //! table says how many were answered from memory all the same.
 //!
 //! Each window also says how much of the CPU time the hypervisor took (`steal` in
-//! `/proc/stat`): on a shared virtual machine, time when nothing here runs, Redis included.
+//! `/proc/stat`): on a shared virtual machine, time when nothing here runs, Redis included;
+//! how many checks took over 2 ms; and what held Redis 2 ms or more (its slow log).
 //!
 //! Everything is on 127.0.0.1; every wait is bounded.
 
@@ -69,11 +71,56 @@ fn main() {
         return;
     }
     crm_username::sources::install_crypto_provider();
+    if let Some(cpus) = pinning() {
+        // This process (the load generator) and every process it starts but `serve` (Redis,
+        // the fakes, the refresher, the other replica): one CPU, `serve` the other.
+        pin_self(cpus.others);
+        println!(
+            "pinned: serve on CPU {}, Redis, the load generator and the stand-ins on CPU {} (BENCH_PIN=1)",
+            cpus.serve, cpus.others
+        );
+    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     rt.block_on(run());
+}
+
+/// Which CPU `serve` has to itself, and which one the rest shares.
+#[derive(Clone, Copy)]
+struct Cpus {
+    serve: usize,
+    others: usize,
+}
+
+/// `BENCH_PIN=1` (on two CPUs or more): in production Redis, the refresher, the APIs and
+/// Slack run on other machines than a bot replica, so here they share one CPU and `serve` has
+/// the other. The default, `BENCH_PIN=0`, lets the scheduler place everything on both (on this
+/// machine the checks waited longer pinned: the load generator then shares Redis's CPU).
+fn pinning() -> Option<Cpus> {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (env_or("BENCH_PIN", 0u8) == 1 && cpus >= 2).then_some(Cpus {
+        serve: 0,
+        others: 1,
+    })
+}
+
+fn pin_self(cpu: usize) {
+    // SAFETY: `set` is a plain bit set on the stack, initialised by CPU_ZERO, and pid 0 is
+    // this thread (before the runtime starts, the only one; children inherit it).
+    let pinned = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_ZERO(&mut set);
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
+    };
+    assert_eq!(
+        pinned,
+        0,
+        "sched_setaffinity: {}",
+        std::io::Error::last_os_error()
+    );
 }
 
 struct Size {
@@ -127,6 +174,36 @@ struct Row {
     refresher_rss_mb: Option<(f64, f64)>,
     /// Checks answered from the replica's read cache, of all checks.
     cache_hits: Option<(u64, u64)>,
+}
+
+/// What held Redis 2 ms or more during a window (its slow log).
+#[derive(Debug, Clone, Default)]
+struct Stalls {
+    count: usize,
+    total_ms: f64,
+    /// The longest three: command name and time.
+    longest: Vec<String>,
+    /// The commands that took the most time in all: how many, name, total.
+    by_command: Vec<String>,
+}
+
+impl std::fmt::Display for Stalls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} commands held Redis 2 ms or more, {:.0} ms in all",
+            self.count, self.total_ms
+        )?;
+        if !self.longest.is_empty() {
+            write!(
+                f,
+                " (longest: {}; most in all: {})",
+                self.longest.join(", "),
+                self.by_command.join(", ")
+            )?;
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -292,90 +369,120 @@ async fn bench_size(size: &Size, rate: u64, seconds: f64, change_percent: u32) -
     let warm = loadgen::prepare(SECRET, &warm_queries, sign);
     let _ = loadgen::closed_loop(&client, &url, warm, 16, Duration::from_secs(2), 1_000_000).await;
 
-    // The checks with no change to read (incremental runs still compare the org): what the
-    // checks cost on this machine at this moment, to set the windows below against.
+    // The checks with nothing else running: what they cost on this machine at this moment, to
+    // set the windows below against. A refresher apart is paused meanwhile (SIGSTOP); one in
+    // `serve` keeps running its incremental runs (they find nothing to change).
     let window = Duration::from_secs_f64(seconds);
     let requests = loadgen::prepare(SECRET, &quiet_queries, sign);
+    let signal = |pid: u32, signal: &str| {
+        let _ = Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .status();
+    };
+    if let Some(watcher) = &watcher {
+        signal(watcher.id(), "-STOP");
+    }
     let cpu = CpuTimes::now();
+    redis.reset_stalls();
     let quiet_checks = loadgen::open_loop(&client, &url, requests, rate, window / 2, 1_024).await;
     let quiet_steal = cpu.stolen_percent();
+    if let Some(watcher) = &watcher {
+        signal(watcher.id(), "-CONT");
+    }
+    let quiet_stalls = redis.stalls();
     println!(
-        "[{label}] checks with nothing to refresh: p99 {:.2} ms ({quiet_steal:.0}% of the CPU time stolen by the host)",
-        quiet_checks.ms(0.99)
+        "[{label}] checks with nothing to refresh: p50 {:.2} ms, p99 {:.2} ms, {} of {} over 2 ms ({quiet_steal:.0}% of the CPU time stolen by the host); {quiet_stalls}",
+        quiet_checks.ms(0.5),
+        quiet_checks.ms(0.99),
+        over(&quiet_checks, 2.0),
+        quiet_checks.requests()
     );
 
     // The checks while the changes are read: the signal lands one second into the window.
     let requests = loadgen::prepare(SECRET, &queries, sign);
     let cpu = CpuTimes::now();
+    redis.reset_stalls();
     let fakes_pid = fakes.id();
-    let signal = async {
+    let change = async {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let _ = Command::new("kill")
-            .args(["-USR1", &fakes_pid.to_string()])
-            .status();
+        signal(fakes_pid, "-USR1");
     };
     let (during_incremental, ()) = tokio::join!(
         loadgen::open_loop(&client, &url, requests, rate, window, 1_024),
-        signal
+        change
     );
     let incremental_steal = cpu.stolen_percent();
+    let incremental_stalls = redis.stalls();
     let changed = log
         .all_since_start(INCREMENTAL_MESSAGE)
         .into_iter()
         .map(|v| incremental_of(&v))
         .max_by_key(|i| i.writes);
     println!(
-        "[{label}] incremental refresh with the changes: {changed:?}; checks p99 {:.2} ms",
-        during_incremental.ms(0.99)
+        "[{label}] incremental refresh with the changes: {changed:?}; checks p99 {:.2} ms, {} of {} over 2 ms ({incremental_steal:.0}% stolen); {incremental_stalls}",
+        during_incremental.ms(0.99),
+        over(&during_incremental, 2.0),
+        during_incremental.requests()
     );
 
     // 3. The checks while a full refresh runs in another process (and then in serve).
     let requests = loadgen::prepare(SECRET, &queries, sign);
     let full_window = Duration::from_secs_f64(seconds.max(full_wall_s * 2.0 + 5.0));
+    let other_log = dir.join("other-replica.log");
     let other = async {
         let redis_url = redis.url();
+        let other_log = other_log.clone();
         let env = env.clone();
         tokio::task::spawn_blocking(move || {
-            // Another replica, on another machine in production: here in the idle class.
-            Command::new("chrt")
-                .args(["--idle", "0", BIN])
-                .arg("refresh")
-                .envs(env)
-                .env("REDIS_URL", redis_url)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .unwrap()
+            // Another replica, on another machine in production: here in the idle class. It
+            // skips while the refresher holds the refresh lock (an incremental run that is
+            // late), so it tries again for up to a minute.
+            let started = Instant::now();
+            loop {
+                let status = Command::new("chrt")
+                    .args(["--idle", "0", BIN])
+                    .arg("refresh")
+                    .envs(env.iter().cloned())
+                    .env("REDIS_URL", &redis_url)
+                    .stdout(Stdio::null())
+                    .stderr(std::fs::File::create(&other_log).unwrap())
+                    .status()
+                    .unwrap();
+                let skipped = std::fs::read_to_string(&other_log)
+                    .unwrap_or_default()
+                    .contains("another replica is refreshing");
+                if status.success() || !skipped || started.elapsed() > Duration::from_secs(60) {
+                    return status;
+                }
+                std::thread::sleep(Duration::from_millis(500));
+            }
         })
         .await
         .unwrap()
     };
     let cpu = CpuTimes::now();
+    redis.reset_stalls();
     let (during_full, status) = tokio::join!(
         loadgen::open_loop(&client, &url, requests, rate, full_window, 1_024),
         other
     );
     let full_steal = cpu.stolen_percent();
-    assert!(status.success(), "the second refresh failed");
+    let full_stalls = redis.stalls();
+    assert!(
+        status.success(),
+        "the other replica's refresh failed: {}",
+        std::fs::read_to_string(&other_log).unwrap_or_default()
+    );
     println!(
-        "[{label}] checks during full refreshes: p99 {:.2} ms",
-        during_full.ms(0.99)
+        "[{label}] checks during full refreshes: p99 {:.2} ms, {} of {} over 2 ms ({full_steal:.0}% stolen); {full_stalls}",
+        during_full.ms(0.99),
+        over(&during_full, 2.0),
+        during_full.requests()
     );
 
     let (serve_rss_mb, serve_peak_rss_mb) = memory_mb(serve.id());
     let refresher_rss_mb = watcher.as_ref().map(|w| memory_mb(w.id()));
     let cache_hits = read_cache_counts(&url).await;
-    // What held Redis longest (commands over 10 ms): the stalls a check may have waited behind.
-    let slow = Command::new("redis-cli")
-        .args(["-p", &redis.port.to_string(), "slowlog", "get", "5"])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default();
-    let slow: Vec<&str> = slow.lines().take(40).collect();
-    println!(
-        "[{label}] Redis slow log (id, time, microseconds, command…):\n{}",
-        slow.join(" | ")
-    );
     let _ = serve.kill();
     let _ = serve.wait();
     if let Some(watcher) = watcher.as_mut() {
@@ -534,7 +641,14 @@ async fn start_serve(
     place: Refresher,
 ) -> (Child, String) {
     let port = free_port();
-    let mut command = Command::new(BIN);
+    let mut command = match pinning() {
+        Some(cpus) => {
+            let mut taskset = Command::new("taskset");
+            taskset.args(["-c", &cpus.serve.to_string(), BIN]);
+            taskset
+        }
+        None => Command::new(BIN),
+    };
     command
         .arg("serve")
         .env(
@@ -646,6 +760,11 @@ impl RedisServer {
                 "",
                 "--appendonly",
                 "no",
+                // Every command that held Redis 2 ms or more: what a check may wait behind.
+                "--slowlog-log-slower-than",
+                "2000",
+                "--slowlog-max-len",
+                "100000",
             ])
             .arg("--dir")
             .arg(dir)
@@ -671,6 +790,74 @@ impl RedisServer {
 
     fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn cli(&self, args: &[&str]) -> String {
+        Command::new("redis-cli")
+            .args(["-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    }
+
+    /// Starts a window: forgets the commands logged so far.
+    fn reset_stalls(&self) {
+        self.cli(&["slowlog", "reset"]);
+    }
+
+    /// The commands that held Redis 2 ms or more since the last reset: how many, their total
+    /// and longest time, and the names of the longest three.
+    fn stalls(&self) -> Stalls {
+        let entries: Vec<redis::Value> = redis::Client::open(self.url())
+            .and_then(|c| c.get_connection())
+            .and_then(|mut c| redis::cmd("SLOWLOG").arg("GET").arg(100_000).query(&mut c))
+            .unwrap_or_default();
+        // Each entry: id, timestamp, microseconds, the command's words, client, client name.
+        let mut stalls: Vec<(i64, String)> = entries
+            .into_iter()
+            .filter_map(|entry| match entry {
+                redis::Value::Array(fields) => match (fields.get(2), fields.get(3)) {
+                    (Some(redis::Value::Int(us)), Some(redis::Value::Array(words))) => {
+                        let name = match words.first() {
+                            Some(redis::Value::BulkString(w)) => {
+                                String::from_utf8_lossy(w).into_owned()
+                            }
+                            _ => "?".to_owned(),
+                        };
+                        Some((*us, name))
+                    }
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect();
+        stalls.sort_by_key(|s| std::cmp::Reverse(s.0));
+        let mut by_command: Vec<(String, usize, i64)> = Vec::new();
+        for (us, name) in &stalls {
+            match by_command.iter_mut().find(|(n, _, _)| n == name) {
+                Some(entry) => {
+                    entry.1 += 1;
+                    entry.2 += us;
+                }
+                None => by_command.push((name.clone(), 1, *us)),
+            }
+        }
+        by_command.sort_by_key(|c| std::cmp::Reverse(c.2));
+        Stalls {
+            count: stalls.len(),
+            total_ms: stalls.iter().map(|s| s.0).sum::<i64>() as f64 / 1000.0,
+            longest: stalls
+                .iter()
+                .take(3)
+                .map(|(us, name)| format!("{name} {:.1} ms", *us as f64 / 1000.0))
+                .collect(),
+            by_command: by_command
+                .into_iter()
+                .take(4)
+                .map(|(name, n, us)| format!("{n} {name} {:.0} ms", us as f64 / 1000.0))
+                .collect(),
+        }
     }
 
     fn used_memory(&self) -> i64 {
@@ -744,6 +931,17 @@ fn memory_mb(pid: u32) -> (f64, f64) {
             .map_or(0.0, |kb| kb / 1024.0)
     };
     (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// How many checks of a window took longer than `ms`.
+fn over(report: &Report, ms: f64) -> u64 {
+    let above = (ms * 1000.0) as u64;
+    report
+        .all
+        .iter_recorded()
+        .filter(|v| v.value_iterated_to() > above)
+        .map(|v| v.count_at_value())
+        .sum()
 }
 
 fn print_table(rows: &[Row], rate: u64) {

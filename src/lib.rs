@@ -28,6 +28,7 @@
 //! - Behind the `demo` feature (in the default build, not in the container image): `fakes`
 //!   of the three APIs, the `synthetic` org generator, and the playground page.
 
+pub mod answers;
 pub mod app;
 pub mod audit;
 pub mod background;

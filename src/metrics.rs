@@ -53,6 +53,9 @@ pub const HTTP_CONNECTIONS_EVICTED: &str = "crm_username_http_connections_evicte
 /// Checks answered from Redis by the small orgs this process read before (`result`: `hit`),
 /// or read again (`miss`): src/store/redis_store/read_cache.rs.
 pub const CHECK_READ_CACHE: &str = "crm_username_check_read_cache_total";
+/// Slash-command checks replied to with the reply made before for the same text on the same
+/// data (`answers.rs`), or diagnosed: `result` = hit | miss.
+pub const CHECK_REPLY_MEMO: &str = "crm_username_check_reply_memo_total";
 /// Live lookups of queries the cache could not answer, by `result` (`admitted`, `refused`).
 pub const LIVE_LOOKUPS: &str = "crm_username_live_lookups_total";
 /// When each admin user group (`usergroup`: a configured `S…` id) was last resolved, as a Unix

@@ -242,6 +242,18 @@ pub async fn answer(
     now: DateTime<Utc>,
 ) -> Result<Diagnosis, CheckError> {
     let outcome = check(store, query, now).await;
+    answer_live(sources, store, query, now, outcome).await
+}
+
+/// [`answer`] for a query whose cached answer is `outcome` (the diagnosis of the small org
+/// read for it): a `not_found` is looked up live, within bounds.
+pub async fn answer_live(
+    sources: &Sources,
+    store: &Store,
+    query: &Query,
+    now: DateTime<Utc>,
+    outcome: Result<Diagnosis, CheckError>,
+) -> Result<Diagnosis, CheckError> {
     if !matches!(&outcome, Ok(d) if d.verdict == Verdict::NotFound) {
         return outcome;
     }

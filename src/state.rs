@@ -4,12 +4,13 @@
 
 use std::sync::{Arc, Mutex};
 
+use axum::body::Bytes;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use tokio_util::task::TaskTracker;
 
 use crate::check::CheckError;
-use crate::domain::{Diagnosis, Query};
+use crate::domain::{Diagnosis, Query, Verdict};
 use crate::refresh::Sources;
 use crate::render;
 use crate::render::slack::kit::Message;
@@ -41,6 +42,8 @@ pub struct Inner {
     /// Another process runs the refresher (`with_refresher_elsewhere`): a refresh asked for in
     /// Slack is left to it, so that this process never holds a whole org.
     pub refresher_elsewhere: bool,
+    /// Replies to recent checks, for the data they were made from (`answers.rs`).
+    pub answers: crate::answers::AnswerMemo,
 }
 
 #[derive(Clone)]
@@ -68,6 +71,7 @@ impl AppState {
             admin_usergroups: usergroups::AdminUsergroups::default(),
             follow_ups: FollowUpSettings::default(),
             refresher_elsewhere: false,
+            answers: crate::answers::AnswerMemo::default(),
         }))
     }
 
@@ -109,21 +113,64 @@ impl AppState {
         self.answer_message(query, recheck).await.into_value()
     }
 
-    /// [`AppState::answer`], typed: what the slash command serialises straight to its reply.
+    /// [`AppState::answer`], typed.
     pub async fn answer_message(&self, query: &Query, recheck: bool) -> Message {
         match self.diagnose_typed(query, recheck).await {
-            Ok(diagnosis) => {
-                let mut message = render::slack::message(&diagnosis);
-                if self.follow_ups.enabled {
-                    render::slack::add_follow_up_button(
-                        &mut message,
-                        &diagnosis,
-                        self.follow_ups.minutes(),
-                    );
-                }
-                message
-            }
+            Ok(diagnosis) => self.message_for(&diagnosis),
             Err(message) => message,
+        }
+    }
+
+    fn message_for(&self, diagnosis: &Diagnosis) -> Message {
+        let mut message = render::slack::message(diagnosis);
+        if self.follow_ups.enabled {
+            render::slack::add_follow_up_button(&mut message, diagnosis, self.follow_ups.minutes());
+        }
+        message
+    }
+
+    /// The reply to `/crm-username check …` given at once (the HTTP response's body, or the
+    /// Socket Mode acknowledgement's payload), as JSON. Served from the memo (`answers.rs`)
+    /// when this replica answered the same text on the same data before and the clock did not
+    /// matter: then only the read cache's round trip is made.
+    pub async fn check_reply(&self, query: &Query) -> Bytes {
+        let now = Utc::now();
+        let read = self.store.query_org(query).await;
+        if let Ok(org) = &read {
+            if let Some((diagnosis, body)) = self.answers.get(&query.text, org) {
+                self.served(&diagnosis);
+                return body;
+            }
+        }
+        let org = read.as_ref().ok().cloned();
+        let outcome = match read {
+            Ok(org) => crate::check::diagnose_read(query, &org, now),
+            Err(err) => Err(err.into()),
+        };
+        // Kept only when made from `org` alone: a `not_found` may be looked up live (and is
+        // cheap to make again), and an answer that depends on the clock changes by itself.
+        let keep = match (&org, &outcome) {
+            (Some(org), Ok(d)) if d.verdict != Verdict::NotFound => {
+                (!crate::diagnose::depends_on_time(org, now)).then_some(org.clone())
+            }
+            _ => None,
+        };
+        let outcome = match &self.sources {
+            Some(sources) => {
+                crate::refresh::answer_live(sources, &self.store, query, now, outcome).await
+            }
+            None => outcome,
+        };
+        match self.settle(outcome) {
+            Ok(diagnosis) => {
+                let body = json_body(&self.message_for(&diagnosis).as_response(false, None));
+                if let Some(org) = keep {
+                    self.answers
+                        .insert(&query.text, &org, Arc::new(diagnosis), body.clone());
+                }
+                body
+            }
+            Err(message) => json_body(&message.as_response(false, None)),
         }
     }
 
@@ -142,29 +189,23 @@ impl AppState {
             }
             // A query the cache cannot answer is looked up live, within bounds; a re-check
             // without live data answers from the cache.
-            (sources, _) => {
-                let diagnosed = match sources {
-                    Some(sources) => {
-                        crate::refresh::answer(sources, &self.store, query, Utc::now()).await
-                    }
-                    None => crate::check::check(&self.store, query, Utc::now()).await,
-                };
-                match diagnosed {
-                    Err(CheckError::Store(StoreError::NoSnapshot)) => {
-                        return Err(render::slack::loading(self.started_at));
-                    }
-                    outcome => outcome,
-                }
+            (Some(sources), false) => {
+                crate::refresh::answer(sources, &self.store, query, Utc::now()).await
             }
+            (None, _) => crate::check::check(&self.store, query, Utc::now()).await,
         };
+        self.settle(outcome)
+    }
+
+    /// A diagnosis counted and returned, or the message that says why there is none.
+    fn settle(&self, outcome: Result<Diagnosis, CheckError>) -> Result<Diagnosis, Message> {
         match outcome {
             Ok(diagnosis) => {
-                crate::metrics::record_diagnosis(&diagnosis);
-                *self
-                    .last_data_as_of
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner()) = Some(diagnosis.data_as_of);
+                self.served(&diagnosis);
                 Ok(diagnosis)
+            }
+            Err(CheckError::Store(StoreError::NoSnapshot)) => {
+                Err(render::slack::loading(self.started_at))
             }
             Err(CheckError::Target(target)) => Err(render::slack::error(&target.to_string())),
             Err(problem) => {
@@ -176,6 +217,15 @@ impl AppState {
                 Err(render::slack::unavailable(&problem.to_string(), since))
             }
         }
+    }
+
+    /// Counts an answer given (metrics, and the data's age told while it is unavailable).
+    fn served(&self, diagnosis: &Diagnosis) {
+        crate::metrics::record_diagnosis(diagnosis);
+        *self
+            .last_data_as_of
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(diagnosis.data_as_of);
     }
 
     /// Posts to a response_url in the background, logging (not showing) failures.
@@ -192,4 +242,10 @@ impl AppState {
             }
         });
     }
+}
+
+/// A reply as the JSON Slack reads.
+fn json_body(reply: &impl serde::Serialize) -> Bytes {
+    // Typed structs and strings only: writing them to memory cannot fail.
+    Bytes::from(serde_json::to_vec(reply).unwrap_or_else(|_| b"{}".to_vec()))
 }

@@ -5,6 +5,8 @@
 
 use std::collections::{HashSet, VecDeque};
 
+use chrono::{DateTime, Utc};
+
 use crate::domain::{
     Assignment, AssignmentSection, Finding, FindingCode, Org, PublicGroup, RecordRef, Role,
     RoleGroupKind, Section, Severity, SfUser, UserManagement,
@@ -157,6 +159,18 @@ fn group_path<'a>(
         }
     }
     None
+}
+
+/// Whether `diagnose` on `org` could answer differently at a later time than at `now`: only
+/// while a user's last change is under [`PENDING_WINDOW_MINUTES`] old (or dated ahead of
+/// `now`) does the answer depend on the clock ("changed N minutes ago"). The clock is the
+/// diagnosis's only input besides the query and the org, so an answer made when this is
+/// `false` holds for as long as the org is the same.
+pub fn depends_on_time(org: &Org, now: DateTime<Utc>) -> bool {
+    org.snapshot().salesforce.users.iter().any(|u| {
+        u.modified_at
+            .is_some_and(|t| (now - t).num_minutes() < PENDING_WINDOW_MINUTES)
+    })
 }
 
 pub(crate) fn assignment_findings(ctx: &Context<'_>, bu: usize) -> Option<Finding> {

@@ -15,7 +15,7 @@ mod user_sync;
 
 use chrono::{DateTime, Utc};
 
-pub use assignment::{Assigned, AssignmentPath, assigned, assignment_path};
+pub use assignment::{Assigned, AssignmentPath, assigned, assignment_path, depends_on_time};
 pub use links::Links;
 pub use resolve::{MAX_CANDIDATES, TargetError};
 pub use user_sync::profile_mapped;

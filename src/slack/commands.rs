@@ -7,7 +7,6 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use futures_util::FutureExt;
-use serde::Serialize;
 use serde_json::Value;
 use slack_morphism::prelude::SlackCommandEvent;
 
@@ -17,11 +16,11 @@ use crate::render;
 use crate::render::slack::kit::Message;
 use crate::state::AppState;
 
-/// A command's reply: a check's answer and the short messages typed, written straight to the
-/// response; the others (status, audit) as JSON values.
-#[derive(Debug, Serialize)]
-#[serde(untagged)]
+/// A command's reply: a check's answer as the JSON it was written to (perhaps by an earlier
+/// check: `answers.rs`), the short messages typed, the others (status, audit) as JSON values.
+#[derive(Debug)]
 pub(crate) enum Reply {
+    Ready(Bytes),
     Message(Message),
     Json(Value),
 }
@@ -29,8 +28,24 @@ pub(crate) enum Reply {
 impl Reply {
     pub(crate) fn into_value(self) -> Value {
         match self {
+            // Written by this process from a typed message: it parses.
+            Reply::Ready(body) => serde_json::from_slice(&body).unwrap_or(Value::Null),
             Reply::Message(message) => message.into_value(),
             Reply::Json(value) => value,
+        }
+    }
+}
+
+impl IntoResponse for Reply {
+    fn into_response(self) -> Response {
+        match self {
+            Reply::Ready(body) => (
+                [(axum::http::header::CONTENT_TYPE, "application/json")],
+                body,
+            )
+                .into_response(),
+            Reply::Message(message) => Json(message).into_response(),
+            Reply::Json(value) => Json(value).into_response(),
         }
     }
 }
@@ -48,7 +63,7 @@ pub async fn handle(State(state): State<AppState>, body: Bytes) -> Response {
     let Some(command) = form::<SlackCommandEvent>(&body) else {
         return malformed_form();
     };
-    Json(reply(&state, command).await).into_response()
+    reply(&state, command).await.into_response()
 }
 
 /// What the command is answered with at once (the HTTP response, or the Socket Mode ack).
@@ -100,21 +115,29 @@ async fn check(state: &AppState, text: &str, response_url: String) -> Reply {
     let mut work = Box::pin(
         std::panic::AssertUnwindSafe({
             let state = state.clone();
-            async move { state.answer_message(&query, false).await }
+            async move { state.check_reply(&query).await }
         })
         .catch_unwind(),
     );
     match tokio::time::timeout(INLINE_DEADLINE, &mut work).await {
-        Ok(Ok(message)) => ephemeral(message),
+        Ok(Ok(body)) => Reply::Ready(body),
         Ok(Err(_)) => ephemeral(render::slack::plain(
             "Something went wrong while checking. Please try again.",
         )),
         Err(_) => {
             state.respond_later(response_url, async move {
-                let message = work.await.unwrap_or_else(|_| {
-                    render::slack::plain("Something went wrong while checking. Please try again.")
-                });
-                message.as_response(false, Some(true)).into_value()
+                match work.await {
+                    Ok(body) => {
+                        let mut message = Reply::Ready(body).into_value();
+                        message["replace_original"] = Value::Bool(true);
+                        message
+                    }
+                    Err(_) => render::slack::plain(
+                        "Something went wrong while checking. Please try again.",
+                    )
+                    .as_response(false, Some(true))
+                    .into_value(),
+                }
             });
             ephemeral(render::slack::plain(
                 "Checking… the answer follows in a moment.",

@@ -746,3 +746,74 @@ async fn on_the_bench_orgs_shape_an_incremental_refresh_of_changes_in_bulk_stays
     clear_prefix(&incremental_prefix).await;
     clear_prefix(&full_prefix).await;
 }
+
+/// As the documented ACL user, which may `RENAME`, a patch writes its large values under a
+/// staging name and renames them into place; as a user with the rules documented before
+/// (`TEST_REDIS_ACL_OLDER_URL`, no `+rename`), the script is refused before it writes anything
+/// and the patch sends them through the script instead. Either way every query, "did you
+/// mean" included, is answered as after a full publish.
+#[tokio::test]
+async fn with_or_without_rename_in_the_acl_a_patch_answers_as_a_full_publish() {
+    for (var, refused) in [
+        ("TEST_REDIS_ACL_URL", false),
+        ("TEST_REDIS_ACL_OLDER_URL", true),
+    ] {
+        let url = std::env::var(var).unwrap_or_else(|_| {
+            panic!("{var} is not set: start the test servers with `eval \"$(scripts/redis-test-servers.sh)\"`")
+        });
+        let acl_prefix = prefix(&format!("incr-acl-{refused}"));
+        let redis = RedisStore::connect(&url, &acl_prefix, RedisTimeouts::default()).unwrap();
+        let patched = Store::Redis(redis.clone());
+        let mut rng = Rng(31);
+        let mut org = small_org(31);
+        let base = canonical(org.clone());
+        let generation = patched.publish_org(base.clone()).await.unwrap();
+        for n in 0..12 {
+            random_change(&mut org, &mut rng, n);
+        }
+        // A rename rewrites the "did you mean" index, a value past the staging size.
+        org.salesforce.users[0].username = "renamed.for.acl@changed.example.com".to_owned();
+        let next = canonical(org.clone());
+        let outcome = patched
+            .patch(&generation, base, next.clone())
+            .await
+            .unwrap();
+        assert!(
+            matches!(outcome, PatchOutcome::Applied(n) if n > 0),
+            "{var}: {outcome:?}"
+        );
+        assert_eq!(redis.rename_refused(), refused, "{var}");
+
+        let full_prefix = prefix(&format!("incr-acl-full-{refused}"));
+        clear_prefix(&full_prefix).await;
+        let full = store(&full_prefix);
+        full.publish_org(next.clone()).await.unwrap();
+        let mut queries: Vec<String> = next
+            .snapshot()
+            .salesforce
+            .users
+            .iter()
+            .flat_map(|u| [u.username.clone(), u.id.as_str15().to_owned()])
+            .collect();
+        // Typos: answered from the "did you mean" index.
+        queries.extend([
+            "renamed.for.acl@changed.example.co".to_owned(),
+            "nobody@nowhere.example".to_owned(),
+        ]);
+        let now = Utc.with_ymd_and_hms(2026, 1, 16, 12, 0, 0).unwrap();
+        assert_eq!(
+            answers(&patched, &queries, now).await,
+            answers(&full, &queries, now).await,
+            "{var}"
+        );
+        clear_prefix(&full_prefix).await;
+        let mut conn = redis::Client::open(url.as_str())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        crm_username::store::unlink_matching(&mut conn, &format!("{acl_prefix}*"))
+            .await
+            .unwrap();
+    }
+}

@@ -4,6 +4,7 @@
 
 mod common;
 
+mod answer_memo;
 mod audit;
 mod boundaries;
 mod cli;

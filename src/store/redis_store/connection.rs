@@ -84,6 +84,10 @@ impl Conn {
             .as_str()
             .into_connection_info()
             .map_err(|e| invalid(format!("REDIS_URL is not valid ({e}); expected redis://[user:password@]host:port/db or rediss://…")))?;
+        // TCP_NODELAY, which redis-rs leaves off: with Nagle's algorithm a check's command,
+        // written while another on the shared connection waits for its reply, is held back
+        // until that reply's ACK arrives.
+        let info = info.set_tcp_settings(redis::io::tcp::TcpSettings::default().set_nodelay(true));
         let tls = matches!(info.addr(), ConnectionAddr::TcpTls { .. });
         let certs = match (&settings.ca_file, tls) {
             (Some(path), true) => Some(TlsCertificates {

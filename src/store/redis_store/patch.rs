@@ -10,6 +10,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
@@ -270,7 +271,9 @@ fn merge_by_key<'a, T, K: Ord>(
 /// Applies a patch to one generation, atomically, if it is still current: KEYS are the
 /// generation's `meta`, `successor` and `rev`, then every key a write names (all in the
 /// generation's hash slot); ARGV the TTL in ms, the new revision, then `op, key index, value`
-/// per write. `rev` changes with every patch of the generation (a random token: `SET` needs
+/// per write. A large value (`m`) was written before the script under a staging name (its
+/// value is that key's index) and is renamed into place: the script then holds Redis for a
+/// pointer's move instead of copying megabytes through Lua (an 8 MB value took 15 ms that way). `rev` changes with every patch of the generation (a random token: `SET` needs
 /// no permission beyond those the bot already has), so that what a replica keeps of it in
 /// memory (its metadata, the "did you mean" index) is read again after one.
 const PATCH_SCRIPT: &str = r#"
@@ -282,6 +285,8 @@ for i = 3, #ARGV, 3 do
   local op, key, value = ARGV[i], KEYS[tonumber(ARGV[i + 1])], ARGV[i + 2]
   if op == 's' then
     redis.call('SET', key, value, 'PX', ttl)
+  elseif op == 'm' then
+    redis.call('RENAME', KEYS[tonumber(value)], key)
   elseif op == 'd' then
     redis.call('DEL', key)
   elseif op == 'a' then
@@ -296,10 +301,129 @@ redis.call('SET', KEYS[3], ARGV[2], 'PX', ttl)
 return 1
 "#;
 
+/// A value this large is written before the script, under its key's name with
+/// [`STAGING_SUFFIX`], and renamed into place by it: the "did you mean" index, the audit's
+/// subjects and the group graph (megabytes each in a large org; a few kilobytes in the tests'
+/// orgs, so that they take this path too). A user's or a context's record is far smaller.
+const STAGED_BYTES: usize = 4 << 10;
+/// What a staged value's key name ends with. Readers never read such a key; it shares the
+/// generation's hash slot (and so its deletion), and expires with the generation's TTL.
+const STAGING_SUFFIX: &str = "~next";
+
+/// The script was refused a command by the Redis user's ACL: `NOPERM` outside a script;
+/// inside one, Redis 7 says "The user executing the script can't run this command".
+fn refused(err: &redis::RedisError) -> bool {
+    let message = err.to_string();
+    err.code() == Some("NOPERM")
+        || message.contains("NOPERM")
+        || message.contains("can't run this command")
+}
+
+/// The index in KEYS (from 4: the script's first three are fixed) of `key`, added when new.
+fn index_of<'a>(
+    index: &mut FxHashMap<&'a str, usize>,
+    keys: &mut Vec<&'a str>,
+    key: &'a str,
+) -> usize {
+    let next = 4 + keys.len();
+    *index.entry(key).or_insert_with(|| {
+        keys.push(key);
+        next
+    })
+}
+
 static PATCH: std::sync::LazyLock<redis::Script> =
     std::sync::LazyLock::new(|| redis::Script::new(PATCH_SCRIPT));
 
 impl RedisStore {
+    /// Writes `value` under the staging name `key`, a piece at a time, expiring with the
+    /// generation.
+    async fn stage(
+        &self,
+        conn: &mut super::Conn,
+        key: &str,
+        value: &[u8],
+    ) -> Result<(), StoreError> {
+        let _: () = redis::cmd("SET")
+            .arg(key)
+            .arg(value)
+            .arg("PX")
+            .arg(self.ttl_ms)
+            .query_async(conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Runs the patch script for `ops`. With `staging`, the large values are written first
+    /// under their staging names and renamed into place by the script, before any other write.
+    async fn apply(
+        &self,
+        conn: &mut super::Conn,
+        gk: &GenerationKeys,
+        ops: &[PatchOp],
+        staging: bool,
+    ) -> Result<Result<i64, redis::RedisError>, StoreError> {
+        let staged: Vec<String> = ops
+            .iter()
+            .map(|op| match op {
+                PatchOp::Set(key, value) if staging && value.len() >= STAGED_BYTES => {
+                    format!("{key}{STAGING_SUFFIX}")
+                }
+                _ => String::new(),
+            })
+            .collect();
+        for (op, name) in ops.iter().zip(&staged) {
+            if let PatchOp::Set(_, value) = op {
+                if !name.is_empty() {
+                    self.stage(conn, name, value).await?;
+                }
+            }
+        }
+        let mut invocation = PATCH.key(gk.meta());
+        invocation
+            .key(gk.successor())
+            .key(gk.rev())
+            .arg(self.ttl_ms)
+            .arg(random_token());
+        let mut index: FxHashMap<&str, usize> = FxHashMap::default();
+        let mut keys: Vec<&str> = Vec::new();
+        // The renames first (each key of theirs is named by no other write): a user who may
+        // not RENAME is refused before anything is written.
+        let order = ops
+            .iter()
+            .zip(&staged)
+            .filter(|(_, name)| !name.is_empty())
+            .chain(ops.iter().zip(&staged).filter(|(_, name)| name.is_empty()));
+        for (op, name) in order {
+            let key = match op {
+                PatchOp::Set(k, _)
+                | PatchOp::Delete(k)
+                | PatchOp::AddMember(k, _)
+                | PatchOp::RemoveMember(k, _) => k.as_str(),
+            };
+            let at = index_of(&mut index, &mut keys, key);
+            let staged_at;
+            let (code, value): (&str, &[u8]) = match op {
+                PatchOp::Set(..) if !name.is_empty() => {
+                    staged_at = index_of(&mut index, &mut keys, name).to_string();
+                    ("m", staged_at.as_bytes())
+                }
+                PatchOp::Set(_, v) => ("s", v),
+                PatchOp::Delete(_) => ("d", b""),
+                PatchOp::AddMember(_, m) => ("a", m),
+                PatchOp::RemoveMember(_, m) => ("r", m),
+            };
+            invocation.arg(code).arg(at).arg(value);
+        }
+        for key in keys {
+            invocation.key(key);
+        }
+        let timeout = self.publish_response_timeout;
+        tokio::time::timeout(timeout, invocation.invoke_async(conn))
+            .await
+            .map_err(|_| StoreError::Unavailable("Redis did not answer while patching".into()))
+    }
+
     /// Rewrites what differs between `old` (what `generation` was written from) and `new`,
     /// in one atomic step, if `generation` is still current.
     pub async fn patch(
@@ -325,41 +449,20 @@ impl RedisStore {
         if ops.len() > MAX_PATCH_OPS {
             return Ok(PatchOutcome::TooLarge(ops.len()));
         }
-        let mut invocation = PATCH.key(gk.meta());
-        invocation
-            .key(gk.successor())
-            .key(gk.rev())
-            .arg(self.ttl_ms)
-            .arg(random_token());
-        let mut index: FxHashMap<&str, usize> = FxHashMap::default();
-        let mut keys: Vec<&str> = Vec::new();
-        for op in &ops {
-            let key = match op {
-                PatchOp::Set(k, _)
-                | PatchOp::Delete(k)
-                | PatchOp::AddMember(k, _)
-                | PatchOp::RemoveMember(k, _) => k.as_str(),
-            };
-            let next = 4 + keys.len();
-            let at = *index.entry(key).or_insert_with(|| {
-                keys.push(key);
-                next
-            });
-            let (code, value): (&str, &[u8]) = match op {
-                PatchOp::Set(_, v) => ("s", v),
-                PatchOp::Delete(_) => ("d", b""),
-                PatchOp::AddMember(_, m) => ("a", m),
-                PatchOp::RemoveMember(_, m) => ("r", m),
-            };
-            invocation.arg(code).arg(at).arg(value);
-        }
-        for key in keys {
-            invocation.key(key);
-        }
-        let timeout = self.publish_response_timeout;
-        let applied: i64 = tokio::time::timeout(timeout, invocation.invoke_async(&mut conn))
-            .await
-            .map_err(|_| StoreError::Unavailable("Redis did not answer while patching".into()))??;
+        let staging = !self.rename_refused.load(Ordering::Relaxed);
+        let applied = match self.apply(&mut conn, &gk, &ops, staging).await? {
+            Err(err) if staging && refused(&err) => {
+                // Nothing was written: the renames come first in the script. Said once per
+                // process; every patch then sends its large values through the script.
+                self.rename_refused.store(true, Ordering::Relaxed);
+                tracing::warn!(
+                    error = %err,
+                    "the Redis user may not RENAME: patches send their large values through the script, which holds Redis longer (docs/redis.md, \"An ACL user\")"
+                );
+                self.apply(&mut conn, &gk, &ops, false).await??
+            }
+            applied => applied?,
+        };
         Ok(if applied == 1 {
             PatchOutcome::Applied(ops.len())
         } else {
