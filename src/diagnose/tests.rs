@@ -1280,3 +1280,33 @@ fn hostile_strings_in_every_field_are_carried_verbatim_into_the_diagnosis() {
     // The diagnosis is data: escaping happens in the renderers (see render tests).
     assert!(d.findings.iter().any(|f| f.detail.contains(hostile)));
 }
+
+#[test]
+fn an_answer_depends_on_the_clock_only_while_a_users_change_is_under_an_hour_old() {
+    let at = |minutes_ago: Option<i64>| {
+        let mut s = base();
+        s.salesforce.users[0].modified_at = minutes_ago.map(|m| now() - Duration::minutes(m));
+        depends_on_time(&Org::new(s), now())
+    };
+    assert!(at(Some(0)), "changed now");
+    assert!(at(Some(59)), "changed 59 minutes ago: the pending window");
+    assert!(
+        at(Some(-5)),
+        "dated ahead of the clock: it enters the window later"
+    );
+    assert!(
+        !at(Some(60)),
+        "an hour old: the answer can no longer change with time"
+    );
+    assert!(!at(Some(60 * 24 * 30)), "a month old");
+    // Whatever the others, one recent change in the small org is enough.
+    let mut s = base();
+    for user in &mut s.salesforce.users {
+        user.modified_at = Some(now() - Duration::days(30));
+    }
+    assert!(!depends_on_time(&Org::new(s.clone()), now()));
+    if let Some(last) = s.salesforce.users.last_mut() {
+        last.modified_at = Some(now() - Duration::minutes(1));
+    }
+    assert!(depends_on_time(&Org::new(s), now()));
+}

@@ -22,6 +22,8 @@ use crate::suggest::Directory;
 /// a time: with 2,000, check p99 during a 100k refresh was 19–20 ms; with 500, 14 ms; see
 /// BENCHMARKS.md for 100).
 const PIPELINE_COMMANDS: usize = 100;
+/// Members of the name index one `ZADD` adds, at most (see `generation_commands`).
+const NAMES_PER_ZADD: usize = 100;
 impl RedisStore {
     /// Writes a complete new generation, then switches readers to it, then deletes
     /// generations older than the one it replaced.
@@ -277,7 +279,11 @@ fn generation_commands(
                 .push(id.to_owned());
         }
         names.extend(name_members(user));
-        if names.len() >= 500 {
+        // A `ZADD` into a sorted set of hundreds of thousands of entries costs microseconds per
+        // member, and Redis answers nothing else meanwhile: at 1M users, batches of 500 held it
+        // 2–3 ms each (155 of them during a full refresh); 100 keep each well under a
+        // millisecond.
+        if names.len() >= NAMES_PER_ZADD {
             batch.zadd(&gk.names(), &names)?;
             names.clear();
         }
