@@ -792,26 +792,22 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
-    fn cli(&self, args: &[&str]) -> String {
-        Command::new("redis-cli")
-            .args(["-p", &self.port.to_string()])
-            .args(args)
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-            .unwrap_or_default()
-    }
-
     /// Starts a window: forgets the commands logged so far.
     fn reset_stalls(&self) {
-        self.cli(&["slowlog", "reset"]);
+        let _ = self.slowlog::<()>(redis::cmd("SLOWLOG").arg("RESET"));
+    }
+
+    fn slowlog<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> redis::RedisResult<T> {
+        redis::Client::open(self.url())?
+            .get_connection()
+            .and_then(|mut c| cmd.query(&mut c))
     }
 
     /// The commands that held Redis 2 ms or more since the last reset: how many, their total
     /// and longest time, and the names of the longest three.
     fn stalls(&self) -> Stalls {
-        let entries: Vec<redis::Value> = redis::Client::open(self.url())
-            .and_then(|c| c.get_connection())
-            .and_then(|mut c| redis::cmd("SLOWLOG").arg("GET").arg(100_000).query(&mut c))
+        let entries: Vec<redis::Value> = self
+            .slowlog(redis::cmd("SLOWLOG").arg("GET").arg(100_000))
             .unwrap_or_default();
         // Each entry: id, timestamp, microseconds, the command's words, client, client name.
         let mut stalls: Vec<(i64, String)> = entries

@@ -75,11 +75,11 @@ impl AnswerMemo {
     /// Keeps the reply to `text` made on `org`. The caller keeps only replies that do not
     /// depend on the clock.
     pub fn insert(&self, text: &str, org: &Arc<Org>, diagnosis: Arc<Diagnosis>, body: Bytes) {
-        if text.len() + body.len() > MAX_BYTES {
+        let size = text.len() + body.len();
+        if size > MAX_BYTES {
             return;
         }
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        let size = text.len() + body.len();
         if entries.map.len() >= MAX_ENTRIES || entries.bytes + size > MAX_BYTES {
             entries.map.clear();
             entries.bytes = 0;

@@ -12,7 +12,7 @@ use crate::audit::{
     AuditReport, AuditRow, Progress, Scope, ScopeError, ae_user_row, audit_org, sf_user_rows,
 };
 use crate::diagnose::{TargetError, diagnose};
-use crate::domain::{Diagnosis, Org, Query};
+use crate::domain::{Diagnosis, Query};
 use crate::sources::SourceError;
 use crate::store::{AuditBatch, AuditReader, AuditSource, AuditSubject, Store, StoreError};
 
@@ -50,16 +50,7 @@ pub async fn check(
     now: DateTime<Utc>,
 ) -> Result<Diagnosis, CheckError> {
     let org = store.query_org(query).await?;
-    diagnose_read(query, &org, now)
-}
-
-/// Diagnoses a query on the small org already read for it (`Store::query_org`).
-pub fn diagnose_read(
-    query: &Query,
-    org: &Org,
-    now: DateTime<Utc>,
-) -> Result<Diagnosis, CheckError> {
-    Ok(diagnose(query, org, now)?)
+    Ok(diagnose(query, &org, now)?)
 }
 
 /// The audit of every business unit, or of the one `scope` names (id or name), from the

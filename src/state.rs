@@ -135,25 +135,21 @@ impl AppState {
     /// matter: then only the read cache's round trip is made.
     pub async fn check_reply(&self, query: &Query) -> Bytes {
         let now = Utc::now();
-        let read = self.store.query_org(query).await;
-        if let Ok(org) = &read {
-            if let Some((diagnosis, body)) = self.answers.get(&query.text, org) {
-                self.served(&diagnosis);
-                return body;
+        let (outcome, keep) = match self.store.query_org(query).await {
+            Ok(org) => {
+                if let Some((diagnosis, body)) = self.answers.get(&query.text, &org) {
+                    self.served(&diagnosis);
+                    return body;
+                }
+                let outcome = crate::diagnose::diagnose(query, &org, now).map_err(CheckError::from);
+                // Kept only when made from `org` alone: a `not_found` may be looked up live
+                // (and is cheap to make again), and an answer that depends on the clock
+                // changes by itself.
+                let keep = matches!(&outcome, Ok(d) if d.verdict != Verdict::NotFound)
+                    && !crate::diagnose::depends_on_time(&org, now);
+                (outcome, keep.then_some(org))
             }
-        }
-        let org = read.as_ref().ok().cloned();
-        let outcome = match read {
-            Ok(org) => crate::check::diagnose_read(query, &org, now),
-            Err(err) => Err(err.into()),
-        };
-        // Kept only when made from `org` alone: a `not_found` may be looked up live (and is
-        // cheap to make again), and an answer that depends on the clock changes by itself.
-        let keep = match (&org, &outcome) {
-            (Some(org), Ok(d)) if d.verdict != Verdict::NotFound => {
-                (!crate::diagnose::depends_on_time(org, now)).then_some(org.clone())
-            }
-            _ => None,
+            Err(err) => (Err(err.into()), None),
         };
         let outcome = match &self.sources {
             Some(sources) => {

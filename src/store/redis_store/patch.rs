@@ -273,9 +273,10 @@ fn merge_by_key<'a, T, K: Ord>(
 /// generation's hash slot); ARGV the TTL in ms, the new revision, then `op, key index, value`
 /// per write. A large value (`m`) was written before the script under a staging name (its
 /// value is that key's index) and is renamed into place: the script then holds Redis for a
-/// pointer's move instead of copying megabytes through Lua (an 8 MB value took 15 ms that way). `rev` changes with every patch of the generation (a random token: `SET` needs
-/// no permission beyond those the bot already has), so that what a replica keeps of it in
-/// memory (its metadata, the "did you mean" index) is read again after one.
+/// pointer's move instead of copying megabytes through Lua (an 8 MB value took 15 ms that
+/// way). `rev` changes with every patch of the generation (a random token: `SET` needs no
+/// permission beyond those the bot already has), so that what a replica keeps of it in memory
+/// (its metadata, the "did you mean" index) is read again after one.
 const PATCH_SCRIPT: &str = r#"
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
@@ -336,24 +337,6 @@ static PATCH: std::sync::LazyLock<redis::Script> =
     std::sync::LazyLock::new(|| redis::Script::new(PATCH_SCRIPT));
 
 impl RedisStore {
-    /// Writes `value` under the staging name `key`, a piece at a time, expiring with the
-    /// generation.
-    async fn stage(
-        &self,
-        conn: &mut super::Conn,
-        key: &str,
-        value: &[u8],
-    ) -> Result<(), StoreError> {
-        let _: () = redis::cmd("SET")
-            .arg(key)
-            .arg(value)
-            .arg("PX")
-            .arg(self.ttl_ms)
-            .query_async(conn)
-            .await?;
-        Ok(())
-    }
-
     /// Runs the patch script for `ops`. With `staging`, the large values are written first
     /// under their staging names and renamed into place by the script, before any other write.
     async fn apply(
@@ -375,7 +358,13 @@ impl RedisStore {
         for (op, name) in ops.iter().zip(&staged) {
             if let PatchOp::Set(_, value) = op {
                 if !name.is_empty() {
-                    self.stage(conn, name, value).await?;
+                    let _: () = redis::AsyncCommands::set_options(
+                        conn,
+                        name,
+                        value.as_slice(),
+                        super::expiring(self.ttl_ms),
+                    )
+                    .await?;
                 }
             }
         }
