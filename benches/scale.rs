@@ -384,14 +384,16 @@ async fn bench_size(size: &Size, rate: u64, seconds: f64, change_percent: u32) -
     }
     let cpu = CpuTimes::now();
     redis.reset_stalls();
+    let server = ServerTimes::now(&url, serve.id()).await;
     let quiet_checks = loadgen::open_loop(&client, &url, requests, rate, window / 2, 1_024).await;
     let quiet_steal = cpu.stolen_percent();
     if let Some(watcher) = &watcher {
         signal(watcher.id(), "-CONT");
     }
     let quiet_stalls = redis.stalls();
+    let quiet_server = ServerTimes::since(&server, &url, serve.id()).await;
     println!(
-        "[{label}] checks with nothing to refresh: p50 {:.2} ms, p99 {:.2} ms, {} of {} over 2 ms ({quiet_steal:.0}% of the CPU time stolen by the host); {quiet_stalls}",
+        "[{label}] checks with nothing to refresh: p50 {:.2} ms, p99 {:.2} ms, {} of {} over 2 ms ({quiet_steal:.0}% of the CPU time stolen by the host); {quiet_server}; {quiet_stalls}",
         quiet_checks.ms(0.5),
         quiet_checks.ms(0.99),
         over(&quiet_checks, 2.0),
@@ -403,6 +405,7 @@ async fn bench_size(size: &Size, rate: u64, seconds: f64, change_percent: u32) -
     let cpu = CpuTimes::now();
     redis.reset_stalls();
     let fakes_pid = fakes.id();
+    let server = ServerTimes::now(&url, serve.id()).await;
     let change = async {
         tokio::time::sleep(Duration::from_secs(1)).await;
         signal(fakes_pid, "-USR1");
@@ -413,13 +416,14 @@ async fn bench_size(size: &Size, rate: u64, seconds: f64, change_percent: u32) -
     );
     let incremental_steal = cpu.stolen_percent();
     let incremental_stalls = redis.stalls();
+    let incremental_server = ServerTimes::since(&server, &url, serve.id()).await;
     let changed = log
         .all_since_start(INCREMENTAL_MESSAGE)
         .into_iter()
         .map(|v| incremental_of(&v))
         .max_by_key(|i| i.writes);
     println!(
-        "[{label}] incremental refresh with the changes: {changed:?}; checks p99 {:.2} ms, {} of {} over 2 ms ({incremental_steal:.0}% stolen); {incremental_stalls}",
+        "[{label}] incremental refresh with the changes: {changed:?}; checks p99 {:.2} ms, {} of {} over 2 ms ({incremental_steal:.0}% stolen); {incremental_server}; {incremental_stalls}",
         during_incremental.ms(0.99),
         over(&during_incremental, 2.0),
         during_incremental.requests()
@@ -462,19 +466,21 @@ async fn bench_size(size: &Size, rate: u64, seconds: f64, change_percent: u32) -
     };
     let cpu = CpuTimes::now();
     redis.reset_stalls();
+    let server = ServerTimes::now(&url, serve.id()).await;
     let (during_full, status) = tokio::join!(
         loadgen::open_loop(&client, &url, requests, rate, full_window, 1_024),
         other
     );
     let full_steal = cpu.stolen_percent();
     let full_stalls = redis.stalls();
+    let full_server = ServerTimes::since(&server, &url, serve.id()).await;
     assert!(
         status.success(),
         "the other replica's refresh failed: {}",
         std::fs::read_to_string(&other_log).unwrap_or_default()
     );
     println!(
-        "[{label}] checks during full refreshes: p99 {:.2} ms, {} of {} over 2 ms ({full_steal:.0}% stolen); {full_stalls}",
+        "[{label}] checks during full refreshes: p99 {:.2} ms, {} of {} over 2 ms ({full_steal:.0}% stolen); {full_server}; {full_stalls}",
         during_full.ms(0.99),
         over(&during_full, 2.0),
         during_full.requests()
@@ -516,20 +522,25 @@ async fn bench_size(size: &Size, rate: u64, seconds: f64, change_percent: u32) -
     }
 }
 
-/// (hits, hits + misses) of the replica's read cache, from its `/metrics`.
-async fn read_cache_counts(commands_url: &str) -> Option<(u64, u64)> {
+/// `serve`'s `/metrics` text (empty when it cannot be read).
+async fn metrics_text(commands_url: &str) -> String {
     let metrics_url = commands_url.replace("/slack/commands", "/metrics");
-    let text = reqwest::Client::builder()
+    let response = reqwest::Client::builder()
         .no_proxy()
         .build()
-        .ok()?
+        .expect("an HTTP client")
         .get(metrics_url)
         .send()
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
+        .await;
+    match response {
+        Ok(r) => r.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    }
+}
+
+/// (hits, hits + misses) of the replica's read cache, from its `/metrics`.
+async fn read_cache_counts(commands_url: &str) -> Option<(u64, u64)> {
+    let text = metrics_text(commands_url).await;
     let count = |result: &str| {
         text.lines()
             .find(|l| {
@@ -541,7 +552,93 @@ async fn read_cache_counts(commands_url: &str) -> Option<(u64, u64)> {
             .map_or(0, |n| n as u64)
     };
     let (hits, misses) = (count("hit"), count("miss"));
-    Some((hits, hits + misses))
+    (hits + misses > 0).then_some((hits, hits + misses))
+}
+
+/// The time `serve` itself took over slash commands (its request-duration histogram, from
+/// the request's arrival in the router to its response): what the load generator measures
+/// less the HTTP connection, the loopback and its own scheduling. Read at a window's start
+/// and end; the difference is the window's.
+#[derive(Default)]
+struct ServerTimes {
+    /// (upper bound in seconds, requests at or under it), as Prometheus counts them.
+    buckets: Vec<(f64, u64)>,
+    /// `serve`'s CPU time (user + system) so far, in clock ticks.
+    cpu_ticks: u64,
+}
+
+/// A process's CPU time (user + system) so far, in clock ticks (`/proc/<pid>/stat`).
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<u64> = after
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    fields.iter().sum()
+}
+
+impl ServerTimes {
+    async fn now(commands_url: &str, pid: u32) -> Self {
+        let text = metrics_text(commands_url).await;
+        let buckets = text
+            .lines()
+            .filter(|l| {
+                l.starts_with("crm_username_http_request_duration_seconds_bucket")
+                    && l.contains("route=\"/slack/commands\"")
+            })
+            .filter_map(|l| {
+                let le = l.split("le=\"").nth(1)?.split('"').next()?;
+                let count = l.rsplit(' ').next()?.parse::<f64>().ok()?;
+                let le = if le == "+Inf" {
+                    f64::INFINITY
+                } else {
+                    le.parse().ok()?
+                };
+                Some((le, count as u64))
+            })
+            .collect();
+        ServerTimes {
+            buckets,
+            cpu_ticks: cpu_ticks(pid),
+        }
+    }
+
+    /// "N of M over 2 ms, 99% under X ms" for the requests since `start`.
+    async fn since(start: &ServerTimes, commands_url: &str, pid: u32) -> String {
+        let end = ServerTimes::now(commands_url, pid).await;
+        let before = |le: f64| {
+            start
+                .buckets
+                .iter()
+                .find(|(l, _)| *l == le)
+                .map_or(0, |(_, c)| *c)
+        };
+        let window: Vec<(f64, u64)> = end
+            .buckets
+            .iter()
+            .map(|&(le, c)| (le, c.saturating_sub(before(le))))
+            .collect();
+        let total = window.last().map_or(0, |&(_, c)| c);
+        let at_2ms = window
+            .iter()
+            .find(|(le, _)| (*le - 0.002).abs() < 1e-9)
+            .map_or(0, |&(_, c)| c);
+        let p99_bound = window
+            .iter()
+            .find(|&&(_, c)| c as f64 >= 0.99 * total as f64)
+            .map_or(f64::INFINITY, |&(le, _)| le * 1000.0);
+        // Clock ticks are 10 ms on Linux (USER_HZ 100).
+        let cpu_ms = end.cpu_ticks.saturating_sub(start.cpu_ticks) as f64 * 10.0;
+        format!(
+            "in serve: {} of {total} over 2 ms, p99 at most {p99_bound} ms, {:.0} µs of CPU a check",
+            total - at_2ms,
+            1000.0 * cpu_ms / total.max(1) as f64
+        )
+    }
 }
 
 /// `crm-username refresh --watch` at a lower priority: the refresher as another pod.

@@ -22,7 +22,7 @@ use crate::domain::{Diagnosis, Org};
 /// Replies kept at most; past it the memo starts again empty.
 const MAX_ENTRIES: usize = 512;
 /// Bytes of replies kept at most (a reply is a few kilobytes; Slack's limits bound it).
-const MAX_BYTES: usize = 8 << 20;
+const MAX_BYTES: usize = 4 << 20;
 
 /// One reply: the org it was made from (compared by address: the read cache's `Arc`; a
 /// `Weak` keeps the address from being reused while the entry lives, not the org itself),
@@ -81,7 +81,8 @@ impl AnswerMemo {
         }
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         if entries.map.len() >= MAX_ENTRIES || entries.bytes + size > MAX_BYTES {
-            entries.map.clear();
+            // Freed elsewhere: not in this check, nor in the lock (`background::drop_later`).
+            crate::background::drop_later(std::mem::take(&mut entries.map));
             entries.bytes = 0;
         }
         let entry = Entry {

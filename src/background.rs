@@ -69,6 +69,42 @@ where
     }
 }
 
+/// Batches waiting for [`drop_later`]'s thread at most; past it a batch is dropped where it is.
+const DROPS_WAITING: usize = 1;
+
+/// Drops `value` on a thread of its own at a lower priority: for a cache of a check's path
+/// emptied at once (hundreds of small orgs, or replies), whose freeing took milliseconds in
+/// the request that happened to empty it, and in its lock, which other checks wait for
+/// (BENCHMARKS.md). The thread is in the idle class, like the refresh's work, so that a check
+/// woken meanwhile gets the CPU at once. When it cannot be started, or is still behind with
+/// [`DROPS_WAITING`] batch (a busy machine), `value` is dropped here as before: memory never
+/// holds more than the batch being dropped and the one waiting.
+///
+/// Our own, over std's bounded channel: a dozen lines, no crate needed for it.
+pub fn drop_later<T: Send + 'static>(value: T) {
+    type Batch = Box<dyn Send>;
+    static DROPPER: std::sync::OnceLock<Option<std::sync::mpsc::SyncSender<Batch>>> =
+        std::sync::OnceLock::new();
+    let sender = DROPPER.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Batch>(DROPS_WAITING);
+        std::thread::Builder::new()
+            .name("cache-drop".to_owned())
+            .spawn(move || {
+                lower_this_thread();
+                for batch in rx {
+                    drop(batch);
+                }
+            })
+            .ok()
+            .map(|_| tx)
+    });
+    let batch: Batch = Box::new(value);
+    if let Some(sender) = sender {
+        // A full channel or a gone thread hands the batch back, to be dropped here.
+        let _ = sender.try_send(batch);
+    }
+}
+
 /// Lowers the calling thread's priority. Linux gives each thread its own nice value and
 /// scheduling class; where that fails (or elsewhere) the work simply runs at the process's
 /// priority.
@@ -111,5 +147,28 @@ mod tests {
         // The caller's own class is untouched.
         // SAFETY: as above.
         assert_ne!(unsafe { libc::sched_getscheduler(0) }, libc::SCHED_IDLE);
+    }
+
+    /// Tells, when dropped, on which thread that happened.
+    struct Witness(std::sync::mpsc::Sender<Option<String>>);
+
+    impl Drop for Witness {
+        fn drop(&mut self) {
+            let _ = self
+                .0
+                .send(std::thread::current().name().map(str::to_owned));
+        }
+    }
+
+    #[test]
+    fn a_value_given_to_drop_later_is_dropped_on_the_low_priority_thread() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        drop_later(vec![Witness(tx.clone()), Witness(tx)]);
+        for _ in 0..2 {
+            let on = rx
+                .recv_timeout(std::time::Duration::from_secs(10))
+                .expect("dropped within 10 s");
+            assert_eq!(on.as_deref(), Some("cache-drop"));
+        }
     }
 }

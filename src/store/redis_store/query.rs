@@ -50,7 +50,8 @@ impl LoginHints {
 
     fn remember(&mut self, generation: &str, login: &str, id: SfId) {
         if self.generation != generation || self.ids.len() >= MAX_LOGIN_HINTS {
-            self.ids.clear();
+            // Freed elsewhere: not in this check, nor in the lock (`background::drop_later`).
+            crate::background::drop_later(std::mem::take(&mut self.ids));
             generation.clone_into(&mut self.generation);
         }
         self.ids.insert(login.to_owned(), id);
