@@ -58,23 +58,40 @@ impl LoginHints {
     }
 }
 
-/// Reads a large value (megabytes) in pieces into one buffer of its size: a single `GET`
-/// would pass it through the client's growing read buffer and a copy, at several times its
-/// size in memory. The value must not change meanwhile (those of a generation do not).
-async fn read_in_pieces(conn: &mut Conn, key: &str) -> Result<Vec<u8>, StoreError> {
-    const PIECE: usize = 1 << 20;
+/// Reads a large value (megabytes) of a generation in pieces into one buffer of its size: a
+/// single `GET` would pass it through the client's growing read buffer and a copy, at several
+/// times its size in memory. A patch may rewrite the value between two pieces, and moves the
+/// generation's revision when it does: `None` when the revision is no longer `rev` once every
+/// piece is in (what was read may be a mix; the caller reads again from the start).
+async fn read_in_pieces(
+    conn: &mut Conn,
+    gk: &GenerationKeys,
+    key: &str,
+    rev: &str,
+) -> Result<Option<Vec<u8>>, StoreError> {
+    read_in_pieces_of(conn, gk, key, rev, 1 << 20).await
+}
+
+async fn read_in_pieces_of(
+    conn: &mut Conn,
+    gk: &GenerationKeys,
+    key: &str,
+    rev: &str,
+    piece_bytes: usize,
+) -> Result<Option<Vec<u8>>, StoreError> {
     let len: usize = conn.strlen(key).await?;
     let mut value = Vec::with_capacity(len);
     while value.len() < len {
         let start = value.len();
-        let end = (start + PIECE).min(len) - 1;
+        let end = (start + piece_bytes.max(1)).min(len) - 1;
         let piece: Vec<u8> = conn.getrange(key, start as isize, end as isize).await?;
         if piece.is_empty() {
             return Err(corrupt("suggestions", "deleted while being read"));
         }
         value.extend_from_slice(&piece);
     }
-    Ok(value)
+    let now: Option<String> = conn.get(gk.rev()).await?;
+    Ok((now.as_deref() == Some(rev)).then_some(value))
 }
 
 /// A value of the script's reply as bytes, without a copy.
@@ -227,17 +244,20 @@ impl RedisStore {
         conn: &mut Conn,
         generation: &str,
         rev: &str,
-    ) -> Result<Arc<Directory>, StoreError> {
+    ) -> Result<Option<Arc<Directory>>, StoreError> {
         let version = format!("{generation}#{rev}");
         let mut cached = self.suggestions.lock().await;
         if let Some((g, directory)) = cached.as_ref() {
             if *g == version {
-                return Ok(directory.clone());
+                return Ok(Some(directory.clone()));
             }
         }
         // The previous generation's index goes first, so that two never sit in memory.
         *cached = None;
-        let raw = read_in_pieces(conn, &self.keys.generation(generation).suggestions()).await?;
+        let gk = self.keys.generation(generation);
+        let Some(raw) = read_in_pieces(conn, &gk, &gk.suggestions(), rev).await? else {
+            return Ok(None);
+        };
         let directory = tokio::task::spawn_blocking(move || {
             Directory::from_bytes(&raw).map_err(|e| corrupt("suggestions", e))
         })
@@ -245,10 +265,11 @@ impl RedisStore {
         .map_err(|e| corrupt("suggestions", e))??;
         let directory = Arc::new(directory);
         *cached = Some((version, directory.clone()));
-        Ok(directory)
+        Ok(Some(directory))
     }
 
-    /// Close usernames (or names) for a query that matched nothing. The search looks only at
+    /// Close usernames (or names) for a query that matched nothing; `None` when a patch moved
+    /// the generation's revision meanwhile. The search looks only at
     /// the users that can be close: tens of microseconds at 100,000 users, under a millisecond
     /// in the worst cases measured (BENCHMARKS.md), so it runs here rather than on a blocking
     /// thread, whose two hand-offs cost about as much on a busy machine.
@@ -258,13 +279,15 @@ impl RedisStore {
         (generation, rev): (&str, &str),
         text: &str,
         by_name: bool,
-    ) -> Result<Vec<SfUser>, StoreError> {
-        let suggestions = self.suggestions(conn, generation, rev).await?;
-        Ok(if by_name {
+    ) -> Result<Option<Vec<SfUser>>, StoreError> {
+        let Some(suggestions) = self.suggestions(conn, generation, rev).await? else {
+            return Ok(None);
+        };
+        Ok(Some(if by_name {
             suggestions.closest_names(text, MAX_CANDIDATES)
         } else {
             suggestions.closest_usernames(text, MAX_CANDIDATES)
-        })
+        }))
     }
 
     /// The generation read last and its metadata: the one a check reads first (the read
@@ -482,9 +505,13 @@ impl RedisStore {
                     // The user and context the script read with the username: current.
                     user_and_context(values.next(), values.next())?
                 } else if ids.is_empty() {
-                    let close = self
+                    // None: a patch landed while the index was read; read the query again.
+                    let Some(close) = self
                         .close_matches(&mut conn, (&generation, &rev), login, false)
-                        .await?;
+                        .await?
+                    else {
+                        return Ok(None);
+                    };
                     (close, None)
                 } else {
                     match self.users_with_context(&mut conn, &gk, &rev, &ids).await? {
@@ -552,9 +579,13 @@ impl RedisStore {
                     }
                 } else if found.total == 0 {
                     drop(probe);
-                    let close = self
+                    // None: a patch landed while the index was read; read the query again.
+                    let Some(close) = self
                         .close_matches(&mut conn, (&generation, &rev), name, true)
-                        .await?;
+                        .await?
+                    else {
+                        return Ok(None);
+                    };
                     (close, None)
                 } else {
                     (fetched, None)
@@ -671,6 +702,47 @@ mod tests {
         assert_eq!(hints.get("g2", "jane@acme.com"), None);
         assert_eq!(hints.get("g2", "bob@acme.com"), Some(id("005Ak00000BOB01")));
         assert_eq!(hints.ids.len(), 1);
+    }
+
+    /// A large value read piece by piece is used only when the generation's revision is still
+    /// the one the check read: a patch renames a new value into place and moves the revision
+    /// in one script, so an unchanged revision means every piece came from one value. Needs
+    /// the tests' Redis server (`TEST_REDIS_URL`, else 127.0.0.1:6379), as the integration
+    /// tests do.
+    #[tokio::test]
+    async fn a_value_read_in_pieces_is_used_only_while_the_revision_is_unchanged() {
+        use crate::store::keys::Keys;
+        let url =
+            std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+        let settings = super::super::connection::RedisSettings::url(&url);
+        let mut conn = Conn::open(&settings, super::super::RedisTimeouts::default()).unwrap();
+        let prefix = format!("test:pieces:{}:", std::process::id());
+        let gk = Keys::new(&prefix, 1).unwrap().generation("g1");
+        let key = gk.suggestions();
+        let value: Vec<u8> = (0..=255u8).cycle().take(1_000).collect();
+        let _: () = redis::pipe()
+            .set(&key, &value)
+            .set(gk.rev(), "1")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        // In pieces of 64 bytes (16 of them, the last one short), all from one value.
+        let read = read_in_pieces_of(&mut conn, &gk, &key, "1", 64)
+            .await
+            .unwrap();
+        assert_eq!(read.as_deref(), Some(value.as_slice()));
+        // A patch landed since the check read revision "1": not used.
+        let _: () = conn.set(gk.rev(), "2").await.unwrap();
+        let read = read_in_pieces_of(&mut conn, &gk, &key, "1", 64)
+            .await
+            .unwrap();
+        assert_eq!(read, None);
+        let _: () = redis::pipe()
+            .del(&key)
+            .del(gk.rev())
+            .query_async(&mut conn)
+            .await
+            .unwrap();
     }
 
     #[test]
