@@ -559,7 +559,6 @@ async fn read_cache_counts(commands_url: &str) -> Option<(u64, u64)> {
 /// the request's arrival in the router to its response): what the load generator measures
 /// less the HTTP connection, the loopback and its own scheduling. Read at a window's start
 /// and end; the difference is the window's.
-#[derive(Default)]
 struct ServerTimes {
     /// (upper bound in seconds, requests at or under it), as Prometheus counts them.
     buckets: Vec<(f64, u64)>,

@@ -58,21 +58,16 @@ impl LoginHints {
     }
 }
 
+/// The pieces [`read_in_pieces`] reads a large value in.
+const PIECE_BYTES: usize = 1 << 20;
+
 /// Reads a large value (megabytes) of a generation in pieces into one buffer of its size: a
 /// single `GET` would pass it through the client's growing read buffer and a copy, at several
-/// times its size in memory. A patch may rewrite the value between two pieces, and moves the
-/// generation's revision when it does: `None` when the revision is no longer `rev` once every
-/// piece is in (what was read may be a mix; the caller reads again from the start).
+/// times its size in memory. A patch may rewrite the value between two pieces (a shorter one
+/// ends the read early), and moves the generation's revision when it does: `None` when the
+/// revision is no longer `rev` once the pieces are in (what was read may be a mix; the caller
+/// reads again from the start).
 async fn read_in_pieces(
-    conn: &mut Conn,
-    gk: &GenerationKeys,
-    key: &str,
-    rev: &str,
-) -> Result<Option<Vec<u8>>, StoreError> {
-    read_in_pieces_of(conn, gk, key, rev, 1 << 20).await
-}
-
-async fn read_in_pieces_of(
     conn: &mut Conn,
     gk: &GenerationKeys,
     key: &str,
@@ -83,15 +78,21 @@ async fn read_in_pieces_of(
     let mut value = Vec::with_capacity(len);
     while value.len() < len {
         let start = value.len();
-        let end = (start + piece_bytes.max(1)).min(len) - 1;
+        let end = (start + piece_bytes).min(len) - 1;
         let piece: Vec<u8> = conn.getrange(key, start as isize, end as isize).await?;
         if piece.is_empty() {
-            return Err(corrupt("suggestions", "deleted while being read"));
+            break;
         }
         value.extend_from_slice(&piece);
     }
     let now: Option<String> = conn.get(gk.rev()).await?;
-    Ok((now.as_deref() == Some(rev)).then_some(value))
+    if now.as_deref() != Some(rev) {
+        return Ok(None);
+    }
+    if value.len() < len {
+        return Err(corrupt("suggestions", "deleted while being read"));
+    }
+    Ok(Some(value))
 }
 
 /// A value of the script's reply as bytes, without a copy.
@@ -255,7 +256,8 @@ impl RedisStore {
         // The previous generation's index goes first, so that two never sit in memory.
         *cached = None;
         let gk = self.keys.generation(generation);
-        let Some(raw) = read_in_pieces(conn, &gk, &gk.suggestions(), rev).await? else {
+        let Some(raw) = read_in_pieces(conn, &gk, &gk.suggestions(), rev, PIECE_BYTES).await?
+        else {
             return Ok(None);
         };
         let directory = tokio::task::spawn_blocking(move || {
@@ -727,15 +729,11 @@ mod tests {
             .await
             .unwrap();
         // In pieces of 64 bytes (16 of them, the last one short), all from one value.
-        let read = read_in_pieces_of(&mut conn, &gk, &key, "1", 64)
-            .await
-            .unwrap();
+        let read = read_in_pieces(&mut conn, &gk, &key, "1", 64).await.unwrap();
         assert_eq!(read.as_deref(), Some(value.as_slice()));
         // A patch landed since the check read revision "1": not used.
         let _: () = conn.set(gk.rev(), "2").await.unwrap();
-        let read = read_in_pieces_of(&mut conn, &gk, &key, "1", 64)
-            .await
-            .unwrap();
+        let read = read_in_pieces(&mut conn, &gk, &key, "1", 64).await.unwrap();
         assert_eq!(read, None);
         let _: () = redis::pipe()
             .del(&key)
