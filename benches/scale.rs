@@ -410,9 +410,10 @@ async fn bench_size(size: &Size, rate: u64, seconds: f64, change_percent: u32) -
         tokio::time::sleep(Duration::from_secs(1)).await;
         signal(fakes_pid, "-USR1");
     };
-    let (during_incremental, ()) = tokio::join!(
+    let (during_incremental, (), incremental_in_serve) = tokio::join!(
         loadgen::open_loop(&client, &url, requests, rate, window, 1_024),
-        change
+        change,
+        ServerTimes::timeline(&url, serve.id(), window)
     );
     let incremental_steal = cpu.stolen_percent();
     let incremental_stalls = redis.stalls();
@@ -427,6 +428,10 @@ async fn bench_size(size: &Size, rate: u64, seconds: f64, change_percent: u32) -
         during_incremental.ms(0.99),
         over(&during_incremental, 2.0),
         during_incremental.requests()
+    );
+    println!(
+        "[{label}] incremental window, checks over 2 ms each second: {}; in serve: {incremental_in_serve}",
+        during_incremental.slow_timeline()
     );
 
     // 3. The checks while a full refresh runs in another process (and then in serve).
@@ -448,6 +453,11 @@ async fn bench_size(size: &Size, rate: u64, seconds: f64, change_percent: u32) -
                     .arg("refresh")
                     .envs(env.iter().cloned())
                     .env("REDIS_URL", &redis_url)
+                    .env("LOG_FORMAT", "json")
+                    .env(
+                        "RUST_LOG",
+                        "info,crm_username::refresh=debug,crm_username::store::redis_store::publish=debug",
+                    )
                     .stdout(Stdio::null())
                     .stderr(std::fs::File::create(&other_log).unwrap())
                     .status()
@@ -467,9 +477,11 @@ async fn bench_size(size: &Size, rate: u64, seconds: f64, change_percent: u32) -
     let cpu = CpuTimes::now();
     redis.reset_stalls();
     let server = ServerTimes::now(&url, serve.id()).await;
-    let (during_full, status) = tokio::join!(
+    let full_started = chrono::Utc::now();
+    let (during_full, status, full_in_serve) = tokio::join!(
         loadgen::open_loop(&client, &url, requests, rate, full_window, 1_024),
-        other
+        other,
+        ServerTimes::timeline(&url, serve.id(), full_window)
     );
     let full_steal = cpu.stolen_percent();
     let full_stalls = redis.stalls();
@@ -484,6 +496,18 @@ async fn bench_size(size: &Size, rate: u64, seconds: f64, change_percent: u32) -
         during_full.ms(0.99),
         over(&during_full, 2.0),
         during_full.requests()
+    );
+    if std::env::var("BENCH_DEBUG").is_ok() {
+        eprintln!(
+            "{}",
+            std::fs::read_to_string(&other_log).unwrap_or_default()
+        );
+    }
+    println!(
+        "[{label}] full window, checks over 2 ms each second: {}; in serve: {full_in_serve}; the other replica's refresh {}; the refresher's {}",
+        during_full.slow_timeline(),
+        refreshes_since(&other_log, full_started),
+        refreshes_since(&refresher_log, full_started),
     );
 
     let (serve_rss_mb, serve_peak_rss_mb) = memory_mb(serve.id());
@@ -606,6 +630,35 @@ impl ServerTimes {
         }
     }
 
+    /// Requests so far that took over 2 ms.
+    fn over_2ms(&self) -> u64 {
+        let at = |le: f64| {
+            self.buckets
+                .iter()
+                .find(|(l, _)| (*l - le).abs() < 1e-9 || (le.is_infinite() && l.is_infinite()))
+                .map_or(0, |&(_, c)| c)
+        };
+        at(f64::INFINITY).saturating_sub(at(0.002))
+    }
+
+    /// Requests over 2 ms inside `serve` in each second of the next `window`, as text (`.`
+    /// for none), read from its histogram once a second.
+    async fn timeline(commands_url: &str, pid: u32, window: Duration) -> String {
+        let start = Instant::now();
+        let mut last = ServerTimes::now(commands_url, pid).await.over_2ms();
+        let mut out = Vec::new();
+        for second in 1..=window.as_secs() {
+            tokio::time::sleep_until((start + Duration::from_secs(second)).into()).await;
+            let now = ServerTimes::now(commands_url, pid).await.over_2ms();
+            out.push(match now.saturating_sub(last) {
+                0 => ".".to_owned(),
+                n => n.to_string(),
+            });
+            last = now;
+        }
+        out.join(" ")
+    }
+
     /// "N of M over 2 ms, 99% under X ms" for the requests since `start`.
     async fn since(start: &ServerTimes, commands_url: &str, pid: u32) -> String {
         let end = ServerTimes::now(commands_url, pid).await;
@@ -663,7 +716,10 @@ fn long_running<'a>(
         .env("REDIS_URL", redis_url)
         .env("BIND_ADDR", format!("127.0.0.1:{port}"))
         .env("LOG_FORMAT", "json")
-        .env("RUST_LOG", "info")
+        .env(
+            "RUST_LOG",
+            "info,crm_username::refresh=debug,crm_username::store::redis_store::publish=debug",
+        )
         .env("REFRESH_INTERVAL", "1h")
         .env("REFRESH_INCREMENTAL_INTERVAL", INCREMENTAL_EVERY)
         .stdin(Stdio::null())
@@ -837,6 +893,29 @@ impl LogTail {
         self.started = lines.len();
         found
     }
+}
+
+/// When the steps of the full refreshes logged in `log` since `since` ended, in seconds from
+/// `since` (their debug lines: read, indexed, written, old deleted, done).
+fn refreshes_since(log: &Path, since: chrono::DateTime<chrono::Utc>) -> String {
+    const STEPS: [(&str, &str); 5] = [
+        ("full refresh read every source", "read"),
+        ("full refresh indexed the org", "indexed"),
+        ("publish wrote the generation", "written"),
+        ("publish deleted the older generations", "old deleted"),
+        ("refresh published a new snapshot", "done"),
+    ];
+    LogTail::new(log)
+        .lines()
+        .into_iter()
+        .filter_map(|v| {
+            let step = STEPS.iter().find(|(m, _)| v["message"] == *m)?.1;
+            let at: chrono::DateTime<chrono::Utc> = v["timestamp"].as_str()?.parse().ok()?;
+            let at_s = (at - since).num_milliseconds() as f64 / 1000.0;
+            (at_s > 0.0).then(|| format!("{step} {at_s:.1}"))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// A Redis server of this run's own, with no persistence.

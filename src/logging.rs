@@ -6,12 +6,19 @@ use std::io::IsTerminal;
 /// `json` or `pretty`; without it, pretty on a terminal and JSON otherwise. A second call
 /// (tests that start the app twice) keeps the first set-up.
 pub fn init(format: Option<&str>) {
+    init_at(format, "info");
+}
+
+/// [`init`] for a command that runs once (`refresh`): without `RUST_LOG`, only its warnings
+/// and errors, as what it did is printed on standard output.
+pub fn init_at(format: Option<&str>, default_level: &str) {
     use tracing_subscriber::EnvFilter;
     let json = match format {
         Some(f) => f == "json",
         None => !std::io::stderr().is_terminal(),
     };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

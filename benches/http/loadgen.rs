@@ -157,7 +157,13 @@ pub struct Report {
     pub deferred: u64,
     /// Open loop only: requests that were not sent because the run's time was up.
     pub not_sent: u64,
+    /// Open loop only: for each second of the run (by due time), how many requests took
+    /// over [`SLOW`].
+    pub slow_per_second: Vec<u32>,
 }
+
+/// What `slow_per_second` counts.
+pub const SLOW: Duration = Duration::from_millis(2);
 
 fn histogram() -> Histogram<u64> {
     // 1 µs to 60 s, 3 significant digits.
@@ -174,7 +180,23 @@ impl Report {
             errors: 0,
             deferred: 0,
             not_sent: 0,
+            slow_per_second: Vec::new(),
         }
+    }
+
+    /// `slow_per_second` as text: one count per second, `.` for none.
+    pub fn slow_timeline(&self) -> String {
+        self.slow_per_second
+            .iter()
+            .map(|n| {
+                if *n == 0 {
+                    ".".to_owned()
+                } else {
+                    n.to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 
     fn record(&mut self, kind: Kind, latency: Duration, outcome: Outcome) {
@@ -201,6 +223,7 @@ impl Report {
             merged.errors += r.errors;
             merged.deferred += r.deferred;
             merged.not_sent += r.not_sent;
+            merged.slow_per_second.extend(&r.slow_per_second);
         }
         merged
     }
@@ -320,14 +343,21 @@ pub async fn open_loop(
             };
             let request = &requests[request_index];
             let outcome = send(&client, &url, request).await;
-            let _ = tx.send((request.kind, due.elapsed(), outcome));
+            let _ = tx.send((request.kind, due.elapsed(), outcome, due - start));
         });
     }
     let not_sent = scheduler.join().unwrap_or(0);
     drop(tx);
     let mut report = Report::new();
-    while let Some((kind, latency, outcome)) = rx.recv().await {
+    while let Some((kind, latency, outcome, at)) = rx.recv().await {
         report.record(kind, latency, outcome);
+        if latency > SLOW {
+            let second = at.as_secs() as usize;
+            if report.slow_per_second.len() <= second {
+                report.slow_per_second.resize(second + 1, 0);
+            }
+            report.slow_per_second[second] += 1;
+        }
     }
     report.elapsed = start.elapsed();
     report.not_sent = not_sent;

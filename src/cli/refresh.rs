@@ -37,6 +37,7 @@ pub async fn run(args: &RefreshArgs) -> CliResult {
     if args.watch {
         return watch(args).await;
     }
+    crate::logging::init_at(args.process.log_format.as_deref(), "warn");
     let (store, sources) = open_store(&args.data, false).await?;
     let Some(sources) = sources else {
         return Err(CliError::usage(NO_LIVE_DATA));

@@ -335,12 +335,20 @@ pub async fn full(
         .iter()
         .map(|bu| high_water_ae(&bu.users))
         .collect();
+    tracing::debug!(
+        duration_ms = started.elapsed().as_millis() as u64,
+        "full refresh read every source"
+    );
     let org = index(OrgSnapshot {
         fetched_at: now,
         salesforce: salesforce.org,
         business_units,
     })
     .await?;
+    tracing::debug!(
+        duration_ms = started.elapsed().as_millis() as u64,
+        "full refresh indexed the org"
+    );
     let generation = match store.publish_org(org.clone()).await {
         Ok(generation) => generation,
         Err(err) => return Err(write_failed(store, RefreshKind::Full, now, started, err).await),

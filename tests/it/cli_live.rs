@@ -120,6 +120,47 @@ async fn check_of_an_uncached_external_user_names_it_through_the_live_lookup() {
     assert_eq!(v["findings"].as_array().map(Vec::len), Some(1));
 }
 
+/// The one-shot `refresh` logs as `serve` does (`LOG_FORMAT`, `RUST_LOG`), its warnings and
+/// errors only unless `RUST_LOG` says more: a successful run is quiet on standard error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_one_shot_refresh_logs_what_rust_log_asks_for() {
+    let live = live().await;
+    let prefix = common::prefix("cli-live-log");
+    common::clear_prefix(&prefix).await;
+    let refresh = |rust_log: Option<&str>| {
+        let settings = live.upstreams.salesforce.settings();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_crm-username"));
+        cmd.arg("refresh")
+            .env_clear()
+            .env("SALESFORCE_LOGIN_URL", live.upstreams.salesforce.url())
+            .env("SALESFORCE_CLIENT_ID", &settings.client_id)
+            .env("SALESFORCE_CLIENT_SECRET", &settings.client_secret)
+            .env("BUSINESS_UNITS_FILE", &live.settings)
+            .env("REDIS_URL", redis_url())
+            .env("REDIS_KEY_PREFIX", &prefix)
+            .env("LOG_FORMAT", "json");
+        if let Some(filter) = rust_log {
+            cmd.env("RUST_LOG", filter);
+        }
+        tokio::task::block_in_place(|| cmd.output().unwrap())
+    };
+    let quiet = refresh(None);
+    let err = String::from_utf8_lossy(&quiet.stderr);
+    assert_eq!(quiet.status.code(), Some(0), "{err}");
+    assert_eq!(err, "");
+    let told = refresh(Some("info"));
+    let err = String::from_utf8_lossy(&told.stderr);
+    assert_eq!(told.status.code(), Some(0), "{err}");
+    let published: Vec<serde_json::Value> = err
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["message"] == "refresh published a new snapshot")
+        .collect();
+    assert_eq!(published.len(), 1, "{err}");
+    assert_eq!(published[0]["level"], "INFO");
+    assert_eq!(published[0]["kind"], "full");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_secret_fails_the_refresh_with_advice_and_no_secret() {
     let live = live().await;

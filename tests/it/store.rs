@@ -225,6 +225,64 @@ async fn publishing_keeps_only_the_current_and_previous_generation() {
     );
 }
 
+/// Redis holds two generations at most: a publish deletes the ones before the current one
+/// before it writes a key of the new one (watched with `MONITOR`).
+#[tokio::test]
+async fn a_publish_deletes_the_older_generations_before_writing_the_new_one() {
+    use futures_util::StreamExt;
+    use redis::AsyncCommands;
+    let store = redis_store("delete-first").await;
+    store.publish(generation(0)).await.unwrap();
+    store.publish(generation(2)).await.unwrap();
+    let mut conn = common::connection().await;
+    let generations = store.keys().generations();
+    let before: Vec<String> = conn.zrange(&generations, 0, -1).await.unwrap();
+    assert_eq!(before.len(), 2, "{before:?}");
+    let end = format!("{}monitor-end", store.keys().prefix());
+    let monitor = redis::Client::open(redis_url())
+        .unwrap()
+        .get_async_monitor()
+        .await
+        .unwrap();
+    let watched = {
+        let end = end.clone();
+        tokio::spawn(async move {
+            let mut lines = Vec::new();
+            let mut stream = monitor.into_on_message::<String>();
+            while let Some(line) = stream.next().await {
+                let done = line.contains(&end);
+                lines.push(line);
+                if done {
+                    break;
+                }
+            }
+            lines
+        })
+    };
+    store.publish(generation(4)).await.unwrap();
+    let _: Option<String> = conn.get(&end).await.unwrap();
+    let lines = tokio::time::timeout(Duration::from_secs(30), watched)
+        .await
+        .expect("MONITOR shows the end marker")
+        .unwrap();
+    let after: Vec<String> = conn.zrange(&generations, 0, -1).await.unwrap();
+    let new = after.iter().find(|g| !before.contains(g)).unwrap();
+    assert_eq!(after, vec![before[1].clone(), new.clone()]);
+    let first = |command: &str, generation: &str| {
+        let key = store.keys().generation(generation).pattern();
+        let key = key.trim_end_matches('*');
+        lines
+            .iter()
+            .position(|l| l.contains(&format!("\"{command}\"")) && l.contains(key))
+    };
+    let deleted = first("UNLINK", &before[0]).expect("the oldest generation is unlinked");
+    let written = first("SET", new).expect("the new generation is written");
+    assert!(
+        deleted < written,
+        "the oldest generation was unlinked (command {deleted}) after the new one's first SET (command {written})"
+    );
+}
+
 #[tokio::test]
 async fn only_one_of_two_racing_refreshers_gets_the_lock() {
     let store = Store::Redis(redis_store("lock").await);
