@@ -465,10 +465,7 @@ async fn bench_size(size: &Size, rate: u64, seconds: f64, change_percent: u32) -
                     .envs(env.iter().cloned())
                     .env("REDIS_URL", &redis_url)
                     .env("LOG_FORMAT", "json")
-                    .env(
-                        "RUST_LOG",
-                        "info,crm_username::refresh=debug,crm_username::store::redis_store::publish=debug",
-                    )
+                    .env("RUST_LOG", REFRESH_STEPS_LOG)
                     .stdout(Stdio::null())
                     .stderr(std::fs::File::create(&other_log).unwrap())
                     .status()
@@ -508,12 +505,6 @@ async fn bench_size(size: &Size, rate: u64, seconds: f64, change_percent: u32) -
         over(&during_full, 2.0),
         during_full.requests()
     );
-    if std::env::var("BENCH_DEBUG").is_ok() {
-        eprintln!(
-            "{}",
-            std::fs::read_to_string(&other_log).unwrap_or_default()
-        );
-    }
     println!(
         "[{label}] full window, checks over 2 ms each second: {}; in serve: {full_in_serve}; the other replica's refresh {}; the refresher's {}",
         during_full.slow_timeline(),
@@ -645,13 +636,8 @@ impl ServerTimes {
 
     /// Requests so far that took over 2 ms.
     fn over_2ms(&self) -> u64 {
-        let at = |le: f64| {
-            self.buckets
-                .iter()
-                .find(|(l, _)| (*l - le).abs() < 1e-9 || (le.is_infinite() && l.is_infinite()))
-                .map_or(0, |&(_, c)| c)
-        };
-        at(f64::INFINITY).saturating_sub(at(0.002))
+        let all = self.buckets.last().map_or(0, |&(_, c)| c);
+        all.saturating_sub(count_at(&self.buckets, 0.002))
     }
 
     /// Requests over 2 ms inside `serve` in each second of the next `window`, as text (`.`
@@ -659,17 +645,14 @@ impl ServerTimes {
     async fn timeline(commands_url: &str, pid: u32, window: Duration) -> String {
         let start = Instant::now();
         let mut last = ServerTimes::now(commands_url, pid).await.over_2ms();
-        let mut out = Vec::new();
+        let mut counts = Vec::new();
         for second in 1..=window.as_secs() {
             tokio::time::sleep_until((start + Duration::from_secs(second)).into()).await;
             let now = ServerTimes::now(commands_url, pid).await.over_2ms();
-            out.push(match now.saturating_sub(last) {
-                0 => ".".to_owned(),
-                n => n.to_string(),
-            });
+            counts.push(now.saturating_sub(last));
             last = now;
         }
-        out.join(" ")
+        loadgen::timeline(counts)
     }
 
     /// "N of M over 2 ms, 99% under X ms" for the requests since `start`.
@@ -688,10 +671,7 @@ impl ServerTimes {
             .map(|&(le, c)| (le, c.saturating_sub(before(le))))
             .collect();
         let total = window.last().map_or(0, |&(_, c)| c);
-        let at_2ms = window
-            .iter()
-            .find(|(le, _)| (*le - 0.002).abs() < 1e-9)
-            .map_or(0, |&(_, c)| c);
+        let at_2ms = count_at(&window, 0.002);
         let p99_bound = window
             .iter()
             .find(|&&(_, c)| c as f64 >= 0.99 * total as f64)
@@ -704,6 +684,14 @@ impl ServerTimes {
             1000.0 * cpu_ms / total.max(1) as f64
         )
     }
+}
+
+/// Requests at or under the bucket bound `le` (seconds) in Prometheus buckets.
+fn count_at(buckets: &[(f64, u64)], le: f64) -> u64 {
+    buckets
+        .iter()
+        .find(|(l, _)| (*l - le).abs() < 1e-9)
+        .map_or(0, |&(_, c)| c)
 }
 
 /// `crm-username refresh --watch` at a lower priority: the refresher as another pod.
@@ -729,16 +717,17 @@ fn long_running<'a>(
         .env("REDIS_URL", redis_url)
         .env("BIND_ADDR", format!("127.0.0.1:{port}"))
         .env("LOG_FORMAT", "json")
-        .env(
-            "RUST_LOG",
-            "info,crm_username::refresh=debug,crm_username::store::redis_store::publish=debug",
-        )
+        .env("RUST_LOG", REFRESH_STEPS_LOG)
         .env("REFRESH_INTERVAL", "1h")
         .env("REFRESH_INCREMENTAL_INTERVAL", INCREMENTAL_EVERY)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(log).unwrap())
 }
+
+/// The log filter of the refreshing processes: their steps' debug lines (`refreshes_since`).
+const REFRESH_STEPS_LOG: &str =
+    "info,crm_username::refresh=debug,crm_username::store::redis_store::publish=debug";
 
 const INCREMENTAL_MESSAGE: &str = "incremental refresh brought the cache up to date";
 
@@ -909,13 +898,13 @@ impl LogTail {
 }
 
 /// When the steps of the full refreshes logged in `log` since `since` ended, in seconds from
-/// `since` (their debug lines: read, indexed, written, old deleted, done).
+/// `since` (their debug lines: read, indexed, old deleted, written, done).
 fn refreshes_since(log: &Path, since: chrono::DateTime<chrono::Utc>) -> String {
     const STEPS: [(&str, &str); 5] = [
         ("full refresh read every source", "read"),
         ("full refresh indexed the org", "indexed"),
-        ("publish wrote the generation", "written"),
         ("publish deleted the older generations", "old deleted"),
+        ("publish wrote the generation", "written"),
         ("refresh published a new snapshot", "done"),
     ];
     LogTail::new(log)

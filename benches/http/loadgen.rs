@@ -162,6 +162,18 @@ pub struct Report {
     pub slow_per_second: Vec<u32>,
 }
 
+/// Counts, one per second, as text: `.` for none.
+pub fn timeline(counts: impl IntoIterator<Item = u64>) -> String {
+    counts
+        .into_iter()
+        .map(|n| match n {
+            0 => ".".to_owned(),
+            n => n.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// What `slow_per_second` counts.
 pub const SLOW: Duration = Duration::from_millis(2);
 
@@ -184,19 +196,9 @@ impl Report {
         }
     }
 
-    /// `slow_per_second` as text: one count per second, `.` for none.
+    /// `slow_per_second` as text (see [`timeline`]).
     pub fn slow_timeline(&self) -> String {
-        self.slow_per_second
-            .iter()
-            .map(|n| {
-                if *n == 0 {
-                    ".".to_owned()
-                } else {
-                    n.to_string()
-                }
-            })
-            .collect::<Vec<_>>()
-            .join(" ")
+        timeline(self.slow_per_second.iter().map(|&n| u64::from(n)))
     }
 
     fn record(&mut self, kind: Kind, latency: Duration, outcome: Outcome) {

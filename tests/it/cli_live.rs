@@ -29,7 +29,8 @@ async fn live() -> Live {
 }
 
 impl Live {
-    fn run(&self, args: &[&str], redis_prefix: Option<&str>) -> (i32, String, String) {
+    /// The command with the fakes' settings (and Redis under `redis_prefix`), nothing else.
+    fn command(&self, args: &[&str], redis_prefix: Option<&str>) -> Command {
         let settings = self.upstreams.salesforce.settings();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_crm-username"));
         cmd.args(args)
@@ -42,7 +43,11 @@ impl Live {
             cmd.env("REDIS_URL", redis_url())
                 .env("REDIS_KEY_PREFIX", prefix);
         }
-        let out = cmd.output().unwrap();
+        cmd
+    }
+
+    fn run(&self, args: &[&str], redis_prefix: Option<&str>) -> (i32, String, String) {
+        let out = self.command(args, redis_prefix).output().unwrap();
         (
             out.status.code().unwrap_or(-1),
             String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -128,17 +133,8 @@ async fn the_one_shot_refresh_logs_what_rust_log_asks_for() {
     let prefix = common::prefix("cli-live-log");
     common::clear_prefix(&prefix).await;
     let refresh = |rust_log: Option<&str>| {
-        let settings = live.upstreams.salesforce.settings();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_crm-username"));
-        cmd.arg("refresh")
-            .env_clear()
-            .env("SALESFORCE_LOGIN_URL", live.upstreams.salesforce.url())
-            .env("SALESFORCE_CLIENT_ID", &settings.client_id)
-            .env("SALESFORCE_CLIENT_SECRET", &settings.client_secret)
-            .env("BUSINESS_UNITS_FILE", &live.settings)
-            .env("REDIS_URL", redis_url())
-            .env("REDIS_KEY_PREFIX", &prefix)
-            .env("LOG_FORMAT", "json");
+        let mut cmd = live.command(&["refresh"], Some(&prefix));
+        cmd.env("LOG_FORMAT", "json");
         if let Some(filter) = rust_log {
             cmd.env("RUST_LOG", filter);
         }
