@@ -157,6 +157,15 @@ impl GenerationKeys {
     pub fn context(&self, id: SfId) -> String {
         format!("{}ctx:{}", self.base, id.as_str15())
     }
+    /// What [`GenerationKeys::user`] puts before the 15-character id (the check's script
+    /// reads a username's user with it).
+    pub fn user_prefix(&self) -> String {
+        format!("{}user:", self.base)
+    }
+    /// What [`GenerationKeys::context`] puts before the 15-character id.
+    pub fn context_prefix(&self) -> String {
+        format!("{}ctx:", self.base)
+    }
     /// Lower-cased username -> user id.
     pub fn login(&self, lower: &str) -> String {
         format!("{}login:{lower}", self.base)
@@ -234,6 +243,22 @@ mod tests {
             slots.len() > 10,
             "generations land on {} slots",
             slots.len()
+        );
+    }
+
+    #[test]
+    fn the_prefixes_the_checks_script_follows_make_the_same_keys_as_a_publish() {
+        let gk = Keys::new("crm-username:", FORMAT)
+            .unwrap()
+            .generation("1768478400000-00000000000000aa");
+        let id = SfId::parse("005Ak00000SAMS1AAA").unwrap();
+        assert_eq!(
+            format!("{}{}", gk.user_prefix(), id.as_str15()),
+            gk.user(id)
+        );
+        assert_eq!(
+            format!("{}{}", gk.context_prefix(), id.as_str15()),
+            gk.context(id)
         );
     }
 

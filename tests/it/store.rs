@@ -407,6 +407,90 @@ async fn users_read(store: &RedisStore, text: &str) -> Vec<(String, String, bool
         .collect()
 }
 
+/// The commands a client (not a script) sent with the store's prefix while `during` ran, as
+/// `MONITOR` shows them: each line is one command, so their number is the round trips of a
+/// check that sends one command at a time.
+async fn commands_sent<F: std::future::Future<Output = ()>>(
+    store: &RedisStore,
+    during: F,
+) -> Vec<String> {
+    use futures_util::StreamExt;
+    use redis::AsyncCommands;
+    let prefix = store.keys().prefix().to_owned();
+    let (start, end) = (
+        format!("{prefix}monitor-start"),
+        format!("{prefix}monitor-end"),
+    );
+    let monitor = redis::Client::open(redis_url())
+        .unwrap()
+        .get_async_monitor()
+        .await
+        .unwrap();
+    let mut conn = common::connection().await;
+    let watched = {
+        let end = end.clone();
+        tokio::spawn(async move {
+            let mut lines = Vec::new();
+            let mut stream = monitor.into_on_message::<String>();
+            while let Some(line) = stream.next().await {
+                let done = line.contains(&end);
+                lines.push(line);
+                if done {
+                    break;
+                }
+            }
+            lines
+        })
+    };
+    // MONITOR starts showing commands at some point after it is asked for: wait until it
+    // shows a marker.
+    let _: Option<String> = conn.get(&start).await.unwrap();
+    during.await;
+    let _: Option<String> = conn.get(&end).await.unwrap();
+    let lines = tokio::time::timeout(Duration::from_secs(30), watched)
+        .await
+        .expect("MONITOR shows the end marker")
+        .unwrap();
+    let from = lines
+        .iter()
+        .position(|l| l.contains(&start))
+        .expect("MONITOR shows the start marker");
+    lines[from + 1..lines.len() - 1]
+        .iter()
+        .filter(|l| !l.contains(" lua]") && l.contains(&prefix))
+        .cloned()
+        .collect()
+}
+
+#[tokio::test]
+async fn a_first_check_of_a_username_reads_its_user_and_context_in_one_round_trip() {
+    // A username's entry names the user id; the check's script reads that user and its
+    // context in the same call, so a username never asked before costs one round trip (on a
+    // managed Redis across a network, a round trip is most of a check's time).
+    let store = redis_store("one-round-trip").await;
+    store.publish(demo::snapshot(now()).unwrap()).await.unwrap();
+    // Another query first, so that the replica knows the generation and its metadata.
+    users_read(&store, "ok.user@acme.com").await;
+    let mut read = Vec::new();
+    let commands = commands_sent(&store, async {
+        read = users_read(&store, "Sam.Sales@acme.com").await;
+    })
+    .await;
+    assert_eq!(read.len(), 1, "{read:?}");
+    assert_eq!(read[0].1, "sam.sales@acme.com");
+    assert_eq!(commands.len(), 1, "{commands:#?}");
+    assert!(commands[0].contains("\"EVALSHA\""), "{commands:#?}");
+    // The context came with it: the same answer as the whole org gives.
+    let query = Query::parse("sam.sales@acme.com").unwrap();
+    let whole = Org::new(demo::snapshot(now()).unwrap());
+    let small = store.query_org(&query).await.unwrap();
+    assert_eq!(
+        diagnose(&query, &small, now()),
+        diagnose(&query, &whole, now())
+    );
+    clear_prefix(store.keys().prefix()).await;
+}
+
 #[tokio::test]
 async fn a_username_asked_again_reads_what_a_change_in_place_wrote() {
     // The second check of a username reads its user with the username (one round trip, from

@@ -1,9 +1,10 @@
 //! A check's reads: the small org a query needs, in a fixed number of round trips. One script
 //! reads the query's keys in the generation read last (and says when a newer one replaced
-//! it); a username's user and context, and the users of a name or an email, take one more.
-//! A username or email asked about before in the same generation takes one: the script also
-//! reads the user and context of the id it resolved to last time ([`LoginHints`]), and they
-//! are used only when the username still resolves to that id in the same reply.
+//! it), and with a username, the user and context its entry names; the users of a name or an
+//! email take one more. An email asked about before in the same generation takes one: the
+//! script also reads the user and context of the id it resolved to last time
+//! ([`LoginHints`]), and they are used only when the email still resolves to that id in the
+//! same reply.
 
 use std::sync::Arc;
 
@@ -123,15 +124,18 @@ fn target_key(gk: &GenerationKeys, target: &TargetRef, business_unit: usize) -> 
     }
 }
 
-/// Reads keys of one generation, all named by the caller in KEYS (a Redis Cluster refuses
-/// keys a script makes up, and all of them share the generation's hash slot). KEYS: the
-/// generation's `meta`, `successor`, name index and `rev`, then the keys to `GET`. ARGV: the
-/// revision of the metadata the caller holds, the name matches limit, then the words of a
-/// name query; the entries of the word with the fewest (as counted by `ZLEXCOUNT`) come first
-/// among the values. Atomic, so every value comes from one state of one generation. Returns
-/// {'gone'} when the generation was deleted, {'moved', id} when another replaced it, else
-/// {'ok', rev, metadata if rev is not the caller's (else false), [entries,] value of each
-/// key...}.
+/// Reads keys of one generation. KEYS: the generation's `meta`, `successor`, name index and
+/// `rev`, then the keys to `GET`. ARGV: the revision of the metadata the caller holds, the name
+/// matches limit, the prefixes of the generation's user and context keys (or two empty
+/// strings), then the words of a name query; the entries of the word with the fewest (as
+/// counted by `ZLEXCOUNT`) come first among the values. With the prefixes, the first key to
+/// `GET` is a username's entry, and the user and context of the id it holds are read too and
+/// come last: the only keys the script makes up, from a value the refresh wrote and the
+/// generation's own prefix, so they share the generation's hash slot (a Redis Cluster runs
+/// such a script on the node that holds the slot, as it does the follow-ups' script). Atomic,
+/// so every value comes from one state of one generation. Returns {'gone'} when the
+/// generation was deleted, {'moved', id} when another replaced it, else {'ok', rev, metadata
+/// if rev is not the caller's (else false), [entries,] value of each key..., [user, context]}.
 const READ_SCRIPT: &str = r#"
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'gone'} end
 local successor = redis.call('GET', KEYS[2])
@@ -140,17 +144,29 @@ local rev = redis.call('GET', KEYS[4]) or '0'
 local meta = false
 if rev ~= ARGV[1] then meta = redis.call('GET', KEYS[1]) end
 local out = {'ok', rev, meta}
-if #ARGV > 2 then
+if #ARGV > 4 then
   local driver, fewest
-  for i = 3, #ARGV do
+  for i = 5, #ARGV do
     local count = redis.call('ZLEXCOUNT', KEYS[3], '[' .. ARGV[i], '[' .. ARGV[i] .. '\255')
     if not fewest or count < fewest then driver, fewest = ARGV[i], count end
   end
   out[#out + 1] = redis.call('ZRANGEBYLEX', KEYS[3], '[' .. driver,
     '[' .. driver .. '\255', 'LIMIT', 0, ARGV[2])
 end
+local login = false
 for i = 5, #KEYS do
-  out[#out + 1] = redis.call('GET', KEYS[i])
+  local value = redis.call('GET', KEYS[i])
+  if i == 5 then login = value end
+  out[#out + 1] = value
+end
+if ARGV[3] ~= '' then
+  if login then
+    out[#out + 1] = redis.call('GET', ARGV[3] .. login)
+    out[#out + 1] = redis.call('GET', ARGV[4] .. login)
+  else
+    out[#out + 1] = false
+    out[#out + 1] = false
+  end
 end
 return out
 "#;
@@ -163,12 +179,15 @@ static READS: std::sync::LazyLock<redis::Script> =
 struct QueryReads {
     keys: Vec<String>,
     words: Vec<String>,
+    /// The prefixes of the generation's user and context keys, to read the user and context
+    /// a username's entry names in the same round trip (see [`READ_SCRIPT`]).
+    follow: Option<(String, String)>,
 }
 
 /// What the read script found.
 enum Read {
     /// The generation's revision, its metadata when the caller's revision was another, and
-    /// the values.
+    /// the values (a followed user and context last).
     Values(String, Option<Vec<u8>>, Vec<Value>),
     /// The generation was replaced by this one.
     Moved(String),
@@ -180,6 +199,11 @@ impl QueryReads {
     fn get(&mut self, key: String) -> &mut Self {
         self.keys.push(key);
         self
+    }
+
+    /// Also reads the user and context of the id the first key (a username's entry) holds.
+    fn follow_login(&mut self, gk: &GenerationKeys) {
+        self.follow = Some((gk.user_prefix(), gk.context_prefix()));
     }
 
     fn names_starting_with(&mut self, word: &str) {
@@ -205,6 +229,10 @@ impl QueryReads {
             .key(gk.rev())
             .arg(rev)
             .arg(MAX_NAME_MATCHES);
+        match &self.follow {
+            Some((users, contexts)) => invocation.arg(users.as_str()).arg(contexts.as_str()),
+            None => invocation.arg("").arg(""),
+        };
         for key in &self.keys {
             invocation.key(key.as_str());
         }
@@ -404,9 +432,10 @@ impl RedisStore {
         };
 
         // One round trip while the generation known here is current: the query's own keys
-        // in it and the target in every business unit. A username's user and context follow
-        // in a second one (the script reads only keys named before it runs).
+        // in it, the user and context a username's entry names, and the target in every
+        // business unit. An email or a name resolves to users in a second one.
         let mut attempts = 0;
+        let mut followed = None;
         let values = loop {
             let gk = self.keys.generation(&generation);
             let mut reads = QueryReads::default();
@@ -417,8 +446,11 @@ impl RedisStore {
                 Subject::Login(login) => {
                     reads.get(gk.login(login)).get(gk.email(login));
                     hint = self.login_hint(&generation, login);
-                    if let Some(id) = hint {
-                        reads.get(gk.user(id)).get(gk.context(id));
+                    match hint {
+                        Some(id) => {
+                            reads.get(gk.user(id)).get(gk.context(id));
+                        }
+                        None => reads.follow_login(&gk),
                     }
                 }
                 Subject::Name(name) => {
@@ -445,6 +477,12 @@ impl RedisStore {
                         }
                     }
                     rev = now;
+                    let mut values = values;
+                    if reads.follow.is_some() {
+                        let context = values.pop();
+                        let user = values.pop();
+                        followed = Some((user, context));
+                    }
                     break values;
                 }
                 Read::Moved(next) => generation = next,
@@ -492,8 +530,8 @@ impl RedisStore {
                     Some(raw) => from_json("users by email", &raw)?,
                     None => Vec::new(),
                 };
-                let ids: Vec<String> = match by_login {
-                    Some(id) => vec![id],
+                let ids: Vec<String> = match &by_login {
+                    Some(id) => vec![id.clone()],
                     None => by_email.into_iter().take(MAX_EMAIL_MATCHES).collect(),
                 };
                 let resolved = match ids.as_slice() {
@@ -503,9 +541,16 @@ impl RedisStore {
                 if let Some(id) = resolved {
                     self.remember_login(&generation, login, id);
                 }
+                let followed = followed.filter(|_| {
+                    // Read from the username's entry itself, under the key a publish names
+                    // it by (the 15-character id).
+                    resolved.is_some_and(|id| by_login.as_deref() == Some(id.as_str15()))
+                });
                 if hint.is_some() && hint == resolved {
                     // The user and context the script read with the username: current.
                     user_and_context(values.next(), values.next())?
+                } else if let Some((user, context)) = followed {
+                    user_and_context(user, context)?
                 } else if ids.is_empty() {
                     // None: a patch landed while the index was read; read the query again.
                     let Some(close) = self
