@@ -342,6 +342,95 @@ async fn a_patch_of_a_generation_that_is_no_longer_current_writes_nothing() {
     clear_prefix(&prefix).await;
 }
 
+/// The TTL (ms) of every key of the current generation under `prefix`.
+/// (named as [`dump_current`] names them: after the generation's own prefix).
+async fn current_ttls(prefix: &str) -> BTreeMap<String, i64> {
+    let keys: Vec<String> = dump_current(prefix).await.into_keys().collect();
+    let mut conn = connection().await;
+    let current: String = redis::cmd("GET")
+        .arg(format!("{prefix}v{}:current", crm_username::store::FORMAT))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let base = format!(
+        "{prefix}v{}:gen:{{{current}}}:",
+        crm_username::store::FORMAT
+    );
+    let mut pipe = redis::pipe();
+    for key in &keys {
+        pipe.cmd("PTTL").arg(format!("{base}{key}"));
+    }
+    let ttls: Vec<i64> = pipe.query_async(&mut conn).await.unwrap();
+    keys.into_iter().zip(ttls).collect()
+}
+
+#[tokio::test]
+async fn a_patch_keeps_the_ttl_of_the_keys_it_rewrites_and_gives_new_keys_the_generations() {
+    // A rewritten key expires with the rest of its generation (the TTL a publish or its
+    // renewal gave it); a key the patch creates gets the TTL a publish gives; no key is left
+    // without one.
+    let prefix = prefix("incr-ttl");
+    clear_prefix(&prefix).await;
+    let store = store(&prefix);
+    let org = small_org(9);
+    let first = canonical(org.clone());
+    let generation = store.publish_org(first.clone()).await.unwrap();
+    // An hour left on every key, well under the 7 days a publish gives.
+    const HOUR_MS: i64 = 3_600_000;
+    let before = dump_current(&prefix).await;
+    let mut conn = connection().await;
+    let base = format!(
+        "{prefix}v{}:gen:{{{generation}}}:",
+        crm_username::store::FORMAT
+    );
+    let mut pipe = redis::pipe();
+    for key in before.keys() {
+        pipe.cmd("PEXPIRE")
+            .arg(format!("{base}{key}"))
+            .arg(HOUR_MS)
+            .ignore();
+    }
+    let () = pipe.query_async(&mut conn).await.unwrap();
+    let mut changed = org.clone();
+    let mut rng = Rng(9);
+    for n in 0..20 {
+        random_change(&mut changed, &mut rng, n);
+    }
+    let outcome = store
+        .patch(&generation, first, canonical(changed))
+        .await
+        .unwrap();
+    assert!(matches!(outcome, PatchOutcome::Applied(_)), "{outcome:?}");
+    let after = dump_current(&prefix).await;
+    let ttls = current_ttls(&prefix).await;
+    let rewritten: Vec<&String> = after
+        .iter()
+        .filter(|(key, value)| {
+            // Strings under 4 KB: larger ones are written under a staging name first and
+            // renamed into place; `rev` is the patch's own stamp.
+            before.get(*key).is_some_and(|old| old != *value)
+                && matches!(value.as_slice(), [one] if one.len() < 4 << 10)
+                && !key.ends_with(":rev")
+        })
+        .map(|(key, _)| key)
+        .collect();
+    let created: Vec<&String> = after.keys().filter(|k| !before.contains_key(*k)).collect();
+    assert!(
+        !rewritten.is_empty() && !created.is_empty(),
+        "{rewritten:?} {created:?}"
+    );
+    for key in &rewritten {
+        let ttl = ttls[*key];
+        assert!(ttl > 0 && ttl <= HOUR_MS, "{key} rewritten: PTTL {ttl}");
+    }
+    for key in &created {
+        let ttl = ttls[*key];
+        assert!(ttl > HOUR_MS, "{key} created: PTTL {ttl}");
+    }
+    assert!(ttls.values().all(|ttl| *ttl > 0), "{ttls:?}");
+    clear_prefix(&prefix).await;
+}
+
 #[tokio::test]
 async fn the_refresher_runs_full_then_incremental_refreshes_and_status_shows_both() {
     use crm_username::fakes::FakeUpstreams;
