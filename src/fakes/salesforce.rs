@@ -350,6 +350,14 @@ impl FakeSalesforce {
             .route("/services/data/{version}/query/{locator}", get(query_more))
             .route("/services/data/{version}/tooling/query", get(tooling_query))
             .layer(axum::middleware::from_fn(refuse_long_uris))
+            // As Salesforce does: a reply is gzipped when the request accepts it.
+            .layer(
+                tower_http::compression::CompressionLayer::new()
+                    .gzip(true)
+                    .no_br()
+                    .no_deflate()
+                    .no_zstd(),
+            )
             .with_state(state.clone());
         let server = Server::start(router).await?;
         *lock(&state.url) = server.url.clone();

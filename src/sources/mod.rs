@@ -29,11 +29,15 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-/// The HTTP client both API clients use: ring as the TLS provider, a timeout per request.
+/// The HTTP client both API clients use: ring as the TLS provider, a timeout per request,
+/// and compressed replies. Salesforce gzips a reply when asked (`Accept-Encoding: gzip`): a
+/// page of 2,000 users is about a tenth of its size then, which is most of a full
+/// refresh's download on a large org.
 pub(crate) fn http_client(timeout: std::time::Duration) -> Result<reqwest::Client, SourceError> {
     install_crypto_provider();
     reqwest::Client::builder()
         .timeout(timeout)
+        .gzip(true)
         .build()
         .map_err(|e| SourceError::Settings {
             problem: format!("cannot set up the HTTP client ({e})"),
@@ -279,6 +283,35 @@ pub(crate) fn settle(failure: Failure, source_name: &str, request: &str) -> Sour
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_api_client_asks_for_gzipped_replies_and_reads_them() {
+        // A server that says which encodings the request accepted, gzipped when allowed.
+        let app = axum::Router::new()
+            .route(
+                "/",
+                axum::routing::get(|headers: axum::http::HeaderMap| async move {
+                    let accepted = headers
+                        .get("accept-encoding")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("none")
+                        .to_owned();
+                    format!("accepted: {accepted}\n{}", "x".repeat(4_096))
+                }),
+            )
+            .layer(tower_http::compression::CompressionLayer::new().gzip(true));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let client = http_client(std::time::Duration::from_secs(10)).unwrap();
+        let body = client.get(&url).send().await.unwrap().text().await.unwrap();
+        let first = body.lines().next().unwrap();
+        assert!(
+            first.starts_with("accepted: ") && first.contains("gzip"),
+            "{first}"
+        );
+        assert_eq!(body.len(), first.len() + 1 + 4_096);
+    }
 
     #[test]
     fn api_usage_is_read_from_the_limit_info_header() {

@@ -157,6 +157,54 @@ async fn fifty_thousand_internal_users_of_55000_come_in_25_pages_of_2000_and_no_
 }
 
 #[tokio::test]
+async fn the_fake_gzips_a_page_when_the_request_accepts_it_as_salesforce_does() {
+    let fake = FakeSalesforce::start(&small_org(), FakeSalesforceSettings::default())
+        .await
+        .unwrap();
+    let client = Client::new(&fake).await;
+    // A client that neither asks for nor decodes compression, to see the bytes on the wire.
+    let raw = reqwest::Client::builder().no_gzip().build().unwrap();
+    let uri = format!(
+        "{}{}",
+        fake.url(),
+        query_uri("SELECT Id, Username, Email, Name FROM User")
+    );
+    let get = |gzip: bool| {
+        let mut request = raw.get(&uri).bearer_auth(&client.token);
+        if gzip {
+            request = request.header("accept-encoding", "gzip");
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), 200);
+            let encoding = response
+                .headers()
+                .get("content-encoding")
+                .map(|v| v.to_str().unwrap().to_owned());
+            (encoding, response.bytes().await.unwrap())
+        }
+    };
+    let (plain_encoding, plain) = get(false).await;
+    let (gzip_encoding, gzipped) = get(true).await;
+    assert_eq!(plain_encoding, None);
+    assert_eq!(gzip_encoding.as_deref(), Some("gzip"));
+    assert_eq!(&gzipped[..2], &[0x1f, 0x8b], "a gzip stream");
+    assert!(
+        gzipped.len() * 4 < plain.len(),
+        "{} bytes gzipped, {} plain",
+        gzipped.len(),
+        plain.len()
+    );
+    // The client of the tests (reqwest with gzip) reads the same records either way.
+    let (status, body) = client
+        .query("SELECT Id, Username, Email, Name FROM User")
+        .await;
+    assert_eq!(status, 200);
+    let plain: Value = serde_json::from_slice(&plain).unwrap();
+    assert_eq!(body["records"], plain["records"]);
+}
+
+#[tokio::test]
 async fn a_uri_of_16384_bytes_is_served_and_one_byte_more_gets_414() {
     let org = small_org();
     let groups: Vec<SfId> = org.salesforce.groups.iter().map(|g| g.id).collect();
