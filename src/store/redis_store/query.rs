@@ -32,7 +32,7 @@ const MAX_LOGIN_HINTS: usize = 20_000;
 /// The user id each username or email asked about resolved to, in one generation: which user
 /// and context a repeated check reads in its first round trip. Only a hint: the same script
 /// reply says where the username resolves now, and a hint that no longer matches is ignored
-/// (the check then reads the user in a second round trip, as without hints). So a change made
+/// (the check then reads the user in a second round trip). So a change made
 /// in place within a generation (a re-check's `update_user`, or a patch of the current
 /// generation) needs no invalidation here: nothing read through a hint is older than the reply
 /// that checks it. A new generation empties the hints.
