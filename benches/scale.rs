@@ -726,8 +726,7 @@ fn long_running<'a>(
 }
 
 /// The log filter of the refreshing processes: their steps' debug lines (`refreshes_since`).
-const REFRESH_STEPS_LOG: &str =
-    "info,crm_username::refresh=debug,crm_username::store::redis_store::publish=debug";
+const REFRESH_STEPS_LOG: &str = "info,crm_username::refresh=debug,crm_username::store::redis_store::publish=debug,crm_username::store::redis_store::patch=debug";
 
 const INCREMENTAL_MESSAGE: &str = "incremental refresh brought the cache up to date";
 

@@ -444,6 +444,7 @@ impl RedisStore {
             return Ok(PatchOutcome::TooLarge(ops.len()));
         }
         let staging = !self.rename_refused.load(Ordering::Relaxed);
+        let started = std::time::Instant::now();
         let applied = match self.apply(&mut conn, &gk, &ops, staging).await? {
             Err(err) if staging && refused(&err) => {
                 // Nothing was written: the renames come first in the script. Said once per
@@ -457,10 +458,37 @@ impl RedisStore {
             }
             applied => applied?,
         };
+        log_patch(&ops, started.elapsed());
         Ok(if applied == 1 {
             PatchOutcome::Applied(ops.len())
         } else {
             PatchOutcome::Stale
         })
     }
+}
+
+/// What a patch wrote, by kind, and how long it took (staging the large values and the
+/// script, as this process saw it): which writes make a patch hold Redis longer.
+fn log_patch(ops: &[PatchOp], took: std::time::Duration) {
+    let (mut sets, mut set_bytes, mut deletes, mut added, mut removed) = (0, 0, 0, 0, 0);
+    for op in ops {
+        match op {
+            PatchOp::Set(_, value) => {
+                sets += 1;
+                set_bytes += value.len();
+            }
+            PatchOp::Delete(_) => deletes += 1,
+            PatchOp::AddMember(..) => added += 1,
+            PatchOp::RemoveMember(..) => removed += 1,
+        }
+    }
+    tracing::debug!(
+        sets,
+        set_bytes,
+        deletes,
+        index_entries_added = added,
+        index_entries_removed = removed,
+        ms = took.as_millis() as u64,
+        "patch applied"
+    );
 }
