@@ -173,17 +173,27 @@ fn canonical(mut snapshot: OrgSnapshot) -> Arc<Org> {
 /// Every key of the current generation under `prefix`, with the generation id taken out of
 /// its name, and its value (a sorted set as its sorted members). The revision (a random token)
 /// and the successor (replaced generations only) are left out.
-pub async fn dump_current(prefix: &str) -> BTreeMap<String, Vec<Vec<u8>>> {
-    let mut conn = connection().await;
+/// What every key of `generation` under `prefix` starts with.
+fn generation_base(prefix: &str, generation: &str) -> String {
+    format!(
+        "{prefix}v{}:gen:{{{generation}}}:",
+        crm_username::store::FORMAT
+    )
+}
+
+/// [`generation_base`] of the current generation under `prefix`.
+async fn current_base(conn: &mut redis::aio::MultiplexedConnection, prefix: &str) -> String {
     let current: String = redis::cmd("GET")
         .arg(format!("{prefix}v{}:current", crm_username::store::FORMAT))
-        .query_async(&mut conn)
+        .query_async(conn)
         .await
         .unwrap();
-    let base = format!(
-        "{prefix}v{}:gen:{{{current}}}:",
-        crm_username::store::FORMAT
-    );
+    generation_base(prefix, &current)
+}
+
+pub async fn dump_current(prefix: &str) -> BTreeMap<String, Vec<Vec<u8>>> {
+    let mut conn = connection().await;
+    let base = current_base(&mut conn, prefix).await;
     let mut keys: Vec<String> = Vec::new();
     let mut cursor: u64 = 0;
     loop {
@@ -347,15 +357,7 @@ async fn a_patch_of_a_generation_that_is_no_longer_current_writes_nothing() {
 async fn current_ttls(prefix: &str) -> BTreeMap<String, i64> {
     let keys: Vec<String> = dump_current(prefix).await.into_keys().collect();
     let mut conn = connection().await;
-    let current: String = redis::cmd("GET")
-        .arg(format!("{prefix}v{}:current", crm_username::store::FORMAT))
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    let base = format!(
-        "{prefix}v{}:gen:{{{current}}}:",
-        crm_username::store::FORMAT
-    );
+    let base = current_base(&mut conn, prefix).await;
     let mut pipe = redis::pipe();
     for key in &keys {
         pipe.cmd("PTTL").arg(format!("{base}{key}"));
@@ -379,10 +381,7 @@ async fn a_patch_keeps_the_ttl_of_the_keys_it_rewrites_and_gives_new_keys_the_ge
     const HOUR_MS: i64 = 3_600_000;
     let before = dump_current(&prefix).await;
     let mut conn = connection().await;
-    let base = format!(
-        "{prefix}v{}:gen:{{{generation}}}:",
-        crm_username::store::FORMAT
-    );
+    let base = generation_base(&prefix, &generation);
     let mut pipe = redis::pipe();
     for key in before.keys() {
         pipe.cmd("PEXPIRE")

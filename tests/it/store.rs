@@ -229,7 +229,6 @@ async fn publishing_keeps_only_the_current_and_previous_generation() {
 /// before it writes a key of the new one (watched with `MONITOR`).
 #[tokio::test]
 async fn a_publish_deletes_the_older_generations_before_writing_the_new_one() {
-    use futures_util::StreamExt;
     use redis::AsyncCommands;
     let store = redis_store("delete-first").await;
     store.publish(generation(0)).await.unwrap();
@@ -238,33 +237,10 @@ async fn a_publish_deletes_the_older_generations_before_writing_the_new_one() {
     let generations = store.keys().generations();
     let before: Vec<String> = conn.zrange(&generations, 0, -1).await.unwrap();
     assert_eq!(before.len(), 2, "{before:?}");
-    let end = format!("{}monitor-end", store.keys().prefix());
-    let monitor = redis::Client::open(redis_url())
-        .unwrap()
-        .get_async_monitor()
-        .await
-        .unwrap();
-    let watched = {
-        let end = end.clone();
-        tokio::spawn(async move {
-            let mut lines = Vec::new();
-            let mut stream = monitor.into_on_message::<String>();
-            while let Some(line) = stream.next().await {
-                let done = line.contains(&end);
-                lines.push(line);
-                if done {
-                    break;
-                }
-            }
-            lines
-        })
-    };
-    store.publish(generation(4)).await.unwrap();
-    let _: Option<String> = conn.get(&end).await.unwrap();
-    let lines = tokio::time::timeout(Duration::from_secs(30), watched)
-        .await
-        .expect("MONITOR shows the end marker")
-        .unwrap();
+    let lines = monitored(&store, async {
+        store.publish(generation(4)).await.unwrap();
+    })
+    .await;
     let after: Vec<String> = conn.zrange(&generations, 0, -1).await.unwrap();
     let new = after.iter().find(|g| !before.contains(g)).unwrap();
     assert_eq!(after, vec![before[1].clone(), new.clone()]);
@@ -407,10 +383,9 @@ async fn users_read(store: &RedisStore, text: &str) -> Vec<(String, String, bool
         .collect()
 }
 
-/// The commands a client (not a script) sent with the store's prefix while `during` ran, as
-/// `MONITOR` shows them: each line is one command, so their number is the round trips of a
-/// check that sends one command at a time.
-async fn commands_sent<F: std::future::Future<Output = ()>>(
+/// What `MONITOR` showed while `during` ran, one line a command, in order (scripts' commands
+/// and other tests' included).
+async fn monitored<F: std::future::Future<Output = ()>>(
     store: &RedisStore,
     during: F,
 ) -> Vec<String> {
@@ -455,10 +430,21 @@ async fn commands_sent<F: std::future::Future<Output = ()>>(
         .iter()
         .position(|l| l.contains(&start))
         .expect("MONITOR shows the start marker");
-    lines[from + 1..lines.len() - 1]
-        .iter()
+    lines[from + 1..lines.len() - 1].to_vec()
+}
+
+/// The commands a client (not a script) sent with the store's prefix while `during` ran: each
+/// is one line of `MONITOR`, so their number is the round trips of a check that sends one
+/// command at a time.
+async fn commands_sent<F: std::future::Future<Output = ()>>(
+    store: &RedisStore,
+    during: F,
+) -> Vec<String> {
+    let prefix = store.keys().prefix().to_owned();
+    monitored(store, during)
+        .await
+        .into_iter()
         .filter(|l| !l.contains(" lua]") && l.contains(&prefix))
-        .cloned()
         .collect()
 }
 

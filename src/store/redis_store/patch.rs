@@ -470,6 +470,9 @@ impl RedisStore {
 /// What a patch wrote, by kind, and how long it took (staging the large values and the
 /// script, as this process saw it): which writes make a patch hold Redis longer.
 fn log_patch(ops: &[PatchOp], took: std::time::Duration) {
+    if !tracing::enabled!(tracing::Level::DEBUG) {
+        return;
+    }
     let (mut sets, mut set_bytes, mut deletes, mut added, mut removed) = (0, 0, 0, 0, 0);
     for op in ops {
         match op {
