@@ -1,6 +1,10 @@
 //! Diagnosis cost once the org is loaded, and the cost of loading it.
 //! Run: `cargo bench --bench diagnosis` (BENCHMARKS.md has the figures).
 
+// The allocator `serve` uses: allocation is a large share of the reply's cost.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::hint::black_box;
 
 use chrono::{TimeZone, Utc};
@@ -8,7 +12,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 
 use crm_username::diagnose::diagnose;
 use crm_username::domain::{Org, OrgSnapshot, Query};
-use crm_username::synthetic::{Params, generate, username};
+use crm_username::synthetic::{Params, Variety, generate, generate_with, username};
 
 fn org(sf_users: usize, ae_users: usize) -> Org {
     Org::new(generate(Params {
@@ -64,5 +68,52 @@ fn bench_load(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_diagnosis, bench_load);
+/// What `serve` does for each new check once it has the data: the diagnosis, the Block Kit
+/// reply and its JSON, for internal users of an org of the scale benchmark's shape (10 business
+/// units, each assigning groups nested five deep and roles, in both sections).
+fn bench_reply(c: &mut Criterion) {
+    let now = Utc.with_ymd_and_hms(2026, 1, 15, 12, 0, 0).unwrap();
+    let org = Org::new(generate_with(
+        Params {
+            sf_users: 10_000,
+            ae_users: 400,
+            business_units: 10,
+            seed: 7,
+        },
+        Variety {
+            external_percent: 90,
+            sales_section: true,
+            group_members: 10_000,
+        },
+    ));
+    let queries: Vec<Query> = org
+        .snapshot()
+        .salesforce
+        .users
+        .iter()
+        .filter(|u| u.is_internal())
+        .take(64)
+        .map(|u| Query::parse(&u.username).unwrap())
+        .collect();
+    let mut group = c.benchmark_group("reply_bench_org");
+    group.bench_function("diagnose", |b| {
+        let mut i = 0;
+        b.iter(|| {
+            i = (i + 1) % queries.len();
+            diagnose(black_box(&queries[i]), black_box(&org), now)
+        })
+    });
+    group.bench_function("diagnose_render_json", |b| {
+        let mut i = 0;
+        b.iter(|| {
+            i = (i + 1) % queries.len();
+            let d = diagnose(black_box(&queries[i]), black_box(&org), now).unwrap();
+            let message = crm_username::render::slack::message(&d).as_response(false, None);
+            serde_json::to_vec(&message).unwrap()
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench_diagnosis, bench_load, bench_reply);
 criterion_main!(benches);

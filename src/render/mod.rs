@@ -9,7 +9,7 @@ mod text;
 
 pub use audit::{audit_text, cause_summary};
 pub use json::json;
-pub use sanitize::{escape_mrkdwn, strip_invisible, truncate};
+pub use sanitize::{clean_mrkdwn, escape_mrkdwn, strip_invisible, truncate};
 // The Slack renderers, at the paths callers have always used.
 pub use slack::{
     AuditSummary, HomeAudit, HomeViewer, MAX_BLOCKS, MAX_DETAILED_FINDINGS, MAX_HOME_BLOCKS,

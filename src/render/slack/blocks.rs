@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use super::kit::{Block, Button, Message};
 use crate::domain::{Diagnosis, Finding, Severity, Verdict};
 
-use crate::render::{escape_mrkdwn, strip_invisible, truncate};
+use crate::render::{clean_mrkdwn, strip_invisible, truncate};
 
 pub const MAX_BLOCKS: usize = 50;
 /// Findings shown in full; the rest are summarised by cause.
@@ -22,7 +22,7 @@ const MAX_FALLBACK: usize = 3_000;
 
 /// A value from a person or CRM data, ready for mrkdwn.
 pub(super) fn v(text: &str) -> String {
-    escape_mrkdwn(&strip_invisible(text))
+    clean_mrkdwn(text)
 }
 
 pub(super) fn mrkdwn_section(block_id: Option<String>, text: String) -> Value {

@@ -468,17 +468,23 @@ impl RedisStore {
 }
 
 /// What a patch wrote, by kind, and how long it took (staging the large values and the
-/// script, as this process saw it): which writes make a patch hold Redis longer.
+/// script, as this process saw it): which writes make a patch hold Redis longer. The large
+/// sets (at least [`STAGED_BYTES`]) are staged and renamed unless the user may not RENAME.
 fn log_patch(ops: &[PatchOp], took: std::time::Duration) {
     if !tracing::enabled!(tracing::Level::DEBUG) {
         return;
     }
     let (mut sets, mut set_bytes, mut deletes, mut added, mut removed) = (0, 0, 0, 0, 0);
+    let (mut large, mut large_bytes) = (0, 0);
     for op in ops {
         match op {
             PatchOp::Set(_, value) => {
                 sets += 1;
                 set_bytes += value.len();
+                if value.len() >= STAGED_BYTES {
+                    large += 1;
+                    large_bytes += value.len();
+                }
             }
             PatchOp::Delete(_) => deletes += 1,
             PatchOp::AddMember(..) => added += 1,
@@ -488,6 +494,8 @@ fn log_patch(ops: &[PatchOp], took: std::time::Duration) {
     tracing::debug!(
         sets,
         set_bytes,
+        large_sets = large,
+        large_set_bytes = large_bytes,
         deletes,
         index_entries_added = added,
         index_entries_removed = removed,
