@@ -27,7 +27,11 @@ use crate::domain::SfId;
 /// The version of what the cache stores: bump it whenever the encoding of any key of a
 /// generation (records, metadata, indexes, the suggestions' binary form) or what the read
 /// script expects changes. Replicas of another format never read this one's keys.
-pub const FORMAT: u32 = 1;
+///
+/// 2: `suggestions-digest` is written with `suggestions`, and a replica keeps the "did you
+/// mean" index it built while the digest is the same; a writer of format 1 would rewrite the
+/// index without it, and readers would keep an index that no longer matches.
+pub const FORMAT: u32 = 2;
 
 /// How long a format's namespace lives without a refresh: far longer than the refresh
 /// period (15 minutes by default), so that a replica whose refreshes fail for days keeps
@@ -187,6 +191,11 @@ impl GenerationKeys {
     pub fn suggestions(&self) -> String {
         format!("{}suggestions", self.base)
     }
+    /// A digest of [`Self::suggestions`]' bytes, written with them: a replica keeps what it
+    /// built from them while the digest is the same, across patches and generations.
+    pub fn suggestions_digest(&self) -> String {
+        format!("{}suggestions-digest", self.base)
+    }
     /// The group nesting and role tree (see `records::GroupGraph`).
     pub fn group_graph(&self) -> String {
         format!("{}group-graph", self.base)
@@ -227,6 +236,7 @@ mod tests {
                 gk.names(),
                 gk.usernames(),
                 gk.suggestions(),
+                gk.suggestions_digest(),
                 gk.group_graph(),
                 gk.audit_subjects(),
                 gk.ae_user(2, 1003),

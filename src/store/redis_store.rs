@@ -53,7 +53,9 @@ struct GenerationCache {
 
 /// What "did you mean" searches: one per generation, built once even when several misses
 /// arrive together (they wait for the first build, hence an async lock).
-type Suggestions = Arc<tokio::sync::Mutex<Option<(String, Arc<Directory>)>>>;
+/// The "did you mean" index this replica built: for which generation and revision it was last
+/// confirmed, the digest of the bytes it was built from, and the index.
+type Suggestions = Arc<tokio::sync::Mutex<Option<(String, String, Arc<Directory>)>>>;
 
 #[derive(Clone)]
 pub struct RedisStore {

@@ -531,6 +531,99 @@ async fn a_username_asked_again_reads_what_a_change_in_place_wrote() {
 }
 
 #[tokio::test]
+async fn a_patch_that_changes_no_name_keeps_the_did_you_mean_index_and_one_that_does_reads_it_again()
+ {
+    // "Did you mean" reads every username and name (megabytes in a large org) and builds an
+    // index of them. Every patch moves the generation's revision; one that changed no username
+    // or name leaves the index's digest as it was, and replica `a` keeps what it built.
+    let a = redis_store("did-you-mean-kept").await;
+    let b = RedisStore::connect(
+        &redis_url(),
+        &prefix("did-you-mean-kept"),
+        Default::default(),
+    )
+    .unwrap();
+    let snapshot = demo::snapshot(now()).unwrap();
+    b.publish(snapshot.clone()).await.unwrap();
+    let generation = b.current_generation_id().await.unwrap().unwrap();
+    let suggestions = b.keys().generation(&generation).suggestions();
+    let usernames = |read: Vec<(String, String, bool)>| -> Vec<String> {
+        read.into_iter().map(|(_, username, _)| username).collect()
+    };
+    let typo = "ok.usr@acme.com";
+    assert!(usernames(users_read(&a, typo).await).contains(&"ok.user@acme.com".to_owned()));
+
+    let patch = |from: OrgSnapshot, to: OrgSnapshot| {
+        let b = &b;
+        let generation = generation.clone();
+        async move {
+            let outcome = b
+                .patch(
+                    &generation,
+                    std::sync::Arc::new(Org::without_search(from)),
+                    std::sync::Arc::new(Org::without_search(to)),
+                )
+                .await
+                .unwrap();
+            assert!(
+                matches!(outcome, crm_username::store::PatchOutcome::Applied(_)),
+                "{outcome:?}"
+            );
+        }
+    };
+    let mut deactivated = snapshot.clone();
+    let ok = |s: &mut OrgSnapshot| -> usize {
+        s.salesforce
+            .users
+            .iter()
+            .position(|u| u.username == "ok.user@acme.com")
+            .unwrap()
+    };
+    let i = ok(&mut deactivated);
+    deactivated.salesforce.users[i].is_active = false;
+    patch(snapshot.clone(), deactivated.clone()).await;
+    let mut read = Vec::new();
+    let commands = commands_sent(&a, async {
+        read = users_read(&a, typo).await;
+    })
+    .await;
+    assert!(usernames(read.clone()).contains(&"ok.user@acme.com".to_owned()));
+    let index_reads: Vec<&String> = commands
+        .iter()
+        .filter(|c| c.contains(&format!("\"{suggestions}\"")))
+        .collect();
+    assert!(index_reads.is_empty(), "{index_reads:#?}");
+    assert_eq!(
+        commands
+            .iter()
+            .filter(|c| c.contains("\"GET\"") && c.ends_with(":suggestions-digest\""))
+            .count(),
+        1,
+        "{commands:#?}"
+    );
+
+    // A patch that renames a user rewrites the index and its digest: `a` reads it again.
+    let mut renamed = deactivated.clone();
+    renamed.salesforce.users[i].username = "ok.renamed@acme.com".to_owned();
+    patch(deactivated, renamed).await;
+    let commands = commands_sent(&a, async {
+        read = users_read(&a, "ok.renamd@acme.com").await;
+    })
+    .await;
+    assert!(
+        usernames(read.clone()).contains(&"ok.renamed@acme.com".to_owned()),
+        "{read:?}"
+    );
+    assert!(
+        commands
+            .iter()
+            .any(|c| c.contains("\"GETRANGE\"") && c.contains(&format!("\"{suggestions}\""))),
+        "{commands:#?}"
+    );
+    clear_prefix(a.keys().prefix()).await;
+}
+
+#[tokio::test]
 async fn a_check_asked_again_is_answered_from_memory_until_any_replica_writes_its_generation() {
     // Replica `a` answers checks; replica `b` (another store on the same cache) writes.
     let a = redis_store("read-cache").await;

@@ -265,9 +265,12 @@ impl QueryReads {
 }
 
 impl RedisStore {
-    /// "Did you mean" needs every username and name: read once per generation, only when a
-    /// query matched nothing, and kept in memory (sorted, about 130 bytes a user) for the next
-    /// miss.
+    /// "Did you mean" needs every username and name: read only when a query matched nothing,
+    /// and kept in memory (sorted, about 130 bytes a user) for the next miss. Kept across
+    /// patches and new generations while the bytes' digest (written with them) is the same:
+    /// an incremental refresh that changed no username or name, or a full one, then costs one
+    /// `GET` instead of reading megabytes again and rebuilding (about 100 ms of CPU time at
+    /// 100,000 internal users, on every replica, after every patch).
     async fn suggestions(
         &self,
         conn: &mut Conn,
@@ -276,25 +279,39 @@ impl RedisStore {
     ) -> Result<Option<Arc<Directory>>, StoreError> {
         let version = format!("{generation}#{rev}");
         let mut cached = self.suggestions.lock().await;
-        if let Some((g, directory)) = cached.as_ref() {
-            if *g == version {
+        let gk = self.keys.generation(generation);
+        if let Some((confirmed, digest, directory)) = cached.as_mut() {
+            if *confirmed == version {
+                return Ok(Some(directory.clone()));
+            }
+            // The digest key is written in the same step as the bytes (the patch script, or
+            // the publish before its generation is current): equal digests, equal bytes,
+            // whatever the revision the check read.
+            let current: Option<String> = redis::AsyncCommands::get(conn, gk.suggestions_digest())
+                .await
+                .map_err(StoreError::from)?;
+            if current.as_deref() == Some(digest.as_str()) {
+                *confirmed = version;
                 return Ok(Some(directory.clone()));
             }
         }
-        // The previous generation's index goes first, so that two never sit in memory.
-        *cached = None;
-        let gk = self.keys.generation(generation);
+        // The previous index goes first, so that two never sit in memory (freed off this
+        // thread: hundreds of thousands of entries).
+        crate::background::drop_later(cached.take());
         let Some(raw) = read_in_pieces(conn, &gk, &gk.suggestions(), rev, PIECE_BYTES).await?
         else {
             return Ok(None);
         };
-        let directory = tokio::task::spawn_blocking(move || {
-            Directory::from_bytes(&raw).map_err(|e| corrupt("suggestions", e))
+        let (digest, directory) = tokio::task::spawn_blocking(move || {
+            let digest = super::publish::suggestions_digest(&raw);
+            Directory::from_bytes(&raw)
+                .map(|directory| (digest, directory))
+                .map_err(|e| corrupt("suggestions", e))
         })
         .await
         .map_err(|e| corrupt("suggestions", e))??;
         let directory = Arc::new(directory);
-        *cached = Some((version, directory.clone()));
+        *cached = Some((version, digest, directory.clone()));
         Ok(Some(directory))
     }
 
