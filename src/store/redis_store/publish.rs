@@ -347,7 +347,7 @@ pub(super) fn name_members(user: &SfUser) -> Vec<Vec<u8>> {
 /// What identifies [`suggestions_bytes`]: the first 128 bits of their SHA-256, in hex. Equal
 /// digests mean equal bytes, so a replica that built its "did you mean" index from bytes of
 /// this digest can keep it. (A 64-bit hash would do as well; SHA-256 is ring's, already here,
-/// and takes a few milliseconds for the bench org's 5 MB, once per write.)
+/// and takes milliseconds for the bench org's 14 MB, once per write.)
 pub(super) fn suggestions_digest(bytes: &[u8]) -> String {
     let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
     digest.as_ref()[..16]
