@@ -51,11 +51,19 @@ struct GenerationCache {
     meta: Option<(String, String, Arc<GenerationMeta>)>,
 }
 
-/// What "did you mean" searches: one per generation, built once even when several misses
-/// arrive together (they wait for the first build, hence an async lock).
-/// The "did you mean" index this replica built: for which generation and revision it was last
-/// confirmed, the digest of the bytes it was built from, and the index.
-type Suggestions = Arc<tokio::sync::Mutex<Option<(String, String, Arc<Directory>)>>>;
+/// What "did you mean" searches, built once even when several misses arrive together (they
+/// wait for the first build, hence an async lock).
+type Suggestions = Arc<tokio::sync::Mutex<Option<KeptSuggestions>>>;
+
+/// The "did you mean" index this replica built.
+struct KeptSuggestions {
+    /// `generation#rev` it was last confirmed for.
+    confirmed: String,
+    /// The digest of the bytes it was built from (`suggestions-digest`); `None` for a
+    /// generation written without one, which is then never kept across a patch.
+    digest: Option<String>,
+    directory: Arc<Directory>,
+}
 
 #[derive(Clone)]
 pub struct RedisStore {

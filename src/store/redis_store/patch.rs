@@ -14,7 +14,7 @@ use std::sync::atomic::Ordering;
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
-use super::publish::{name_members, suggestions_bytes, suggestions_digest};
+use super::publish::{name_members, suggestions_writes};
 use super::{RedisStore, corrupt, to_json};
 use crate::domain::snapshot::lower;
 use crate::domain::{AeUser, Org, SfUser};
@@ -130,12 +130,11 @@ pub fn generation_patch(old: &Org, new: &Org, gk: &GenerationKeys) -> Vec<PatchO
         }
     }
     if suggestions_changed {
-        let suggestions = suggestions_bytes(new);
-        ops.push(PatchOp::Set(
-            gk.suggestions_digest(),
-            suggestions_digest(&suggestions).into_bytes(),
-        ));
-        ops.push(PatchOp::Set(gk.suggestions(), suggestions));
+        ops.extend(
+            suggestions_writes(new, gk)
+                .into_iter()
+                .map(|(key, value)| PatchOp::Set(key, value)),
+        );
     }
 
     // AE users, per business unit: the users that changed, and the email lists they are in.

@@ -302,12 +302,9 @@ fn generation_commands(
     for (email, ids) in emails {
         batch.set(gk.email(&email), to_json(&ids))?;
     }
-    let suggestions = suggestions_bytes(org);
-    batch.set(
-        gk.suggestions_digest(),
-        suggestions_digest(&suggestions).into_bytes(),
-    )?;
-    batch.set(gk.suggestions(), suggestions)?;
+    for (key, value) in suggestions_writes(org, gk) {
+        batch.set(key, value)?;
+    }
     for (b, bu) in org.business_units().iter().enumerate() {
         let mut by_email: FxHashMap<String, Vec<&AeUser>> = FxHashMap::default();
         for user in &bu.users {
@@ -344,20 +341,26 @@ pub(super) fn name_members(user: &SfUser) -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// What identifies [`suggestions_bytes`]: the first 128 bits of their SHA-256, in hex. Equal
-/// digests mean equal bytes, so a replica that built its "did you mean" index from bytes of
-/// this digest can keep it. (A 64-bit hash would do as well; SHA-256 is ring's, already here,
-/// and takes milliseconds for the bench org's 14 MB, once per write.)
-pub(super) fn suggestions_digest(bytes: &[u8]) -> String {
-    let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
-    digest.as_ref()[..16]
+/// The "did you mean" index and its digest, the two writes that always go together (a publish,
+/// or a patch's one script). The digest is the first 128 bits of the bytes' SHA-256, in hex:
+/// equal digests mean equal bytes, so a replica that built its index from bytes of this
+/// digest can keep it. (A 64-bit hash would do as well; SHA-256 is ring's, already here, and
+/// takes milliseconds for the bench org's 14 MB, once per write.)
+pub(super) fn suggestions_writes(org: &Org, gk: &GenerationKeys) -> [(String, Vec<u8>); 2] {
+    let bytes = suggestions_bytes(org);
+    let digest = ring::digest::digest(&ring::digest::SHA256, &bytes);
+    let hex: String = digest.as_ref()[..16]
         .iter()
         .map(|b| format!("{b:02x}"))
-        .collect()
+        .collect();
+    [
+        (gk.suggestions_digest(), hex.into_bytes()),
+        (gk.suggestions(), bytes),
+    ]
 }
 
 /// Every user's id, username and name, in the binary form "did you mean" reads.
-pub(super) fn suggestions_bytes(org: &Org) -> Vec<u8> {
+fn suggestions_bytes(org: &Org) -> Vec<u8> {
     let users = &org.snapshot().salesforce.users;
     Directory::new(
         users

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use redis::{AsyncCommands, FromRedisValue, Value};
 
 use super::read_cache::ReadKey;
-use super::{Conn, RedisStore, corrupt, from_json};
+use super::{Conn, KeptSuggestions, RedisStore, corrupt, from_json};
 use crate::domain::snapshot::lower;
 use crate::domain::{
     AeUser, NameMatch, Org, Query, SfId, SfUser, Subject, TargetRef, name_key, name_match,
@@ -279,39 +279,43 @@ impl RedisStore {
     ) -> Result<Option<Arc<Directory>>, StoreError> {
         let version = format!("{generation}#{rev}");
         let mut cached = self.suggestions.lock().await;
-        let gk = self.keys.generation(generation);
-        if let Some((confirmed, digest, directory)) = cached.as_mut() {
-            if *confirmed == version {
-                return Ok(Some(directory.clone()));
+        if let Some(kept) = cached.as_ref() {
+            if kept.confirmed == version {
+                return Ok(Some(kept.directory.clone()));
             }
-            // The digest key is written in the same step as the bytes (the patch script, or
-            // the publish before its generation is current): equal digests, equal bytes,
-            // whatever the revision the check read.
-            let current: Option<String> = redis::AsyncCommands::get(conn, gk.suggestions_digest())
-                .await
-                .map_err(StoreError::from)?;
-            if current.as_deref() == Some(digest.as_str()) {
-                *confirmed = version;
-                return Ok(Some(directory.clone()));
+        }
+        // The digest key is written in the same step as the bytes (the patch script, or the
+        // publish before its generation is current): equal digests, equal bytes.
+        let gk = self.keys.generation(generation);
+        let digest: Option<String> = redis::AsyncCommands::get(conn, gk.suggestions_digest())
+            .await
+            .map_err(StoreError::from)?;
+        if let Some(kept) = cached.as_mut() {
+            if digest.is_some() && kept.digest == digest {
+                kept.confirmed = version;
+                return Ok(Some(kept.directory.clone()));
             }
         }
         // The previous index goes first, so that two never sit in memory (freed off this
         // thread: hundreds of thousands of entries).
         crate::background::drop_later(cached.take());
+        // `rev` is unchanged once the pieces are in, so no patch landed since the check read
+        // it: the digest read above is the one of these bytes.
         let Some(raw) = read_in_pieces(conn, &gk, &gk.suggestions(), rev, PIECE_BYTES).await?
         else {
             return Ok(None);
         };
-        let (digest, directory) = tokio::task::spawn_blocking(move || {
-            let digest = super::publish::suggestions_digest(&raw);
-            Directory::from_bytes(&raw)
-                .map(|directory| (digest, directory))
-                .map_err(|e| corrupt("suggestions", e))
+        let directory = tokio::task::spawn_blocking(move || {
+            Directory::from_bytes(&raw).map_err(|e| corrupt("suggestions", e))
         })
         .await
         .map_err(|e| corrupt("suggestions", e))??;
         let directory = Arc::new(directory);
-        *cached = Some((version, digest, directory.clone()));
+        *cached = Some(KeptSuggestions {
+            confirmed: version,
+            digest,
+            directory: directory.clone(),
+        });
         Ok(Some(directory))
     }
 
