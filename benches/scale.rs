@@ -11,7 +11,10 @@
 //! 2. `crm-username serve` with incremental refreshes every 5 s: a quiet incremental run
 //!    (nothing changed); 500 signed `check` requests a second for 10 s with nothing else
 //!    running (a refresher apart is paused: what checks cost on this machine at that
-//!    moment), then for 20 s while the fakes
+//!    moment), and right after, the same load for as long to the floor of `cargo bench
+//!    --bench http` (one Redis GET of a short value and a small JSON answer, in another
+//!    process, on the same Redis): the latency any service answering from Redis gets here at
+//!    that moment, to read the checks' against. Then the checks for 20 s while the fakes
 //!    change 1% of the internal users (and as many AE users and memberships): the incremental
 //!    run that reads them (time, API calls, keys rewritten) and the checks' latency.
 //! 3. The same load while a full refresh runs (`crm-username refresh` in another process, as
@@ -43,6 +46,8 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+#[path = "http/floor.rs"]
+mod floor;
 #[path = "http/loadgen.rs"]
 mod loadgen;
 
@@ -59,6 +64,8 @@ const SECRET: &str = "bench-signing-secret";
 const SEED: u64 = 7;
 const BIN: &str = env!("CARGO_BIN_EXE_crm-username");
 const INCREMENTAL_EVERY: &str = "5s";
+/// The key the floor reads (not one of the cache's).
+const FLOOR_KEY: &str = "bench-floor";
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     match std::env::var(name) {
@@ -70,6 +77,10 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
 }
 
 fn main() {
+    if let Ok(spec) = std::env::var(floor::ENV) {
+        floor::serve(&spec);
+        return;
+    }
     if !std::env::args().any(|a| a == "--bench") {
         println!("the scale benchmark runs with `cargo bench --bench scale`; nothing to do here");
         return;
@@ -166,6 +177,9 @@ struct Row {
     quiet: Option<Incremental>,
     changed: Option<Incremental>,
     quiet_checks: Option<Report>,
+    /// The same load sent to the floor right after the quiet checks: what any service
+    /// answering from Redis gets on this machine at that moment.
+    floor_checks: Option<Report>,
     checks_during_incremental: Option<Report>,
     checks_during_full: Option<Report>,
     /// Percent of the machine's CPU time the hypervisor took during each window (quiet,
@@ -391,9 +405,6 @@ async fn bench_size(size: &Size, rate: u64, seconds: f64, change_percent: u32) -
     let server = ServerTimes::now(&url, serve.id()).await;
     let quiet_checks = loadgen::open_loop(&client, &url, requests, rate, window / 2, 1_024).await;
     let quiet_steal = cpu.stolen_percent();
-    if let Some(watcher) = &watcher {
-        signal(watcher.id(), "-CONT");
-    }
     let quiet_stalls = redis.stalls();
     let quiet_server = ServerTimes::since(&server, &url, serve.id()).await;
     println!(
@@ -403,6 +414,28 @@ async fn bench_size(size: &Size, rate: u64, seconds: f64, change_percent: u32) -
         over(&quiet_checks, 2.0),
         quiet_checks.requests()
     );
+    // The same load, at once, to the floor (one Redis GET of a short value, a small JSON
+    // answer), `serve` idle: what this machine gives any service answering from Redis now.
+    let floor_checks = {
+        redis.set(FLOOR_KEY, "a-generation-id-of-the-usual-length");
+        let floor = floor::spawn(&redis.url(), FLOOR_KEY);
+        let requests = loadgen::prepare(SECRET, &quiet_queries, sign);
+        let cpu = CpuTimes::now();
+        let checks =
+            loadgen::open_loop(&client, &floor.url, requests, rate, window / 2, 1_024).await;
+        println!(
+            "[{label}] the same load to the floor: p50 {:.2} ms, p99 {:.2} ms, {} of {} over 2 ms ({:.0}% stolen)",
+            checks.ms(0.5),
+            checks.ms(0.99),
+            over(&checks, 2.0),
+            checks.requests(),
+            cpu.stolen_percent()
+        );
+        checks
+    };
+    if let Some(watcher) = &watcher {
+        signal(watcher.id(), "-CONT");
+    }
 
     // The checks while the changes are read: the signal lands one second into the window.
     let requests = loadgen::prepare(SECRET, &queries, sign);
@@ -537,6 +570,7 @@ async fn bench_size(size: &Size, rate: u64, seconds: f64, change_percent: u32) -
         quiet,
         changed,
         quiet_checks: Some(quiet_checks),
+        floor_checks: Some(floor_checks),
         checks_during_incremental: Some(during_incremental),
         checks_during_full: Some(during_full),
         steal: [quiet_steal, incremental_steal, full_steal],
@@ -970,20 +1004,25 @@ impl RedisServer {
 
     /// Starts a window: forgets the commands logged so far.
     fn reset_stalls(&self) {
-        let _ = self.slowlog::<()>(redis::cmd("SLOWLOG").arg("RESET"));
+        let _ = self.query::<()>(redis::cmd("SLOWLOG").arg("RESET"));
     }
 
-    fn slowlog<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> redis::RedisResult<T> {
+    fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> redis::RedisResult<T> {
         redis::Client::open(self.url())?
             .get_connection()
             .and_then(|mut c| cmd.query(&mut c))
+    }
+
+    fn set(&self, key: &str, value: &str) {
+        self.query::<()>(redis::cmd("SET").arg(key).arg(value))
+            .unwrap_or_else(|e| panic!("SET {key}: {e}"));
     }
 
     /// The commands that held Redis 2 ms or more since the last reset: how many, their total
     /// and longest time, and the names of the longest three.
     fn stalls(&self) -> Stalls {
         let entries: Vec<redis::Value> = self
-            .slowlog(redis::cmd("SLOWLOG").arg("GET").arg(100_000))
+            .query(redis::cmd("SLOWLOG").arg("GET").arg(100_000))
             .unwrap_or_default();
         // Each entry: id, timestamp, microseconds, the command's words, client, client name.
         let mut stalls: Vec<(i64, String)> = entries
@@ -1118,9 +1157,9 @@ fn over(report: &Report, ms: f64) -> u64 {
 
 fn print_table(rows: &[Row], rate: u64) {
     println!(
-        "\n| org (SF users) | internal / AE users | full refresh: wall, peak RSS | full: SF + AE API calls | Redis memory | incremental, nothing changed: time, calls | incremental, 1% changed: time, calls, keys rewritten | check p99 at {rate}/s: no change / incremental / full refresh (CPU stolen by the host) | serve RSS now / peak | refresher RSS now / peak | checks from the read cache |"
+        "\n| org (SF users) | internal / AE users | full refresh: wall, peak RSS | full: SF + AE API calls | Redis memory | incremental, nothing changed: time, calls | incremental, 1% changed: time, calls, keys rewritten | check p99 at {rate}/s: no change / incremental / full refresh (CPU stolen by the host) | floor p99 at {rate}/s, same run | serve RSS now / peak | refresher RSS now / peak | checks from the read cache |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     for r in rows {
         let inc = |i: &Option<Incremental>, writes: bool| match i {
             Some(i) if writes => format!(
@@ -1143,7 +1182,7 @@ fn print_table(rows: &[Row], rate: u64) {
                 .map_or("—".to_owned(), |r| format!("{:.2}", r.ms(0.99)))
         };
         println!(
-            "| {} | {} / {} | {:.1} s, {:.0} MB | {} + {} | {:.0} MB | {} | {} | {} / {} / {} ms ({:.0}% / {:.0}% / {:.0}%) | {:.0} / {:.0} MB | {} | {} |",
+            "| {} | {} / {} | {:.1} s, {:.0} MB | {} + {} | {:.0} MB | {} | {} | {} / {} / {} ms ({:.0}% / {:.0}% / {:.0}%) | {} ms | {:.0} / {:.0} MB | {} | {} |",
             r.label,
             r.internal_users,
             r.ae_users,
@@ -1160,6 +1199,7 @@ fn print_table(rows: &[Row], rate: u64) {
             r.steal[0],
             r.steal[1],
             r.steal[2],
+            p99(&r.floor_checks),
             r.serve_rss_mb,
             r.serve_peak_rss_mb,
             r.refresher_rss_mb

@@ -19,6 +19,7 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod floor;
 mod loadgen;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -35,7 +36,6 @@ const SECRET: &str = "bench-signing-secret";
 const SEED: u64 = 7;
 /// Distinct prepared requests per run (cycled).
 const DISTINCT_REQUESTS: usize = 20_000;
-const FLOOR_ENV: &str = "CRM_BENCH_FLOOR_REDIS";
 const BIN: &str = env!("CARGO_BIN_EXE_crm-username");
 
 struct Settings {
@@ -85,7 +85,7 @@ impl Settings {
 }
 
 fn main() {
-    if let Ok(spec) = std::env::var(FLOOR_ENV) {
+    if let Ok(spec) = std::env::var(floor::ENV) {
         floor::serve(&spec);
         return;
     }
@@ -200,7 +200,7 @@ async fn bench_size(
     let peak_rss_kb = vm_hwm_kb(bot.child.id());
     drop(bot);
 
-    let floor = spawn_floor(&settings.redis_url, &prefix).await;
+    let floor = floor::spawn(&settings.redis_url, &format!("{prefix}current"));
     let (floor_fixed, floor_max) = drive(settings, &floor.url, &queries, label, "floor").await;
     drop(floor);
     SizeResult {
@@ -478,29 +478,6 @@ async fn spawn_serve(redis_url: &str, prefix: &str) -> (Server, Duration) {
     panic!("crm-username serve was not ready within 10 s");
 }
 
-/// Starts this benchmark binary again as the floor server; it prints its port.
-async fn spawn_floor(redis_url: &str, prefix: &str) -> Server {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .env(FLOOR_ENV, format!("{redis_url} {prefix}current"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let port: u16 = line
-        .trim()
-        .parse()
-        .unwrap_or_else(|_| panic!("floor said {line:?}"));
-    Server {
-        child,
-        url: format!("http://127.0.0.1:{port}/slack/commands"),
-    }
-}
-
 /// Peak resident set size (kB) of a process: VmHWM in /proc/<pid>/status.
 fn vm_hwm_kb(pid: u32) -> Option<u64> {
     let mut status = String::new();
@@ -511,69 +488,6 @@ fn vm_hwm_kb(pid: u32) -> Option<u64> {
         .lines()
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-}
-
-/// The floor: what any HTTP service answering from Redis costs here. The same requests
-/// (body read, not verified), one Redis GET, a small JSON answer; same runtime shape and
-/// allocator as `serve`.
-mod floor {
-    use std::io::{Read, Write};
-
-    use axum::Json;
-    use axum::extract::State;
-    use axum::routing::post;
-    use redis::aio::ConnectionManager;
-    use serde_json::{Value, json};
-
-    #[derive(Clone)]
-    struct Floor {
-        conn: ConnectionManager,
-        key: String,
-    }
-
-    async fn handle(State(floor): State<Floor>, body: axum::body::Bytes) -> Json<Value> {
-        let mut conn = floor.conn.clone();
-        let value: Option<String> = redis::cmd("GET")
-            .arg(&floor.key)
-            .query_async(&mut conn)
-            .await
-            .ok()
-            .flatten();
-        Json(json!({"response_type": "ephemeral", "text": value, "bytes": body.len()}))
-    }
-
-    /// `spec` is "<redis url> <key>". Stops when the parent closes stdin (or dies).
-    pub fn serve(spec: &str) {
-        let (url, key) = spec.split_once(' ').unwrap_or((spec, "current"));
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let client = redis::Client::open(url).unwrap();
-            let conn = ConnectionManager::new(client).await.unwrap();
-            let app = axum::Router::new()
-                .route("/slack/commands", post(handle))
-                .with_state(Floor {
-                    conn,
-                    key: key.to_owned(),
-                });
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let port = listener.local_addr().unwrap().port();
-            println!("{port}");
-            let _ = std::io::stdout().flush();
-            let stdin_closed = tokio::task::spawn_blocking(|| {
-                let mut sink = Vec::new();
-                let _ = std::io::stdin().read_to_end(&mut sink);
-            });
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = stdin_closed.await;
-                })
-                .await
-                .unwrap();
-        });
-    }
 }
 
 fn quantiles(values: &[f64]) -> (f64, f64, f64) {
