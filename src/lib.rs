@@ -30,6 +30,7 @@
 
 pub mod answers;
 pub mod app;
+mod asked_before;
 pub mod audit;
 pub mod background;
 pub mod check;

@@ -144,9 +144,13 @@ impl AppState {
                 let outcome = crate::diagnose::diagnose(query, &org, now).map_err(CheckError::from);
                 // Kept only when made from `org` alone: a `not_found` may be looked up live
                 // (and is cheap to make again), and an answer that depends on the clock
-                // changes by itself.
+                // changes by itself. And only when the store keeps `org` (its read cache, or
+                // the whole org in memory): the memo finds a reply by its org's address, so
+                // one made on an org nobody else holds (a query asked for the first time, or
+                // a small org too large for the read cache) could never be served.
                 let keep = matches!(&outcome, Ok(d) if d.verdict != Verdict::NotFound)
-                    && !crate::diagnose::depends_on_time(&org, now);
+                    && !crate::diagnose::depends_on_time(&org, now)
+                    && Arc::strong_count(&org) > 1;
                 (outcome, keep.then_some(org))
             }
             Err(err) => (Err(err.into()), None),

@@ -1,6 +1,6 @@
 //! The reply memo (`src/answers.rs`): a slash-command check asked again with the same text on
-//! the same data gets the reply made before, and never one made from data since changed, on
-//! any replica, or one that depends on the clock.
+//! the same data gets the reply made before (from the third ask: the first is not kept), and
+//! never one made from data since changed, on any replica, or one that depends on the clock.
 
 use chrono::{Duration, Utc};
 use serde_json::Value;
@@ -48,6 +48,10 @@ async fn a_check_asked_again_gets_the_same_reply_until_the_data_changes_on_any_r
 
     let first = reply(&app, QUERY).await;
     assert_eq!(first["text"], "Clear: ok.user@acme.com", "{first}");
+    assert_eq!(app.state.answers.hits(), 0);
+    // What a query asked for the first time read is not kept (most are asked once), nor its
+    // reply: a reply is kept with the small org it was made on, from the second ask on.
+    assert_eq!(reply(&app, QUERY).await, first);
     assert_eq!(app.state.answers.hits(), 0);
     assert_eq!(reply(&app, QUERY).await, first);
     assert_eq!(
@@ -109,5 +113,54 @@ async fn a_check_asked_again_gets_the_same_reply_until_the_data_changes_on_any_r
     assert_eq!(reply(&app, QUERY).await, recent);
     assert_eq!(reply(&app, QUERY).await, recent);
     assert_eq!(app.state.answers.hits(), 2, "never from the memo");
+    common::clear_prefix(&prefix).await;
+}
+
+#[tokio::test]
+async fn no_reply_is_kept_for_a_small_org_the_read_cache_does_not_keep() {
+    let prefix = common::prefix("answer-memo-large");
+    common::clear_prefix(&prefix).await;
+    // The user in 1,500 public groups: its small org is past what the read cache keeps of
+    // one query, so each check reads it again, and a reply kept for it could never be served.
+    let mut snapshot = demo::snapshot(Utc::now()).unwrap();
+    let ok = snapshot
+        .salesforce
+        .users
+        .iter()
+        .find(|u| u.username == "ok.user@acme.com")
+        .unwrap()
+        .id;
+    for n in 0..1_500 {
+        let id = crm_username::domain::SfId::parse(&format!("00GAk{n:010}")).unwrap();
+        snapshot.salesforce.groups.push(
+            serde_json::from_value(serde_json::json!({"id": id, "name": format!("Group {n}")}))
+                .unwrap(),
+        );
+        snapshot
+            .salesforce
+            .group_members
+            .push(crm_username::domain::GroupMember {
+                group_id: id,
+                member_id: ok,
+            });
+    }
+    let store = RedisStore::connect(&common::redis_url(), &prefix, Default::default()).unwrap();
+    store.publish(snapshot).await.unwrap();
+    let app = TestApp::start(Store::Redis(store)).await;
+
+    let first = reply(&app, QUERY).await;
+    assert_eq!(first["text"], "Clear: ok.user@acme.com", "{first}");
+    for _ in 0..3 {
+        assert_eq!(reply(&app, QUERY).await, first);
+    }
+    assert_eq!(app.state.answers.kept(), 0);
+    assert_eq!(app.state.answers.hits(), 0);
+    // A user with a small org of the usual size is kept from its second ask on.
+    let usual = "check sam.sales@acme.com";
+    let usual_reply = reply(&app, usual).await;
+    reply(&app, usual).await;
+    assert_eq!(app.state.answers.kept(), 1, "{usual_reply}");
+    assert_eq!(reply(&app, usual).await, usual_reply);
+    assert_eq!(app.state.answers.hits(), 1);
     common::clear_prefix(&prefix).await;
 }

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 
+use crate::asked_before::AskedBefore;
 use crate::domain::{Org, Query, Subject, TargetRef};
 
 /// Entries kept at most; past it the cache starts again empty (like the login hints). Each
@@ -48,6 +49,9 @@ pub(super) struct ReadCache {
     rev: String,
     entries: FxHashMap<ReadKey, Arc<Org>>,
     bytes: usize,
+    /// Queries asked before: what a query read is kept from its second ask on
+    /// (`asked_before.rs`).
+    asked: AskedBefore,
 }
 
 /// A rough size of a small org in memory: enough to bound the cache, not an accounting.
@@ -94,9 +98,13 @@ impl ReadCache {
             .map(|org| (self.rev.clone(), org.clone()))
     }
 
-    /// Keeps what `key` read in `generation` at revision `rev`. Entries of another
-    /// generation or revision are dropped first: they can no longer be used.
+    /// Keeps what `key` read in `generation` at revision `rev`, unless `key` is asked for the
+    /// first time. Entries of another generation or revision are dropped first: they can no
+    /// longer be used.
     pub(super) fn insert(&mut self, generation: &str, rev: &str, key: ReadKey, org: Arc<Org>) {
+        if !self.asked.again(&key) {
+            return;
+        }
         let size = approx_bytes(&org);
         if size > MAX_ENTRY_BYTES {
             return;
@@ -149,11 +157,35 @@ mod tests {
         ReadKey::of(&Query::parse(text).unwrap())
     }
 
+    /// [`ReadCache::insert`] for a query asked before.
+    fn asked_again(
+        cache: &mut ReadCache,
+        generation: &str,
+        rev: &str,
+        key: ReadKey,
+        org: Arc<Org>,
+    ) {
+        cache.asked.again(&key);
+        cache.insert(generation, rev, key, org);
+    }
+
+    #[test]
+    fn what_a_query_asked_for_the_first_time_read_is_not_kept() {
+        let mut cache = ReadCache::default();
+        cache.insert("g1", "r1", key("sam@acme.com"), org(1));
+        assert_eq!(cache.len(), 0);
+        assert!(cache.get("g1", &key("sam@acme.com")).is_none());
+        // Typed otherwise, it is the same query.
+        cache.insert("g1", "r1", key("Sam@Acme.com"), org(1));
+        assert_eq!(cache.len(), 1, "kept from its second ask on");
+        assert!(cache.get("g1", &key("sam@acme.com")).is_some());
+    }
+
     #[test]
     fn an_entry_is_found_only_in_its_generation_and_says_its_revision() {
         let mut cache = ReadCache::default();
         let sam = org(1);
-        cache.insert("g1", "r1", key("sam@acme.com"), sam.clone());
+        asked_again(&mut cache, "g1", "r1", key("sam@acme.com"), sam.clone());
         let (rev, found) = cache.get("g1", &key("sam@acme.com")).unwrap();
         assert_eq!(rev, "r1");
         assert!(Arc::ptr_eq(&found, &sam));
@@ -173,14 +205,14 @@ mod tests {
     #[test]
     fn a_new_revision_or_generation_drops_every_older_entry() {
         let mut cache = ReadCache::default();
-        cache.insert("g1", "r1", key("sam@acme.com"), org(1));
-        cache.insert("g1", "r1", key("bob@acme.com"), org(1));
+        asked_again(&mut cache, "g1", "r1", key("sam@acme.com"), org(1));
+        asked_again(&mut cache, "g1", "r1", key("bob@acme.com"), org(1));
         assert_eq!(cache.len(), 2);
-        cache.insert("g1", "r2", key("bob@acme.com"), org(1));
+        asked_again(&mut cache, "g1", "r2", key("bob@acme.com"), org(1));
         assert_eq!(cache.len(), 1);
         assert!(cache.get("g1", &key("sam@acme.com")).is_none());
         assert_eq!(cache.get("g1", &key("bob@acme.com")).unwrap().0, "r2");
-        cache.insert("g2", "r2", key("ann@acme.com"), org(1));
+        asked_again(&mut cache, "g2", "r2", key("ann@acme.com"), org(1));
         assert_eq!(cache.len(), 1);
         assert!(cache.get("g1", &key("bob@acme.com")).is_none());
     }
@@ -189,15 +221,33 @@ mod tests {
     fn memory_stays_bounded_by_entries_bytes_and_entry_size() {
         let mut cache = ReadCache::default();
         // Too large to keep at all.
-        cache.insert("g1", "r1", key("big"), org(MAX_ENTRY_BYTES / 1_024 + 1));
+        asked_again(
+            &mut cache,
+            "g1",
+            "r1",
+            key("big"),
+            org(MAX_ENTRY_BYTES / 1_024 + 1),
+        );
         assert_eq!(cache.len(), 0);
         // Entries past the count start the cache again empty.
         let small = org(1);
         for n in 0..MAX_ENTRIES {
-            cache.insert("g1", "r1", key(&format!("user{n}@acme.com")), small.clone());
+            asked_again(
+                &mut cache,
+                "g1",
+                "r1",
+                key(&format!("user{n}@acme.com")),
+                small.clone(),
+            );
         }
         assert_eq!(cache.len(), MAX_ENTRIES);
-        cache.insert("g1", "r1", key("one.more@acme.com"), small.clone());
+        asked_again(
+            &mut cache,
+            "g1",
+            "r1",
+            key("one.more@acme.com"),
+            small.clone(),
+        );
         assert_eq!(cache.len(), 1);
         // Bytes too: entries of 200 users (about 200 KB each) fill 8 MB in about 40.
         let mut cache = ReadCache::default();
@@ -205,11 +255,17 @@ mod tests {
         let each = approx_bytes(&large);
         let fit = MAX_BYTES / each;
         for n in 0..fit {
-            cache.insert("g1", "r1", key(&format!("user{n}@acme.com")), large.clone());
+            asked_again(
+                &mut cache,
+                "g1",
+                "r1",
+                key(&format!("user{n}@acme.com")),
+                large.clone(),
+            );
         }
         assert_eq!(cache.len(), fit);
         assert_eq!(cache.bytes, fit * each);
-        cache.insert("g1", "r1", key("one.more@acme.com"), large);
+        asked_again(&mut cache, "g1", "r1", key("one.more@acme.com"), large);
         assert_eq!(cache.len(), 1);
         assert_eq!(cache.bytes, each);
     }
