@@ -30,7 +30,6 @@
 
 pub mod answers;
 pub mod app;
-mod asked_before;
 pub mod audit;
 pub mod background;
 pub mod check;

@@ -10,6 +10,7 @@ use rustc_hash::FxHashMap;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+mod asked_before;
 mod audit;
 mod connection;
 mod followups;

@@ -20,6 +20,16 @@ async fn reply(app: &TestApp, text: &str) -> Value {
     response.json().await.unwrap()
 }
 
+fn ok_user(snapshot: &OrgSnapshot) -> crm_username::domain::SfUser {
+    snapshot
+        .salesforce
+        .users
+        .iter()
+        .find(|u| u.username == "ok.user@acme.com")
+        .unwrap()
+        .clone()
+}
+
 fn with_ok_user(
     snapshot: &mut OrgSnapshot,
     change: impl FnOnce(&mut crm_username::domain::SfUser),
@@ -68,13 +78,7 @@ async fn a_check_asked_again_gets_the_same_reply_until_the_data_changes_on_any_r
     assert_eq!(app.state.answers.hits(), 1);
 
     // Another replica's re-check rewrites the user: the next reply is made again from it.
-    let ok = snapshot
-        .salesforce
-        .users
-        .iter()
-        .find(|u| u.username == "ok.user@acme.com")
-        .unwrap()
-        .clone();
+    let ok = ok_user(&snapshot);
     let mut deactivated = ok.clone();
     deactivated.is_active = false;
     other
@@ -123,13 +127,7 @@ async fn no_reply_is_kept_for_a_small_org_the_read_cache_does_not_keep() {
     // The user in 1,500 public groups: its small org is past what the read cache keeps of
     // one query, so each check reads it again, and a reply kept for it could never be served.
     let mut snapshot = demo::snapshot(Utc::now()).unwrap();
-    let ok = snapshot
-        .salesforce
-        .users
-        .iter()
-        .find(|u| u.username == "ok.user@acme.com")
-        .unwrap()
-        .id;
+    let ok = ok_user(&snapshot).id;
     for n in 0..1_500 {
         let id = crm_username::domain::SfId::parse(&format!("00GAk{n:010}")).unwrap();
         snapshot.salesforce.groups.push(

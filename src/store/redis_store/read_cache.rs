@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 
-use crate::asked_before::AskedBefore;
+use super::asked_before::AskedBefore;
 use crate::domain::{Org, Query, Subject, TargetRef};
 
 /// Entries kept at most; past it the cache starts again empty (like the login hints). Each

@@ -1,8 +1,8 @@
 //! Which queries the store's read cache keeps: only a query asked before.
 //!
-//! The read cache (`store/redis_store/read_cache.rs`) keeps the small org a check read, so
+//! The read cache (`read_cache.rs`) keeps the small org a check read, so
 //! that the same query asked again is answered after one round trip; the reply memo
-//! (`answers.rs`) keeps a reply only with a small org the read cache keeps. Most checks are
+//! (`src/answers.rs`) keeps a reply only with a small org the read cache keeps. Most checks are
 //! asked once: a support engineer looks a user up, fixes what blocks them, and re-checks live.
 //! Keeping every first ask made every check pay: for entries nobody asked for again, for the
 //! caches being emptied every few hundred checks, and for each check's memory coming from
