@@ -4,9 +4,10 @@
 //! that the same query asked again is answered after one round trip; the reply memo
 //! (`src/answers.rs`) keeps a reply only with a small org the read cache keeps. Most checks are
 //! asked once: a support engineer looks a user up, fixes what blocks them, and re-checks live.
-//! Keeping every first ask made every check pay: for entries nobody asked for again, for the
-//! caches being emptied every few hundred checks, and for each check's memory coming from
-//! pages the caches had last touched long before.
+//! Keeping every first ask made every check pay for entries nobody asked for again, and for
+//! the caches being emptied every few hundred checks: with nothing kept, a first-time check
+//! cost `serve` about a tenth less CPU time at the bench org's shape (BENCHMARKS.md, "The
+//! evening of 2026-12-03").
 //!
 //! So a query is kept from its second ask on, and answered from memory from its third. What
 //! remembers the first ask is a table of hashes: the slot a hash picks holds the last hash
