@@ -403,7 +403,8 @@ async fn bench_size(size: &Size, rate: u64, seconds: f64, change_percent: u32) -
     let cpu = CpuTimes::now();
     redis.reset_stalls();
     let server = ServerTimes::now(&url, serve.id()).await;
-    let quiet_checks = loadgen::open_loop(&client, &url, requests, rate, window / 2, 1_024).await;
+    let quiet_checks =
+        loadgen::open_loop(&client, &url, requests.clone(), rate, window / 2, 1_024).await;
     let quiet_steal = cpu.stolen_percent();
     let quiet_stalls = redis.stalls();
     let quiet_server = ServerTimes::since(&server, &url, serve.id()).await;
@@ -419,7 +420,6 @@ async fn bench_size(size: &Size, rate: u64, seconds: f64, change_percent: u32) -
     let floor_checks = {
         redis.set(FLOOR_KEY, "a-generation-id-of-the-usual-length");
         let floor = floor::spawn(&redis.url(), FLOOR_KEY);
-        let requests = loadgen::prepare(SECRET, &quiet_queries, sign);
         let cpu = CpuTimes::now();
         let checks =
             loadgen::open_loop(&client, &floor.url, requests, rate, window / 2, 1_024).await;

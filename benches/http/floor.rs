@@ -16,9 +16,10 @@ use serde_json::{Value, json};
 /// Set (to "<redis url> <key>") in the environment of the benchmark binary started as the floor.
 pub const ENV: &str = "CRM_BENCH_FLOOR_REDIS";
 
-/// The floor server, started by [`spawn`]; stopped when dropped.
+/// A server process of a benchmark (the floor, started by [`spawn`], or `serve`), killed
+/// when dropped (also if the benchmark panics).
 pub struct Process {
-    child: Child,
+    pub child: Child,
     /// Where to send the slash commands.
     pub url: String,
 }

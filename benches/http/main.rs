@@ -23,13 +23,14 @@ mod floor;
 mod loadgen;
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crm_username::domain::OrgSnapshot;
 use crm_username::slack::signature::sign;
 use crm_username::store::{RedisStore, Store};
 use crm_username::synthetic::{Params, generate, username};
+use floor::Process as Server;
 use loadgen::{Kind, Mix, Report};
 
 const SECRET: &str = "bench-signing-secret";
@@ -408,19 +409,6 @@ async fn clear_prefix(url: &str, prefix: &str) {
     crm_username::store::unlink_matching(&mut conn, &format!("{prefix}*"))
         .await
         .unwrap();
-}
-
-/// A child process, killed when dropped (also if the benchmark panics).
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn free_port() -> u16 {
