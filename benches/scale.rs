@@ -24,7 +24,10 @@
 //! The fakes and that other replica stand for other machines; sharing two cores with `serve`,
 //! Redis and the load generator here, they run in the idle scheduling class (`chrt --idle 0`):
 //! they get the CPU time the checks leave, as if they ran elsewhere.
-//! 4. `serve`'s resident memory (now and peak).
+//! 4. The same load to the floor while the same two kinds of refresh run (another 1% changed,
+//!    then another replica's full refresh), `serve` idle: what any service answering from this
+//!    Redis gets on these CPUs while they run (`BENCH_FLOOR_REFRESHES=0` skips these windows).
+//! 5. `serve`'s resident memory (now and peak).
 //!
 //! `BENCH_REFRESHER=separate` (the default) runs the scheduled refresher as its own process,
 //! `crm-username refresh --watch` in the idle class (another pod in production), and `serve`
@@ -177,9 +180,10 @@ struct Row {
     quiet: Option<Incremental>,
     changed: Option<Incremental>,
     quiet_checks: Option<Report>,
-    /// The same load sent to the floor right after the quiet checks: what any service
-    /// answering from Redis gets on this machine at that moment.
-    floor_checks: Option<Report>,
+    /// The same load sent to the floor right after the quiet checks, and again while each
+    /// kind of refresh runs (quiet, incremental, full): what any service answering from this
+    /// Redis, on these CPUs, gets at those moments.
+    floor_checks: [Option<Report>; 3],
     checks_during_incremental: Option<Report>,
     checks_during_full: Option<Report>,
     /// Percent of the machine's CPU time the hypervisor took during each window (quiet,
@@ -475,46 +479,15 @@ async fn bench_size(size: &Size, rate: u64, seconds: f64, change_percent: u32) -
     let requests = loadgen::prepare(SECRET, &queries, sign);
     let full_window = Duration::from_secs_f64(seconds.max(full_wall_s * 2.0 + 5.0));
     let other_log = dir.join("other-replica.log");
-    let other = async {
-        // An experiment: `BENCH_OTHER_REDIS=1` has the other replica write to a Redis server
-        // of its own, so that only its CPU time, not its writes, meets the checks.
-        let own_redis = (env_or("BENCH_OTHER_REDIS", 0u8) == 1).then(|| {
-            let dir = dir.join("other-redis");
-            std::fs::create_dir_all(&dir).unwrap();
-            RedisServer::start(&dir)
-        });
-        let redis_url = own_redis.as_ref().unwrap_or(&redis).url();
-        let other_log = other_log.clone();
-        let env = env.clone();
-        tokio::task::spawn_blocking(move || {
-            // Another replica, on another machine in production: here in the idle class. It
-            // skips while the refresher holds the refresh lock (an incremental run that is
-            // late), so it tries again for up to a minute.
-            let started = Instant::now();
-            loop {
-                let status = Command::new("chrt")
-                    .args(["--idle", "0", BIN])
-                    .arg("refresh")
-                    .envs(env.iter().cloned())
-                    .env("REDIS_URL", &redis_url)
-                    .env("LOG_FORMAT", "json")
-                    .env("RUST_LOG", REFRESH_STEPS_LOG)
-                    .stdout(Stdio::null())
-                    .stderr(std::fs::File::create(&other_log).unwrap())
-                    .status()
-                    .unwrap();
-                let skipped = std::fs::read_to_string(&other_log)
-                    .unwrap_or_default()
-                    .contains("another replica is refreshing");
-                if status.success() || !skipped || started.elapsed() > Duration::from_secs(60) {
-                    return status;
-                }
-                std::thread::sleep(Duration::from_millis(500));
-            }
-        })
-        .await
-        .unwrap()
-    };
+    // An experiment: `BENCH_OTHER_REDIS=1` has the other replica write to a Redis server of
+    // its own, so that only its CPU time, not its writes, meets the checks.
+    let own_redis = (env_or("BENCH_OTHER_REDIS", 0u8) == 1).then(|| {
+        let dir = dir.join("other-redis");
+        std::fs::create_dir_all(&dir).unwrap();
+        RedisServer::start(&dir)
+    });
+    let other_redis_url = own_redis.as_ref().unwrap_or(&redis).url();
+    let other = other_replica_refresh(env.clone(), other_redis_url.clone(), other_log.clone());
     let cpu = CpuTimes::now();
     redis.reset_stalls();
     let server = ServerTimes::now(&url, serve.id()).await;
@@ -545,6 +518,62 @@ async fn bench_size(size: &Size, rate: u64, seconds: f64, change_percent: u32) -
         refreshes_since(&refresher_log, full_started),
     );
 
+    // 4. The same load to the floor while the same two kinds of refresh run, `serve` idle:
+    // what any service answering from this Redis gets on these CPUs meanwhile, to read the
+    // checks' windows against. First the refresher's own full refresh (the other replica
+    // replaced its generation) and its next incremental run end, as before the checks'.
+    let (floor_incremental, floor_full) = if env_or("BENCH_FLOOR_REFRESHES", 1u8) == 1 {
+        let _ = log.wait_for("refresh published a new snapshot", Duration::from_secs(120));
+        let _ = log.wait_for(INCREMENTAL_MESSAGE, Duration::from_secs(60));
+        let floor = floor::spawn(&redis.url(), FLOOR_KEY);
+        let requests = loadgen::prepare(SECRET, &queries, sign);
+        let cpu = CpuTimes::now();
+        let change = async {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            signal(fakes_pid, "-USR1");
+        };
+        let (incremental, ()) = tokio::join!(
+            loadgen::open_loop(&client, &floor.url, requests.clone(), rate, window, 1_024),
+            change
+        );
+        let changed = log
+            .all_since_start(INCREMENTAL_MESSAGE)
+            .into_iter()
+            .map(|v| incremental_of(&v))
+            .max_by_key(|i| i.writes);
+        println!(
+            "[{label}] the floor during an incremental refresh ({changed:?}): p99 {:.2} ms, {} of {} over 2 ms ({:.0}% stolen); over 2 ms each second: {}",
+            incremental.ms(0.99),
+            over(&incremental, 2.0),
+            incremental.requests(),
+            cpu.stolen_percent(),
+            incremental.slow_timeline()
+        );
+        let cpu = CpuTimes::now();
+        let started = chrono::Utc::now();
+        let (full, status) = tokio::join!(
+            loadgen::open_loop(&client, &floor.url, requests, rate, full_window, 1_024),
+            other_replica_refresh(env.clone(), other_redis_url, other_log.clone())
+        );
+        println!(
+            "[{label}] the floor during full refreshes (the other replica's {}): p99 {:.2} ms, {} of {} over 2 ms ({:.0}% stolen); over 2 ms each second: {}; the other replica's refresh {}",
+            if status.success() {
+                "succeeded"
+            } else {
+                "failed"
+            },
+            full.ms(0.99),
+            over(&full, 2.0),
+            full.requests(),
+            cpu.stolen_percent(),
+            full.slow_timeline(),
+            refreshes_since(&other_log, started),
+        );
+        (Some(incremental), Some(full))
+    } else {
+        (None, None)
+    };
+
     let (serve_rss_mb, serve_peak_rss_mb) = memory_mb(serve.id());
     let refresher_rss_mb = watcher.as_ref().map(|w| memory_mb(w.id()));
     let cache_hits = read_cache_counts(&url).await;
@@ -570,7 +599,7 @@ async fn bench_size(size: &Size, rate: u64, seconds: f64, change_percent: u32) -
         quiet,
         changed,
         quiet_checks: Some(quiet_checks),
-        floor_checks: Some(floor_checks),
+        floor_checks: [Some(floor_checks), floor_incremental, floor_full],
         checks_during_incremental: Some(during_incremental),
         checks_during_full: Some(during_full),
         steal: [quiet_steal, incremental_steal, full_steal],
@@ -580,6 +609,41 @@ async fn bench_size(size: &Size, rate: u64, seconds: f64, change_percent: u32) -
         refresher_rss_mb,
         cache_hits,
     }
+}
+
+/// A full refresh by another replica: `crm-username refresh` in the idle class (on another
+/// machine in production). It skips while the refresher holds the refresh lock (an
+/// incremental run that is late), so it tries again for up to a minute.
+async fn other_replica_refresh(
+    env: Vec<(String, String)>,
+    redis_url: String,
+    log: PathBuf,
+) -> std::process::ExitStatus {
+    tokio::task::spawn_blocking(move || {
+        let started = Instant::now();
+        loop {
+            let status = Command::new("chrt")
+                .args(["--idle", "0", BIN])
+                .arg("refresh")
+                .envs(env.iter().cloned())
+                .env("REDIS_URL", &redis_url)
+                .env("LOG_FORMAT", "json")
+                .env("RUST_LOG", REFRESH_STEPS_LOG)
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&log).unwrap())
+                .status()
+                .unwrap();
+            let skipped = std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .contains("another replica is refreshing");
+            if status.success() || !skipped || started.elapsed() > Duration::from_secs(60) {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    })
+    .await
+    .unwrap()
 }
 
 /// `serve`'s `/metrics` text (empty when it cannot be read).
@@ -1157,7 +1221,7 @@ fn over(report: &Report, ms: f64) -> u64 {
 
 fn print_table(rows: &[Row], rate: u64) {
     println!(
-        "\n| org (SF users) | internal / AE users | full refresh: wall, peak RSS | full: SF + AE API calls | Redis memory | incremental, nothing changed: time, calls | incremental, 1% changed: time, calls, keys rewritten | check p99 at {rate}/s: no change / incremental / full refresh (CPU stolen by the host) | floor p99 at {rate}/s, same run | serve RSS now / peak | refresher RSS now / peak | checks from the read cache |"
+        "\n| org (SF users) | internal / AE users | full refresh: wall, peak RSS | full: SF + AE API calls | Redis memory | incremental, nothing changed: time, calls | incremental, 1% changed: time, calls, keys rewritten | check p99 at {rate}/s: no change / incremental / full refresh (CPU stolen by the host) | floor p99 at {rate}/s, same run: no change / incremental / full refresh | serve RSS now / peak | refresher RSS now / peak | checks from the read cache |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     for r in rows {
@@ -1182,7 +1246,7 @@ fn print_table(rows: &[Row], rate: u64) {
                 .map_or("—".to_owned(), |r| format!("{:.2}", r.ms(0.99)))
         };
         println!(
-            "| {} | {} / {} | {:.1} s, {:.0} MB | {} + {} | {:.0} MB | {} | {} | {} / {} / {} ms ({:.0}% / {:.0}% / {:.0}%) | {} ms | {:.0} / {:.0} MB | {} | {} |",
+            "| {} | {} / {} | {:.1} s, {:.0} MB | {} + {} | {:.0} MB | {} | {} | {} / {} / {} ms ({:.0}% / {:.0}% / {:.0}%) | {} / {} / {} ms | {:.0} / {:.0} MB | {} | {} |",
             r.label,
             r.internal_users,
             r.ae_users,
@@ -1199,7 +1263,9 @@ fn print_table(rows: &[Row], rate: u64) {
             r.steal[0],
             r.steal[1],
             r.steal[2],
-            p99(&r.floor_checks),
+            p99(&r.floor_checks[0]),
+            p99(&r.floor_checks[1]),
+            p99(&r.floor_checks[2]),
             r.serve_rss_mb,
             r.serve_peak_rss_mb,
             r.refresher_rss_mb
