@@ -34,7 +34,8 @@ where
 
 /// Runs `task` to its end on a thread of its own, at a lower priority, with a runtime of its
 /// own: the refresher, whose reading, merging and dropping of whole orgs would otherwise hold
-/// the async workers that answer checks for up to a second at a million users. What it shares
+/// the async workers that answer checks for up to a second at a million users, and the loading
+/// of the "did you mean" index (`store/redis_store/query.rs`). What it shares
 /// with the rest (the store's connection, the HTTP clients) works from any runtime.
 /// The future it returns is ready once `task` has ended (or could not be started).
 pub fn spawn_low_priority_task<F>(
@@ -45,6 +46,7 @@ where
     F: std::future::Future<Output = ()> + Send + 'static,
 {
     let (ended, on_end) = tokio::sync::oneshot::channel::<()>();
+    let thread = name.to_owned();
     let spawned = std::thread::Builder::new()
         .name(name.to_owned())
         .spawn(move || {
@@ -55,14 +57,14 @@ where
             {
                 Ok(runtime) => runtime.block_on(task),
                 Err(err) => {
-                    tracing::error!(error = %err, "could not start the refresher's runtime")
+                    tracing::error!(error = %err, thread = %thread, "could not start a runtime for a low-priority task")
                 }
             }
             // The runtime, and the tasks it still held, are dropped before this is sent.
             drop(ended);
         });
     if let Err(err) = spawned {
-        tracing::error!(error = %err, "could not start the refresher's thread");
+        tracing::error!(error = %err, thread = name, "could not start a thread for a low-priority task");
     }
     async move {
         let _ = on_end.await;

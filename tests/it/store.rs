@@ -624,6 +624,49 @@ async fn a_patch_that_changes_no_name_keeps_the_did_you_mean_index_and_one_that_
 }
 
 #[tokio::test]
+async fn the_did_you_mean_index_is_read_over_a_connection_of_its_own_not_the_checks_one() {
+    // The index is megabytes in a large org: read on the connection the checks share, its
+    // pieces would queue in front of their reads (and be parsed by the workers that answer
+    // them). It is read over a connection opened for it, on a thread of its own.
+    let store = redis_store("did-you-mean-own-connection").await;
+    store.publish(demo::snapshot(now()).unwrap()).await.unwrap();
+    let generation = store.current_generation_id().await.unwrap().unwrap();
+    let suggestions = store.keys().generation(&generation).suggestions();
+    let mut read = Vec::new();
+    let lines = monitored(&store, async {
+        read = users_read(&store, "ok.usr@acme.com").await;
+    })
+    .await;
+    assert!(
+        read.iter()
+            .any(|(_, username, _)| username == "ok.user@acme.com"),
+        "{read:?}"
+    );
+    // `1733312345.123456 [0 127.0.0.1:54321] "GETRANGE" …`: the client is in the brackets.
+    let client = |line: &String| -> String {
+        line.split_once('[')
+            .and_then(|(_, rest)| rest.split_once(']'))
+            .map(|(client, _)| client.to_owned())
+            .unwrap_or_default()
+    };
+    let prefix = store.keys().prefix().to_owned();
+    let checks: std::collections::BTreeSet<String> = lines
+        .iter()
+        .filter(|l| l.contains("\"EVALSHA\"") && l.contains(&prefix))
+        .map(client)
+        .collect();
+    let index: std::collections::BTreeSet<String> = lines
+        .iter()
+        .filter(|l| l.contains("\"GETRANGE\"") && l.contains(&format!("\"{suggestions}\"")))
+        .map(client)
+        .collect();
+    assert_eq!(checks.len(), 1, "the check's reads: {lines:#?}");
+    assert_eq!(index.len(), 1, "the index's pieces: {lines:#?}");
+    assert!(checks.is_disjoint(&index), "{checks:?} {index:?}");
+    clear_prefix(store.keys().prefix()).await;
+}
+
+#[tokio::test]
 async fn a_check_asked_again_is_answered_from_memory_until_any_replica_writes_its_generation() {
     // Replica `a` answers checks; replica `b` (another store on the same cache) writes.
     let a = redis_store("read-cache").await;

@@ -299,17 +299,9 @@ impl RedisStore {
         // The previous index goes first, so that two never sit in memory (freed off this
         // thread: hundreds of thousands of entries).
         crate::background::drop_later(cached.take());
-        // `rev` is unchanged once the pieces are in, so no patch landed since the check read
-        // it: the digest read above is the one of these bytes.
-        let Some(raw) = read_in_pieces(conn, &gk, &gk.suggestions(), rev, PIECE_BYTES).await?
-        else {
+        let Some(directory) = self.load_suggestions(conn, &gk, rev).await? else {
             return Ok(None);
         };
-        let directory = tokio::task::spawn_blocking(move || {
-            Directory::from_bytes(&raw).map_err(|e| corrupt("suggestions", e))
-        })
-        .await
-        .map_err(|e| corrupt("suggestions", e))??;
         let directory = Arc::new(directory);
         *cached = Some(KeptSuggestions {
             confirmed: version,
@@ -317,6 +309,54 @@ impl RedisStore {
             directory: directory.clone(),
         });
         Ok(Some(directory))
+    }
+
+    /// Reads the index's bytes and builds it; `None` when a patch landed meanwhile. Both run
+    /// on a thread of their own in the idle class, over a connection of their own: the
+    /// megabytes pass through that connection's reader, not the one the checks share, and the
+    /// build's tens of milliseconds of CPU time give way to the checks answered meanwhile (at
+    /// the bench org's shape, 14 MB, the two took the workers about 50 ms of CPU time within
+    /// 0.2 s, and the checks of that second waited; BENCHMARKS.md). Where that thread cannot
+    /// be started, on this task and connection.
+    async fn load_suggestions(
+        &self,
+        conn: &mut Conn,
+        gk: &GenerationKeys,
+        rev: &str,
+    ) -> Result<Option<Directory>, StoreError> {
+        // `rev` is unchanged once the pieces are in, so no patch landed since the check read
+        // it: the digest read before is the one of these bytes.
+        async fn load(
+            conn: &mut Conn,
+            gk: &GenerationKeys,
+            rev: &str,
+        ) -> Result<Option<Directory>, StoreError> {
+            let Some(raw) = read_in_pieces(conn, gk, &gk.suggestions(), rev, PIECE_BYTES).await?
+            else {
+                return Ok(None);
+            };
+            Directory::from_bytes(&raw)
+                .map(Some)
+                .map_err(|e| corrupt("suggestions", e))
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let (settings, timeouts) = (self.settings.clone(), self.timeouts);
+        let (own_gk, own_rev) = (gk.clone(), rev.to_owned());
+        drop(crate::background::spawn_low_priority_task(
+            "suggestions",
+            async move {
+                let loaded = match Conn::open(&settings, timeouts) {
+                    Ok(mut own) => load(&mut own, &own_gk, &own_rev).await,
+                    Err(err) => Err(err),
+                };
+                let _ = tx.send(loaded);
+            },
+        ));
+        match rx.await {
+            Ok(loaded) => loaded,
+            // The thread or its runtime did not start (it logged why).
+            Err(_) => load(conn, gk, rev).await,
+        }
     }
 
     /// Close usernames (or names) for a query that matched nothing; `None` when a patch moved
