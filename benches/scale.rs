@@ -459,11 +459,7 @@ async fn bench_size(size: &Size, rate: u64, seconds: f64, change_percent: u32) -
     let incremental_steal = cpu.stolen_percent();
     let incremental_stalls = redis.stalls();
     let incremental_server = ServerTimes::since(&server, &url, serve.id()).await;
-    let changed = log
-        .all_since_start(INCREMENTAL_MESSAGE)
-        .into_iter()
-        .map(|v| incremental_of(&v))
-        .max_by_key(|i| i.writes);
+    let changed = log.largest_incremental();
     println!(
         "[{label}] incremental refresh with the changes: {changed:?}; checks p99 {:.2} ms, {} of {} over 2 ms ({incremental_steal:.0}% stolen); {incremental_server}; {incremental_stalls}",
         during_incremental.ms(0.99),
@@ -536,11 +532,7 @@ async fn bench_size(size: &Size, rate: u64, seconds: f64, change_percent: u32) -
             loadgen::open_loop(&client, &floor.url, requests.clone(), rate, window, 1_024),
             change
         );
-        let changed = log
-            .all_since_start(INCREMENTAL_MESSAGE)
-            .into_iter()
-            .map(|v| incremental_of(&v))
-            .max_by_key(|i| i.writes);
+        let changed = log.largest_incremental();
         println!(
             "[{label}] the floor during an incremental refresh ({changed:?}): p99 {:.2} ms, {} of {} over 2 ms ({:.0}% stolen); over 2 ms each second: {}",
             incremental.ms(0.99),
@@ -977,6 +969,14 @@ impl LogTail {
             std::thread::sleep(Duration::from_millis(100));
         }
         None
+    }
+
+    /// The incremental run since the last `wait_for` that rewrote the most keys.
+    fn largest_incremental(&mut self) -> Option<Incremental> {
+        self.all_since_start(INCREMENTAL_MESSAGE)
+            .into_iter()
+            .map(|v| incremental_of(&v))
+            .max_by_key(|i| i.writes)
     }
 
     /// Every line with `message` since the last `wait_for`.
