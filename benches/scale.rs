@@ -446,14 +446,15 @@ async fn bench_size(size: &Size, rate: u64, seconds: f64, change_percent: u32) -
     let cpu = CpuTimes::now();
     redis.reset_stalls();
     let fakes_pid = fakes.id();
-    let server = ServerTimes::now(&url, serve.id()).await;
-    let change = async {
+    // The fakes change 1% of the org one second into a window.
+    let change_in_a_second = || async {
         tokio::time::sleep(Duration::from_secs(1)).await;
         signal(fakes_pid, "-USR1");
     };
+    let server = ServerTimes::now(&url, serve.id()).await;
     let (during_incremental, (), incremental_in_serve) = tokio::join!(
         loadgen::open_loop(&client, &url, requests, rate, window, 1_024),
-        change,
+        change_in_a_second(),
         ServerTimes::timeline(&url, serve.id(), window)
     );
     let incremental_steal = cpu.stolen_percent();
@@ -524,13 +525,9 @@ async fn bench_size(size: &Size, rate: u64, seconds: f64, change_percent: u32) -
         let floor = floor::spawn(&redis.url(), FLOOR_KEY);
         let requests = loadgen::prepare(SECRET, &queries, sign);
         let cpu = CpuTimes::now();
-        let change = async {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            signal(fakes_pid, "-USR1");
-        };
         let (incremental, ()) = tokio::join!(
             loadgen::open_loop(&client, &floor.url, requests.clone(), rate, window, 1_024),
-            change
+            change_in_a_second()
         );
         let changed = log.largest_incremental();
         println!(

@@ -48,7 +48,7 @@ where
     let (ended, on_end) = tokio::sync::oneshot::channel::<()>();
     let thread = name.to_owned();
     let spawned = std::thread::Builder::new()
-        .name(name.to_owned())
+        .name(thread.clone())
         .spawn(move || {
             lower_this_thread();
             match tokio::runtime::Builder::new_current_thread()

@@ -218,12 +218,12 @@ enum PageRecords<'a> {
 
 /// One page of a query's answer, as the REST API sends it.
 #[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 struct QueryPage<'a> {
-    #[serde(rename = "totalSize")]
     total_size: usize,
     done: bool,
     records: PageRecords<'a>,
-    #[serde(rename = "nextRecordsUrl", skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     next_records_url: Option<String>,
 }
 
@@ -238,43 +238,36 @@ struct RowAttributes {
 /// A `User` row with every field the bot selects, the profile and its license as nested
 /// objects.
 #[derive(serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
 struct UserRow<'a> {
+    #[serde(rename = "attributes")]
     attributes: RowAttributes,
-    #[serde(rename = "Id")]
     id: String,
-    #[serde(rename = "Username")]
     username: &'a str,
-    #[serde(rename = "Email")]
     email: &'a str,
-    #[serde(rename = "Name")]
     name: &'a str,
-    #[serde(rename = "IsActive")]
     is_active: bool,
-    #[serde(rename = "UserType")]
     user_type: &'a str,
-    #[serde(rename = "ProfileId")]
     profile_id: Option<String>,
-    #[serde(rename = "Profile")]
     profile: Option<ProfileRow<'a>>,
-    #[serde(rename = "UserRoleId")]
     user_role_id: Option<String>,
-    #[serde(rename = "SystemModstamp")]
     system_modstamp: Option<String>,
 }
 
 #[derive(serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
 struct ProfileRow<'a> {
+    #[serde(rename = "attributes")]
     attributes: RowAttributes,
-    #[serde(rename = "Name")]
     name: Option<&'a str>,
-    #[serde(rename = "UserLicense")]
     user_license: Option<LicenseRow<'a>>,
 }
 
 #[derive(serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
 struct LicenseRow<'a> {
+    #[serde(rename = "attributes")]
     attributes: RowAttributes,
-    #[serde(rename = "Name")]
     name: &'a str,
 }
 
@@ -285,7 +278,7 @@ impl<'a> UserRow<'a> {
         UserRow {
             attributes: RowAttributes {
                 object: "User",
-                url: Some(format!("/services/data/v62.0/sobjects/User/{id}")),
+                url: Some(sobject_url("User", &id)),
             },
             id,
             username: &u.username,
@@ -1358,9 +1351,14 @@ fn aggregate(
     })
 }
 
+/// A record's `attributes.url`.
+fn sobject_url(object: &str, id: &str) -> String {
+    format!("/services/data/v62.0/sobjects/{object}/{id}")
+}
+
 fn record(object: &str, id: String, fields: Value) -> Value {
     let mut record = json!({
-        "attributes": { "type": object, "url": format!("/services/data/v62.0/sobjects/{object}/{id}") },
+        "attributes": { "type": object, "url": sobject_url(object, &id) },
         "Id": id,
     });
     if let (Some(record), Value::Object(fields)) = (record.as_object_mut(), fields) {
