@@ -5,8 +5,9 @@
 #   eval "$(scripts/redis-test-servers.sh)"      # then: cargo test --test it redis_deployments
 #
 #   16380        redis-server with TLS only (a CA and server certificate made here, by openssl)
-#   16381        redis-server with an ACL user `crm` (the default user is off), and `crm-older`
-#                with the rules documented before `+rename`
+#   16381        redis-server with an ACL user `crm` (the default user is off), `crm-older`
+#                with the same rules but `+rename`, and `crm-cleanup`, which only lists and
+#                deletes the tests' keys (the bot's users may not `SCAN`)
 #   16382-16384  a Redis Cluster of three masters (cluster bus: 26382-26384)
 #
 # Idempotent: a server that already answers is reused. State (certificates, pid files, logs,
@@ -24,11 +25,14 @@ ACL_PASSWORD=crm-test-password
 # What the bot needs (docs/redis.md, "An ACL user"), on the key prefix the tests use.
 ACL_OLDER_RULES=(on ">$ACL_PASSWORD" "~test:*" resetchannels -@all
   +get +set +del +unlink +exists +eval +evalsha +script\|load +zadd +zrange +zrangebylex
-  +zlexcount +zrem +strlen +getrange +hset +hgetall +scan +ping +info +config\|get
+  +zlexcount +zrem +strlen +getrange +hset +hget +hdel +hgetall +ping +info +config\|get
   +pexpire +pttl +zrangebyscore +sadd +srem +smembers)
 ACL_RULES=("${ACL_OLDER_RULES[@]}" +rename)
 # A second user with the rules documented before `+rename` (patches then fall back).
 ACL_OLDER_USER=crm-older
+# The tests' cleanup: the bot's users may not SCAN, so another user deletes what they wrote.
+ACL_CLEANUP_USER=crm-cleanup
+ACL_CLEANUP_RULES=(on ">$ACL_PASSWORD" "~test:*" resetchannels -@all +scan +unlink +ping)
 
 say() { printf '%s\n' "$*" >&2; }
 fail() { say "error: $*"; exit 1; }
@@ -107,9 +111,15 @@ acl_current() {
     out="$(acl_cli "$probe" test:acl-probe 2>&1)" || return 1
     [[ $out != *NOPERM* ]] || return 1
   done
+  out="$(acl_cli hget test:acl-probe f 2>&1)" || return 1
+  [[ $out != *NOPERM* ]] || return 1
   out="$(acl_cli rename test:acl-probe test:acl-probe-2 2>&1)" || true
   [[ $out != *NOPERM* ]] || return 1
-  pong redis-cli -p "$ACL_PORT" --user "$ACL_OLDER_USER" --pass "$ACL_PASSWORD" --no-auth-warning
+  # Older rules allowed SCAN; the bot no longer needs it, and its users may not.
+  out="$(acl_cli scan 0 2>&1)" || true
+  [[ $out == *NOPERM* ]] || return 1
+  pong redis-cli -p "$ACL_PORT" --user "$ACL_OLDER_USER" --pass "$ACL_PASSWORD" --no-auth-warning &&
+    pong redis-cli -p "$ACL_PORT" --user "$ACL_CLEANUP_USER" --pass "$ACL_PASSWORD" --no-auth-warning
 }
 
 ensure_acl() {
@@ -117,7 +127,8 @@ ensure_acl() {
   stop_own "$ACL_PORT"
   say "starting Redis with ACL user $ACL_USER on $ACL_PORT"
   start "$ACL_PORT" --port "$ACL_PORT" --user default off --user "$ACL_USER" "${ACL_RULES[@]}" \
-    --user "$ACL_OLDER_USER" "${ACL_OLDER_RULES[@]}"
+    --user "$ACL_OLDER_USER" "${ACL_OLDER_RULES[@]}" \
+    --user "$ACL_CLEANUP_USER" "${ACL_CLEANUP_RULES[@]}"
   wait_for "ACL Redis on $ACL_PORT" pong acl_cli
 }
 
@@ -161,4 +172,5 @@ echo "export TEST_REDIS_TLS_URL=rediss://127.0.0.1:$TLS_PORT"
 echo "export TEST_REDIS_TLS_CA=$DIR/ca.pem"
 echo "export TEST_REDIS_ACL_URL=redis://$ACL_USER:$ACL_PASSWORD@127.0.0.1:$ACL_PORT"
 echo "export TEST_REDIS_ACL_OLDER_URL=redis://$ACL_OLDER_USER:$ACL_PASSWORD@127.0.0.1:$ACL_PORT"
+echo "export TEST_REDIS_ACL_CLEANUP_URL=redis://$ACL_CLEANUP_USER:$ACL_PASSWORD@127.0.0.1:$ACL_PORT"
 echo "export TEST_REDIS_CLUSTER_URL=redis://127.0.0.1:${CLUSTER_PORTS[0]}"

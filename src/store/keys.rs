@@ -31,7 +31,10 @@ use crate::domain::SfId;
 /// 2: `suggestions-digest` is written with `suggestions`, and a replica keeps the "did you
 /// mean" index it built while the digest is the same; a writer of format 1 would rewrite the
 /// index without it, and readers would keep an index that no longer matches.
-pub const FORMAT: u32 = 2;
+///
+/// 3: a generation's records (users, contexts, usernames, emails, AE users and their emails)
+/// are fields of hashes, [`BUCKETS`] per family, instead of a key each.
+pub const FORMAT: u32 = 3;
 
 /// How long a format's namespace lives without a refresh: far longer than the refresh
 /// period (15 minutes by default), so that a replica whose refreshes fail for days keeps
@@ -138,78 +141,161 @@ pub struct GenerationKeys {
     base: String,
 }
 
+/// How many hashes each family of records is spread over (see [`Entry`]): at 100,000
+/// internal users about 100 records a hash, so that each stays small for Redis to write,
+/// read and free, and a generation has a few thousand keys instead of hundreds of
+/// thousands. The check's script computes the same buckets ([`BUCKET_LUA`]).
+pub const BUCKETS: u32 = 1024;
+
+/// The hash bucket of a record's field: a 31-polynomial over its bytes, modulo 2^32, its
+/// upper 16 bits added to it (the low bits alone spread usernames that differ in a digit
+/// badly: 9 of 1,024 buckets empty and one with 233 of 100,000), then modulo [`BUCKETS`]. Lua
+/// computes it the same way ([`BUCKET_LUA`]), exactly: its numbers are doubles, exact up to
+/// 2^53, and no intermediate value passes 2^37.
+pub fn bucket(field: &str) -> u32 {
+    let h = field
+        .bytes()
+        .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
+    ((u64::from(h) + u64::from(h >> 16)) % u64::from(BUCKETS)) as u32
+}
+
+/// [`bucket`] as a Lua function, for scripts that name a record's hash themselves.
+pub const BUCKET_LUA: &str = r#"
+local function bucket(field)
+  local h = 0
+  for i = 1, #field do h = (h * 31 + string.byte(field, i)) % 4294967296 end
+  return (h + math.floor(h / 65536)) % 1024
+end
+"#;
+
+/// Where one record lives: a field of one of its family's hashes. A generation's records
+/// (users, contexts, usernames, emails, AE users and their emails) are spread over
+/// [`BUCKETS`] hashes per family rather than one key each: deleting a generation is then one
+/// `UNLINK` per hash, each freed by Redis off its main thread, with no `SCAN`; and Redis keeps
+/// no key, TTL or object header per record.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Entry {
+    /// The hash: `{base}{family}:{bucket}`.
+    pub key: String,
+    pub field: String,
+}
+
+/// What a large value's key name ends with while a patch stages it (`redis_store::patch`).
+/// Readers never read such a key; it shares the generation's hash slot (and so its
+/// deletion), and expires with the generation's TTL.
+pub const STAGING_SUFFIX: &str = "~next";
+
+/// The families of records stored as hash fields, by the name their hashes carry.
+const FAMILIES: [&str; 6] = ["user", "ctx", "login", "email", "ae-user", "ae-email"];
+
+/// The keys of a generation that are not hash buckets.
+const SINGLE_KEYS: [&str; 9] = [
+    "meta",
+    "rev",
+    "successor",
+    "names",
+    "usernames",
+    "suggestions",
+    "suggestions-digest",
+    "group-graph",
+    "audit-subjects",
+];
+
 impl GenerationKeys {
-    /// Every key of the generation matches this (for deletion).
-    pub fn pattern(&self) -> String {
-        format!("{}*", self.base)
+    fn single(&self, name: &str) -> String {
+        format!("{}{name}", self.base)
+    }
+    fn entry(&self, family: &str, field: String) -> Entry {
+        Entry {
+            key: format!("{}{family}:{}", self.base, bucket(&field)),
+            field,
+        }
+    }
+    /// Every key a generation can hold: its single keys, the staging names of the large
+    /// values a patch writes before renaming them (`~next`), and every hash bucket of every
+    /// family, whether or not it exists. Deleting these deletes the generation without a `SCAN`.
+    pub fn all_keys(&self) -> Vec<String> {
+        let mut keys: Vec<String> =
+            Vec::with_capacity(2 * SINGLE_KEYS.len() + FAMILIES.len() * BUCKETS as usize);
+        for name in SINGLE_KEYS {
+            keys.push(self.single(name));
+            keys.push(format!("{}{name}{STAGING_SUFFIX}", self.base));
+        }
+        for family in FAMILIES {
+            keys.extend((0..BUCKETS).map(|b| format!("{}{family}:{b}", self.base)));
+        }
+        keys
     }
     pub fn meta(&self) -> String {
-        format!("{}meta", self.base)
+        self.single("meta")
     }
     /// How many times an incremental refresh (or a re-check) patched this generation in
     /// place: what a replica keeps of the generation in memory is read again when it moves.
     pub fn rev(&self) -> String {
-        format!("{}rev", self.base)
+        self.single("rev")
     }
     /// The id of the generation that replaced this one, set when it was published.
     pub fn successor(&self) -> String {
-        format!("{}successor", self.base)
+        self.single("successor")
     }
-    pub fn user(&self, id: SfId) -> String {
-        format!("{}user:{}", self.base, id.as_str15())
+    /// User id (15 characters) -> the user's record.
+    pub fn user(&self, id: SfId) -> Entry {
+        self.entry("user", id.as_str15().to_owned())
     }
-    pub fn context(&self, id: SfId) -> String {
-        format!("{}ctx:{}", self.base, id.as_str15())
+    /// User id (15 characters) -> what the diagnosis needs around the user.
+    pub fn context(&self, id: SfId) -> Entry {
+        self.entry("ctx", id.as_str15().to_owned())
     }
-    /// What [`GenerationKeys::user`] puts before the 15-character id (the check's script
-    /// reads a username's user with it).
+    /// What the hashes of [`GenerationKeys::user`] are named before their bucket (the
+    /// check's script reads a username's user with it).
     pub fn user_prefix(&self) -> String {
-        format!("{}user:", self.base)
+        self.single("user:")
     }
-    /// What [`GenerationKeys::context`] puts before the 15-character id.
+    /// What the hashes of [`GenerationKeys::context`] are named before their bucket.
     pub fn context_prefix(&self) -> String {
-        format!("{}ctx:", self.base)
+        self.single("ctx:")
     }
     /// Lower-cased username -> user id.
-    pub fn login(&self, lower: &str) -> String {
-        format!("{}login:{lower}", self.base)
+    pub fn login(&self, lower: &str) -> Entry {
+        self.entry("login", lower.to_owned())
     }
     /// Lower-cased email -> JSON list of user ids.
-    pub fn email(&self, lower: &str) -> String {
-        format!("{}email:{lower}", self.base)
+    pub fn email(&self, lower: &str) -> Entry {
+        self.entry("email", lower.to_owned())
     }
     /// Sorted set of `word \0 id \0 name` for name search by prefix.
     pub fn names(&self) -> String {
-        format!("{}names", self.base)
+        self.single("names")
     }
     /// Sorted set of `lower-cased username \0 id`, for sandbox variants by prefix.
     pub fn usernames(&self) -> String {
-        format!("{}usernames", self.base)
+        self.single("usernames")
     }
     /// Every user's id, username and name, sorted for "did you mean" (`suggest::Directory`
     /// in its binary form; read only when nothing matched).
     pub fn suggestions(&self) -> String {
-        format!("{}suggestions", self.base)
+        self.single("suggestions")
     }
     /// A digest of [`Self::suggestions`]' bytes, written with them: a replica keeps what it
     /// built from them while the digest is the same, across patches and generations.
     pub fn suggestions_digest(&self) -> String {
-        format!("{}suggestions-digest", self.base)
+        self.single("suggestions-digest")
     }
     /// The group nesting and role tree (see `records::GroupGraph`).
     pub fn group_graph(&self) -> String {
-        format!("{}group-graph", self.base)
+        self.single("group-graph")
     }
     /// Who an audit looks at (see `redis_store::audit::AuditSubjects`).
     pub fn audit_subjects(&self) -> String {
-        format!("{}audit-subjects", self.base)
+        self.single("audit-subjects")
     }
-    pub fn ae_user(&self, bu: usize, id: u64) -> String {
-        format!("{}ae:{bu}:id:{id}", self.base)
+    /// `{business unit}:{AE user id}` -> the AE user.
+    pub fn ae_user(&self, bu: usize, id: u64) -> Entry {
+        self.entry("ae-user", format!("{bu}:{id}"))
     }
-    /// Lower-cased email -> JSON list of AE users of that business unit.
-    pub fn ae_email(&self, bu: usize, lower: &str) -> String {
-        format!("{}ae:{bu}:email:{lower}", self.base)
+    /// `{business unit}:{lower-cased email}` -> JSON list of AE users of that business unit.
+    pub fn ae_email(&self, bu: usize, lower: &str) -> Entry {
+        self.entry("ae-email", format!("{bu}:{lower}"))
     }
 }
 
@@ -225,23 +311,24 @@ mod tests {
         let id = SfId::parse("005Ak00000SAMS1").unwrap();
         let slot_of = |generation: &str| {
             let gk = keys.generation(generation);
-            let all = [
+            let mut all = vec![
                 gk.meta(),
                 gk.successor(),
                 gk.rev(),
-                gk.user(id),
-                gk.context(id),
-                gk.login("sam.sales@acme.com"),
-                gk.email("sam.sales@acme.com"),
+                gk.user(id).key,
+                gk.context(id).key,
+                gk.login("sam.sales@acme.com").key,
+                gk.email("sam.sales@acme.com").key,
                 gk.names(),
                 gk.usernames(),
                 gk.suggestions(),
                 gk.suggestions_digest(),
                 gk.group_graph(),
                 gk.audit_subjects(),
-                gk.ae_user(2, 1003),
-                gk.ae_email(0, "sam.sales@acme.com"),
+                gk.ae_user(2, 1003).key,
+                gk.ae_email(0, "sam.sales@acme.com").key,
             ];
+            all.extend(gk.all_keys());
             let slots: Vec<Slot> = all.iter().map(Slot::for_key).collect();
             assert!(slots.iter().all(|s| *s == slots[0]), "{all:?}: {slots:?}");
             slots[0]
@@ -262,14 +349,61 @@ mod tests {
             .unwrap()
             .generation("1768478400000-00000000000000aa");
         let id = SfId::parse("005Ak00000SAMS1AAA").unwrap();
+        let field = id.as_str15().to_owned();
+        let bucket = bucket(&field);
         assert_eq!(
-            format!("{}{}", gk.user_prefix(), id.as_str15()),
-            gk.user(id)
+            gk.user(id),
+            Entry {
+                key: format!("{}{bucket}", gk.user_prefix()),
+                field: field.clone()
+            }
         );
         assert_eq!(
-            format!("{}{}", gk.context_prefix(), id.as_str15()),
-            gk.context(id)
+            gk.context(id),
+            Entry {
+                key: format!("{}{bucket}", gk.context_prefix()),
+                field
+            }
         );
+    }
+
+    #[test]
+    fn every_record_key_is_among_the_keys_a_deletion_names() {
+        let gk = Keys::new("crm-username:", FORMAT).unwrap().generation("g");
+        let all: std::collections::HashSet<String> = gk.all_keys().into_iter().collect();
+        let id = SfId::parse("005Ak00000SAMS1").unwrap();
+        for entry in [
+            gk.user(id),
+            gk.context(id),
+            gk.login("sam.sales@acme.com"),
+            gk.email("émile@acme.com"),
+            gk.ae_user(9, u64::MAX),
+            gk.ae_email(3, "sam.sales@acme.com"),
+        ] {
+            assert!(all.contains(&entry.key), "{entry:?}");
+        }
+        assert!(all.contains(&format!("{}{STAGING_SUFFIX}", gk.group_graph())));
+        assert_eq!(all.len(), 2 * SINGLE_KEYS.len() + 6 * 1024);
+    }
+
+    #[test]
+    fn records_spread_evenly_over_the_buckets() {
+        // 100,000 usernames of one domain, as an org's are: no bucket holds more than twice
+        // its share, none is empty.
+        let mut counts = vec![0u32; BUCKETS as usize];
+        for n in 0..100_000 {
+            counts[bucket(&format!("user{n}@bench.example.com")) as usize] += 1;
+        }
+        let share = 100_000 / BUCKETS;
+        assert!(
+            counts.iter().all(|c| (1..=2 * share).contains(c)),
+            "{counts:?}"
+        );
+    }
+
+    #[test]
+    fn the_lua_bucket_function_takes_the_same_modulus() {
+        assert!(BUCKET_LUA.contains(&format!(") % {BUCKETS}\n")));
     }
 
     #[test]

@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 pub use followups::{FollowUp, FollowUpLimits, FollowUpReply, Scheduled};
-pub use keys::{FORMAT, FORMAT_TTL, Keys};
+pub use keys::{BUCKET_LUA, BUCKETS, Entry, FORMAT, FORMAT_TTL, Keys, bucket};
 pub use memory::MemoryStore;
 pub use redis_store::{
     AuditBatch, AuditReader, AuditSubject, MAX_PATCH_OPS, PatchOp, PatchOutcome, RedisSettings,

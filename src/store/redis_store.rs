@@ -299,8 +299,8 @@ impl RedisStore {
 
     /// Renews the TTL of this format's namespace (`FORMAT_TTL`), so that it outlives failing
     /// refreshes while some replica of this format runs. The keys of the current generation
-    /// are renewed only once half their TTL has passed: that walks every key of the
-    /// generation (a few seconds at 100,000 users), once every few days, not every refresh.
+    /// are renewed only once half their TTL has passed: that renews every key of the
+    /// generation, once every few days, not every refresh.
     pub async fn renew_expiry(&self) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
         let ttl = self.ttl_ms as i64;
@@ -319,7 +319,15 @@ impl RedisStore {
         if left == -2 || left > ttl / 2 {
             return Ok(());
         }
-        expire_slot_matching(&mut conn, &gk.meta(), &gk.pattern(), ttl).await
+        // Every key the generation can hold, by name (a missing one is skipped by Redis).
+        for keys in gk.all_keys().chunks(500) {
+            let mut pipe = redis::pipe();
+            for key in keys {
+                pipe.pexpire(key, ttl).ignore();
+            }
+            let _: () = pipe.query_async(&mut conn).await?;
+        }
+        Ok(())
     }
 
     pub async fn first_delivery(&self, event_id: &str) -> Result<bool, StoreError> {
@@ -403,6 +411,11 @@ impl RedisStore {
     }
 }
 
+/// Adds the read of one record (`HGET` of its field) to `pipe`.
+fn hget(pipe: &mut redis::Pipeline, record: crate::store::keys::Entry) {
+    pipe.hget(record.key, record.field);
+}
+
 /// Deletes every key matching `pattern` (SCAN, not KEYS: the server may hold much else) and
 /// says how many there were.
 pub async fn unlink_matching<C: redis::aio::ConnectionLike + Send>(
@@ -429,77 +442,4 @@ pub async fn unlink_matching<C: redis::aio::ConnectionLike + Send>(
         }
         cursor = next;
     }
-}
-
-/// Slots one SCAN of a generation's keys looks at. Redis answers nothing else meanwhile, and a
-/// SCAN costs about a microsecond per key it looks at, matching or not: in `cargo bench
-/// --bench scale` at 1M users (three generations, about 3 million keys, while two refreshes
-/// ran), a SCAN of 10,000 took 11–13 ms and one of 1,000 took 2–6 ms, with checks waiting
-/// behind each. At 200 it stays under a millisecond, for more round trips.
-const SCAN_COUNT: usize = 200;
-
-/// The keys matching `pattern` that share the hash slot of `key` (one generation), one SCAN
-/// batch at a time: in a Cluster, the SCAN runs on the node holding that slot.
-struct SlotScan<'a> {
-    key: &'a str,
-    pattern: &'a str,
-    cursor: Option<u64>,
-}
-
-impl<'a> SlotScan<'a> {
-    fn new(key: &'a str, pattern: &'a str) -> Self {
-        SlotScan {
-            key,
-            pattern,
-            cursor: Some(0),
-        }
-    }
-
-    /// The next batch (possibly empty), or `None` when the scan is complete.
-    async fn next(&mut self, conn: &mut Conn) -> Result<Option<Vec<String>>, StoreError> {
-        let Some(cursor) = self.cursor else {
-            return Ok(None);
-        };
-        let mut scan = redis::cmd("SCAN");
-        scan.arg(cursor)
-            .arg("MATCH")
-            .arg(self.pattern)
-            .arg("COUNT")
-            .arg(SCAN_COUNT);
-        let (next, found): (u64, Vec<String>) = conn.on_node_of(self.key, scan).await?;
-        self.cursor = (next != 0).then_some(next);
-        Ok(Some(found))
-    }
-}
-
-/// `unlink_matching` for keys that share the hash slot of `key` (one generation).
-async fn unlink_slot_matching(conn: &mut Conn, key: &str, pattern: &str) -> Result<(), StoreError> {
-    let mut scan = SlotScan::new(key, pattern);
-    while let Some(found) = scan.next(conn).await? {
-        if !found.is_empty() {
-            let _: () = redis::cmd("UNLINK").arg(&found).query_async(conn).await?;
-        }
-    }
-    Ok(())
-}
-
-/// Sets the TTL of every key matching `pattern` that shares the hash slot of `key` (one
-/// generation), as `unlink_slot_matching` deletes them.
-async fn expire_slot_matching(
-    conn: &mut Conn,
-    key: &str,
-    pattern: &str,
-    ttl_ms: i64,
-) -> Result<(), StoreError> {
-    let mut scan = SlotScan::new(key, pattern);
-    while let Some(found) = scan.next(conn).await? {
-        if !found.is_empty() {
-            let mut pipe = redis::pipe();
-            for key in &found {
-                pipe.pexpire(key, ttl_ms).ignore();
-            }
-            let _: () = pipe.query_async(conn).await?;
-        }
-    }
-    Ok(())
 }

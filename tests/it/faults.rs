@@ -106,7 +106,7 @@ async fn a_publish_stopped_halfway_leaves_the_previous_snapshot_serving() {
         async move { store.publish(big).await }
     });
     let written = || async {
-        common::count_keys(&format!("{prefix}v{FORMAT}:"), "gen:*:user:*").await
+        common::count_fields(&format!("{prefix}v{FORMAT}:"), "gen:*:user:*").await
             > before.salesforce.users.len() + 100
     };
     wait_for(
@@ -135,7 +135,7 @@ async fn a_publish_stopped_halfway_leaves_the_previous_snapshot_serving() {
         2
     );
     assert_eq!(
-        common::count_keys(&format!("{prefix}v{FORMAT}:"), "gen:*:user:*").await,
+        common::count_fields(&format!("{prefix}v{FORMAT}:"), "gen:*:user:*").await,
         before.salesforce.users.len() + big.salesforce.users.len()
     );
     common::clear_prefix(&prefix).await;

@@ -2,7 +2,7 @@
 //! publish of the changed org writes, key for key and byte for byte, so every query gets the
 //! same answer from either.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use chrono::{TimeZone, Utc};
@@ -219,11 +219,11 @@ pub async fn dump_current(prefix: &str) -> BTreeMap<String, Vec<Vec<u8>>> {
     let kinds: Vec<String> = types.query_async(&mut conn).await.unwrap();
     let mut reads = redis::pipe();
     for (key, kind) in keys.iter().zip(&kinds) {
-        if kind == "zset" {
-            reads.cmd("ZRANGE").arg(key).arg(0).arg(-1);
-        } else {
-            reads.cmd("GET").arg(key);
-        }
+        match kind.as_str() {
+            "zset" => reads.cmd("ZRANGE").arg(key).arg(0).arg(-1),
+            "hash" => reads.cmd("HGETALL").arg(key),
+            _ => reads.cmd("GET").arg(key),
+        };
     }
     let values: Vec<redis::Value> = reads.query_async(&mut conn).await.unwrap();
     let mut out = BTreeMap::new();
@@ -232,12 +232,28 @@ pub async fn dump_current(prefix: &str) -> BTreeMap<String, Vec<Vec<u8>>> {
         if short == "rev" || short == "successor" {
             continue;
         }
-        let value: Vec<Vec<u8>> = if kind == "zset" {
-            redis::FromRedisValue::from_redis_value(value).unwrap()
-        } else {
-            vec![redis::FromRedisValue::from_redis_value(value).unwrap()]
-        };
-        out.insert(short, value);
+        match kind.as_str() {
+            "zset" => {
+                out.insert(
+                    short,
+                    redis::FromRedisValue::from_redis_value(value).unwrap(),
+                );
+            }
+            // A record's hash: each field is an entry of its own, named `hash/field`.
+            "hash" => {
+                let fields: BTreeMap<String, Vec<u8>> =
+                    redis::FromRedisValue::from_redis_value(value).unwrap();
+                for (field, value) in fields {
+                    out.insert(format!("{short}/{field}"), vec![value]);
+                }
+            }
+            _ => {
+                out.insert(
+                    short,
+                    vec![redis::FromRedisValue::from_redis_value(value).unwrap()],
+                );
+            }
+        }
     }
     out
 }
@@ -352,10 +368,19 @@ async fn a_patch_of_a_generation_that_is_no_longer_current_writes_nothing() {
     clear_prefix(&prefix).await;
 }
 
-/// The TTL (ms) of every key of the current generation under `prefix`.
-/// (named as [`dump_current`] names them: after the generation's own prefix).
+/// The key an entry of [`dump_current`] lives in: a record's hash (`hash/field`), or the key.
+fn key_of(entry: &str) -> &str {
+    entry.split_once('/').map_or(entry, |(key, _)| key)
+}
+
+/// The TTL (ms) of every key of the current generation under `prefix`, named as
+/// [`dump_current`] names them (after the generation's own prefix; a record's hash once).
 async fn current_ttls(prefix: &str) -> BTreeMap<String, i64> {
-    let keys: Vec<String> = dump_current(prefix).await.into_keys().collect();
+    let keys: BTreeSet<String> = dump_current(prefix)
+        .await
+        .keys()
+        .map(|entry| key_of(entry).to_owned())
+        .collect();
     let mut conn = connection().await;
     let base = current_base(&mut conn, prefix).await;
     let mut pipe = redis::pipe();
@@ -368,9 +393,9 @@ async fn current_ttls(prefix: &str) -> BTreeMap<String, i64> {
 
 #[tokio::test]
 async fn a_patch_keeps_the_ttl_of_the_keys_it_rewrites_and_gives_new_keys_the_generations() {
-    // A rewritten key expires with the rest of its generation (the TTL a publish or its
-    // renewal gave it); a key the patch creates gets the TTL a publish gives; no key is left
-    // without one.
+    // A rewritten key (or a record's hash) expires with the rest of its generation (the TTL a
+    // publish or its renewal gave it); a key or hash the patch creates gets the TTL a publish
+    // gives; no key is left without one.
     let prefix = prefix("incr-ttl");
     clear_prefix(&prefix).await;
     let store = store(&prefix);
@@ -380,10 +405,11 @@ async fn a_patch_keeps_the_ttl_of_the_keys_it_rewrites_and_gives_new_keys_the_ge
     // An hour left on every key, well under the 7 days a publish gives.
     const HOUR_MS: i64 = 3_600_000;
     let before = dump_current(&prefix).await;
+    let keys_before: BTreeSet<&str> = before.keys().map(|entry| key_of(entry)).collect();
     let mut conn = connection().await;
     let base = generation_base(&prefix, &generation);
     let mut pipe = redis::pipe();
-    for key in before.keys() {
+    for key in &keys_before {
         pipe.cmd("PEXPIRE")
             .arg(format!("{base}{key}"))
             .arg(HOUR_MS)
@@ -402,18 +428,22 @@ async fn a_patch_keeps_the_ttl_of_the_keys_it_rewrites_and_gives_new_keys_the_ge
     assert!(matches!(outcome, PatchOutcome::Applied(_)), "{outcome:?}");
     let after = dump_current(&prefix).await;
     let ttls = current_ttls(&prefix).await;
-    let rewritten: Vec<&String> = after
+    let rewritten: BTreeSet<&str> = after
         .iter()
-        .filter(|(key, value)| {
-            // Strings under 4 KB: larger ones are written under a staging name first and
+        .filter(|(entry, value)| {
+            // Values under 4 KB: larger ones are written under a staging name first and
             // renamed into place; `rev` is the patch's own stamp.
-            before.get(*key).is_some_and(|old| old != *value)
+            before.get(*entry).is_some_and(|old| old != *value)
                 && matches!(value.as_slice(), [one] if one.len() < 4 << 10)
-                && !key.ends_with(":rev")
+                && !entry.ends_with(":rev")
         })
-        .map(|(key, _)| key)
+        .map(|(entry, _)| key_of(entry))
         .collect();
-    let created: Vec<&String> = after.keys().filter(|k| !before.contains_key(*k)).collect();
+    let created: BTreeSet<&str> = after
+        .keys()
+        .map(|entry| key_of(entry))
+        .filter(|key| !keys_before.contains(key))
+        .collect();
     assert!(
         !rewritten.is_empty() && !created.is_empty(),
         "{rewritten:?} {created:?}"
@@ -895,7 +925,11 @@ async fn with_or_without_rename_in_the_acl_a_patch_answers_as_a_full_publish() {
             "{var}"
         );
         clear_prefix(&full_prefix).await;
-        let mut conn = redis::Client::open(url.as_str())
+        // The bot's users may not SCAN: the cleanup user deletes what they wrote.
+        let cleanup = std::env::var("TEST_REDIS_ACL_CLEANUP_URL").expect(
+            "TEST_REDIS_ACL_CLEANUP_URL: start the test servers (scripts/redis-test-servers.sh)",
+        );
+        let mut conn = redis::Client::open(cleanup.as_str())
             .unwrap()
             .get_multiplexed_async_connection()
             .await
@@ -904,4 +938,52 @@ async fn with_or_without_rename_in_the_acl_a_patch_answers_as_a_full_publish() {
             .await
             .unwrap();
     }
+}
+
+/// A generation is deleted by naming its keys (`GenerationKeys::all_keys`), not by a `SCAN`:
+/// every key a publish and a patch write must be among them, and none may outlive the
+/// deletion.
+#[tokio::test]
+async fn every_key_a_publish_and_a_patch_write_is_named_by_the_deletion_and_none_survives_it() {
+    let prefix = prefix("incr-all-keys");
+    clear_prefix(&prefix).await;
+    let store = store(&prefix);
+    let org = small_org(13);
+    let first = canonical(org.clone());
+    let generation = store.publish_org(first.clone()).await.unwrap();
+    let mut changed = org.clone();
+    let mut rng = Rng(13);
+    for n in 0..30 {
+        random_change(&mut changed, &mut rng, n);
+    }
+    let outcome = store
+        .patch(&generation, first, canonical(changed.clone()))
+        .await
+        .unwrap();
+    assert!(matches!(outcome, PatchOutcome::Applied(_)), "{outcome:?}");
+
+    let base = generation_base(&prefix, &generation);
+    let written = crate::common::keys_matching(&format!("{base}*")).await;
+    assert!(written.len() > 100, "{} keys", written.len());
+    let named: BTreeSet<String> =
+        crm_username::store::Keys::new(&prefix, crm_username::store::FORMAT)
+            .unwrap()
+            .generation(&generation)
+            .all_keys()
+            .into_iter()
+            .collect();
+    let unnamed: Vec<&String> = written.iter().filter(|k| !named.contains(*k)).collect();
+    assert!(
+        unnamed.is_empty(),
+        "keys a deletion would miss: {unnamed:?}"
+    );
+
+    // Two publishes later the patched generation is the oldest, and goes.
+    store.publish_org(canonical(changed.clone())).await.unwrap();
+    store.publish_org(canonical(changed)).await.unwrap();
+    assert_eq!(
+        crate::common::keys_matching(&format!("{base}*")).await,
+        Vec::<String>::new()
+    );
+    clear_prefix(&prefix).await;
 }

@@ -220,7 +220,7 @@ async fn publishing_keeps_only_the_current_and_previous_generation() {
     assert_eq!(metas, 2);
     let users_per_generation = demo::snapshot(now()).unwrap().salesforce.users.len();
     assert_eq!(
-        key_count(&store, "gen:*:user:*").await,
+        common::count_fields(store.keys().namespace(), "gen:*:user:*").await,
         2 * users_per_generation
     );
 }
@@ -245,8 +245,8 @@ async fn a_publish_deletes_the_older_generations_before_writing_the_new_one() {
     let new = after.iter().find(|g| !before.contains(g)).unwrap();
     assert_eq!(after, vec![before[1].clone(), new.clone()]);
     let first = |command: &str, generation: &str| {
-        let key = store.keys().generation(generation).pattern();
-        let key = key.trim_end_matches('*');
+        let key = store.keys().generation(generation).meta();
+        let key = key.trim_end_matches("meta");
         lines
             .iter()
             .position(|l| l.contains(&format!("\"{command}\"")) && l.contains(key))
@@ -694,12 +694,16 @@ async fn a_check_asked_again_is_answered_from_memory_until_any_replica_writes_it
         let mut behind = ok.clone();
         behind.is_active = is_active;
         let mut conn = conn.clone();
-        let key = gk.user(ok.id);
+        let record = gk.user(ok.id);
         async move {
-            let _: () =
-                redis::AsyncCommands::set(&mut conn, key, serde_json::to_vec(&behind).unwrap())
-                    .await
-                    .unwrap();
+            let _: () = redis::AsyncCommands::hset(
+                &mut conn,
+                record.key,
+                record.field,
+                serde_json::to_vec(&behind).unwrap(),
+            )
+            .await
+            .unwrap();
         }
     };
     rewrite(false).await;
@@ -839,5 +843,30 @@ async fn a_recheck_caches_the_same_context_as_a_full_refresh_on_both_stores() {
             let got = common::outcome::check(&store, &query, now()).await.unwrap();
             assert_eq!(got, want, "case {case}, {name} store");
         }
+    }
+}
+
+/// The check's script finds a username's user by computing its hash bucket in Lua: it must be
+/// the bucket the refresh wrote it to, for every byte a field can hold.
+#[tokio::test]
+async fn redis_lua_computes_the_same_record_bucket_as_the_refresh() {
+    let mut conn = common::connection().await;
+    let script = redis::Script::new(&format!(
+        "{}\nreturn bucket(ARGV[1])",
+        crm_username::store::BUCKET_LUA
+    ));
+    let long = "x".repeat(300);
+    let fields = [
+        "",
+        "005Ak00000SAMS1",
+        "sam.sales@acme.com",
+        "émile.zoë@exämple.com",
+        "0:1003",
+        "9:\u{7f}\u{ff}@\u{10ffff}",
+        long.as_str(),
+    ];
+    for field in fields {
+        let lua: u32 = script.arg(field).invoke_async(&mut conn).await.unwrap();
+        assert_eq!(lua, crm_username::store::bucket(field), "{field:?}");
     }
 }

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Conn;
 use super::query::MAX_EMAIL_MATCHES;
-use super::{RedisStore, bytes, corrupt, from_json};
+use super::{RedisStore, bytes, corrupt, from_json, hget};
 use crate::domain::snapshot::lower;
 use crate::domain::{AeUser, BusinessUnit, Org, SfId, SfUser, counterpart};
 use crate::store::StoreError;
@@ -230,7 +230,8 @@ impl RedisStore {
         let mut pipe = redis::pipe();
         for id in ids {
             let id = SfId::parse(id).map_err(|e| corrupt("user id", e))?;
-            pipe.get(gk.user(id)).get(gk.context(id));
+            hget(&mut pipe, gk.user(id));
+            hget(&mut pipe, gk.context(id));
         }
         let values: Vec<Value> = pipe.query_async(conn).await?;
         let mut out = Vec::with_capacity(ids.len());
@@ -258,7 +259,7 @@ impl RedisStore {
         // 1: the AE users, and who their emails name.
         let mut pipe = redis::pipe();
         for (b, id) in batch {
-            pipe.get(gk.ae_user(*b as usize, *id));
+            hget(&mut pipe, gk.ae_user(*b as usize, *id));
         }
         let values: Vec<Value> = pipe.query_async(conn).await?;
         let mut ae_users = Vec::with_capacity(batch.len());
@@ -273,7 +274,8 @@ impl RedisStore {
             .collect();
         let mut pipe = redis::pipe();
         for email in &emails {
-            pipe.get(gk.login(email)).get(gk.email(email));
+            hget(&mut pipe, gk.login(email));
+            hget(&mut pipe, gk.email(email));
         }
         let values: Vec<Value> = if emails.iter().any(|e| !e.is_empty()) {
             pipe.query_async(conn).await?
@@ -303,7 +305,7 @@ impl RedisStore {
         let mut pipe = redis::pipe();
         for id in &wanted {
             let id = SfId::parse(id).map_err(|e| corrupt("user id", e))?;
-            pipe.get(gk.user(id));
+            hget(&mut pipe, gk.user(id));
         }
         let values: Vec<Value> = if wanted.is_empty() {
             Vec::new()
@@ -335,7 +337,7 @@ impl RedisStore {
         }
         let mut pipe = redis::pipe();
         for id in chosen.iter().flatten() {
-            pipe.get(gk.context(*id));
+            hget(&mut pipe, gk.context(*id));
         }
         let values: Vec<Value> = if chosen.iter().any(Option::is_some) {
             pipe.query_async(conn).await?

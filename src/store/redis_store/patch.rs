@@ -18,7 +18,7 @@ use super::publish::{name_members, suggestions_writes};
 use super::{RedisStore, corrupt, to_json};
 use crate::domain::snapshot::lower;
 use crate::domain::{AeUser, Org, SfUser};
-use crate::store::keys::GenerationKeys;
+use crate::store::keys::{Entry, GenerationKeys, STAGING_SUFFIX};
 use crate::store::records::{ContextBuilder, GenerationMeta, GroupGraph};
 use crate::store::{StoreError, random_token};
 
@@ -27,6 +27,9 @@ use crate::store::{StoreError, random_token};
 pub enum PatchOp {
     Set(String, Vec<u8>),
     Delete(String),
+    /// A record's field in its hash (`keys::Entry`), written or deleted.
+    SetField(Entry, Vec<u8>),
+    DeleteField(Entry),
     /// A member of a sorted set (score 0), added or removed.
     AddMember(String, Vec<u8>),
     RemoveMember(String, Vec<u8>),
@@ -104,8 +107,8 @@ pub fn generation_patch(old: &Org, new: &Org, gk: &GenerationKeys) -> Vec<PatchO
                 continue;
             };
             match new_context {
-                Some(context) => ops.push(PatchOp::Set(gk.context(id), to_json(&context))),
-                None => ops.push(PatchOp::Delete(gk.context(id))),
+                Some(context) => ops.push(PatchOp::SetField(gk.context(id), to_json(&context))),
+                None => ops.push(PatchOp::DeleteField(gk.context(id))),
             }
         }
     }
@@ -121,11 +124,11 @@ pub fn generation_patch(old: &Org, new: &Org, gk: &GenerationKeys) -> Vec<PatchO
         }
         for email in &emails {
             let list = ids.remove(email.as_str()).unwrap_or_default();
-            let key = gk.email(email);
+            let entry = gk.email(email);
             if list.is_empty() {
-                ops.push(PatchOp::Delete(key));
+                ops.push(PatchOp::DeleteField(entry));
             } else {
-                ops.push(PatchOp::Set(key, to_json(&list)));
+                ops.push(PatchOp::SetField(entry, to_json(&list)));
             }
         }
     }
@@ -151,26 +154,29 @@ pub fn generation_patch(old: &Org, new: &Org, gk: &GenerationKeys) -> Vec<PatchO
             }
             let id = n.or(o).map(|u| u.id).unwrap_or_default();
             match n {
-                Some(user) => ops.push(PatchOp::Set(gk.ae_user(b, id), to_json(user))),
-                None => ops.push(PatchOp::Delete(gk.ae_user(b, id))),
+                Some(user) => ops.push(PatchOp::SetField(gk.ae_user(b, id), to_json(user))),
+                None => ops.push(PatchOp::DeleteField(gk.ae_user(b, id))),
             }
             emails.extend(o.and_then(ae_email_key));
             emails.extend(n.and_then(ae_email_key));
         }
         for email in emails {
             let same: Vec<&AeUser> = new.ae_users_with_email(b, &email).collect();
-            let key = gk.ae_email(b, &email);
+            let entry = gk.ae_email(b, &email);
             if same.is_empty() {
-                ops.push(PatchOp::Delete(key));
+                ops.push(PatchOp::DeleteField(entry));
             } else {
-                ops.push(PatchOp::Set(key, to_json(&same)));
+                ops.push(PatchOp::SetField(entry, to_json(&same)));
             }
         }
     }
     // Removals first: a username one user gave up and another took is written, not deleted.
-    let (mut removals, writes): (Vec<PatchOp>, Vec<PatchOp>) = ops
-        .into_iter()
-        .partition(|op| matches!(op, PatchOp::Delete(_) | PatchOp::RemoveMember(..)));
+    let (mut removals, writes): (Vec<PatchOp>, Vec<PatchOp>) = ops.into_iter().partition(|op| {
+        matches!(
+            op,
+            PatchOp::Delete(_) | PatchOp::DeleteField(_) | PatchOp::RemoveMember(..)
+        )
+    });
     removals.extend(writes);
     removals
 }
@@ -185,18 +191,18 @@ fn user_ops(
     let id = new.or(old).map(|u| u.id);
     let Some(id) = id else { return };
     match new {
-        Some(user) => ops.push(PatchOp::Set(gk.user(id), to_json(user))),
-        None => ops.push(PatchOp::Delete(gk.user(id))),
+        Some(user) => ops.push(PatchOp::SetField(gk.user(id), to_json(user))),
+        None => ops.push(PatchOp::DeleteField(gk.user(id))),
     }
     let old_login = old.map(|u| lower(&u.username).into_owned());
     let new_login = new.map(|u| lower(&u.username).into_owned());
     if let Some(login) = &old_login {
         if new_login.as_ref() != Some(login) {
-            ops.push(PatchOp::Delete(gk.login(login)));
+            ops.push(PatchOp::DeleteField(gk.login(login)));
         }
     }
     if let Some(login) = new_login {
-        ops.push(PatchOp::Set(
+        ops.push(PatchOp::SetField(
             gk.login(&login),
             id.as_str15().as_bytes().to_vec(),
         ));
@@ -274,8 +280,8 @@ fn merge_by_key<'a, T, K: Ord>(
 
 /// Applies a patch to one generation, atomically, if it is still current: KEYS are the
 /// generation's `meta`, `successor` and `rev`, then every key a write names (all in the
-/// generation's hash slot); ARGV the TTL in ms, the new revision, then `op, key index, value`
-/// per write. A large value (`m`) was written before the script under a staging name (its
+/// generation's hash slot); ARGV the TTL in ms, the new revision, then `op, key index, field,
+/// value` per write (the field of a record's hash; empty for a key of its own). A large value (`m`) was written before the script under a staging name (its
 /// value is that key's index) and is renamed into place: the script then holds Redis for a
 /// pointer's move instead of copying megabytes through Lua (an 8 MB value took 15 ms that
 /// way). `rev` changes with every patch of the generation (a random token: `SET` needs no
@@ -284,14 +290,21 @@ fn merge_by_key<'a, T, K: Ord>(
 /// rewritten with `XX KEEPTTL`, keeping the generation's TTL, and only a new one is given
 /// the TTL (`PX`): parsing `PX` for every write held Redis about a third longer (6,000
 /// writes: 15 ms against 11 ms on the build machine, `EVALSHA` time in `INFO commandstats`).
+/// Likewise a record's hash keeps its TTL, and only a hash a field was added to is checked for
+/// one (a hash the patch created has none yet).
 const PATCH_SCRIPT: &str = r#"
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
 local ttl = ARGV[1]
 local names = {}
-for i = 3, #ARGV, 3 do
-  local op, key, value = ARGV[i], KEYS[tonumber(ARGV[i + 1])], ARGV[i + 2]
-  if op == 's' then
+local fresh = {}
+for i = 3, #ARGV, 4 do
+  local op, key, field, value = ARGV[i], KEYS[tonumber(ARGV[i + 1])], ARGV[i + 2], ARGV[i + 3]
+  if op == 'h' then
+    if redis.call('HSET', key, field, value) == 1 then fresh[key] = true end
+  elseif op == 'x' then
+    redis.call('HDEL', key, field)
+  elseif op == 's' then
     if not redis.call('SET', key, value, 'XX', 'KEEPTTL') then
       redis.call('SET', key, value, 'PX', ttl)
     end
@@ -307,6 +320,9 @@ for i = 3, #ARGV, 3 do
   end
 end
 for key in pairs(names) do redis.call('PEXPIRE', key, ttl) end
+for key in pairs(fresh) do
+  if redis.call('PTTL', key) == -1 then redis.call('PEXPIRE', key, ttl) end
+end
 redis.call('SET', KEYS[3], ARGV[2], 'PX', ttl)
 return 1
 "#;
@@ -316,10 +332,6 @@ return 1
 /// subjects and the group graph (megabytes each in a large org; a few kilobytes in the tests'
 /// orgs, so that they take this path too). A user's or a context's record is far smaller.
 const STAGED_BYTES: usize = 4 << 10;
-/// What a staged value's key name ends with. Readers never read such a key; it shares the
-/// generation's hash slot (and so its deletion), and expires with the generation's TTL.
-const STAGING_SUFFIX: &str = "~next";
-
 /// The script was refused a command by the Redis user's ACL: `NOPERM` outside a script;
 /// inside one, Redis 7 says "The user executing the script can't run this command".
 fn refused(err: &redis::RedisError) -> bool {
@@ -393,11 +405,14 @@ impl RedisStore {
             .filter(|(_, name)| !name.is_empty())
             .chain(ops.iter().zip(&staged).filter(|(_, name)| name.is_empty()));
         for (op, name) in order {
-            let key = match op {
+            let (key, field) = match op {
                 PatchOp::Set(k, _)
                 | PatchOp::Delete(k)
                 | PatchOp::AddMember(k, _)
-                | PatchOp::RemoveMember(k, _) => k.as_str(),
+                | PatchOp::RemoveMember(k, _) => (k.as_str(), ""),
+                PatchOp::SetField(e, _) | PatchOp::DeleteField(e) => {
+                    (e.key.as_str(), e.field.as_str())
+                }
             };
             let at = index_of(&mut index, &mut keys, key);
             let staged_at;
@@ -408,10 +423,12 @@ impl RedisStore {
                 }
                 PatchOp::Set(_, v) => ("s", v),
                 PatchOp::Delete(_) => ("d", b""),
+                PatchOp::SetField(_, v) => ("h", v),
+                PatchOp::DeleteField(_) => ("x", b""),
                 PatchOp::AddMember(_, m) => ("a", m),
                 PatchOp::RemoveMember(_, m) => ("r", m),
             };
-            invocation.arg(code).arg(at).arg(value);
+            invocation.arg(code).arg(at).arg(field).arg(value);
         }
         for key in keys {
             invocation.key(key);
@@ -482,7 +499,7 @@ fn log_patch(ops: &[PatchOp], took: std::time::Duration) {
     let (mut large, mut large_bytes) = (0, 0);
     for op in ops {
         match op {
-            PatchOp::Set(_, value) => {
+            PatchOp::Set(_, value) | PatchOp::SetField(_, value) => {
                 sets += 1;
                 set_bytes += value.len();
                 if value.len() >= STAGED_BYTES {
@@ -490,7 +507,7 @@ fn log_patch(ops: &[PatchOp], took: std::time::Duration) {
                     large_bytes += value.len();
                 }
             }
-            PatchOp::Delete(_) => deletes += 1,
+            PatchOp::Delete(_) | PatchOp::DeleteField(_) => deletes += 1,
             PatchOp::AddMember(..) => added += 1,
             PatchOp::RemoveMember(..) => removed += 1,
         }

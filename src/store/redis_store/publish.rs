@@ -5,12 +5,12 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use redis::AsyncCommands;
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 
-use super::{Conn, RedisStore, corrupt, expiring, from_json, to_json, unlink_slot_matching};
+use super::{Conn, RedisStore, corrupt, expiring, from_json, to_json};
 use crate::domain::snapshot::lower;
 use crate::domain::{AeUser, Org, OrgSnapshot, SfId, SfUser};
-use crate::store::keys::GenerationKeys;
+use crate::store::keys::{Entry, GenerationKeys};
 use crate::store::records::{
     ContextBuilder, GenerationMeta, GroupGraph, assemble, reachable_direct_groups,
 };
@@ -22,6 +22,11 @@ use crate::suggest::Directory;
 /// a time: with 2,000, check p99 during a 100k refresh was 19–20 ms; with 500, 14 ms; see
 /// BENCHMARKS.md for 100).
 const PIPELINE_COMMANDS: usize = 100;
+/// Keys one `UNLINK` deletes when a generation goes (about 6,000 names). Redis frees a hash of
+/// more than 64 fields on a background thread, a smaller one (at 1M users, the AE users'
+/// hashes of about 40 fields) on its main thread: at 1M users an `UNLINK` of 512 names held
+/// Redis 10–12 ms, and checks waited behind it; 64 keep each near a millisecond.
+const UNLINK_KEYS: usize = 64;
 /// Members of the name index one `ZADD` adds, at most (see `generation_commands`).
 const NAMES_PER_ZADD: usize = 100;
 impl RedisStore {
@@ -107,7 +112,11 @@ impl RedisStore {
             // The metadata first: from then on, a check still holding this generation reads
             // `current` again instead of keys being deleted.
             let _: () = conn.unlink(gk.meta()).await?;
-            unlink_slot_matching(conn, &gk.meta(), &gk.pattern()).await?;
+            // Every key the generation can hold, by name: no `SCAN` over the key space. Redis
+            // frees a large hash off its main thread (`UNLINK`).
+            for keys in gk.all_keys().chunks(UNLINK_KEYS) {
+                let _: () = redis::cmd("UNLINK").arg(keys).query_async(conn).await?;
+            }
             let _: () = conn.zrem(self.keys.generations(), generation).await?;
         }
         Ok(())
@@ -126,9 +135,10 @@ impl RedisStore {
         let meta = self.meta(&mut conn, &generation).await?;
         let gk = self.keys.generation(&generation);
         let email = lower(user.email.trim()).into_owned();
+        let by_email = gk.email(&email);
         let (graph, email_ids): (Option<Vec<u8>>, Option<Vec<u8>>) = redis::pipe()
             .get(gk.group_graph())
-            .get(gk.email(&email))
+            .hget(&by_email.key, &by_email.field)
             .query_async(&mut conn)
             .await?;
         let graph: GroupGraph =
@@ -164,10 +174,8 @@ impl RedisStore {
         let id = user.id.as_str15();
         let ttl = self.ttl_ms;
         let mut pipe = redis::pipe();
-        pipe.set_options(gk.user(user.id), to_json(&user), expiring(ttl))
-            .ignore();
-        pipe.set_options(gk.login(&lower(&user.username)), id, expiring(ttl))
-            .ignore();
+        hset_expiring(&mut pipe, gk.user(user.id), to_json(&user), ttl);
+        hset_expiring(&mut pipe, gk.login(&lower(&user.username)), id, ttl);
         if !email.is_empty() {
             let mut ids: Vec<String> = match email_ids {
                 Some(raw) => from_json("users by email", &raw)?,
@@ -176,22 +184,18 @@ impl RedisStore {
             if !ids.iter().any(|i| i == id) {
                 ids.push(id.to_owned());
             }
-            pipe.set_options(gk.email(&email), to_json(&ids), expiring(ttl))
-                .ignore();
+            hset_expiring(&mut pipe, gk.email(&email), to_json(&ids), ttl);
         }
         for (b, ae) in &context.ae_users {
             let b = *b as usize;
-            pipe.set_options(gk.ae_user(b, ae.id), to_json(ae), expiring(ttl))
-                .ignore();
+            hset_expiring(&mut pipe, gk.ae_user(b, ae.id), to_json(ae), ttl);
             let ae_email = lower(ae.email.trim()).into_owned();
             if !ae_email.is_empty() {
                 let same: Vec<&AeUser> = org.ae_users_with_email(b, &ae_email).collect();
-                pipe.set_options(gk.ae_email(b, &ae_email), to_json(&same), expiring(ttl))
-                    .ignore();
+                hset_expiring(&mut pipe, gk.ae_email(b, &ae_email), to_json(&same), ttl);
             }
         }
-        pipe.set_options(gk.context(user.id), to_json(&context), expiring(ttl))
-            .ignore();
+        hset_expiring(&mut pipe, gk.context(user.id), to_json(&context), ttl);
         pipe.set_options(gk.rev(), random_token(), expiring(ttl))
             .ignore();
         let _: () = pipe.query_async(&mut conn).await?;
@@ -206,6 +210,9 @@ struct Batch<'a> {
     commands: usize,
     ttl_ms: u64,
     tx: &'a tokio::sync::mpsc::Sender<redis::Pipeline>,
+    /// The hashes given their TTL so far: each gets it right after its first field, so that
+    /// a publish that stops halfway leaves nothing without one.
+    expiring: FxHashSet<String>,
 }
 
 impl Batch<'_> {
@@ -213,6 +220,15 @@ impl Batch<'_> {
         self.pipe
             .set_options(key, value, expiring(self.ttl_ms))
             .ignore();
+        self.count()
+    }
+
+    fn hset(&mut self, entry: Entry, value: Vec<u8>) -> Result<(), StoreError> {
+        self.pipe.hset(&entry.key, entry.field, value).ignore();
+        if !self.expiring.contains(&entry.key) {
+            self.pipe.pexpire(&entry.key, self.ttl_ms as i64).ignore();
+            self.expiring.insert(entry.key);
+        }
         self.count()
     }
 
@@ -265,6 +281,7 @@ fn generation_commands(
         commands: 0,
         ttl_ms,
         tx,
+        expiring: FxHashSet::default(),
     };
     batch.set(gk.meta(), to_json(&GenerationMeta::of(org)))?;
     // A revision from the start: a check's cached read (`read_cache.rs`) tells a generation
@@ -277,9 +294,9 @@ fn generation_commands(
     let mut names: Vec<Vec<u8>> = Vec::new();
     for user in &org.snapshot().salesforce.users {
         let id = user.id.as_str15();
-        batch.set(gk.user(user.id), to_json(user))?;
-        batch.set(gk.context(user.id), to_json(&contexts.context(user)))?;
-        batch.set(gk.login(&lower(&user.username)), id.as_bytes().to_vec())?;
+        batch.hset(gk.user(user.id), to_json(user))?;
+        batch.hset(gk.context(user.id), to_json(&contexts.context(user)))?;
+        batch.hset(gk.login(&lower(&user.username)), id.as_bytes().to_vec())?;
         let email = user.email.trim();
         if !email.is_empty() {
             emails
@@ -300,7 +317,7 @@ fn generation_commands(
     batch.zadd(&gk.names(), &names)?;
     batch.pexpire(&gk.names())?;
     for (email, ids) in emails {
-        batch.set(gk.email(&email), to_json(&ids))?;
+        batch.hset(gk.email(&email), to_json(&ids))?;
     }
     for (key, value) in suggestions_writes(org, gk) {
         batch.set(key, value)?;
@@ -308,7 +325,7 @@ fn generation_commands(
     for (b, bu) in org.business_units().iter().enumerate() {
         let mut by_email: FxHashMap<String, Vec<&AeUser>> = FxHashMap::default();
         for user in &bu.users {
-            batch.set(gk.ae_user(b, user.id), to_json(user))?;
+            batch.hset(gk.ae_user(b, user.id), to_json(user))?;
             let email = user.email.trim();
             if !email.is_empty() {
                 by_email
@@ -318,10 +335,21 @@ fn generation_commands(
             }
         }
         for (email, users) in by_email {
-            batch.set(gk.ae_email(b, &email), to_json(&users))?;
+            batch.hset(gk.ae_email(b, &email), to_json(&users))?;
         }
     }
     batch.flush()
+}
+
+/// A field written outside a publish, with its hash's TTL renewed (the hash may be new).
+fn hset_expiring(
+    pipe: &mut redis::Pipeline,
+    entry: Entry,
+    value: impl redis::ToSingleRedisArg,
+    ttl: u64,
+) {
+    pipe.hset(&entry.key, entry.field, value).ignore();
+    pipe.pexpire(entry.key, ttl as i64).ignore();
 }
 
 /// The name index's members for one user: `word \0 id \0 name`, one per word of the name.

@@ -11,13 +11,13 @@ use std::sync::Arc;
 use redis::{AsyncCommands, FromRedisValue, Value};
 
 use super::read_cache::ReadKey;
-use super::{Conn, KeptSuggestions, RedisStore, corrupt, from_json};
+use super::{Conn, KeptSuggestions, RedisStore, corrupt, from_json, hget};
 use crate::domain::snapshot::lower;
 use crate::domain::{
     AeUser, NameMatch, Org, Query, SfId, SfUser, Subject, TargetRef, name_key, name_match,
 };
 use crate::store::StoreError;
-use crate::store::keys::GenerationKeys;
+use crate::store::keys::{Entry, GenerationKeys};
 use crate::store::records::{GenerationMeta, UserContext, assemble};
 use crate::suggest::{Directory, MAX_CANDIDATES};
 
@@ -117,7 +117,7 @@ fn user_and_context(
     Ok((user.into_iter().collect(), context))
 }
 
-fn target_key(gk: &GenerationKeys, target: &TargetRef, business_unit: usize) -> String {
+fn target_key(gk: &GenerationKeys, target: &TargetRef, business_unit: usize) -> Entry {
     match target {
         TargetRef::AeId(id) => gk.ae_user(business_unit, *id),
         TargetRef::Email(email) => gk.ae_email(business_unit, email),
@@ -125,18 +125,23 @@ fn target_key(gk: &GenerationKeys, target: &TargetRef, business_unit: usize) -> 
 }
 
 /// Reads keys of one generation. KEYS: the generation's `meta`, `successor`, name index and
-/// `rev`, then the keys to `GET`. ARGV: the revision of the metadata the caller holds, the name
-/// matches limit, the prefixes of the generation's user and context keys (or two empty
-/// strings), then the words of a name query; the entries of the word with the fewest (as
-/// counted by `ZLEXCOUNT`) come first among the values. With the prefixes, the first key to
-/// `GET` is a username's entry, and the user and context of the id it holds are read too and
-/// come last: the only keys the script makes up, from a value the refresh wrote and the
-/// generation's own prefix, so they share the generation's hash slot (a Redis Cluster runs
-/// such a script on the node that holds the slot, as it does the follow-ups' script). Atomic,
-/// so every value comes from one state of one generation. Returns {'gone'} when the
-/// generation was deleted, {'moved', id} when another replaced it, else {'ok', rev, metadata
-/// if rev is not the caller's (else false), [entries,] value of each key..., [user, context]}.
-const READ_SCRIPT: &str = r#"
+/// `rev`, then the hashes of the records to read (`keys::Entry`). ARGV: the revision of the
+/// metadata the caller holds, the name matches limit, the prefixes of the generation's user
+/// and context hashes (or two empty strings), the number of words of a name query and the
+/// words, then the field of each record. The entries of the word with the fewest (as counted
+/// by `ZLEXCOUNT`) come first among the values. With the prefixes, the first record is a
+/// username's entry, and the user and context of the id it holds are read too and come last:
+/// the only keys the script makes up, from a value the refresh wrote, the generation's own
+/// prefix and the bucket of the id (`keys::bucket`, the same function in Lua), so they share
+/// the generation's hash slot (a Redis Cluster runs such a script on the node that holds the
+/// slot, as it does the follow-ups' script). Atomic, so every value comes from one state of
+/// one generation. Returns {'gone'} when the generation was deleted, {'moved', id} when
+/// another replaced it, else {'ok', rev, metadata if rev is not the caller's (else false),
+/// [entries,] value of each record..., [user, context]}.
+static READ_SCRIPT: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| format!("{}{}", crate::store::keys::BUCKET_LUA, READ_SCRIPT_BODY));
+
+const READ_SCRIPT_BODY: &str = r#"
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'gone'} end
 local successor = redis.call('GET', KEYS[2])
 if successor then return {'moved', successor} end
@@ -144,9 +149,10 @@ local rev = redis.call('GET', KEYS[4]) or '0'
 local meta = false
 if rev ~= ARGV[1] then meta = redis.call('GET', KEYS[1]) end
 local out = {'ok', rev, meta}
-if #ARGV > 4 then
+local words = tonumber(ARGV[5])
+if words > 0 then
   local driver, fewest
-  for i = 5, #ARGV do
+  for i = 6, 5 + words do
     local count = redis.call('ZLEXCOUNT', KEYS[3], '[' .. ARGV[i], '[' .. ARGV[i] .. '\255')
     if not fewest or count < fewest then driver, fewest = ARGV[i], count end
   end
@@ -155,14 +161,15 @@ if #ARGV > 4 then
 end
 local login = false
 for i = 5, #KEYS do
-  local value = redis.call('GET', KEYS[i])
+  local value = redis.call('HGET', KEYS[i], ARGV[i + 1 + words])
   if i == 5 then login = value end
   out[#out + 1] = value
 end
 if ARGV[3] ~= '' then
   if login then
-    out[#out + 1] = redis.call('GET', ARGV[3] .. login)
-    out[#out + 1] = redis.call('GET', ARGV[4] .. login)
+    local b = bucket(login)
+    out[#out + 1] = redis.call('HGET', ARGV[3] .. b, login)
+    out[#out + 1] = redis.call('HGET', ARGV[4] .. b, login)
   else
     out[#out + 1] = false
     out[#out + 1] = false
@@ -172,12 +179,12 @@ return out
 "#;
 
 static READS: std::sync::LazyLock<redis::Script> =
-    std::sync::LazyLock::new(|| redis::Script::new(READ_SCRIPT));
+    std::sync::LazyLock::new(|| redis::Script::new(&READ_SCRIPT));
 
 /// The reads of one diagnosis that do not depend on each other: one round trip (`EVALSHA`).
 #[derive(Default)]
 struct QueryReads {
-    keys: Vec<String>,
+    records: Vec<Entry>,
     words: Vec<String>,
     /// The prefixes of the generation's user and context keys, to read the user and context
     /// a username's entry names in the same round trip (see [`READ_SCRIPT`]).
@@ -196,8 +203,8 @@ enum Read {
 }
 
 impl QueryReads {
-    fn get(&mut self, key: String) -> &mut Self {
-        self.keys.push(key);
+    fn get(&mut self, record: Entry) -> &mut Self {
+        self.records.push(record);
         self
     }
 
@@ -233,11 +240,14 @@ impl QueryReads {
             Some((users, contexts)) => invocation.arg(users.as_str()).arg(contexts.as_str()),
             None => invocation.arg("").arg(""),
         };
-        for key in &self.keys {
-            invocation.key(key.as_str());
-        }
+        invocation.arg(self.words.len());
         for word in &self.words {
             invocation.arg(word.as_str());
+        }
+        for record in &self.records {
+            invocation
+                .key(record.key.as_str())
+                .arg(record.field.as_str());
         }
         let value: Value = invocation.invoke_async(conn).await?;
         let Value::Array(mut items) = value else {
@@ -721,9 +731,10 @@ impl RedisStore {
             return Ok(users);
         }
         let own = user.id;
+        let (login, by_email) = (gk.login(&email), gk.email(&email));
         let (by_login, by_email): (Option<String>, Option<Vec<u8>>) = redis::pipe()
-            .get(gk.login(&email))
-            .get(gk.email(&email))
+            .hget(login.key, login.field)
+            .hget(by_email.key, by_email.field)
             .query_async(conn)
             .await?;
         let mut ids: Vec<String> = match by_email {
@@ -751,7 +762,7 @@ impl RedisStore {
         let mut pipe = redis::pipe();
         for id in ids {
             let id = SfId::parse(id).map_err(|e| corrupt("user id", e))?;
-            pipe.get(gk.user(id));
+            hget(&mut pipe, gk.user(id));
         }
         let values: Vec<Value> = pipe.query_async(conn).await?;
         values

@@ -49,25 +49,47 @@ pub async fn clear_prefix(prefix: &str) {
 
 /// How many keys match `pattern` under `prefix`.
 pub async fn count_keys(prefix: &str, pattern: &str) -> usize {
+    keys_matching(&format!("{prefix}{pattern}")).await.len()
+}
+
+/// Every key matching `pattern`, sorted.
+pub async fn keys_matching(pattern: &str) -> Vec<String> {
     let mut conn = connection().await;
     let mut cursor: u64 = 0;
-    let mut count = 0;
+    let mut found = Vec::new();
     loop {
         let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
             .arg(cursor)
             .arg("MATCH")
-            .arg(format!("{prefix}{pattern}"))
+            .arg(pattern)
             .arg("COUNT")
             .arg(10_000)
             .query_async(&mut conn)
             .await
             .unwrap();
-        count += keys.len();
+        found.extend(keys);
         if next == 0 {
-            return count;
+            found.sort();
+            return found;
         }
         cursor = next;
     }
+}
+
+/// How many fields the hashes matching `pattern` under `prefix` hold together (a generation's
+/// records are fields of hashes: `gen:*:user:*` counts its users).
+pub async fn count_fields(prefix: &str, pattern: &str) -> usize {
+    let mut conn = connection().await;
+    let mut count = 0;
+    for key in keys_matching(&format!("{prefix}{pattern}")).await {
+        let fields: usize = redis::cmd("HLEN")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        count += fields;
+    }
+    count
 }
 
 /// A Redis server of the test's own, on a free port, that the test can stop and start.
