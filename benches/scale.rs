@@ -16,7 +16,7 @@
 //!    process, on the same Redis): the latency any service answering from Redis gets here at
 //!    that moment, to read the checks' against. Then the checks for 20 s while the fakes
 //!    change 1% of the internal users (and as many AE users and memberships): the incremental
-//!    run that reads them (time, API calls, keys rewritten) and the checks' latency.
+//!    run that reads them (time, API calls, keys and records rewritten) and the checks' latency.
 //! 3. The same load while a full refresh runs (`crm-username refresh` in another process, as
 //!    another replica would; `serve` then refreshes in full too, as its generation was
 //!    replaced): the checks' latency.
@@ -1218,13 +1218,13 @@ fn over(report: &Report, ms: f64) -> u64 {
 
 fn print_table(rows: &[Row], rate: u64) {
     println!(
-        "\n| org (SF users) | internal / AE users | full refresh: wall, peak RSS | full: SF + AE API calls | Redis memory | incremental, nothing changed: time, calls | incremental, 1% changed: time, calls, keys rewritten | check p99 at {rate}/s: no change / incremental / full refresh (CPU stolen by the host) | floor p99 at {rate}/s, same run: no change / incremental / full refresh | serve RSS now / peak | refresher RSS now / peak | checks from the read cache |"
+        "\n| org (SF users) | internal / AE users | full refresh: wall, peak RSS | full: SF + AE API calls | Redis memory | incremental, nothing changed: time, calls | incremental, 1% changed: time, calls, keys and records rewritten | check p99 at {rate}/s: no change / incremental / full refresh (CPU stolen by the host) | floor p99 at {rate}/s, same run: no change / incremental / full refresh | serve RSS now / peak | refresher RSS now / peak | checks from the read cache |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     for r in rows {
         let inc = |i: &Option<Incremental>, writes: bool| match i {
             Some(i) if writes => format!(
-                "{:.2} s, {} + {} calls, {} keys",
+                "{:.2} s, {} + {} calls, {} written",
                 i.ms as f64 / 1000.0,
                 i.sf_calls,
                 i.ae_calls,

@@ -1,5 +1,5 @@
-//! Redis answers (its version), authentication and TLS work as the URL asks, and its
-//! `maxmemory-policy` cannot evict the snapshot.
+//! Redis answers (its version), authentication and TLS work as the URL asks, its
+//! `maxmemory-policy` cannot evict the snapshot, and its user may run the bot's commands.
 
 use std::time::Duration;
 
@@ -8,6 +8,7 @@ use crate::store::{RedisSettings, RedisStore, RedisTimeouts, StoreError};
 
 const CONNECTION: &str = "redis.connection";
 const EVICTION: &str = "redis.eviction";
+const COMMANDS: &str = "redis.commands";
 
 pub async fn checks(
     settings: Option<RedisSettings>,
@@ -21,6 +22,7 @@ pub async fn checks(
                 "no REDIS_URL: the cache lives inside `serve` (one replica only)",
             ),
             Check::skip(EVICTION, "no REDIS_URL"),
+            Check::skip(COMMANDS, "no REDIS_URL"),
         ];
     };
     let place = redacted(&settings.url);
@@ -29,19 +31,40 @@ pub async fn checks(
         let store = RedisStore::open(&settings, prefix, RedisTimeouts::default())?;
         let server = store.info("server").await?;
         let memory = store.info("memory").await?;
-        Ok::<_, StoreError>(format!("{server}\n{memory}"))
+        Ok::<_, StoreError>((store, format!("{server}\n{memory}")))
     };
     match tokio::time::timeout(timeout, info).await {
-        Ok(Ok(info)) => {
+        Ok(Ok((store, info))) => {
             let version = field(&info, "redis_version").unwrap_or("unknown");
+            let refused = tokio::time::timeout(timeout, store.refused_commands()).await;
             vec![
                 Check::ok(CONNECTION, format!("Redis {version} answers at {place}")),
                 eviction(field(&info, "maxmemory_policy")),
+                match refused {
+                    Ok(Ok(refused)) => commands(&refused, prefix),
+                    Ok(Err(err)) => Check::fail(
+                        COMMANDS,
+                        format!(
+                            "Redis stopped answering while doctor tried the bot's commands: {}",
+                            super::upstream_text(&err.to_string())
+                        ),
+                        "run doctor again; if it repeats, check Redis' log",
+                    ),
+                    Err(_) => Check::fail(
+                        COMMANDS,
+                        format!(
+                            "Redis did not answer the bot's commands within {} s",
+                            timeout.as_secs()
+                        ),
+                        "run doctor again; if it repeats, check Redis' load",
+                    ),
+                },
             ]
         }
         Ok(Err(err)) => vec![
             connection_failed(&place, &err),
             Check::skip(EVICTION, "Redis did not answer"),
+            Check::skip(COMMANDS, "Redis did not answer"),
         ],
         Err(_) => vec![
             Check::fail(
@@ -54,7 +77,42 @@ pub async fn checks(
                  or network policy); for TLS the URL must start with rediss://",
             ),
             Check::skip(EVICTION, "Redis did not answer"),
+            Check::skip(COMMANDS, "Redis did not answer"),
         ],
+    }
+}
+
+/// Whether the Redis user may run every command the bot uses (`RedisStore::refused_commands`).
+/// Without `RENAME` patches still land, through a slower path: a warning. Without any other,
+/// checks or refreshes fail on it.
+pub fn commands(refused: &[&str], prefix: &str) -> Check {
+    const GRANTS: &str = "docs/redis.md, \"An ACL user\"";
+    match refused {
+        [] => Check::ok(
+            COMMANDS,
+            "the Redis user may run every command the bot uses",
+        ),
+        ["rename"] => Check::warn(
+            COMMANDS,
+            "the Redis user may not RENAME: incremental refreshes write their large values through their script, which holds Redis longer",
+            format!("grant it: ACL SETUSER <user> +rename ({GRANTS})"),
+        ),
+        _ => {
+            let grants: Vec<String> = refused.iter().map(|c| format!("+{c}")).collect();
+            Check::fail(
+                COMMANDS,
+                format!(
+                    "the Redis user may not run {} on keys under {}: checks or refreshes fail on them",
+                    refused.join(", "),
+                    super::upstream_text(prefix)
+                ),
+                format!(
+                    "grant the commands and the key pattern: ACL SETUSER <user> ~{}* {} ({GRANTS})",
+                    super::upstream_text(prefix),
+                    grants.join(" ")
+                ),
+            )
+        }
     }
 }
 

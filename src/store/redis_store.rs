@@ -15,6 +15,7 @@ mod audit;
 mod connection;
 mod followups;
 mod patch;
+mod permissions;
 mod publish;
 mod query;
 mod read_cache;

@@ -151,6 +151,7 @@ async fn a_healthy_configuration_passes_with_every_check_ok_or_skipped() {
             "config.settings_file",
             "redis.connection",
             "redis.eviction",
+            "redis.commands",
             "salesforce.token",
             "salesforce.api_version",
             "salesforce.read.Organization",
@@ -413,6 +414,43 @@ async fn redis_down_fails_naming_redis_url() {
     let report = world.doctor(&["--redis-url", &url]).await;
     assert_check(&report, "redis.connection", Status::Fail, &["REDIS_URL"]);
     assert_eq!(check(&report, "redis.eviction").status, Status::Skip);
+    assert_eq!(check(&report, "redis.commands").status, Status::Skip);
+    assert_eq!(report.exit_code(), 1);
+}
+
+/// An ACL user missing a grant is named before checks fail on it: the test servers' user without
+/// `+rename` gets a warning naming it, one with every grant an ok, and either one outside its key
+/// pattern a failure naming the pattern.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_commands_names_what_the_acl_user_may_not_run() {
+    let world = world().await;
+    let var = |name: &str| {
+        std::env::var(name).unwrap_or_else(|_| {
+            panic!("{name}: start the test servers (scripts/redis-test-servers.sh)")
+        })
+    };
+    let (acl, older) = (var("TEST_REDIS_ACL_URL"), var("TEST_REDIS_ACL_OLDER_URL"));
+    let prefix = ["--redis-key-prefix", "test:doctor:"];
+    let report = world
+        .doctor(&[&["--redis-url", acl.as_str()][..], &prefix].concat())
+        .await;
+    assert_check(&report, "redis.commands", Status::Ok, &[]);
+    let report = world
+        .doctor(&[&["--redis-url", older.as_str()][..], &prefix].concat())
+        .await;
+    assert_check(
+        &report,
+        "redis.commands",
+        Status::Warn,
+        &["RENAME", "+rename"],
+    );
+    let report = world.doctor(&["--redis-url", acl.as_str()]).await;
+    assert_check(
+        &report,
+        "redis.commands",
+        Status::Fail,
+        &["hget", "+hdel", "~crm-username:*"],
+    );
     assert_eq!(report.exit_code(), 1);
 }
 

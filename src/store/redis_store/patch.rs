@@ -334,7 +334,7 @@ return 1
 const STAGED_BYTES: usize = 4 << 10;
 /// The script was refused a command by the Redis user's ACL: `NOPERM` outside a script;
 /// inside one, Redis 7 says "The user executing the script can't run this command".
-fn refused(err: &redis::RedisError) -> bool {
+pub(super) fn refused(err: &redis::RedisError) -> bool {
     let message = err.to_string();
     err.code() == Some("NOPERM")
         || message.contains("NOPERM")
