@@ -14,6 +14,8 @@
 //! readers see the old generation or the new one, never a mix. The previous generation is
 //! kept until the next publish, so a reader that looked up `current` just before the switch
 //! still finds its keys, and learns from its `successor` key which generation replaced it.
+//! A generation's records are fields of hashes ([`Entry`], [`BUCKETS`] per kind), so that
+//! deleting it names every key it can hold ([`GenerationKeys::all_keys`]) instead of scanning.
 //!
 //! The braces are a Redis Cluster hash tag: every key of one generation hashes to one slot,
 //! so a check's script, a pipeline of a publish or an audit, all touch one slot (a Cluster
