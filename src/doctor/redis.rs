@@ -36,29 +36,10 @@ pub async fn checks(
     match tokio::time::timeout(timeout, info).await {
         Ok(Ok((store, info))) => {
             let version = field(&info, "redis_version").unwrap_or("unknown");
-            let refused = tokio::time::timeout(timeout, store.refused_commands()).await;
             vec![
                 Check::ok(CONNECTION, format!("Redis {version} answers at {place}")),
                 eviction(field(&info, "maxmemory_policy")),
-                match refused {
-                    Ok(Ok(refused)) => commands(&refused, prefix),
-                    Ok(Err(err)) => Check::fail(
-                        COMMANDS,
-                        format!(
-                            "Redis stopped answering while doctor tried the bot's commands: {}",
-                            super::upstream_text(&err.to_string())
-                        ),
-                        "run doctor again; if it repeats, check Redis' log",
-                    ),
-                    Err(_) => Check::fail(
-                        COMMANDS,
-                        format!(
-                            "Redis did not answer the bot's commands within {} s",
-                            timeout.as_secs()
-                        ),
-                        "run doctor again; if it repeats, check Redis' load",
-                    ),
-                },
+                commands_tried(&store, prefix, timeout).await,
             ]
         }
         Ok(Err(err)) => vec![
@@ -79,6 +60,29 @@ pub async fn checks(
             Check::skip(EVICTION, "Redis did not answer"),
             Check::skip(COMMANDS, "Redis did not answer"),
         ],
+    }
+}
+
+/// [`commands`] of what `store` refuses, or a failure when Redis stops answering meanwhile.
+async fn commands_tried(store: &RedisStore, prefix: &str, timeout: Duration) -> Check {
+    match tokio::time::timeout(timeout, store.refused_commands()).await {
+        Ok(Ok(refused)) => commands(&refused, prefix),
+        Ok(Err(err)) => Check::fail(
+            COMMANDS,
+            format!(
+                "Redis stopped answering while doctor tried the bot's commands: {}",
+                super::upstream_text(&err.to_string())
+            ),
+            "run doctor again; if it repeats, check Redis' log",
+        ),
+        Err(_) => Check::fail(
+            COMMANDS,
+            format!(
+                "Redis did not answer the bot's commands within {} s",
+                timeout.as_secs()
+            ),
+            "run doctor again; if it repeats, check Redis' load",
+        ),
     }
 }
 

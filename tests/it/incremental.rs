@@ -165,6 +165,16 @@ pub fn random_change(org: &mut OrgSnapshot, rng: &mut Rng, n: u64) -> String {
     }
 }
 
+/// `org` after `changes` random changes drawn from `seed`.
+fn randomly_changed(org: &OrgSnapshot, seed: u64, changes: u64) -> OrgSnapshot {
+    let mut changed = org.clone();
+    let mut rng = Rng(seed);
+    for n in 0..changes {
+        random_change(&mut changed, &mut rng, n);
+    }
+    changed
+}
+
 fn canonical(mut snapshot: OrgSnapshot) -> Arc<Org> {
     snapshot.canonicalize();
     Arc::new(Org::without_search(snapshot))
@@ -354,11 +364,7 @@ async fn a_patch_of_a_generation_that_is_no_longer_current_writes_nothing() {
     let old_generation = store.publish_org(first.clone()).await.unwrap();
     store.publish_org(first.clone()).await.unwrap();
     let before = dump_current(&prefix).await;
-    let mut changed = org.clone();
-    let mut rng = Rng(5);
-    for n in 0..5 {
-        random_change(&mut changed, &mut rng, n);
-    }
+    let changed = randomly_changed(&org, 5, 5);
     let outcome = store
         .patch(&old_generation, first, canonical(changed))
         .await
@@ -416,11 +422,7 @@ async fn a_patch_keeps_the_ttl_of_the_keys_it_rewrites_and_gives_new_keys_the_ge
             .ignore();
     }
     let () = pipe.query_async(&mut conn).await.unwrap();
-    let mut changed = org.clone();
-    let mut rng = Rng(9);
-    for n in 0..20 {
-        random_change(&mut changed, &mut rng, n);
-    }
+    let changed = randomly_changed(&org, 9, 20);
     let outcome = store
         .patch(&generation, first, canonical(changed))
         .await
@@ -951,11 +953,7 @@ async fn every_key_a_publish_and_a_patch_write_is_named_by_the_deletion_and_none
     let org = small_org(13);
     let first = canonical(org.clone());
     let generation = store.publish_org(first.clone()).await.unwrap();
-    let mut changed = org.clone();
-    let mut rng = Rng(13);
-    for n in 0..30 {
-        random_change(&mut changed, &mut rng, n);
-    }
+    let changed = randomly_changed(&org, 13, 30);
     let outcome = store
         .patch(&generation, first, canonical(changed.clone()))
         .await

@@ -137,11 +137,9 @@ fn target_key(gk: &GenerationKeys, target: &TargetRef, business_unit: usize) -> 
 /// slot, as it does the follow-ups' script). Atomic, so every value comes from one state of
 /// one generation. Returns {'gone'} when the generation was deleted, {'moved', id} when
 /// another replaced it, else {'ok', rev, metadata if rev is not the caller's (else false),
-/// [entries,] value of each record..., [user, context]}.
-static READ_SCRIPT: std::sync::LazyLock<String> =
-    std::sync::LazyLock::new(|| format!("{}{}", crate::store::keys::BUCKET_LUA, READ_SCRIPT_BODY));
-
-const READ_SCRIPT_BODY: &str = r#"
+/// [entries,] value of each record..., [user, context]}. Runs after `keys::BUCKET_LUA`, which
+/// defines `bucket` ([`READS`]).
+const READ_SCRIPT: &str = r#"
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'gone'} end
 local successor = redis.call('GET', KEYS[2])
 if successor then return {'moved', successor} end
@@ -178,8 +176,9 @@ end
 return out
 "#;
 
-static READS: std::sync::LazyLock<redis::Script> =
-    std::sync::LazyLock::new(|| redis::Script::new(&READ_SCRIPT));
+static READS: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(&format!("{}{READ_SCRIPT}", crate::store::keys::BUCKET_LUA))
+});
 
 /// The reads of one diagnosis that do not depend on each other: one round trip (`EVALSHA`).
 #[derive(Default)]
