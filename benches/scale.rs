@@ -813,7 +813,7 @@ fn long_running<'a>(
 }
 
 /// The log filter of the refreshing processes: their steps' debug lines (`refreshes_since`).
-const REFRESH_STEPS_LOG: &str = "info,crm_username::refresh=debug,crm_username::store::redis_store::publish=debug,crm_username::store::redis_store::patch=debug";
+const REFRESH_STEPS_LOG: &str = "info,crm_username::refresh=debug,crm_username::store::redis_store::publish=debug,crm_username::store::redis_store::patch=debug,crm_username::store::redis_store::in_place=debug";
 
 const INCREMENTAL_MESSAGE: &str = "incremental refresh brought the cache up to date";
 
@@ -992,13 +992,18 @@ impl LogTail {
 }
 
 /// When the steps of the full refreshes logged in `log` since `since` ended, in seconds from
-/// `since` (their debug lines: read, indexed, old deleted, written, done).
+/// `since` (their debug lines: read, indexed, old deleted, written or rewritten in place with
+/// the number of keys, done).
 fn refreshes_since(log: &Path, since: chrono::DateTime<chrono::Utc>) -> String {
-    const STEPS: [(&str, &str); 5] = [
+    const STEPS: [(&str, &str); 6] = [
         ("full refresh read every source", "read"),
         ("full refresh indexed the org", "indexed"),
         ("publish deleted the older generations", "old deleted"),
         ("publish wrote the generation", "written"),
+        (
+            "full refresh rewrote the generation in place",
+            "keys rewritten in place",
+        ),
         ("refresh published a new snapshot", "done"),
     ];
     LogTail::new(log)
@@ -1008,7 +1013,11 @@ fn refreshes_since(log: &Path, since: chrono::DateTime<chrono::Utc>) -> String {
             let step = STEPS.iter().find(|(m, _)| v["message"] == *m)?.1;
             let at: chrono::DateTime<chrono::Utc> = v["timestamp"].as_str()?.parse().ok()?;
             let at_s = (at - since).num_milliseconds() as f64 / 1000.0;
-            (at_s > 0.0).then(|| format!("{step} {at_s:.1}"))
+            let keys = v["keys"]
+                .as_u64()
+                .map(|k| format!(" ({k})"))
+                .unwrap_or_default();
+            (at_s > 0.0).then(|| format!("{step}{keys} {at_s:.1}"))
         })
         .collect::<Vec<_>>()
         .join(", ")
@@ -1091,11 +1100,17 @@ impl RedisServer {
             .filter_map(|entry| match entry {
                 redis::Value::Array(fields) => match (fields.get(2), fields.get(3)) {
                     (Some(redis::Value::Int(us)), Some(redis::Value::Array(words))) => {
-                        let name = match words.first() {
+                        let word = |i: usize| match words.get(i) {
                             Some(redis::Value::BulkString(w)) => {
                                 String::from_utf8_lossy(w).into_owned()
                             }
                             _ => "?".to_owned(),
+                        };
+                        // A script by how many keys it named: a check's names a few, a
+                        // patch's hundreds or thousands.
+                        let name = match word(0).to_ascii_uppercase().as_str() {
+                            "EVALSHA" | "EVAL" => format!("{} ({} keys)", word(0), word(2)),
+                            _ => word(0),
                         };
                         Some((*us, name))
                     }

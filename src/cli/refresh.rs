@@ -58,10 +58,14 @@ pub async fn run(args: &RefreshArgs) -> CliResult {
         report.duration.as_secs_f64(),
         report.api_calls.salesforce,
         report.api_calls.account_engagement,
-        if matches!(store, Store::Memory(_)) {
-            " (no REDIS_URL: nothing is kept after this command)"
-        } else {
-            ""
+        match (&store, report.writes) {
+            (Store::Memory(_), _) =>
+                " (no REDIS_URL: nothing is kept after this command)".to_owned(),
+            (Store::Redis(_), Some(keys)) => {
+                let noun = if keys == 1 { "key" } else { "keys" };
+                format!("; rewrote {keys} {noun} of the cache in place, the rest was unchanged")
+            }
+            (Store::Redis(_), None) => "; a new generation of the cache was written".to_owned(),
         }
     );
     Ok(ExitCode::SUCCESS)

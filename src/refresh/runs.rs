@@ -14,7 +14,7 @@ use super::{
 };
 use crate::domain::{Org, OrgSnapshot};
 use crate::sources::{SourceError, high_water_ae, merge_ae_users};
-use crate::store::{PatchOutcome, SourceStatus, Store, StoreError};
+use crate::store::{GenerationRef, PatchOutcome, SourceStatus, Store, StoreError};
 
 /// Which kind of refresh ran.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,7 +65,8 @@ pub struct RefreshReport {
     pub ae_users: Vec<(String, usize)>,
     pub duration: Duration,
     pub api_calls: ApiCalls,
-    /// Keys an incremental refresh rewrote; `None` when a whole generation was written.
+    /// Records and keys an incremental refresh rewrote, or keys a full refresh rewrote in
+    /// place; `None` when a whole new generation was written.
     pub writes: Option<usize>,
 }
 
@@ -96,7 +97,7 @@ impl Schedule {
 /// What a replica keeps of the org it published (or patched) last, to compare the next
 /// incremental read with: the org, the generation it is in, and where the next read starts.
 pub struct Base {
-    pub generation: String,
+    pub generation: GenerationRef,
     pub org: Arc<Org>,
     /// The latest `SystemModstamp` read from Salesforce.
     pub sf_high_water: Option<DateTime<Utc>>,
@@ -122,9 +123,10 @@ pub enum Next {
 #[derive(Debug, Clone, Default)]
 pub struct Seen<'a> {
     /// The generation readers use.
-    pub current: Option<&'a str>,
-    /// The generation this replica's base is in.
-    pub base: Option<&'a str>,
+    pub current: Option<&'a GenerationRef>,
+    /// The generation this replica's base is in (an epoch of it: another replica's full
+    /// refresh in place moves the epoch on).
+    pub base: Option<&'a GenerationRef>,
     pub last_full: Option<DateTime<Utc>>,
     pub last_incremental: Option<DateTime<Utc>>,
 }
@@ -202,6 +204,8 @@ async fn record_run(
             sf_users = report.sf_users,
             salesforce_api_calls = calls.salesforce,
             account_engagement_api_calls = calls.account_engagement,
+            in_place = report.writes.is_some(),
+            keys_rewritten = report.writes,
             duration_ms,
             "refresh published a new snapshot"
         ),
@@ -349,14 +353,15 @@ pub async fn full(
         duration_ms = started.elapsed().as_millis() as u64,
         "full refresh indexed the org"
     );
-    let generation = match store.publish_org(org.clone()).await {
-        Ok(generation) => generation,
+    let (generation, writes) = match store.refresh_org(org.clone()).await {
+        Ok(written) => written,
         Err(err) => return Err(write_failed(store, RefreshKind::Full, now, started, err).await),
     };
     record_api_usage(sources);
     let report = RefreshReport {
         duration: started.elapsed(),
         api_calls: calls_since(sources, before),
+        writes,
         ..report_of(&org, RefreshKind::Full)
     };
     record_run(store, &report, now).await?;
@@ -562,8 +567,8 @@ impl Refresher {
                 .and_then(|s| s.last_success_at)
         };
         let seen = Seen {
-            current: current.as_deref(),
-            base: self.base.as_ref().map(|b| b.generation.as_str()),
+            current: current.as_ref(),
+            base: self.base.as_ref().map(|b| &b.generation),
             last_full: last(RefreshKind::Full),
             last_incremental: last(RefreshKind::Incremental),
         };
@@ -669,6 +674,13 @@ mod tests {
     use super::*;
     use chrono::TimeZone;
 
+    fn g(id: &str) -> &'static GenerationRef {
+        Box::leak(Box::new(GenerationRef {
+            id: id.to_owned(),
+            epoch: "e1".to_owned(),
+        }))
+    }
+
     fn at(minute: u32) -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 12, 1, 10, minute, 0).unwrap()
     }
@@ -683,8 +695,8 @@ mod tests {
         let empty = Seen::default();
         assert_eq!(next_run(&SCHEDULE, &empty, at(0)), Next::Full);
         let old_full = Seen {
-            current: Some("g1"),
-            base: Some("g1"),
+            current: Some(g("g1")),
+            base: Some(g("g1")),
             last_full: Some(at(0)),
             last_incremental: Some(at(14)),
         };
@@ -695,14 +707,14 @@ mod tests {
     #[test]
     fn the_replica_that_published_refreshes_incrementally_and_the_others_wait() {
         let mine = Seen {
-            current: Some("g1"),
-            base: Some("g1"),
+            current: Some(g("g1")),
+            base: Some(g("g1")),
             last_full: Some(at(0)),
             last_incremental: Some(at(5)),
         };
         assert_eq!(next_run(&SCHEDULE, &mine, at(6)), Next::Incremental);
         let theirs = Seen {
-            base: Some("g0"),
+            base: Some(g("g0")),
             ..mine.clone()
         };
         assert_eq!(next_run(&SCHEDULE, &theirs, at(6)), Next::Skip);
@@ -713,14 +725,28 @@ mod tests {
         assert_eq!(next_run(&SCHEDULE, &no_base, at(7)), Next::Skip);
         // The replica keeping it fresh went quiet for three intervals: take over.
         assert_eq!(next_run(&SCHEDULE, &theirs, at(8)), Next::Full);
+        // Another replica's full refresh rewrote the generation in place (a new epoch): the
+        // base no longer describes it.
+        let rewritten = GenerationRef {
+            id: "g1".to_owned(),
+            epoch: "e2".to_owned(),
+        };
+        let rewritten_by_another = Seen {
+            current: Some(&rewritten),
+            ..mine.clone()
+        };
+        assert_eq!(
+            next_run(&SCHEDULE, &rewritten_by_another, at(6)),
+            Next::Skip
+        );
     }
 
     #[test]
     fn without_incremental_refreshes_every_run_is_full() {
         let schedule = Schedule::full_only(Duration::from_secs(900));
         let mine = Seen {
-            current: Some("g1"),
-            base: Some("g1"),
+            current: Some(g("g1")),
+            base: Some(g("g1")),
             last_full: Some(at(0)),
             last_incremental: None,
         };

@@ -36,7 +36,12 @@ use crate::domain::SfId;
 ///
 /// 3: a generation's records (users, contexts, usernames, emails, AE users and their emails)
 /// are fields of hashes, [`BUCKETS`] per family, instead of a key each.
-pub const FORMAT: u32 = 3;
+///
+/// 4: a generation carries `digests` (a digest of every key's content, kept up to date by
+/// patches) and `epoch` (changed when a full refresh rewrites it in place): a full refresh
+/// rewrites only the keys whose digest differs, and a replica whose patch expects another
+/// epoch starts again from a full read. A writer of format 3 would leave the digests wrong.
+pub const FORMAT: u32 = 4;
 
 /// How long a format's namespace lives without a refresh: far longer than the refresh
 /// period (15 minutes by default), so that a replica whose refreshes fail for days keeps
@@ -191,9 +196,11 @@ pub const STAGING_SUFFIX: &str = "~next";
 const FAMILIES: [&str; 6] = ["user", "ctx", "login", "email", "ae-user", "ae-email"];
 
 /// The keys of a generation that are not hash buckets.
-const SINGLE_KEYS: [&str; 9] = [
+const SINGLE_KEYS: [&str; 11] = [
     "meta",
     "rev",
+    "epoch",
+    "digests",
     "successor",
     "names",
     "usernames",
@@ -213,20 +220,37 @@ impl GenerationKeys {
             field,
         }
     }
-    /// Every key a generation can hold: its single keys, the staging names of the large
-    /// values a patch writes before renaming them (`~next`), and every hash bucket of every
-    /// family, whether or not it exists. Deleting these deletes the generation without a `SCAN`.
+    /// Every key a generation can hold: its single keys, every hash bucket of every family,
+    /// whether or not it exists, and the staging name of each (`~next`: what a patch or a
+    /// full refresh in place writes before renaming it into place). Deleting these deletes
+    /// the generation without a `SCAN`.
     pub fn all_keys(&self) -> Vec<String> {
         let mut keys: Vec<String> =
-            Vec::with_capacity(2 * SINGLE_KEYS.len() + FAMILIES.len() * BUCKETS as usize);
+            Vec::with_capacity(2 * (SINGLE_KEYS.len() + FAMILIES.len() * BUCKETS as usize));
         for name in SINGLE_KEYS {
             keys.push(self.single(name));
             keys.push(format!("{}{name}{STAGING_SUFFIX}", self.base));
         }
         for family in FAMILIES {
-            keys.extend((0..BUCKETS).map(|b| format!("{}{family}:{b}", self.base)));
+            for b in 0..BUCKETS {
+                keys.push(format!("{}{family}:{b}", self.base));
+                keys.push(format!("{}{family}:{b}{STAGING_SUFFIX}", self.base));
+            }
         }
         keys
+    }
+    /// A key's name within its generation (`user:17`, `meta`): how `digests` names it.
+    /// `None` for a key of another generation.
+    pub fn name_of<'a>(&self, key: &'a str) -> Option<&'a str> {
+        key.strip_prefix(self.base.as_str())
+    }
+    /// The key of a name within this generation ([`Self::name_of`] reversed).
+    pub fn key_of(&self, name: &str) -> String {
+        self.single(name)
+    }
+    /// What a key is written under before it is renamed into place.
+    pub fn staging(key: &str) -> String {
+        format!("{key}{STAGING_SUFFIX}")
     }
     pub fn meta(&self) -> String {
         self.single("meta")
@@ -235,6 +259,18 @@ impl GenerationKeys {
     /// place: what a replica keeps of the generation in memory is read again when it moves.
     pub fn rev(&self) -> String {
         self.single("rev")
+    }
+    /// Changed when a full refresh rewrites this generation in place (a random token, set
+    /// when it is published): a replica whose patch expects another epoch no longer knows
+    /// what the generation holds, and reads the org in full again.
+    pub fn epoch(&self) -> String {
+        self.single("epoch")
+    }
+    /// Key name ([`Self::name_of`]) -> a digest of the key's content, 16 bytes (see
+    /// `store::digest`); no field for a key that does not exist, `?` for one whose content a
+    /// re-check changed.
+    pub fn digests(&self) -> String {
+        self.single("digests")
     }
     /// The id of the generation that replaced this one, set when it was published.
     pub fn successor(&self) -> String {
@@ -385,7 +421,13 @@ mod tests {
             assert!(all.contains(&entry.key), "{entry:?}");
         }
         assert!(all.contains(&format!("{}{STAGING_SUFFIX}", gk.group_graph())));
-        assert_eq!(all.len(), 2 * SINGLE_KEYS.len() + 6 * 1024);
+        assert!(all.contains(&GenerationKeys::staging(&gk.user(id).key)));
+        assert_eq!(all.len(), 2 * (SINGLE_KEYS.len() + 6 * 1024));
+        assert_eq!(gk.name_of(&gk.digests()), Some("digests"));
+        assert_eq!(
+            gk.key_of(gk.name_of(&gk.user(id).key).unwrap()),
+            gk.user(id).key
+        );
     }
 
     #[test]

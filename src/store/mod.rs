@@ -3,6 +3,7 @@
 //! org data (and keeps the Slack-side records the replicas share: event ids, job claims,
 //! follow-ups) only; the diagnosis of what it returns is `check`'s.
 
+pub mod digest;
 mod followups;
 mod keys;
 mod memory;
@@ -84,6 +85,14 @@ pub enum AuditSource {
     Batches(Box<AuditReader>),
 }
 
+/// A generation as the replica that wrote it knows it: its id, and the epoch its patches
+/// expect (see `GenerationKeys::epoch`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GenerationRef {
+    pub id: String,
+    pub epoch: String,
+}
+
 #[derive(Clone)]
 pub enum Store {
     Memory(Arc<MemoryStore>),
@@ -120,14 +129,30 @@ impl Store {
     }
 
     /// [`Store::publish`] of an org already indexed (`Org::without_search` is enough): returns
-    /// the id of the generation written, which [`Store::patch`] takes.
-    pub async fn publish_org(&self, org: Arc<Org>) -> Result<String, StoreError> {
+    /// the generation written, which [`Store::patch`] takes.
+    pub async fn publish_org(&self, org: Arc<Org>) -> Result<GenerationRef, StoreError> {
         match self {
             Store::Memory(m) => {
                 m.publish(org.snapshot().clone()).await?;
-                Ok(MEMORY_GENERATION.to_owned())
+                Ok(memory_generation())
             }
             Store::Redis(r) => r.publish_org(org).await,
+        }
+    }
+
+    /// What a full refresh writes: the current generation rewritten in place where only some
+    /// of its keys differ from `org` (their number in `Some`), else a new generation
+    /// (`None`), as [`Store::publish_org`].
+    pub async fn refresh_org(
+        &self,
+        org: Arc<Org>,
+    ) -> Result<(GenerationRef, Option<usize>), StoreError> {
+        match self {
+            Store::Memory(_) => Ok((self.publish_org(org).await?, None)),
+            Store::Redis(r) => match r.rewrite_in_place(org.clone()).await? {
+                Some((generation, writes)) => Ok((generation, Some(writes))),
+                None => Ok((r.publish_org(org).await?, None)),
+            },
         }
     }
 
@@ -136,13 +161,13 @@ impl Store {
     /// current or the patch is too large for one step (the caller publishes `new` instead).
     pub async fn patch(
         &self,
-        generation: &str,
+        generation: &GenerationRef,
         old: Arc<Org>,
         new: Arc<Org>,
     ) -> Result<PatchOutcome, StoreError> {
         match self {
             Store::Memory(m) => {
-                if generation != MEMORY_GENERATION {
+                if generation.id != MEMORY_GENERATION {
                     return Ok(PatchOutcome::Stale);
                 }
                 m.publish(new.snapshot().clone()).await?;
@@ -152,11 +177,11 @@ impl Store {
         }
     }
 
-    /// The id of the generation readers use, if any.
-    pub async fn current_generation(&self) -> Result<Option<String>, StoreError> {
+    /// The generation readers use, if any, with its epoch.
+    pub async fn current_generation(&self) -> Result<Option<GenerationRef>, StoreError> {
         match self {
-            Store::Memory(m) => Ok(m.current().map(|_| MEMORY_GENERATION.to_owned())),
-            Store::Redis(r) => r.current_generation_id().await,
+            Store::Memory(m) => Ok(m.current().map(|_| memory_generation())),
+            Store::Redis(r) => r.current_generation_ref().await,
         }
     }
 
@@ -367,6 +392,13 @@ impl Store {
 
 /// The in-process store holds one generation, always under this id.
 const MEMORY_GENERATION: &str = "memory";
+
+fn memory_generation() -> GenerationRef {
+    GenerationRef {
+        id: MEMORY_GENERATION.to_owned(),
+        epoch: String::new(),
+    }
+}
 
 /// A random hex token (lock owners, generation ids): unique enough, no extra crate.
 pub(crate) fn random_token() -> String {

@@ -14,6 +14,7 @@ mod asked_before;
 mod audit;
 mod connection;
 mod followups;
+mod in_place;
 mod patch;
 mod permissions;
 mod publish;
@@ -28,7 +29,7 @@ pub use patch::{MAX_PATCH_OPS, PatchOp, PatchOutcome, generation_patch};
 
 use super::keys::{FORMAT, FORMAT_TTL, Keys};
 use super::records::GenerationMeta;
-use super::{LockToken, SourceStatus, StatusReport, StoreError, random_token};
+use super::{GenerationRef, LockToken, SourceStatus, StatusReport, StoreError, random_token};
 use crate::suggest::Directory;
 
 #[derive(Debug, Clone, Copy)]
@@ -202,9 +203,17 @@ impl RedisStore {
         Ok(pairs.into_iter().nth(1))
     }
 
-    pub async fn current_generation_id(&self) -> Result<Option<String>, StoreError> {
+    /// The generation readers use, with its epoch (empty when it has none).
+    pub async fn current_generation_ref(&self) -> Result<Option<GenerationRef>, StoreError> {
         let mut conn = self.conn.clone();
-        Ok(conn.get(self.keys.current()).await?)
+        let Some(id): Option<String> = conn.get(self.keys.current()).await? else {
+            return Ok(None);
+        };
+        let epoch: Option<String> = conn.get(self.keys.generation(&id).epoch()).await?;
+        Ok(Some(GenerationRef {
+            id,
+            epoch: epoch.unwrap_or_default(),
+        }))
     }
 
     async fn current_generation(&self, conn: &mut Conn) -> Result<String, StoreError> {

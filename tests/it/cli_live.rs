@@ -68,6 +68,20 @@ async fn refresh_then_status_then_check_through_redis() {
     let (code, out, err) = tokio::task::block_in_place(|| live.run(&["refresh"], Some(&prefix)));
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.starts_with("Refreshed 14 Salesforce users, 8 AE users in 0UvAk000000NAM1KAO, 2 AE users in 0UvAk000000EME1KAO in "), "{out}");
+    assert!(
+        out.trim_end()
+            .ends_with("; a new generation of the cache was written"),
+        "{out}"
+    );
+    // A second full refresh reads the same org: only the metadata (the time it was read)
+    // differs, and it alone is rewritten, in place.
+    let (code, out, err) = tokio::task::block_in_place(|| live.run(&["refresh"], Some(&prefix)));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.trim_end()
+            .ends_with("; rewrote 1 key of the cache in place, the rest was unchanged"),
+        "{out}"
+    );
 
     let (code, out, _) =
         tokio::task::block_in_place(|| live.run(&["status", "--format", "json"], Some(&prefix)));

@@ -180,9 +180,6 @@ fn canonical(mut snapshot: OrgSnapshot) -> Arc<Org> {
     Arc::new(Org::without_search(snapshot))
 }
 
-/// Every key of the current generation under `prefix`, with the generation id taken out of
-/// its name, and its value (a sorted set as its sorted members). The revision (a random token)
-/// and the successor (replaced generations only) are left out.
 /// What every key of `generation` under `prefix` starts with.
 fn generation_base(prefix: &str, generation: &str) -> String {
     format!(
@@ -201,6 +198,10 @@ async fn current_base(conn: &mut redis::aio::MultiplexedConnection, prefix: &str
     generation_base(prefix, &current)
 }
 
+/// Every key of the current generation under `prefix`, with the generation id taken out of
+/// its name, and its value (a sorted set as its sorted members; a hash as one entry per
+/// field). The revision and the epoch (random tokens) and the successor (replaced
+/// generations only) are left out.
 pub async fn dump_current(prefix: &str) -> BTreeMap<String, Vec<Vec<u8>>> {
     let mut conn = connection().await;
     let base = current_base(&mut conn, prefix).await;
@@ -239,7 +240,7 @@ pub async fn dump_current(prefix: &str) -> BTreeMap<String, Vec<Vec<u8>>> {
     let mut out = BTreeMap::new();
     for ((key, kind), value) in keys.iter().zip(&kinds).zip(values) {
         let short = key[base.len()..].to_owned();
-        if short == "rev" || short == "successor" {
+        if short == "rev" || short == "successor" || short == "epoch" {
             continue;
         }
         match kind.as_str() {
@@ -413,7 +414,7 @@ async fn a_patch_keeps_the_ttl_of_the_keys_it_rewrites_and_gives_new_keys_the_ge
     let before = dump_current(&prefix).await;
     let keys_before: BTreeSet<&str> = before.keys().map(|entry| key_of(entry)).collect();
     let mut conn = connection().await;
-    let base = generation_base(&prefix, &generation);
+    let base = generation_base(&prefix, &generation.id);
     let mut pipe = redis::pipe();
     for key in &keys_before {
         pipe.cmd("PEXPIRE")
@@ -960,13 +961,13 @@ async fn every_key_a_publish_and_a_patch_write_is_named_by_the_deletion_and_none
         .unwrap();
     assert!(matches!(outcome, PatchOutcome::Applied(_)), "{outcome:?}");
 
-    let base = generation_base(&prefix, &generation);
+    let base = generation_base(&prefix, &generation.id);
     let written = crate::common::keys_matching(&format!("{base}*")).await;
     assert!(written.len() > 100, "{} keys", written.len());
     let named: BTreeSet<String> =
         crm_username::store::Keys::new(&prefix, crm_username::store::FORMAT)
             .unwrap()
-            .generation(&generation)
+            .generation(&generation.id)
             .all_keys()
             .into_iter()
             .collect();
@@ -983,5 +984,164 @@ async fn every_key_a_publish_and_a_patch_write_is_named_by_the_deletion_and_none
         crate::common::keys_matching(&format!("{base}*")).await,
         Vec::<String>::new()
     );
+    clear_prefix(&prefix).await;
+}
+
+/// The `digests` field of every key name under the current generation of `prefix`.
+async fn digests_of(prefix: &str) -> BTreeMap<String, Vec<u8>> {
+    dump_current(prefix)
+        .await
+        .into_iter()
+        .filter_map(|(key, mut value)| {
+            let name = key.strip_prefix("digests/")?.to_owned();
+            Some((name, value.pop()?))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_full_refresh_in_place_leaves_exactly_what_a_publish_of_the_same_org_writes() {
+    for seed in [11_u64, 12, 13] {
+        let (in_place_prefix, full_prefix) = (
+            prefix(&format!("in-place-{seed}")),
+            prefix(&format!("in-place-full-{seed}")),
+        );
+        clear_prefix(&in_place_prefix).await;
+        let cache = store(&in_place_prefix);
+        let org = small_org(seed);
+        let first = canonical(org.clone());
+        let published = cache.publish_org(first.clone()).await.unwrap();
+        // An incremental round first, so that the digests compared are the ones patches kept.
+        let patched = randomly_changed(&org, seed, 10);
+        let outcome = cache
+            .patch(&published, first, canonical(patched.clone()))
+            .await
+            .unwrap();
+        assert!(matches!(outcome, PatchOutcome::Applied(_)), "{outcome:?}");
+        let mut read = randomly_changed(&patched, seed + 100, 15);
+        read.fetched_at = Utc.with_ymd_and_hms(2026, 1, 16, 2, 0, 0).unwrap();
+        let read = canonical(read);
+
+        let (written, keys) = cache.refresh_org(read.clone()).await.unwrap();
+        let keys = keys.expect("a few keys differ: the generation is rewritten in place");
+        assert_eq!(written.id, published.id, "the generation keeps its id");
+        assert_ne!(written.epoch, published.epoch, "and gets a new epoch");
+        assert!(
+            (1..=200).contains(&keys),
+            "seed {seed}: {keys} keys rewritten"
+        );
+
+        clear_prefix(&full_prefix).await;
+        store(&full_prefix).publish_org(read).await.unwrap();
+        let (a, b) = (
+            dump_current(&in_place_prefix).await,
+            dump_current(&full_prefix).await,
+        );
+        if let Some(difference) = first_difference(&a, &b) {
+            panic!("seed {seed}: {difference}");
+        }
+        assert!(
+            crate::common::keys_matching(&format!("{in_place_prefix}*~next"))
+                .await
+                .is_empty(),
+            "no staging key is left"
+        );
+        clear_prefix(&in_place_prefix).await;
+        clear_prefix(&full_prefix).await;
+    }
+}
+
+#[tokio::test]
+async fn a_full_refresh_that_reads_what_the_cache_holds_writes_nothing() {
+    let prefix = prefix("in-place-same");
+    clear_prefix(&prefix).await;
+    let store = store(&prefix);
+    let org = canonical(small_org(21));
+    let published = store.publish_org(org.clone()).await.unwrap();
+    let before = dump_current(&prefix).await;
+    let (written, keys) = store.refresh_org(org).await.unwrap();
+    assert_eq!(keys, Some(0));
+    assert_eq!(written, published, "same generation, same epoch");
+    assert_eq!(dump_current(&prefix).await, before);
+    clear_prefix(&prefix).await;
+}
+
+#[tokio::test]
+async fn after_a_recheck_a_full_refresh_rewrites_the_hashes_it_wrote() {
+    let prefix = prefix("in-place-recheck");
+    clear_prefix(&prefix).await;
+    let store = store(&prefix);
+    let org = small_org(22);
+    let canonical_org = canonical(org.clone());
+    store.publish_org(canonical_org.clone()).await.unwrap();
+    let before = dump_current(&prefix).await;
+    // A re-check wrote a user as Salesforce has it now: deactivated.
+    let mut user = org.salesforce.users[0].clone();
+    user.is_active = !user.is_active;
+    store
+        .update_user(user, Vec::new(), Vec::new())
+        .await
+        .unwrap();
+    let unknown: Vec<String> = digests_of(&prefix)
+        .await
+        .into_iter()
+        .filter(|(_, d)| d == b"?")
+        .map(|(name, _)| name)
+        .collect();
+    assert!(
+        unknown.iter().any(|n| n.starts_with("user:"))
+            && unknown.iter().any(|n| n.starts_with("ctx:")),
+        "the re-check's hashes have unknown digests: {unknown:?}"
+    );
+    // The next full refresh reads the org as it was published: it rewrites exactly those.
+    let (_, keys) = store.refresh_org(canonical_org).await.unwrap();
+    assert_eq!(keys, Some(unknown.len()));
+    assert_eq!(dump_current(&prefix).await, before);
+    clear_prefix(&prefix).await;
+}
+
+#[tokio::test]
+async fn after_another_replica_rewrote_in_place_the_first_ones_patch_writes_nothing() {
+    let prefix = prefix("in-place-epoch");
+    clear_prefix(&prefix).await;
+    let (mine, other) = (store(&prefix), store(&prefix));
+    let org = small_org(23);
+    let first = canonical(org.clone());
+    let published = mine.publish_org(first.clone()).await.unwrap();
+    let theirs = canonical(randomly_changed(&org, 23, 5));
+    let (rewritten, keys) = other.refresh_org(theirs).await.unwrap();
+    assert!(keys.is_some_and(|k| k > 0), "{keys:?}");
+    assert_eq!(
+        mine.current_generation().await.unwrap().as_ref(),
+        Some(&rewritten)
+    );
+    let before = dump_current(&prefix).await;
+    let outcome = mine
+        .patch(&published, first, canonical(randomly_changed(&org, 24, 5)))
+        .await
+        .unwrap();
+    assert_eq!(outcome, PatchOutcome::Stale);
+    assert_eq!(dump_current(&prefix).await, before);
+    clear_prefix(&prefix).await;
+}
+
+#[tokio::test]
+async fn a_full_refresh_of_an_org_unlike_the_cached_one_publishes_a_new_generation() {
+    let prefix = prefix("in-place-too-many");
+    clear_prefix(&prefix).await;
+    let store = store(&prefix);
+    let published = store.publish_org(canonical(small_org(25))).await.unwrap();
+    let other = generate_with(
+        Params {
+            sf_users: 2_000,
+            ae_users: 400,
+            business_units: 3,
+            seed: 26,
+        },
+        Variety::default(),
+    );
+    let (written, keys) = store.refresh_org(canonical(other)).await.unwrap();
+    assert_eq!(keys, None, "more than MAX_IN_PLACE_KEYS keys differ");
+    assert_ne!(written.id, published.id);
     clear_prefix(&prefix).await;
 }

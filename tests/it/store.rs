@@ -545,8 +545,8 @@ async fn a_patch_that_changes_no_name_keeps_the_did_you_mean_index_and_one_that_
     .unwrap();
     let snapshot = demo::snapshot(now()).unwrap();
     b.publish(snapshot.clone()).await.unwrap();
-    let generation = b.current_generation_id().await.unwrap().unwrap();
-    let suggestions = b.keys().generation(&generation).suggestions();
+    let generation = b.current_generation_ref().await.unwrap().unwrap();
+    let suggestions = b.keys().generation(&generation.id).suggestions();
     let usernames = |read: Vec<(String, String, bool)>| -> Vec<String> {
         read.into_iter().map(|(_, username, _)| username).collect()
     };
@@ -630,7 +630,7 @@ async fn the_did_you_mean_index_is_read_over_a_connection_of_its_own_not_the_che
     // them). It is read over a connection opened for it, on a thread of its own.
     let store = redis_store("did-you-mean-own-connection").await;
     store.publish(demo::snapshot(now()).unwrap()).await.unwrap();
-    let generation = store.current_generation_id().await.unwrap().unwrap();
+    let generation = store.current_generation_ref().await.unwrap().unwrap().id;
     let suggestions = store.keys().generation(&generation).suggestions();
     let mut read = Vec::new();
     let lines = monitored(&store, async {
@@ -687,8 +687,8 @@ async fn a_check_asked_again_is_answered_from_memory_until_any_replica_writes_it
     // The user's record rewritten behind the bot's back, the revision left as it was (none of
     // the bot's writers does that). What a query read on its first ask is not kept (most are
     // asked once): the second ask reads Redis and sees the rewrite.
-    let generation = b.current_generation_id().await.unwrap().unwrap();
-    let gk = b.keys().generation(&generation);
+    let generation = b.current_generation_ref().await.unwrap().unwrap();
+    let gk = b.keys().generation(&generation.id);
     let conn = common::connection().await;
     let rewrite = |is_active: bool| {
         let mut behind = ok.clone();
@@ -868,5 +868,43 @@ async fn redis_lua_computes_the_same_record_bucket_as_the_refresh() {
     for field in fields {
         let lua: u32 = script.arg(field).invoke_async(&mut conn).await.unwrap();
         assert_eq!(lua, crm_username::store::bucket(field), "{field:?}");
+    }
+}
+
+#[tokio::test]
+async fn redis_lua_adds_digests_as_the_refresher_does() {
+    use crm_username::store::digest;
+    let mut conn = common::connection().await;
+    let script = redis::Script::new(&format!(
+        "{}\nreturn add128(ARGV[1], ARGV[2])",
+        digest::ADD_LUA
+    ));
+    // Splitmix64, for numbers spread over all 128 bits.
+    let mut state = 7_u64;
+    let mut next = || {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let z = (state ^ (state >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        let z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        u128::from(z ^ (z >> 31))
+    };
+    let mut pairs: Vec<(u128, u128)> = vec![
+        (u128::MAX, 1),
+        (u128::MAX, u128::MAX),
+        (0xffff_ffff, 1),
+        (0, 0),
+        (1 << 96, (1 << 96) + (1 << 95)),
+    ];
+    for _ in 0..50 {
+        let (a, b) = ((next() << 64) | next(), (next() << 64) | next());
+        pairs.push((a, b));
+    }
+    for (a, b) in pairs {
+        let sum: Vec<u8> = script
+            .arg(digest::bytes(a))
+            .arg(digest::bytes(b))
+            .invoke_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(sum, digest::bytes(a.wrapping_add(b)), "{a:x} + {b:x}");
     }
 }

@@ -1,6 +1,7 @@
 //! A refresh's writes: a complete new generation, published at once, and one user rewritten
 //! after a live re-check. Every key written carries the namespace's TTL (`keys::FORMAT_TTL`).
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use chrono::Utc;
@@ -10,11 +11,12 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use super::{Conn, RedisStore, corrupt, expiring, from_json, to_json};
 use crate::domain::snapshot::lower;
 use crate::domain::{AeUser, Org, OrgSnapshot, SfId, SfUser};
+use crate::store::digest::{self, Digests};
 use crate::store::keys::{Entry, GenerationKeys};
 use crate::store::records::{
     ContextBuilder, GenerationMeta, GroupGraph, assemble, reachable_direct_groups,
 };
-use crate::store::{StoreError, random_token};
+use crate::store::{GenerationRef, StoreError, random_token};
 use crate::suggest::Directory;
 
 /// Commands per pipeline when publishing: large enough to amortise round trips, small enough
@@ -41,7 +43,7 @@ impl RedisStore {
 
     /// [`RedisStore::publish`] of an org already indexed (`Org::without_search` is enough);
     /// returns the new generation's id.
-    pub async fn publish_org(&self, org: Arc<Org>) -> Result<String, StoreError> {
+    pub async fn publish_org(&self, org: Arc<Org>) -> Result<GenerationRef, StoreError> {
         let mut conn = self.conn.clone();
         let previous: Option<String> = conn.get(self.keys.current()).await?;
         let generation = format!("{}-{}", Utc::now().timestamp_millis(), random_token());
@@ -67,16 +69,12 @@ impl RedisStore {
         let gk = self.keys.generation(&generation);
         let (tx, mut rx) = tokio::sync::mpsc::channel::<redis::Pipeline>(4);
         let ttl_ms = self.ttl_ms;
-        let writer =
-            crate::background::low_priority(move || generation_commands(&org, &gk, ttl_ms, &tx));
-        let timeout = self.publish_response_timeout;
-        while let Some(pipe) = rx.recv().await {
-            tokio::time::timeout(timeout, pipe.query_async::<()>(&mut conn))
-                .await
-                .map_err(|_| {
-                    StoreError::Unavailable("Redis did not answer while publishing".into())
-                })??;
-        }
+        let epoch = random_token();
+        let writer = crate::background::low_priority({
+            let epoch = epoch.clone();
+            move || generation_commands(&org, &gk, &epoch, ttl_ms, &tx)
+        });
+        self.send_pipelines(&mut conn, &mut rx).await?;
         writer
             .await
             .ok_or_else(|| corrupt("building the generation", "failed"))??;
@@ -98,7 +96,28 @@ impl RedisStore {
         // A generation another publish added meanwhile (two refreshers at once, the lock lost)
         // goes too: at most the new and the previous one stay.
         self.delete_generations_except(&mut conn, &keep).await?;
-        Ok(generation)
+        Ok(GenerationRef {
+            id: generation,
+            epoch,
+        })
+    }
+
+    /// Sends each pipeline a walk of the generation streams, one at a time, until the walk
+    /// ends.
+    pub(super) async fn send_pipelines(
+        &self,
+        conn: &mut Conn,
+        rx: &mut tokio::sync::mpsc::Receiver<redis::Pipeline>,
+    ) -> Result<(), StoreError> {
+        let timeout = self.publish_response_timeout;
+        while let Some(pipe) = rx.recv().await {
+            tokio::time::timeout(timeout, pipe.query_async::<()>(conn))
+                .await
+                .map_err(|_| {
+                    StoreError::Unavailable("Redis did not answer while publishing".into())
+                })??;
+        }
+        Ok(())
     }
 
     async fn delete_generations_except(
@@ -174,8 +193,21 @@ impl RedisStore {
         let id = user.id.as_str15();
         let ttl = self.ttl_ms;
         let mut pipe = redis::pipe();
-        hset_expiring(&mut pipe, gk.user(user.id), to_json(&user), ttl);
-        hset_expiring(&mut pipe, gk.login(&lower(&user.username)), id, ttl);
+        let mut written: BTreeSet<String> = BTreeSet::new();
+        hset_expiring(
+            &mut pipe,
+            &mut written,
+            gk.user(user.id),
+            to_json(&user),
+            ttl,
+        );
+        hset_expiring(
+            &mut pipe,
+            &mut written,
+            gk.login(&lower(&user.username)),
+            id,
+            ttl,
+        );
         if !email.is_empty() {
             let mut ids: Vec<String> = match email_ids {
                 Some(raw) => from_json("users by email", &raw)?,
@@ -184,18 +216,47 @@ impl RedisStore {
             if !ids.iter().any(|i| i == id) {
                 ids.push(id.to_owned());
             }
-            hset_expiring(&mut pipe, gk.email(&email), to_json(&ids), ttl);
+            hset_expiring(
+                &mut pipe,
+                &mut written,
+                gk.email(&email),
+                to_json(&ids),
+                ttl,
+            );
         }
         for (b, ae) in &context.ae_users {
             let b = *b as usize;
-            hset_expiring(&mut pipe, gk.ae_user(b, ae.id), to_json(ae), ttl);
+            hset_expiring(
+                &mut pipe,
+                &mut written,
+                gk.ae_user(b, ae.id),
+                to_json(ae),
+                ttl,
+            );
             let ae_email = lower(ae.email.trim()).into_owned();
             if !ae_email.is_empty() {
                 let same: Vec<&AeUser> = org.ae_users_with_email(b, &ae_email).collect();
-                hset_expiring(&mut pipe, gk.ae_email(b, &ae_email), to_json(&same), ttl);
+                hset_expiring(
+                    &mut pipe,
+                    &mut written,
+                    gk.ae_email(b, &ae_email),
+                    to_json(&same),
+                    ttl,
+                );
             }
         }
-        hset_expiring(&mut pipe, gk.context(user.id), to_json(&context), ttl);
+        hset_expiring(
+            &mut pipe,
+            &mut written,
+            gk.context(user.id),
+            to_json(&context),
+            ttl,
+        );
+        // The hashes written no longer hold what the refresher's data says: their digests
+        // become unknown, so that the next full refresh rewrites them whatever it reads.
+        for name in written.iter().filter_map(|key| gk.name_of(key)) {
+            pipe.hset(gk.digests(), name, digest::UNKNOWN).ignore();
+        }
         pipe.set_options(gk.rev(), random_token(), expiring(ttl))
             .ignore();
         let _: () = pipe.query_async(&mut conn).await?;
@@ -203,9 +264,57 @@ impl RedisStore {
     }
 }
 
+/// Where the writes of a generation go, as [`generation_writes`] walks them: a pipeline to
+/// Redis ([`Batch`]), or only their digests ([`DigestSink`]).
+pub(super) trait Sink {
+    /// Whether the walk should compute what goes into `key` at all (a full refresh in place
+    /// stages only the keys that differ).
+    fn wants(&self, _key: &str) -> bool {
+        true
+    }
+    fn set(&mut self, key: String, value: Vec<u8>) -> Result<(), StoreError>;
+    fn hset(&mut self, entry: Entry, value: Vec<u8>) -> Result<(), StoreError>;
+    fn zadd(&mut self, key: &str, members: &[Vec<u8>]) -> Result<(), StoreError>;
+    /// A key written by several commands (the name index) is complete.
+    fn complete(&mut self, key: &str) -> Result<(), StoreError>;
+}
+
+/// The digests of what a walk writes, by key name (`store::digest`).
+pub(super) struct DigestSink<'a> {
+    pub gk: &'a GenerationKeys,
+    pub digests: Digests,
+}
+
+impl DigestSink<'_> {
+    fn add(&mut self, key: &str, field: &[u8], value: &[u8]) {
+        let name = self.gk.name_of(key).unwrap_or(key);
+        self.digests.add(name, digest::entry(field, value));
+    }
+}
+
+impl Sink for DigestSink<'_> {
+    fn set(&mut self, key: String, value: Vec<u8>) -> Result<(), StoreError> {
+        self.add(&key, b"", &value);
+        Ok(())
+    }
+    fn hset(&mut self, entry: Entry, value: Vec<u8>) -> Result<(), StoreError> {
+        self.add(&entry.key, entry.field.as_bytes(), &value);
+        Ok(())
+    }
+    fn zadd(&mut self, key: &str, members: &[Vec<u8>]) -> Result<(), StoreError> {
+        for member in members {
+            self.add(key, b"", member);
+        }
+        Ok(())
+    }
+    fn complete(&mut self, _key: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
 /// Streams the commands that write one generation, a pipeline at a time, so that a large
 /// org never sits in memory twice.
-struct Batch<'a> {
+pub(super) struct Batch<'a> {
     pipe: redis::Pipeline,
     commands: usize,
     ttl_ms: u64,
@@ -215,7 +324,38 @@ struct Batch<'a> {
     expiring: FxHashSet<String>,
 }
 
-impl Batch<'_> {
+impl<'a> Batch<'a> {
+    pub(super) fn new(ttl_ms: u64, tx: &'a tokio::sync::mpsc::Sender<redis::Pipeline>) -> Self {
+        Batch {
+            pipe: redis::pipe(),
+            commands: 0,
+            ttl_ms,
+            tx,
+            expiring: FxHashSet::default(),
+        }
+    }
+
+    fn count(&mut self) -> Result<(), StoreError> {
+        self.commands += 1;
+        if self.commands >= PIPELINE_COMMANDS {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn flush(&mut self) -> Result<(), StoreError> {
+        if self.commands == 0 {
+            return Ok(());
+        }
+        let pipe = std::mem::replace(&mut self.pipe, redis::pipe());
+        self.commands = 0;
+        self.tx
+            .blocking_send(pipe)
+            .map_err(|_| StoreError::Unavailable("publishing stopped".into()))
+    }
+}
+
+impl Sink for Batch<'_> {
     fn set(&mut self, key: String, value: Vec<u8>) -> Result<(), StoreError> {
         self.pipe
             .set_options(key, value, expiring(self.ttl_ms))
@@ -244,59 +384,108 @@ impl Batch<'_> {
         self.count()
     }
 
-    /// The TTL of a key written by several commands (the name index), once it is complete.
-    fn pexpire(&mut self, key: &str) -> Result<(), StoreError> {
+    /// The TTL of a key written by several commands, once it is complete.
+    fn complete(&mut self, key: &str) -> Result<(), StoreError> {
         self.pipe.pexpire(key, self.ttl_ms as i64).ignore();
         self.count()
     }
+}
 
-    fn count(&mut self) -> Result<(), StoreError> {
-        self.commands += 1;
-        if self.commands >= PIPELINE_COMMANDS {
-            self.flush()?;
-        }
-        Ok(())
+/// A publish's sink: the writes go to Redis, and their digests are summed on the way.
+struct Publish<'a> {
+    batch: Batch<'a>,
+    digests: DigestSink<'a>,
+}
+
+impl Sink for Publish<'_> {
+    fn set(&mut self, key: String, value: Vec<u8>) -> Result<(), StoreError> {
+        self.digests.set(key.clone(), value.clone())?;
+        self.batch.set(key, value)
     }
-
-    fn flush(&mut self) -> Result<(), StoreError> {
-        if self.commands == 0 {
-            return Ok(());
-        }
-        let pipe = std::mem::replace(&mut self.pipe, redis::pipe());
-        self.commands = 0;
-        self.tx
-            .blocking_send(pipe)
-            .map_err(|_| StoreError::Unavailable("publishing stopped".into()))
+    fn hset(&mut self, entry: Entry, value: Vec<u8>) -> Result<(), StoreError> {
+        self.digests.add(&entry.key, entry.field.as_bytes(), &value);
+        self.batch.hset(entry, value)
+    }
+    fn zadd(&mut self, key: &str, members: &[Vec<u8>]) -> Result<(), StoreError> {
+        self.digests.zadd(key, members)?;
+        self.batch.zadd(key, members)
+    }
+    fn complete(&mut self, key: &str) -> Result<(), StoreError> {
+        self.batch.complete(key)
     }
 }
 
+/// A whole generation: its revision and epoch, everything [`generation_writes`] walks, then
+/// the digests of it all.
 fn generation_commands(
     org: &Org,
     gk: &GenerationKeys,
+    epoch: &str,
     ttl_ms: u64,
     tx: &tokio::sync::mpsc::Sender<redis::Pipeline>,
 ) -> Result<(), StoreError> {
-    let mut batch = Batch {
-        pipe: redis::pipe(),
-        commands: 0,
-        ttl_ms,
-        tx,
-        expiring: FxHashSet::default(),
+    let mut sink = Publish {
+        batch: Batch::new(ttl_ms, tx),
+        digests: DigestSink {
+            gk,
+            digests: Digests::default(),
+        },
     };
-    batch.set(gk.meta(), to_json(&GenerationMeta::of(org)))?;
     // A revision from the start: a check's cached read (`read_cache.rs`) tells a generation
     // being deleted (no revision) from one never rewritten.
-    batch.set(gk.rev(), random_token().into_bytes())?;
-    batch.set(gk.group_graph(), to_json(&GroupGraph::of(org)))?;
-    batch.set(gk.audit_subjects(), super::audit::subjects_json(org))?;
+    sink.batch.set(gk.rev(), random_token().into_bytes())?;
+    sink.batch.set(gk.epoch(), epoch.as_bytes().to_vec())?;
+    generation_writes(org, gk, &mut sink)?;
+    let Publish { mut batch, digests } = sink;
+    for (name, d) in digests.digests.iter() {
+        batch.hset(
+            Entry {
+                key: gk.digests(),
+                field: name.to_owned(),
+            },
+            digest::bytes(d),
+        )?;
+    }
+    batch.flush()
+}
+
+/// Every write of a generation's content, in one order, to `sink`: what a publish writes,
+/// what its digests are computed from, and what a full refresh in place stages. Not the
+/// revision, the epoch or the digests themselves.
+pub(super) fn generation_writes(
+    org: &Org,
+    gk: &GenerationKeys,
+    sink: &mut impl Sink,
+) -> Result<(), StoreError> {
+    let (meta, graph, subjects) = (gk.meta(), gk.group_graph(), gk.audit_subjects());
+    if sink.wants(&meta) {
+        sink.set(meta, to_json(&GenerationMeta::of(org)))?;
+    }
+    if sink.wants(&graph) {
+        sink.set(graph, to_json(&GroupGraph::of(org)))?;
+    }
+    if sink.wants(&subjects) {
+        sink.set(subjects, super::audit::subjects_json(org))?;
+    }
+    let names_key = gk.names();
+    let with_names = sink.wants(&names_key);
     let mut contexts = ContextBuilder::new(org);
     let mut emails: FxHashMap<String, Vec<String>> = FxHashMap::default();
     let mut names: Vec<Vec<u8>> = Vec::new();
     for user in &org.snapshot().salesforce.users {
         let id = user.id.as_str15();
-        batch.hset(gk.user(user.id), to_json(user))?;
-        batch.hset(gk.context(user.id), to_json(&contexts.context(user)))?;
-        batch.hset(gk.login(&lower(&user.username)), id.as_bytes().to_vec())?;
+        let entry = gk.user(user.id);
+        if sink.wants(&entry.key) {
+            sink.hset(entry, to_json(user))?;
+        }
+        let entry = gk.context(user.id);
+        if sink.wants(&entry.key) {
+            sink.hset(entry, to_json(&contexts.context(user)))?;
+        }
+        let entry = gk.login(&lower(&user.username));
+        if sink.wants(&entry.key) {
+            sink.hset(entry, id.as_bytes().to_vec())?;
+        }
         let email = user.email.trim();
         if !email.is_empty() {
             emails
@@ -304,28 +493,40 @@ fn generation_commands(
                 .or_default()
                 .push(id.to_owned());
         }
-        names.extend(name_members(user));
+        if with_names {
+            names.extend(name_members(user));
+        }
         // A `ZADD` into a sorted set of hundreds of thousands of entries costs microseconds per
         // member, and Redis answers nothing else meanwhile: at 1M users, batches of 500 held it
         // 2–3 ms each (155 of them during a full refresh); 100 keep each well under a
         // millisecond.
         if names.len() >= NAMES_PER_ZADD {
-            batch.zadd(&gk.names(), &names)?;
+            sink.zadd(&names_key, &names)?;
             names.clear();
         }
     }
-    batch.zadd(&gk.names(), &names)?;
-    batch.pexpire(&gk.names())?;
-    for (email, ids) in emails {
-        batch.hset(gk.email(&email), to_json(&ids))?;
+    if with_names {
+        sink.zadd(&names_key, &names)?;
+        sink.complete(&names_key)?;
     }
-    for (key, value) in suggestions_writes(org, gk) {
-        batch.set(key, value)?;
+    for (email, ids) in emails {
+        let entry = gk.email(&email);
+        if sink.wants(&entry.key) {
+            sink.hset(entry, to_json(&ids))?;
+        }
+    }
+    if sink.wants(&gk.suggestions()) || sink.wants(&gk.suggestions_digest()) {
+        for (key, value) in suggestions_writes(org, gk) {
+            sink.set(key, value)?;
+        }
     }
     for (b, bu) in org.business_units().iter().enumerate() {
         let mut by_email: FxHashMap<String, Vec<&AeUser>> = FxHashMap::default();
         for user in &bu.users {
-            batch.hset(gk.ae_user(b, user.id), to_json(user))?;
+            let entry = gk.ae_user(b, user.id);
+            if sink.wants(&entry.key) {
+                sink.hset(entry, to_json(user))?;
+            }
             let email = user.email.trim();
             if !email.is_empty() {
                 by_email
@@ -335,24 +536,30 @@ fn generation_commands(
             }
         }
         for (email, users) in by_email {
-            batch.hset(gk.ae_email(b, &email), to_json(&users))?;
+            let entry = gk.ae_email(b, &email);
+            if sink.wants(&entry.key) {
+                sink.hset(entry, to_json(&users))?;
+            }
         }
     }
-    batch.flush()
+    Ok(())
 }
 
 /// A field written outside a publish, with its hash's TTL renewed (the hash may be new).
 fn hset_expiring(
     pipe: &mut redis::Pipeline,
+    written: &mut BTreeSet<String>,
     entry: Entry,
     value: impl redis::ToSingleRedisArg,
     ttl: u64,
 ) {
     pipe.hset(&entry.key, entry.field, value).ignore();
-    pipe.pexpire(entry.key, ttl as i64).ignore();
+    pipe.pexpire(&entry.key, ttl as i64).ignore();
+    written.insert(entry.key);
 }
 
-/// The name index's members for one user: `word \0 id \0 name`, one per word of the name.
+/// The name index's members for one user: `word \0 id \0 name`, one per distinct word of the
+/// name (a word twice in a name is one member, and counts once in the index's digest).
 pub(super) fn name_members(user: &SfUser) -> Vec<Vec<u8>> {
     let id = user.id.as_str15();
     crate::domain::name_key(&user.name)
@@ -366,6 +573,8 @@ pub(super) fn name_members(user: &SfUser) -> Vec<Vec<u8>> {
             member.extend_from_slice(user.name.as_bytes());
             member
         })
+        .collect::<BTreeSet<_>>()
+        .into_iter()
         .collect()
 }
 
