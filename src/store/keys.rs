@@ -11,7 +11,9 @@
 //! periodic job (the digest) run by one replica, whichever versions are running.
 //!
 //! A refresh writes a complete generation under `gen:{g}:`, then points `current` at it:
-//! readers see the old generation or the new one, never a mix. The previous generation is
+//! readers see the old generation or the new one, never a mix. Incremental refreshes, and
+//! full ones that find only some keys changed (by the generation's `digests`), rewrite the
+//! current generation in place instead, in one script each. The previous generation is
 //! kept until the next publish, so a reader that looked up `current` just before the switch
 //! still finds its keys, and learns from its `successor` key which generation replaced it.
 //! A generation's records are fields of hashes ([`Entry`], [`BUCKETS`] per kind), so that
@@ -195,12 +197,15 @@ pub const STAGING_SUFFIX: &str = "~next";
 /// The families of records stored as hash fields, by the name their hashes carry.
 const FAMILIES: [&str; 6] = ["user", "ctx", "login", "email", "ae-user", "ae-email"];
 
+/// The digests of the keys that are not records' hashes ([`GenerationKeys::digests`]).
+const SINGLE_DIGESTS: &str = "keys";
+
 /// The keys of a generation that are not hash buckets.
 const SINGLE_KEYS: [&str; 11] = [
     "meta",
     "rev",
     "epoch",
-    "digests",
+    "digests-pending",
     "successor",
     "names",
     "usernames",
@@ -226,7 +231,7 @@ impl GenerationKeys {
     /// the generation without a `SCAN`.
     pub fn all_keys(&self) -> Vec<String> {
         let mut keys: Vec<String> =
-            Vec::with_capacity(2 * (SINGLE_KEYS.len() + FAMILIES.len() * BUCKETS as usize));
+            Vec::with_capacity(2 * (SINGLE_KEYS.len() + FAMILIES.len() * BUCKETS as usize) + 7);
         for name in SINGLE_KEYS {
             keys.push(self.single(name));
             keys.push(format!("{}{name}{STAGING_SUFFIX}", self.base));
@@ -236,6 +241,9 @@ impl GenerationKeys {
                 keys.push(format!("{}{family}:{b}", self.base));
                 keys.push(format!("{}{family}:{b}{STAGING_SUFFIX}", self.base));
             }
+        }
+        for family in FAMILIES.iter().chain(&[SINGLE_DIGESTS]) {
+            keys.push(format!("{}digests:{family}", self.base));
         }
         keys
     }
@@ -266,11 +274,28 @@ impl GenerationKeys {
     pub fn epoch(&self) -> String {
         self.single("epoch")
     }
-    /// Key name ([`Self::name_of`]) -> a digest of the key's content, 16 bytes (see
-    /// `store::digest`); no field for a key that does not exist, `?` for one whose content a
-    /// re-check changed.
-    pub fn digests(&self) -> String {
-        self.single("digests")
+    /// The hash holding the digest of the key named `name` ([`Self::name_of`]): key name ->
+    /// a digest of the key's content, 16 bytes (see `store::digest`); no field for a key that
+    /// does not exist, `?` for one whose content a re-check changed. One hash per family of
+    /// records (`digests:user` for `user:17`) and one for the other keys (`digests:keys`), so
+    /// that reading them all is several short commands rather than one of 6,000 fields.
+    pub fn digests(&self, name: &str) -> String {
+        let family = name.split_once(':').map_or(SINGLE_DIGESTS, |(f, _)| f);
+        format!("{}digests:{family}", self.base)
+    }
+    /// Every hash of [`Self::digests`].
+    pub fn all_digests(&self) -> Vec<String> {
+        FAMILIES
+            .iter()
+            .chain(&[SINGLE_DIGESTS])
+            .map(|f| format!("{}digests:{f}", self.base))
+            .collect()
+    }
+    /// Set while the digests lag behind the content: an incremental refresh writes the
+    /// digests its patch moved in short scripts after the patch, and deletes this with the
+    /// last. A full refresh finding it does not trust the digests, and publishes.
+    pub fn digests_pending(&self) -> String {
+        self.single("digests-pending")
     }
     /// The id of the generation that replaced this one, set when it was published.
     pub fn successor(&self) -> String {
@@ -422,8 +447,12 @@ mod tests {
         }
         assert!(all.contains(&format!("{}{STAGING_SUFFIX}", gk.group_graph())));
         assert!(all.contains(&GenerationKeys::staging(&gk.user(id).key)));
-        assert_eq!(all.len(), 2 * (SINGLE_KEYS.len() + 6 * 1024));
-        assert_eq!(gk.name_of(&gk.digests()), Some("digests"));
+        assert_eq!(all.len(), 2 * (SINGLE_KEYS.len() + 6 * 1024) + 7);
+        for name in ["user:17", "ae-email:3", "meta", "names"] {
+            assert!(all.contains(&gk.digests(name)), "{name}");
+        }
+        assert_eq!(gk.name_of(&gk.digests("user:17")), Some("digests:user"));
+        assert_eq!(gk.name_of(&gk.digests("meta")), Some("digests:keys"));
         assert_eq!(
             gk.key_of(gk.name_of(&gk.user(id).key).unwrap()),
             gk.user(id).key

@@ -943,6 +943,63 @@ async fn with_or_without_rename_in_the_acl_a_patch_answers_as_a_full_publish() {
     }
 }
 
+#[tokio::test]
+async fn without_rename_in_the_acl_a_full_refresh_leaves_the_generation_whole_and_publishes() {
+    let url = std::env::var("TEST_REDIS_ACL_OLDER_URL").unwrap_or_else(|_| {
+        panic!("TEST_REDIS_ACL_OLDER_URL is not set: start the test servers with `eval \"$(scripts/redis-test-servers.sh)\"`")
+    });
+    let acl_prefix = prefix("in-place-acl");
+    let redis = RedisStore::connect(&url, &acl_prefix, RedisTimeouts::default()).unwrap();
+    let cache = Store::Redis(redis.clone());
+    let org = small_org(32);
+    let first = canonical(org.clone());
+    let published = cache.publish_org(first.clone()).await.unwrap();
+    let read = canonical(randomly_changed(&org, 32, 8));
+    let queries: Vec<String> = first
+        .snapshot()
+        .salesforce
+        .users
+        .iter()
+        .chain(&read.snapshot().salesforce.users)
+        .flat_map(|u| [u.username.clone(), u.id.as_str15().to_owned()])
+        .collect();
+    let now = Utc.with_ymd_and_hms(2026, 1, 16, 12, 0, 0).unwrap();
+    // The script is refused at its first RENAME, before it changed anything: the
+    // generation still answers as the org it was published from.
+    assert_eq!(redis.rewrite_in_place(read.clone()).await.unwrap(), None);
+    assert!(redis.rename_refused());
+    let full_prefix = prefix("in-place-acl-full");
+    clear_prefix(&full_prefix).await;
+    let full = store(&full_prefix);
+    full.publish_org(first).await.unwrap();
+    assert_eq!(
+        answers(&cache, &queries, now).await,
+        answers(&full, &queries, now).await
+    );
+    // A full refresh then publishes a new generation.
+    let (written, keys) = cache.refresh_org(read.clone()).await.unwrap();
+    assert_eq!(keys, None);
+    assert_ne!(written.id, published.id);
+    clear_prefix(&full_prefix).await;
+    full.publish_org(read).await.unwrap();
+    assert_eq!(
+        answers(&cache, &queries, now).await,
+        answers(&full, &queries, now).await
+    );
+    clear_prefix(&full_prefix).await;
+    let cleanup = std::env::var("TEST_REDIS_ACL_CLEANUP_URL").expect(
+        "TEST_REDIS_ACL_CLEANUP_URL: start the test servers (scripts/redis-test-servers.sh)",
+    );
+    let mut conn = redis::Client::open(cleanup.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    crm_username::store::unlink_matching(&mut conn, &format!("{acl_prefix}*"))
+        .await
+        .unwrap();
+}
+
 /// A generation is deleted by naming its keys (`GenerationKeys::all_keys`), not by a `SCAN`:
 /// every key a publish and a patch write must be among them, and none may outlive the
 /// deletion.
@@ -987,14 +1044,16 @@ async fn every_key_a_publish_and_a_patch_write_is_named_by_the_deletion_and_none
     clear_prefix(&prefix).await;
 }
 
-/// The `digests` field of every key name under the current generation of `prefix`.
+/// The digest of every key name under the current generation of `prefix` (the fields of its
+/// `digests:*` hashes).
 async fn digests_of(prefix: &str) -> BTreeMap<String, Vec<u8>> {
     dump_current(prefix)
         .await
         .into_iter()
         .filter_map(|(key, mut value)| {
-            let name = key.strip_prefix("digests/")?.to_owned();
-            Some((name, value.pop()?))
+            let (hash, name) = key.split_once('/')?;
+            hash.starts_with("digests:")
+                .then(|| Some((name.to_owned(), value.pop()?)))?
         })
         .collect()
 }
@@ -1142,6 +1201,28 @@ async fn a_full_refresh_of_an_org_unlike_the_cached_one_publishes_a_new_generati
     );
     let (written, keys) = store.refresh_org(canonical(other)).await.unwrap();
     assert_eq!(keys, None, "more than MAX_IN_PLACE_KEYS keys differ");
+    assert_ne!(written.id, published.id);
+    clear_prefix(&prefix).await;
+}
+
+#[tokio::test]
+async fn digests_left_behind_by_a_stopped_patch_make_a_full_refresh_publish() {
+    let prefix = prefix("in-place-pending");
+    clear_prefix(&prefix).await;
+    let cache = store(&prefix);
+    let org = small_org(27);
+    let published = cache.publish_org(canonical(org.clone())).await.unwrap();
+    // A patch whose digest scripts did not all run (the process stopped between them).
+    let mut conn = connection().await;
+    let pending = format!("{}digests-pending", generation_base(&prefix, &published.id));
+    let _: () = redis::AsyncCommands::set(&mut conn, &pending, "1")
+        .await
+        .unwrap();
+    let (written, keys) = cache
+        .refresh_org(canonical(randomly_changed(&org, 27, 3)))
+        .await
+        .unwrap();
+    assert_eq!(keys, None, "the digests are not trusted");
     assert_ne!(written.id, published.id);
     clear_prefix(&prefix).await;
 }

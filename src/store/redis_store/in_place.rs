@@ -26,15 +26,9 @@ use crate::store::{GenerationRef, StoreError, random_token};
 /// `UNLINK` and a `RENAME` per key), and the writing would cost about as much as a publish.
 pub const MAX_IN_PLACE_KEYS: usize = 1_024;
 
-/// What the comparison reads of the generation: whether its `meta` and `successor` exist,
-/// its revision, its epoch and its digests.
-type State = (
-    bool,
-    bool,
-    Option<String>,
-    Option<String>,
-    FxHashMap<String, Vec<u8>>,
-);
+/// What the comparison reads of the generation first: whether its `meta`, `successor` and
+/// `digests-pending` exist, its revision and its epoch.
+type State = (bool, bool, bool, Option<String>, Option<String>);
 
 /// How many times the comparison starts again when a re-check wrote meanwhile.
 const ATTEMPTS: usize = 2;
@@ -123,8 +117,9 @@ impl RedisStore {
     /// A full refresh's writes when the current generation differs from `org` in at most
     /// [`MAX_IN_PLACE_KEYS`] keys: those keys rewritten in place, atomically, and the
     /// generation as this replica now knows it, with how many keys were rewritten. `None`: no
-    /// generation, too many differences, a re-check writing each time it tried, or a Redis
-    /// user that may not `RENAME`; the caller publishes a new generation.
+    /// generation, digests that lag behind (`digests-pending`), too many differences, a
+    /// re-check writing each time it tried, or a Redis user that may not `RENAME`; the caller
+    /// publishes a new generation.
     pub async fn rewrite_in_place(
         &self,
         org: Arc<Org>,
@@ -152,17 +147,28 @@ impl RedisStore {
             .ok_or_else(|| corrupt("computing the digests of the org", "failed"))??
         };
         for _ in 0..ATTEMPTS {
-            let (meta, successor, rev, epoch, stored): State = redis::pipe()
+            // The revision before the digests: a patch between the two moves it, and the
+            // script below then refuses.
+            let (meta, successor, pending, rev, epoch): State = redis::pipe()
                 .exists(gk.meta())
                 .exists(gk.successor())
+                .exists(gk.digests_pending())
                 .get(gk.rev())
                 .get(gk.epoch())
-                .hgetall(gk.digests())
                 .query_async(&mut conn)
                 .await?;
-            let (true, false, Some(rev), Some(epoch)) = (meta, successor, rev, epoch) else {
+            let (true, false, false, Some(rev), Some(epoch)) =
+                (meta, successor, pending, rev, epoch)
+            else {
                 return Ok(None);
             };
+            // One hash at a time: each is a short command (about 1,000 fields at most).
+            let mut stored: FxHashMap<String, Vec<u8>> = FxHashMap::default();
+            for key in gk.all_digests() {
+                let part: FxHashMap<String, Vec<u8>> =
+                    redis::AsyncCommands::hgetall(&mut conn, key).await?;
+                stored.extend(part);
+            }
             let differ = differing(&stored, &wanted);
             if differ.is_empty() {
                 return Ok(Some((GenerationRef { id, epoch }, 0)));

@@ -255,7 +255,7 @@ impl RedisStore {
         // The hashes written no longer hold what the refresher's data says: their digests
         // become unknown, so that the next full refresh rewrites them whatever it reads.
         for name in written.iter().filter_map(|key| gk.name_of(key)) {
-            pipe.hset(gk.digests(), name, digest::UNKNOWN).ignore();
+            pipe.hset(gk.digests(name), name, digest::UNKNOWN).ignore();
         }
         pipe.set_options(gk.rev(), random_token(), expiring(ttl))
             .ignore();
@@ -440,7 +440,7 @@ fn generation_commands(
     for (name, d) in digests.digests.iter() {
         batch.hset(
             Entry {
-                key: gk.digests(),
+                key: gk.digests(name),
                 field: name.to_owned(),
             },
             digest::bytes(d),
