@@ -1226,3 +1226,36 @@ async fn digests_left_behind_by_a_stopped_patch_make_a_full_refresh_publish() {
     assert_ne!(written.id, published.id);
     clear_prefix(&prefix).await;
 }
+
+#[tokio::test]
+async fn a_patch_whose_digests_take_several_scripts_leaves_what_a_publish_writes() {
+    let (patched_prefix, full_prefix) = (prefix("digests-chunks"), prefix("digests-chunks-full"));
+    clear_prefix(&patched_prefix).await;
+    clear_prefix(&full_prefix).await;
+    let cache = store(&patched_prefix);
+    let org = small_org(28);
+    let first = canonical(org.clone());
+    let published = cache.publish_org(first.clone()).await.unwrap();
+    // Enough changes to move several hundred digests: several scripts after the patch.
+    let next = canonical(randomly_changed(&org, 28, 250));
+    let gk = crm_username::store::Keys::new(&patched_prefix, crm_username::store::FORMAT)
+        .unwrap()
+        .generation(&published.id);
+    let moved = crm_username::store::generation_patch(&first, &next, &gk)
+        .iter()
+        .filter(|op| matches!(op, crm_username::store::PatchOp::AddToDigest(..)))
+        .count();
+    assert!(moved > 200, "{moved} digests moved: three scripts at least");
+    let outcome = cache.patch(&published, first, next.clone()).await.unwrap();
+    assert!(matches!(outcome, PatchOutcome::Applied(_)), "{outcome:?}");
+    store(&full_prefix).publish_org(next).await.unwrap();
+    let (a, b) = (
+        dump_current(&patched_prefix).await,
+        dump_current(&full_prefix).await,
+    );
+    if let Some(difference) = first_difference(&a, &b) {
+        panic!("{difference}");
+    }
+    clear_prefix(&patched_prefix).await;
+    clear_prefix(&full_prefix).await;
+}
