@@ -399,7 +399,7 @@ struct Publish<'a> {
 
 impl Sink for Publish<'_> {
     fn set(&mut self, key: String, value: Vec<u8>) -> Result<(), StoreError> {
-        self.digests.set(key.clone(), value.clone())?;
+        self.digests.add(&key, b"", &value);
         self.batch.set(key, value)
     }
     fn hset(&mut self, entry: Entry, value: Vec<u8>) -> Result<(), StoreError> {

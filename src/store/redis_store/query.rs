@@ -61,8 +61,9 @@ impl LoginHints {
 
 /// The pieces [`read_in_pieces`] reads a large value in: each `GETRANGE` holds Redis while it
 /// copies its piece, and checks wait behind it. At the bench org's shape (a 14 MB index),
-/// pieces of 1 MB held Redis 2–4 ms each in the scale benchmark's slow log; a quarter of that
-/// costs 42 more round trips on a thread that does not answer checks.
+/// pieces of 1 MB held Redis 2–4 ms each in the scale benchmark's slow log. Pieces a quarter
+/// that size cost 42 more round trips for that index (56 instead of 14), on a thread that
+/// does not answer checks.
 const PIECE_BYTES: usize = 256 << 10;
 
 /// Reads a large value (megabytes) of a generation in pieces into one buffer of its size: a
