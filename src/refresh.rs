@@ -17,8 +17,8 @@ mod runs;
 use crate::sources::{AccountEngagementClient, SalesforceClient, SourceError, UserLookup};
 use crate::store::{LockToken, Store, StoreError};
 pub use runs::{
-    ApiCalls, Base, FULL_SOURCE, INCREMENTAL_SOURCE, Next, OVERLAP, RefreshKind, RefreshReport,
-    Refresher, Schedule, Seen, full, incremental, next_run, run_scheduled,
+    ApiCalls, Base, FULL_SOURCE, FullWrite, INCREMENTAL_SOURCE, Next, OVERLAP, RefreshKind,
+    RefreshReport, Refresher, Schedule, Seen, full, incremental, next_run, run_scheduled,
 };
 
 /// The live upstreams and the business units to read from them.
@@ -98,10 +98,23 @@ pub async fn refresh_locked(
     now: DateTime<Utc>,
     ttl: Duration,
 ) -> Result<RefreshReport, RefreshError> {
+    refresh_locked_with(sources, store, now, ttl, FullWrite::WhatChanged).await
+}
+
+/// [`refresh_locked`], writing as `write` says (`refresh --new-generation`).
+pub async fn refresh_locked_with(
+    sources: &Sources,
+    store: &Store,
+    now: DateTime<Utc>,
+    ttl: Duration,
+    write: FullWrite,
+) -> Result<RefreshReport, RefreshError> {
     let token = store.try_lock(ttl).await?.ok_or(RefreshError::Busy)?;
     let renewal = tokio::spawn(renew_while_held(store.clone(), token.clone(), ttl));
     let started = Instant::now();
-    let result = refresh_once(sources, store, now).await;
+    let result = runs::full_with(sources, store, now, write)
+        .await
+        .map(|(report, _)| report);
     let outcome = if result.is_ok() { "ok" } else { "error" };
     metrics::counter!(crate::metrics::REFRESH_RUNS, "result" => outcome, "kind" => "full")
         .increment(1);

@@ -21,6 +21,11 @@ pub struct RefreshArgs {
     /// Needs REDIS_URL.
     #[arg(long)]
     pub watch: bool,
+    /// Write a whole new generation of the cache, even when only some of its keys differ from
+    /// what was read (a full refresh otherwise rewrites those in place): after the cache was
+    /// changed by hand, or to rule it out. Not with --watch.
+    #[arg(long, conflicts_with = "watch")]
+    pub new_generation: bool,
     #[command(flatten)]
     pub process: ProcessArgs,
     #[command(flatten)]
@@ -42,9 +47,15 @@ pub async fn run(args: &RefreshArgs) -> CliResult {
     let Some(sources) = sources else {
         return Err(CliError::usage(NO_LIVE_DATA));
     };
-    let report = refresh::refresh_locked(&sources, &store, Utc::now(), refresh::LOCK_TTL)
-        .await
-        .map_err(CliError::failure)?;
+    let write = if args.new_generation {
+        refresh::FullWrite::NewGeneration
+    } else {
+        refresh::FullWrite::WhatChanged
+    };
+    let report =
+        refresh::refresh_locked_with(&sources, &store, Utc::now(), refresh::LOCK_TTL, write)
+            .await
+            .map_err(CliError::failure)?;
     let units: Vec<String> = report
         .ae_users
         .iter()

@@ -269,12 +269,32 @@ fn report_of(org: &Org, kind: RefreshKind) -> RefreshReport {
     }
 }
 
+/// How a full refresh writes what it read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FullWrite {
+    /// Only the keys that differ, in place, when few do; else a new generation.
+    #[default]
+    WhatChanged,
+    /// A whole new generation, whatever the cache holds (`refresh --new-generation`).
+    NewGeneration,
+}
+
 /// One full refresh: publishes nothing unless every source answered completely. Returns
 /// what an incremental refresh starts from.
 pub async fn full(
     sources: &Sources,
     store: &Store,
     now: DateTime<Utc>,
+) -> Result<(RefreshReport, Base), RefreshError> {
+    full_with(sources, store, now, FullWrite::WhatChanged).await
+}
+
+/// [`full`], writing as `write` says.
+pub async fn full_with(
+    sources: &Sources,
+    store: &Store,
+    now: DateTime<Utc>,
+    write: FullWrite,
 ) -> Result<(RefreshReport, Base), RefreshError> {
     let started = Instant::now();
     let before = calls_so_far(sources);
@@ -353,7 +373,11 @@ pub async fn full(
         duration_ms = started.elapsed().as_millis() as u64,
         "full refresh indexed the org"
     );
-    let (generation, writes) = match store.refresh_org(org.clone()).await {
+    let written = match write {
+        FullWrite::WhatChanged => store.refresh_org(org.clone()).await,
+        FullWrite::NewGeneration => store.publish_org(org.clone()).await.map(|g| (g, None)),
+    };
+    let (generation, writes) = match written {
         Ok(written) => written,
         Err(err) => return Err(write_failed(store, RefreshKind::Full, now, started, err).await),
     };

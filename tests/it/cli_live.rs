@@ -82,6 +82,15 @@ async fn refresh_then_status_then_check_through_redis() {
             .ends_with("; rewrote 1 key of the cache in place, the rest was unchanged"),
         "{out}"
     );
+    // Asked for, a whole new generation all the same.
+    let (code, out, err) =
+        tokio::task::block_in_place(|| live.run(&["refresh", "--new-generation"], Some(&prefix)));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.trim_end()
+            .ends_with("; a new generation of the cache was written"),
+        "{out}"
+    );
 
     let (code, out, _) =
         tokio::task::block_in_place(|| live.run(&["status", "--format", "json"], Some(&prefix)));
