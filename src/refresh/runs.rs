@@ -270,10 +270,9 @@ fn report_of(org: &Org, kind: RefreshKind) -> RefreshReport {
 }
 
 /// How a full refresh writes what it read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FullWrite {
     /// Only the keys that differ, in place, when few do; else a new generation.
-    #[default]
     WhatChanged,
     /// A whole new generation, whatever the cache holds (`refresh --new-generation`).
     NewGeneration,

@@ -868,6 +868,27 @@ async fn on_the_bench_orgs_shape_an_incremental_refresh_of_changes_in_bulk_stays
     clear_prefix(&full_prefix).await;
 }
 
+/// The URL of one of the test servers' ACL users (`scripts/redis-test-servers.sh`).
+fn acl_server(var: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| {
+        panic!("{var} is not set: start the test servers with `eval \"$(scripts/redis-test-servers.sh)\"`")
+    })
+}
+
+/// Deletes what a test wrote as an ACL user: the bot's users may not SCAN, the cleanup user
+/// may.
+async fn delete_as_cleanup_user(prefix: &str) {
+    let cleanup = acl_server("TEST_REDIS_ACL_CLEANUP_URL");
+    let mut conn = redis::Client::open(cleanup.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    crm_username::store::unlink_matching(&mut conn, &format!("{prefix}*"))
+        .await
+        .unwrap();
+}
+
 /// As the documented ACL user, which may `RENAME`, a patch writes its large values under a
 /// staging name and renames them into place; as a user with the rules documented before
 /// (`TEST_REDIS_ACL_OLDER_URL`, no `+rename`), the script is refused before it writes anything
@@ -879,9 +900,7 @@ async fn with_or_without_rename_in_the_acl_a_patch_answers_as_a_full_publish() {
         ("TEST_REDIS_ACL_URL", false),
         ("TEST_REDIS_ACL_OLDER_URL", true),
     ] {
-        let url = std::env::var(var).unwrap_or_else(|_| {
-            panic!("{var} is not set: start the test servers with `eval \"$(scripts/redis-test-servers.sh)\"`")
-        });
+        let url = acl_server(var);
         let acl_prefix = prefix(&format!("incr-acl-{refused}"));
         let redis = RedisStore::connect(&url, &acl_prefix, RedisTimeouts::default()).unwrap();
         let patched = Store::Redis(redis.clone());
@@ -928,26 +947,13 @@ async fn with_or_without_rename_in_the_acl_a_patch_answers_as_a_full_publish() {
             "{var}"
         );
         clear_prefix(&full_prefix).await;
-        // The bot's users may not SCAN: the cleanup user deletes what they wrote.
-        let cleanup = std::env::var("TEST_REDIS_ACL_CLEANUP_URL").expect(
-            "TEST_REDIS_ACL_CLEANUP_URL: start the test servers (scripts/redis-test-servers.sh)",
-        );
-        let mut conn = redis::Client::open(cleanup.as_str())
-            .unwrap()
-            .get_multiplexed_async_connection()
-            .await
-            .unwrap();
-        crm_username::store::unlink_matching(&mut conn, &format!("{acl_prefix}*"))
-            .await
-            .unwrap();
+        delete_as_cleanup_user(&acl_prefix).await;
     }
 }
 
 #[tokio::test]
 async fn without_rename_in_the_acl_a_full_refresh_leaves_the_generation_whole_and_publishes() {
-    let url = std::env::var("TEST_REDIS_ACL_OLDER_URL").unwrap_or_else(|_| {
-        panic!("TEST_REDIS_ACL_OLDER_URL is not set: start the test servers with `eval \"$(scripts/redis-test-servers.sh)\"`")
-    });
+    let url = acl_server("TEST_REDIS_ACL_OLDER_URL");
     let acl_prefix = prefix("in-place-acl");
     let redis = RedisStore::connect(&url, &acl_prefix, RedisTimeouts::default()).unwrap();
     let cache = Store::Redis(redis.clone());
@@ -987,17 +993,7 @@ async fn without_rename_in_the_acl_a_full_refresh_leaves_the_generation_whole_an
         answers(&full, &queries, now).await
     );
     clear_prefix(&full_prefix).await;
-    let cleanup = std::env::var("TEST_REDIS_ACL_CLEANUP_URL").expect(
-        "TEST_REDIS_ACL_CLEANUP_URL: start the test servers (scripts/redis-test-servers.sh)",
-    );
-    let mut conn = redis::Client::open(cleanup.as_str())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
-    crm_username::store::unlink_matching(&mut conn, &format!("{acl_prefix}*"))
-        .await
-        .unwrap();
+    delete_as_cleanup_user(&acl_prefix).await;
 }
 
 /// A generation is deleted by naming its keys (`GenerationKeys::all_keys`), not by a `SCAN`:

@@ -14,7 +14,7 @@ use std::sync::atomic::Ordering;
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::patch::{Guard, PatchOp, digest_entry, refused};
-use super::publish::{Batch, DigestSink, Sink, generation_writes};
+use super::publish::{Batch, DigestSink, Sink, UNLINK_KEYS, generation_writes};
 use super::{RedisStore, corrupt};
 use crate::domain::Org;
 use crate::store::digest::{self, Digests};
@@ -229,7 +229,7 @@ impl RedisStore {
         keys: FxHashSet<String>,
     ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         let staged: Vec<String> = keys.iter().map(|k| GenerationKeys::staging(k)).collect();
-        for chunk in staged.chunks(64) {
+        for chunk in staged.chunks(UNLINK_KEYS) {
             let _: () = redis::cmd("UNLINK").arg(chunk).query_async(conn).await?;
         }
         let (tx, mut rx) = tokio::sync::mpsc::channel::<redis::Pipeline>(4);

@@ -786,12 +786,12 @@ impl RedisStore {
 
 /// How many of `ops` write the generation's content: not its digests.
 pub(super) fn content_writes(gk: &GenerationKeys, ops: &[PatchOp]) -> usize {
-    let digests = gk.all_digests();
+    let (digests, pending) = (gk.all_digests(), gk.digests_pending());
     ops.iter()
         .filter(|op| match op {
             PatchOp::AddToDigest(..) => false,
             PatchOp::SetField(e, _) | PatchOp::DeleteField(e) => !digests.contains(&e.key),
-            PatchOp::Set(key, _) | PatchOp::Delete(key) => *key != gk.digests_pending(),
+            PatchOp::Set(key, _) | PatchOp::Delete(key) => *key != pending,
             _ => true,
         })
         .count()

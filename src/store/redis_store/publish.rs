@@ -28,7 +28,7 @@ const PIPELINE_COMMANDS: usize = 100;
 /// more than 64 fields on a background thread, a smaller one (at 1M users, the AE users'
 /// hashes of about 40 fields) on its main thread: at 1M users an `UNLINK` of 512 names held
 /// Redis 10–12 ms, and checks waited behind it; 64 keep each near a millisecond.
-const UNLINK_KEYS: usize = 64;
+pub(super) const UNLINK_KEYS: usize = 64;
 /// Members of the name index one `ZADD` adds, at most (see `generation_commands`).
 const NAMES_PER_ZADD: usize = 100;
 impl RedisStore {
