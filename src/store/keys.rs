@@ -189,10 +189,15 @@ pub struct Entry {
     pub field: String,
 }
 
-/// What a large value's key name ends with while a patch stages it (`redis_store::patch`).
-/// Readers never read such a key; it shares the generation's hash slot (and so its
-/// deletion), and expires with the generation's TTL.
-pub const STAGING_SUFFIX: &str = "~next";
+/// What a key's staging name adds to it, before the writer's token
+/// ([`GenerationKeys::staging`]). Readers never read such a key; it shares the generation's
+/// hash slot.
+pub const STAGING_SUFFIX: &str = "~next.";
+
+/// How long a staged key lives unless the script that renames it into place gives it the
+/// generation's TTL: staging and the script are seconds apart, so a key a stopped writer left
+/// goes by itself, and a writer paused longer finds its staged keys gone and writes nothing.
+pub const STAGING_TTL: Duration = Duration::from_secs(10 * 60);
 
 /// The families of records stored as hash fields, by the name their hashes carry.
 const FAMILIES: [&str; 6] = ["user", "ctx", "login", "email", "ae-user", "ae-email"];
@@ -225,21 +230,19 @@ impl GenerationKeys {
             field,
         }
     }
-    /// Every key a generation can hold: its single keys, every hash bucket of every family,
-    /// whether or not it exists, and the staging name of each (`~next`: what a patch or a
-    /// full refresh in place writes before renaming it into place). Deleting these deletes
-    /// the generation without a `SCAN`.
+    /// Every key a generation can hold: its single keys and every hash bucket of every
+    /// family, whether or not it exists. Deleting these deletes the generation without a
+    /// `SCAN`. Staging names are not among them: each writer's are its own, and expire within
+    /// [`STAGING_TTL`] unless renamed into place.
     pub fn all_keys(&self) -> Vec<String> {
         let mut keys: Vec<String> =
-            Vec::with_capacity(2 * (SINGLE_KEYS.len() + FAMILIES.len() * BUCKETS as usize) + 7);
+            Vec::with_capacity(SINGLE_KEYS.len() + FAMILIES.len() * BUCKETS as usize + 7);
         for name in SINGLE_KEYS {
             keys.push(self.single(name));
-            keys.push(format!("{}{name}{STAGING_SUFFIX}", self.base));
         }
         for family in FAMILIES {
             for b in 0..BUCKETS {
                 keys.push(format!("{}{family}:{b}", self.base));
-                keys.push(format!("{}{family}:{b}{STAGING_SUFFIX}", self.base));
             }
         }
         for family in FAMILIES.iter().chain(&[SINGLE_DIGESTS]) {
@@ -256,9 +259,12 @@ impl GenerationKeys {
     pub fn key_of(&self, name: &str) -> String {
         self.single(name)
     }
-    /// What a key is written under before it is renamed into place.
-    pub fn staging(key: &str) -> String {
-        format!("{key}{STAGING_SUFFIX}")
+    /// What a key is written under before it is renamed into place, by the writer whose
+    /// token is `token` (a random one per patch or per attempt of a full refresh in place):
+    /// two writers never share a staging name, so one that lost the refresh lock and wakes
+    /// up cannot write into what the other staged.
+    pub fn staging(key: &str, token: &str) -> String {
+        format!("{key}{STAGING_SUFFIX}{token}")
     }
     pub fn meta(&self) -> String {
         self.single("meta")
@@ -392,6 +398,14 @@ mod tests {
                 gk.ae_email(0, "sam.sales@acme.com").key,
             ];
             all.extend(gk.all_keys());
+            all.push(GenerationKeys::staging(
+                &gk.user(id).key,
+                "0123456789abcdef",
+            ));
+            all.push(GenerationKeys::staging(
+                &gk.suggestions(),
+                "0123456789abcdef",
+            ));
             let slots: Vec<Slot> = all.iter().map(Slot::for_key).collect();
             assert!(slots.iter().all(|s| *s == slots[0]), "{all:?}: {slots:?}");
             slots[0]
@@ -445,9 +459,8 @@ mod tests {
         ] {
             assert!(all.contains(&entry.key), "{entry:?}");
         }
-        assert!(all.contains(&format!("{}{STAGING_SUFFIX}", gk.group_graph())));
-        assert!(all.contains(&GenerationKeys::staging(&gk.user(id).key)));
-        assert_eq!(all.len(), 2 * (SINGLE_KEYS.len() + 6 * 1024) + 7);
+        assert!(!all.contains(&GenerationKeys::staging(&gk.user(id).key, "t")));
+        assert_eq!(all.len(), SINGLE_KEYS.len() + 6 * 1024 + 7);
         for name in ["user:17", "ae-email:3", "meta", "names"] {
             assert!(all.contains(&gk.digests(name)), "{name}");
         }

@@ -18,7 +18,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 pub use followups::{FollowUp, FollowUpLimits, FollowUpReply, Scheduled};
-pub use keys::{BUCKET_LUA, BUCKETS, Entry, FORMAT, FORMAT_TTL, Keys, bucket};
+pub use keys::{BUCKET_LUA, BUCKETS, Entry, FORMAT, FORMAT_TTL, Keys, STAGING_TTL, bucket};
 pub use memory::MemoryStore;
 pub use redis_store::{
     AuditBatch, AuditReader, AuditSubject, MAX_PATCH_OPS, PatchOp, PatchOutcome, RedisSettings,

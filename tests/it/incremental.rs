@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use chrono::{TimeZone, Utc};
 use crm_username::domain::{AeUser, GroupMember, Org, OrgSnapshot, SfId};
-use crm_username::store::{PatchOutcome, RedisStore, RedisTimeouts, Store};
+use crm_username::store::{PatchOutcome, RedisStore, RedisTimeouts, STAGING_TTL, Store};
 use crm_username::synthetic::{Params, Rng, Variety, generate_with};
 
 use crate::common::{clear_prefix, connection, prefix, redis_url};
@@ -459,8 +459,15 @@ async fn a_patch_keeps_the_ttl_of_the_keys_it_rewrites_and_gives_new_keys_the_ge
         let ttl = ttls[*key];
         assert!(ttl > HOUR_MS, "{key} created: PTTL {ttl}");
     }
-    assert!(ttls.values().all(|ttl| *ttl > 0), "{ttls:?}");
+    // Above the staging TTL: the large values renamed into place got the generation's.
+    let staging_ms = STAGING_TTL.as_millis() as i64;
+    assert!(ttls.values().all(|ttl| *ttl > staging_ms), "{ttls:?}");
     clear_prefix(&prefix).await;
+}
+
+/// The staging names left under `prefix` (`~next.` and a writer's token).
+async fn staging_keys(prefix: &str) -> Vec<String> {
+    crate::common::keys_matching(&format!("{prefix}*~next.*")).await
 }
 
 #[tokio::test]
@@ -1095,12 +1102,11 @@ async fn a_full_refresh_in_place_leaves_exactly_what_a_publish_of_the_same_org_w
         if let Some(difference) = first_difference(&a, &b) {
             panic!("seed {seed}: {difference}");
         }
-        assert!(
-            crate::common::keys_matching(&format!("{in_place_prefix}*~next"))
-                .await
-                .is_empty(),
-            "no staging key is left"
-        );
+        assert_eq!(staging_keys(&in_place_prefix).await, Vec::<String>::new());
+        // The keys renamed into place expire with the generation, not as staged keys do.
+        let staging_ms = STAGING_TTL.as_millis() as i64;
+        let ttls = current_ttls(&in_place_prefix).await;
+        assert!(ttls.values().all(|ttl| *ttl > staging_ms), "{ttls:?}");
         clear_prefix(&in_place_prefix).await;
         clear_prefix(&full_prefix).await;
     }
@@ -1171,12 +1177,15 @@ async fn after_another_replica_rewrote_in_place_the_first_ones_patch_writes_noth
         Some(&rewritten)
     );
     let before = dump_current(&prefix).await;
+    // Forty changes: enough that the patch stages large values (with five it staged none).
     let outcome = mine
-        .patch(&published, first, canonical(randomly_changed(&org, 24, 5)))
+        .patch(&published, first, canonical(randomly_changed(&org, 24, 40)))
         .await
         .unwrap();
     assert_eq!(outcome, PatchOutcome::Stale);
     assert_eq!(dump_current(&prefix).await, before);
+    // What the refused patch staged went with it (`dump_current` would list it too).
+    assert_eq!(staging_keys(&prefix).await, Vec::<String>::new());
     clear_prefix(&prefix).await;
 }
 

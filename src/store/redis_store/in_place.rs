@@ -14,11 +14,11 @@ use std::sync::atomic::Ordering;
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::patch::{Guard, PatchOp, digest_entry, refused};
-use super::publish::{Batch, DigestSink, Sink, UNLINK_KEYS, generation_writes};
+use super::publish::{Batch, DigestSink, Sink, generation_writes};
 use super::{RedisStore, corrupt};
 use crate::domain::Org;
 use crate::store::digest::{self, Digests};
-use crate::store::keys::{Entry, GenerationKeys};
+use crate::store::keys::{Entry, GenerationKeys, STAGING_TTL};
 use crate::store::{GenerationRef, StoreError, random_token};
 
 /// At most this many keys are rewritten in place (a sixth of a generation's 6,144 hashes);
@@ -37,6 +37,8 @@ const ATTEMPTS: usize = 2;
 /// their staging names, the strings among them kept for the script.
 struct Staging<'a> {
     wanted: FxHashSet<String>,
+    /// This attempt's staging token (`GenerationKeys::staging`).
+    token: &'a str,
     batch: Batch<'a>,
     strings: Vec<(String, Vec<u8>)>,
 }
@@ -53,16 +55,18 @@ impl Sink for Staging<'_> {
     }
     fn hset(&mut self, entry: Entry, value: Vec<u8>) -> Result<(), StoreError> {
         let staged = Entry {
-            key: GenerationKeys::staging(&entry.key),
+            key: GenerationKeys::staging(&entry.key, self.token),
             field: entry.field,
         };
         self.batch.hset(staged, value)
     }
     fn zadd(&mut self, key: &str, members: &[Vec<u8>]) -> Result<(), StoreError> {
-        self.batch.zadd(&GenerationKeys::staging(key), members)
+        self.batch
+            .zadd(&GenerationKeys::staging(key, self.token), members)
     }
     fn complete(&mut self, key: &str) -> Result<(), StoreError> {
-        self.batch.complete(&GenerationKeys::staging(key))
+        self.batch
+            .complete(&GenerationKeys::staging(key, self.token))
     }
 }
 
@@ -85,12 +89,14 @@ pub fn differing(stored: &FxHashMap<String, Vec<u8>>, wanted: &Digests) -> Vec<S
 }
 
 /// The script's writes for the keys in `differ`: a string set (or deleted), a key staged
-/// renamed into place (or deleted when it has no entries now), and each one's new digest.
+/// with `token` renamed into place (or deleted when it has no entries now), and each one's
+/// new digest.
 fn switch_ops(
     gk: &GenerationKeys,
     differ: &[String],
     wanted: &Digests,
     strings: Vec<(String, Vec<u8>)>,
+    token: &str,
 ) -> Vec<PatchOp> {
     let mut strings: FxHashMap<String, Vec<u8>> = strings.into_iter().collect();
     let mut ops = Vec::with_capacity(2 * differ.len());
@@ -102,7 +108,7 @@ fn switch_ops(
         } else if d == 0 {
             PatchOp::Delete(key.clone())
         } else {
-            PatchOp::Replace(key.clone())
+            PatchOp::Replace(key.clone(), GenerationKeys::staging(&key, token))
         });
         ops.push(if d == 0 {
             PatchOp::DeleteField(digest_entry(gk, &key))
@@ -181,15 +187,24 @@ impl RedisStore {
                 return Ok(None);
             }
             let keys: FxHashSet<String> = differ.iter().map(|n| gk.key_of(n)).collect();
-            let strings = self.stage(&mut conn, org.clone(), &gk, keys).await?;
-            let ops = switch_ops(&gk, &differ, &wanted, strings);
+            // A token of this attempt's own: no other writer (one that lost the refresh lock,
+            // say) writes under these staging names.
+            let token = random_token();
+            let strings = self
+                .stage(&mut conn, org.clone(), &gk, keys, token.clone())
+                .await?;
+            let ops = switch_ops(&gk, &differ, &wanted, strings, &token);
             let new_epoch = random_token();
             let guard = Guard {
                 rev: &rev,
                 new_epoch: &new_epoch,
                 ..Guard::default()
             };
-            match self.apply(&mut conn, &gk, &ops, true, &guard).await? {
+            // The script's staged keys are unlinked when it writes nothing.
+            match self
+                .apply(&mut conn, &gk, &ops, Some(&token), &guard)
+                .await?
+            {
                 Ok(1) => {
                     tracing::debug!(
                         keys = differ.len(),
@@ -219,25 +234,24 @@ impl RedisStore {
         Ok(None)
     }
 
-    /// Writes `keys` as a publish of `org` would, under their staging names (each emptied
-    /// first: an attempt that stopped may have left one); returns the strings among them.
+    /// Writes `keys` as a publish of `org` would, under their staging names of `token`,
+    /// which expire within `STAGING_TTL` unless the script renames them into place; returns
+    /// the strings among them.
     async fn stage(
         &self,
         conn: &mut super::Conn,
         org: Arc<Org>,
         gk: &GenerationKeys,
         keys: FxHashSet<String>,
+        token: String,
     ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        let staged: Vec<String> = keys.iter().map(|k| GenerationKeys::staging(k)).collect();
-        for chunk in staged.chunks(UNLINK_KEYS) {
-            let _: () = redis::cmd("UNLINK").arg(chunk).query_async(conn).await?;
-        }
         let (tx, mut rx) = tokio::sync::mpsc::channel::<redis::Pipeline>(4);
-        let (ttl_ms, gk) = (self.ttl_ms, gk.clone());
+        let gk = gk.clone();
         let writer = crate::background::low_priority(move || {
             let mut sink = Staging {
                 wanted: keys,
-                batch: Batch::new(ttl_ms, &tx),
+                token: &token,
+                batch: Batch::new(STAGING_TTL.as_millis() as u64, &tx),
                 strings: Vec::new(),
             };
             generation_writes(&org, &gk, &mut sink)?;

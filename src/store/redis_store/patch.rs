@@ -20,7 +20,7 @@ use super::{RedisStore, corrupt, to_json};
 use crate::domain::snapshot::lower;
 use crate::domain::{AeUser, Org, SfUser};
 use crate::store::digest::{self, Digests};
-use crate::store::keys::{Entry, GenerationKeys, STAGING_SUFFIX};
+use crate::store::keys::{Entry, GenerationKeys, STAGING_TTL};
 use crate::store::records::{ContextBuilder, GenerationMeta, GroupGraph};
 use crate::store::{GenerationRef, StoreError, random_token};
 
@@ -38,9 +38,9 @@ pub enum PatchOp {
     /// A member of a sorted set (score 0), added or removed.
     AddMember(String, Vec<u8>),
     RemoveMember(String, Vec<u8>),
-    /// A key written whole under its staging name (`GenerationKeys::staging`) before the
-    /// script, which renames it into place (a full refresh in place).
-    Replace(String),
+    /// A key written whole under a staging name (`GenerationKeys::staging`; the second)
+    /// before the script, which renames it into place (a full refresh in place).
+    Replace(String, String),
     /// A difference added to a key's digest (`store::digest`) in `digests`, unless the digest
     /// is unknown; (the `digests` key, the key's name, the difference).
     AddToDigest(String, String, u128),
@@ -487,6 +487,7 @@ for i = 6, #ARGV, 4 do
     else
       redis.call('RENAME', KEYS[tonumber(value)], key)
     end
+    redis.call('PEXPIRE', key, ttl)
   elseif op == 'd' then
     redis.call('UNLINK', key)
   elseif op == 'a' then
@@ -531,8 +532,8 @@ return 1
 /// scripts of 300 showed in the benchmark's slow log at 2–5 ms; 100 to a script.
 const DIGESTS_PER_SCRIPT: usize = 100;
 
-/// A value this large is written before the script, under its key's name with
-/// [`STAGING_SUFFIX`], and renamed into place by it: the "did you mean" index, the audit's
+/// A value this large is written before the script, under a staging name of its key
+/// (`GenerationKeys::staging`), and renamed into place by it: the "did you mean" index, the audit's
 /// subjects and the group graph (megabytes each in a large org; a few kilobytes in the tests'
 /// orgs, so that they take this path too). A user's or a context's record is far smaller.
 const STAGED_BYTES: usize = 4 << 10;
@@ -577,23 +578,25 @@ pub(super) struct Guard<'a> {
 }
 
 impl RedisStore {
-    /// Runs the patch script for `ops`. With `staging`, the large values are written first
-    /// under their staging names and renamed into place by the script, before any other write.
+    /// Runs the patch script for `ops`. With a staging token, the large values are written
+    /// first under staging names of that token and renamed into place by the script, before
+    /// any other write. When the script writes nothing (or fails), the staged keys are
+    /// unlinked: those of a `Replace` too.
     pub(super) async fn apply(
         &self,
         conn: &mut super::Conn,
         gk: &GenerationKeys,
         ops: &[PatchOp],
-        staging: bool,
+        staging: Option<&str>,
         guard: &Guard<'_>,
     ) -> Result<Result<i64, redis::RedisError>, StoreError> {
         let staged: Vec<String> = ops
             .iter()
-            .map(|op| match op {
-                PatchOp::Set(key, value) if staging && value.len() >= STAGED_BYTES => {
-                    format!("{key}{STAGING_SUFFIX}")
+            .map(|op| match (op, staging) {
+                (PatchOp::Set(key, value), Some(token)) if value.len() >= STAGED_BYTES => {
+                    GenerationKeys::staging(key, token)
                 }
-                PatchOp::Replace(key) => GenerationKeys::staging(key),
+                (PatchOp::Replace(_, name), _) => name.clone(),
                 _ => String::new(),
             })
             .collect();
@@ -604,12 +607,31 @@ impl RedisStore {
                         conn,
                         name,
                         value.as_slice(),
-                        super::expiring(self.ttl_ms),
+                        super::expiring(STAGING_TTL.as_millis() as u64),
                     )
                     .await?;
                 }
             }
         }
+        let applied = self.invoke_patch(conn, gk, ops, &staged, guard).await?;
+        if !matches!(applied, Ok(1)) {
+            let names: Vec<&String> = staged.iter().filter(|n| !n.is_empty()).collect();
+            for chunk in names.chunks(super::publish::UNLINK_KEYS) {
+                let _: () = redis::cmd("UNLINK").arg(chunk).query_async(conn).await?;
+            }
+        }
+        Ok(applied)
+    }
+
+    /// The patch script itself, its large values staged as `staged` names (empty: none).
+    async fn invoke_patch(
+        &self,
+        conn: &mut super::Conn,
+        gk: &GenerationKeys,
+        ops: &[PatchOp],
+        staged: &[String],
+        guard: &Guard<'_>,
+    ) -> Result<Result<i64, redis::RedisError>, StoreError> {
         let mut invocation = PATCH.key(gk.meta());
         invocation
             .key(gk.successor())
@@ -627,9 +649,9 @@ impl RedisStore {
         // Where each renamed key's old value goes for a moment (see the script).
         let replaced: Vec<String> = ops
             .iter()
-            .zip(&staged)
+            .zip(staged)
             .map(|(op, name)| match op {
-                PatchOp::Set(key, _) | PatchOp::Replace(key) if !name.is_empty() => {
+                PatchOp::Set(key, _) | PatchOp::Replace(key, _) if !name.is_empty() => {
                     format!("{key}{REPLACED_SUFFIX}")
                 }
                 _ => String::new(),
@@ -647,7 +669,7 @@ impl RedisStore {
             let (key, field) = match op {
                 PatchOp::Set(k, _)
                 | PatchOp::Delete(k)
-                | PatchOp::Replace(k)
+                | PatchOp::Replace(k, _)
                 | PatchOp::AddMember(k, _)
                 | PatchOp::RemoveMember(k, _) => (k.as_str(), ""),
                 PatchOp::SetField(e, _) | PatchOp::DeleteField(e) => {
@@ -661,13 +683,13 @@ impl RedisStore {
             let delta;
             let (code, value): (&str, &[u8]) = match op {
                 // A replacement's staging name is never empty.
-                PatchOp::Set(..) | PatchOp::Replace(_) if !name.is_empty() => {
+                PatchOp::Set(..) | PatchOp::Replace(..) if !name.is_empty() => {
                     staged_at = index_of(&mut index, &mut keys, name).to_string();
                     old_at = index_of(&mut index, &mut keys, old).to_string();
                     field = &old_at;
                     ("m", staged_at.as_bytes())
                 }
-                PatchOp::Replace(_) => ("d", b""),
+                PatchOp::Replace(..) => ("d", b""),
                 PatchOp::AddToDigest(_, _, d) => {
                     delta = digest::bytes(*d);
                     ("g", delta.as_slice())
@@ -728,8 +750,12 @@ impl RedisStore {
             ops.push(PatchOp::Set(gk.digests_pending(), b"1".to_vec()));
         }
         let staging = !self.rename_refused.load(Ordering::Relaxed);
+        let token = random_token();
         let started = std::time::Instant::now();
-        let applied = match self.apply(&mut conn, &gk, &ops, staging, &guard).await? {
+        let applied = match self
+            .apply(&mut conn, &gk, &ops, staging.then_some(&token), &guard)
+            .await?
+        {
             Err(err) if staging && refused(&err) => {
                 // Nothing was written: the renames come first in the script. Said once per
                 // process; every patch then sends its large values through the script.
@@ -738,7 +764,7 @@ impl RedisStore {
                     error = %err,
                     "the Redis user may not RENAME: patches send their large values through the script, which holds Redis longer (docs/redis.md, \"An ACL user\")"
                 );
-                self.apply(&mut conn, &gk, &ops, false, &guard).await??
+                self.apply(&mut conn, &gk, &ops, None, &guard).await??
             }
             applied => applied?,
         };
@@ -773,7 +799,7 @@ impl RedisStore {
             if n + 1 == chunks.len() {
                 ops.push(PatchOp::Delete(gk.digests_pending()));
             }
-            if self.apply(conn, gk, &ops, false, &guard).await?? != 1 {
+            if self.apply(conn, gk, &ops, None, &guard).await?? != 1 {
                 tracing::warn!(
                     "the generation changed while its digests were written; the next full refresh publishes a new one"
                 );
@@ -819,7 +845,7 @@ fn log_patch(ops: &[PatchOp], took: std::time::Duration) {
             PatchOp::Delete(_) | PatchOp::DeleteField(_) => deletes += 1,
             PatchOp::AddMember(..) => added += 1,
             PatchOp::RemoveMember(..) => removed += 1,
-            PatchOp::Replace(_) => replaced += 1,
+            PatchOp::Replace(..) => replaced += 1,
             PatchOp::AddToDigest(..) => digests += 1,
         }
     }
