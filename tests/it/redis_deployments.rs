@@ -296,16 +296,19 @@ async fn scenario(settings: &RedisSettings, test: &str, upstreams: &Upstreams) -
         ),
     );
 
-    // Two more refreshes: instance b still knows the first generation, which the second
-    // replaced and the third deleted.
-    refresh_locked(&upstreams.sources, &a, now(), ttl)
+    // Two more refreshes, in place: the second rewrites the hashes the re-check wrote (staged
+    // under names of its own and renamed into place in the generation's slot), the third
+    // the AE user the admin removed meanwhile. Each says how many keys it rewrote.
+    let second = refresh_locked(&upstreams.sources, &a, now(), ttl)
         .await
         .unwrap();
-    checks(&mut transcript, "second generation", &a, &b).await;
-    refresh_locked(&upstreams.sources, &a, now(), ttl)
+    note(&mut transcript, "second refresh rewrote", second.writes);
+    checks(&mut transcript, "second refresh", &a, &b).await;
+    let third = refresh_locked(&upstreams.fresh_sources, &a, now(), ttl)
         .await
         .unwrap();
-    checks(&mut transcript, "third generation", &b, &a).await;
+    note(&mut transcript, "third refresh rewrote", third.writes);
+    checks(&mut transcript, "third refresh", &b, &a).await;
     let status = b.status().await.unwrap();
     note(
         &mut transcript,
@@ -437,7 +440,11 @@ async fn assert_same_as_one_redis(deployment: RedisSettings, test: &str) {
     );
     assert!(find("re-check").contains("Clear"), "{}", find("re-check"));
     assert!(find("check after the re-check, other instance").contains("Clear"));
-    assert!(find("third generation: check sam.sales@acme.com").contains("Blocked"));
+    assert!(find("third refresh: check sam.sales@acme.com").contains("Blocked"));
+    // Both later refreshes rewrote in place, four keys each: the metadata and three keys the
+    // re-check wrote, then the metadata and three keys the removed AE user was in.
+    assert_eq!(find("second refresh rewrote"), &format!("{:#?}", Some(4)));
+    assert_eq!(find("third refresh rewrote"), &format!("{:#?}", Some(4)));
     assert!(find("first generation: check sam.sals@acme.com").contains("sam.sales@acme.com"));
     assert!(find("audit").contains("Ok("));
     assert_eq!(find("INFO names the version"), "true");
