@@ -9,6 +9,8 @@
 #                with the same rules but `+rename`, and `crm-cleanup`, which only lists and
 #                deletes the tests' keys (the bot's users may not `SCAN`)
 #   16382-16384  a Redis Cluster of three masters (cluster bus: 26382-26384)
+#   16385        redis-server with RENAME disabled (`rename-command RENAME ""`), as some
+#                managed Redis services run it
 #
 # Idempotent: a server that already answers is reused. State (certificates, pid files, logs,
 # cluster configs) lives in $CRM_TEST_REDIS_DIR (default /tmp/crm-username-test-redis).
@@ -20,6 +22,7 @@ DIR="${CRM_TEST_REDIS_DIR:-/tmp/crm-username-test-redis}"
 TLS_PORT=16380
 ACL_PORT=16381
 CLUSTER_PORTS=(16382 16383 16384)
+NO_RENAME_PORT=16385
 ACL_USER=crm
 ACL_PASSWORD=crm-test-password
 # What the bot needs (docs/redis.md, "An ACL user"), on the key prefix the tests use.
@@ -156,9 +159,25 @@ ensure_cluster() {
   wait_for "the Redis Cluster (cluster_state:ok)" cluster_ok
 }
 
+# A server answering RENAME with "unknown command": one this script started with the setting.
+no_rename_ok() {
+  local out; out="$(redis-cli -p "$NO_RENAME_PORT" rename test:no-rename-probe test:no-rename-probe-2 2>&1)" || true
+  [[ $out == *"unknown command"* ]]
+}
+
+ensure_no_rename() {
+  if pong redis-cli -p "$NO_RENAME_PORT" && no_rename_ok; then
+    say "Redis without RENAME answers on $NO_RENAME_PORT"; return
+  fi
+  stop_own "$NO_RENAME_PORT"
+  say "starting Redis with RENAME disabled on $NO_RENAME_PORT"
+  start "$NO_RENAME_PORT" --port "$NO_RENAME_PORT" --rename-command RENAME ""
+  wait_for "Redis without RENAME on $NO_RENAME_PORT" pong redis-cli -p "$NO_RENAME_PORT"
+}
+
 mkdir -p "$DIR"
 if [ "${1:-}" = stop ]; then
-  for port in "$TLS_PORT" "$ACL_PORT" "${CLUSTER_PORTS[@]}"; do stop_own "$port"; done
+  for port in "$TLS_PORT" "$ACL_PORT" "${CLUSTER_PORTS[@]}" "$NO_RENAME_PORT"; do stop_own "$port"; done
   exit 0
 fi
 ensure_tools
@@ -168,9 +187,11 @@ linked="$(ldd "$(command -v redis-server)" 2>/dev/null || echo libssl-unknown)"
 ensure_tls
 ensure_acl
 ensure_cluster
+ensure_no_rename
 echo "export TEST_REDIS_TLS_URL=rediss://127.0.0.1:$TLS_PORT"
 echo "export TEST_REDIS_TLS_CA=$DIR/ca.pem"
 echo "export TEST_REDIS_ACL_URL=redis://$ACL_USER:$ACL_PASSWORD@127.0.0.1:$ACL_PORT"
 echo "export TEST_REDIS_ACL_OLDER_URL=redis://$ACL_OLDER_USER:$ACL_PASSWORD@127.0.0.1:$ACL_PORT"
 echo "export TEST_REDIS_ACL_CLEANUP_URL=redis://$ACL_CLEANUP_USER:$ACL_PASSWORD@127.0.0.1:$ACL_PORT"
 echo "export TEST_REDIS_CLUSTER_URL=redis://127.0.0.1:${CLUSTER_PORTS[0]}"
+echo "export TEST_REDIS_NO_RENAME_URL=redis://127.0.0.1:$NO_RENAME_PORT"

@@ -87,8 +87,8 @@ async fn commands_tried(store: &RedisStore, prefix: &str, timeout: Duration) -> 
 }
 
 /// Whether the Redis user may run every command the bot uses (`RedisStore::refused_commands`).
-/// Without `RENAME` patches still land, through a slower path, and full refreshes publish
-/// whole generations: a warning. Without any other,
+/// Without `RENAME` (refused by the ACL, or disabled on the server) patches still land,
+/// through a slower path, and full refreshes publish whole generations: a warning. Without any other,
 /// checks or refreshes fail on it.
 pub fn commands(refused: &[&str], prefix: &str) -> Check {
     const GRANTS: &str = "docs/redis.md, \"An ACL user\"";
@@ -99,8 +99,10 @@ pub fn commands(refused: &[&str], prefix: &str) -> Check {
         ),
         ["rename"] => Check::warn(
             COMMANDS,
-            "the Redis user may not RENAME: incremental refreshes write their large values through their script, which holds Redis longer, and every full refresh writes a whole new generation",
-            format!("grant it: ACL SETUSER <user> +rename ({GRANTS})"),
+            "Redis refuses RENAME to the bot (the user's ACL lacks +rename, or the server disables RENAME with rename-command): incremental refreshes write their large values through their script, which holds Redis longer, and every full refresh writes a whole new generation",
+            format!(
+                "grant it: ACL SETUSER <user> +rename; where a managed service disables RENAME, enable it in the service's settings if it allows, or accept the slower path ({GRANTS})"
+            ),
         ),
         _ => {
             let grants: Vec<String> = refused.iter().map(|c| format!("+{c}")).collect();

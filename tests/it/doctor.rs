@@ -419,8 +419,8 @@ async fn redis_down_fails_naming_redis_url() {
 }
 
 /// An ACL user missing a grant is named before checks fail on it: the test servers' user without
-/// `+rename` gets a warning naming it, one with every grant an ok, and either one outside its key
-/// pattern a failure naming the pattern.
+/// `+rename` gets a warning naming it (as does a server with RENAME disabled), one with every
+/// grant an ok, and either one outside its key pattern a failure naming the pattern.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_commands_names_what_the_acl_user_may_not_run() {
     let world = world().await;
@@ -443,6 +443,18 @@ async fn redis_commands_names_what_the_acl_user_may_not_run() {
         "redis.commands",
         Status::Warn,
         &["RENAME", "+rename"],
+    );
+    // A server that disables RENAME (`rename-command`, as some managed services run) is
+    // named the same way: the bot takes the same slower paths there.
+    let no_rename = var("TEST_REDIS_NO_RENAME_URL");
+    let report = world
+        .doctor(&[&["--redis-url", no_rename.as_str()][..], &prefix].concat())
+        .await;
+    assert_check(
+        &report,
+        "redis.commands",
+        Status::Warn,
+        &["RENAME", "rename-command"],
     );
     let report = world.doctor(&["--redis-url", acl.as_str()]).await;
     assert_check(

@@ -875,40 +875,65 @@ async fn on_the_bench_orgs_shape_an_incremental_refresh_of_changes_in_bulk_stays
     clear_prefix(&full_prefix).await;
 }
 
-/// The URL of one of the test servers' ACL users (`scripts/redis-test-servers.sh`).
-fn acl_server(var: &str) -> String {
+/// The URL of one of the test servers (`scripts/redis-test-servers.sh`): its ACL users, or
+/// the server with `RENAME` disabled.
+fn test_server(var: &str) -> String {
     std::env::var(var).unwrap_or_else(|_| {
         panic!("{var} is not set: start the test servers with `eval \"$(scripts/redis-test-servers.sh)\"`")
     })
 }
 
-/// Deletes what a test wrote as an ACL user: the bot's users may not SCAN, the cleanup user
-/// may.
-async fn delete_as_cleanup_user(prefix: &str) {
-    let cleanup = acl_server("TEST_REDIS_ACL_CLEANUP_URL");
-    let mut conn = redis::Client::open(cleanup.as_str())
+/// Where `RENAME` is refused: the ACL user with the rules documented before `+rename`, and a
+/// server that disables it (`rename-command`, as some managed services do); with the server
+/// variable of a user that may delete the tests' keys there (the bot's users may not SCAN).
+const WITHOUT_RENAME: [(&str, &str); 2] = [
+    ("TEST_REDIS_ACL_OLDER_URL", "TEST_REDIS_ACL_CLEANUP_URL"),
+    ("TEST_REDIS_NO_RENAME_URL", "TEST_REDIS_NO_RENAME_URL"),
+];
+
+async fn connect_as(var: &str) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(test_server(var).as_str())
         .unwrap()
         .get_multiplexed_async_connection()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// Deletes what a test wrote under `prefix`, as the user of `cleanup_var`.
+async fn delete_as(cleanup_var: &str, prefix: &str) {
+    let mut conn = connect_as(cleanup_var).await;
     crm_username::store::unlink_matching(&mut conn, &format!("{prefix}*"))
         .await
         .unwrap();
 }
 
+/// The staging names under `prefix`, listed by the user of `cleanup_var`.
+async fn staging_keys_as(cleanup_var: &str, prefix: &str) -> Vec<String> {
+    let mut conn = connect_as(cleanup_var).await;
+    let mut keys: Vec<String> = Vec::new();
+    let mut found: redis::AsyncIter<String> =
+        redis::AsyncCommands::scan_match(&mut conn, format!("{prefix}*~next.*"))
+            .await
+            .unwrap();
+    while let Some(key) = futures_util::StreamExt::next(&mut found).await {
+        keys.push(key.unwrap());
+    }
+    keys
+}
+
 /// As the documented ACL user, which may `RENAME`, a patch writes its large values under a
-/// staging name and renames them into place; as a user with the rules documented before
-/// (`TEST_REDIS_ACL_OLDER_URL`, no `+rename`), the script is refused before it writes anything
+/// staging name and renames them into place; where `RENAME` is refused ([`WITHOUT_RENAME`]:
+/// by the ACL, or disabled on the server), the script is refused before it writes anything
 /// and the patch sends them through the script instead. Either way every query, "did you
 /// mean" included, is answered as after a full publish.
 #[tokio::test]
-async fn with_or_without_rename_in_the_acl_a_patch_answers_as_a_full_publish() {
-    for (var, refused) in [
-        ("TEST_REDIS_ACL_URL", false),
-        ("TEST_REDIS_ACL_OLDER_URL", true),
-    ] {
-        let url = acl_server(var);
-        let acl_prefix = prefix(&format!("incr-acl-{refused}"));
+async fn with_or_without_rename_a_patch_answers_as_a_full_publish() {
+    let cases = [("TEST_REDIS_ACL_URL", "TEST_REDIS_ACL_CLEANUP_URL", false)]
+        .into_iter()
+        .chain(WITHOUT_RENAME.map(|(var, cleanup)| (var, cleanup, true)));
+    for (n, (var, cleanup, refused)) in cases.enumerate() {
+        let url = test_server(var);
+        let acl_prefix = prefix(&format!("incr-acl-{n}"));
         let redis = RedisStore::connect(&url, &acl_prefix, RedisTimeouts::default()).unwrap();
         let patched = Store::Redis(redis.clone());
         let mut rng = Rng(31);
@@ -954,53 +979,67 @@ async fn with_or_without_rename_in_the_acl_a_patch_answers_as_a_full_publish() {
             "{var}"
         );
         clear_prefix(&full_prefix).await;
-        delete_as_cleanup_user(&acl_prefix).await;
+        delete_as(cleanup, &acl_prefix).await;
     }
 }
 
 #[tokio::test]
-async fn without_rename_in_the_acl_a_full_refresh_leaves_the_generation_whole_and_publishes() {
-    let url = acl_server("TEST_REDIS_ACL_OLDER_URL");
-    let acl_prefix = prefix("in-place-acl");
-    let redis = RedisStore::connect(&url, &acl_prefix, RedisTimeouts::default()).unwrap();
-    let cache = Store::Redis(redis.clone());
-    let org = small_org(32);
-    let first = canonical(org.clone());
-    let published = cache.publish_org(first.clone()).await.unwrap();
-    let read = canonical(randomly_changed(&org, 32, 8));
-    let queries: Vec<String> = first
-        .snapshot()
-        .salesforce
-        .users
-        .iter()
-        .chain(&read.snapshot().salesforce.users)
-        .flat_map(|u| [u.username.clone(), u.id.as_str15().to_owned()])
-        .collect();
-    let now = Utc.with_ymd_and_hms(2026, 1, 16, 12, 0, 0).unwrap();
-    // The script is refused at its first RENAME, before it changed anything: the
-    // generation still answers as the org it was published from.
-    assert_eq!(redis.rewrite_in_place(read.clone()).await.unwrap(), None);
-    assert!(redis.rename_refused());
-    let full_prefix = prefix("in-place-acl-full");
-    clear_prefix(&full_prefix).await;
-    let full = store(&full_prefix);
-    full.publish_org(first).await.unwrap();
-    assert_eq!(
-        answers(&cache, &queries, now).await,
-        answers(&full, &queries, now).await
-    );
-    // A full refresh then publishes a new generation.
-    let (written, keys) = cache.refresh_org(read.clone()).await.unwrap();
-    assert_eq!(keys, None);
-    assert_ne!(written.id, published.id);
-    clear_prefix(&full_prefix).await;
-    full.publish_org(read).await.unwrap();
-    assert_eq!(
-        answers(&cache, &queries, now).await,
-        answers(&full, &queries, now).await
-    );
-    clear_prefix(&full_prefix).await;
-    delete_as_cleanup_user(&acl_prefix).await;
+async fn without_rename_a_full_refresh_leaves_the_generation_whole_and_publishes() {
+    for (n, (var, cleanup)) in WITHOUT_RENAME.into_iter().enumerate() {
+        let url = test_server(var);
+        let acl_prefix = prefix(&format!("in-place-acl-{n}"));
+        let redis = RedisStore::connect(&url, &acl_prefix, RedisTimeouts::default()).unwrap();
+        let cache = Store::Redis(redis.clone());
+        let org = small_org(32);
+        let first = canonical(org.clone());
+        let published = cache.publish_org(first.clone()).await.unwrap();
+        let read = canonical(randomly_changed(&org, 32, 8));
+        let queries: Vec<String> = first
+            .snapshot()
+            .salesforce
+            .users
+            .iter()
+            .chain(&read.snapshot().salesforce.users)
+            .flat_map(|u| [u.username.clone(), u.id.as_str15().to_owned()])
+            .collect();
+        let now = Utc.with_ymd_and_hms(2026, 1, 16, 12, 0, 0).unwrap();
+        // The script is refused at its first RENAME, before it changed anything: the
+        // generation still answers as the org it was published from, and what was staged
+        // for it is gone.
+        assert_eq!(
+            redis.rewrite_in_place(read.clone()).await.unwrap(),
+            None,
+            "{var}"
+        );
+        assert!(redis.rename_refused(), "{var}");
+        assert_eq!(
+            staging_keys_as(cleanup, &acl_prefix).await,
+            Vec::<String>::new(),
+            "{var}"
+        );
+        let full_prefix = prefix(&format!("in-place-acl-full-{n}"));
+        clear_prefix(&full_prefix).await;
+        let full = store(&full_prefix);
+        full.publish_org(first).await.unwrap();
+        assert_eq!(
+            answers(&cache, &queries, now).await,
+            answers(&full, &queries, now).await,
+            "{var}"
+        );
+        // A full refresh then publishes a new generation.
+        let (written, keys) = cache.refresh_org(read.clone()).await.unwrap();
+        assert_eq!(keys, None, "{var}");
+        assert_ne!(written.id, published.id, "{var}");
+        clear_prefix(&full_prefix).await;
+        full.publish_org(read).await.unwrap();
+        assert_eq!(
+            answers(&cache, &queries, now).await,
+            answers(&full, &queries, now).await,
+            "{var}"
+        );
+        clear_prefix(&full_prefix).await;
+        delete_as(cleanup, &acl_prefix).await;
+    }
 }
 
 /// A generation is deleted by naming its keys (`GenerationKeys::all_keys`), not by a `SCAN`:

@@ -224,7 +224,7 @@ impl RedisStore {
                     self.rename_refused.store(true, Ordering::Relaxed);
                     tracing::warn!(
                         error = %err,
-                        "the Redis user may not RENAME: full refreshes publish a new generation each time (docs/redis.md, \"An ACL user\")"
+                        "Redis refuses RENAME (the user's ACL, or the server disables it): full refreshes publish a new generation each time (docs/redis.md, \"An ACL user\")"
                     );
                     return Ok(None);
                 }

@@ -537,13 +537,18 @@ const DIGESTS_PER_SCRIPT: usize = 100;
 /// subjects and the group graph (megabytes each in a large org; a few kilobytes in the tests'
 /// orgs, so that they take this path too). A user's or a context's record is far smaller.
 const STAGED_BYTES: usize = 4 << 10;
-/// The script was refused a command by the Redis user's ACL: `NOPERM` outside a script;
-/// inside one, Redis 7 says "The user executing the script can't run this command".
+/// The script was refused a command: by the Redis user's ACL (`NOPERM` outside a script;
+/// inside one, Redis 7 says "The user executing the script can't run this command"), or by
+/// the server, which has it disabled (`rename-command RENAME ""`, as some managed Redis
+/// services run: "unknown command" outside a script, "Unknown Redis command called from
+/// script" inside one).
 pub(super) fn refused(err: &redis::RedisError) -> bool {
     let message = err.to_string();
     err.code() == Some("NOPERM")
         || message.contains("NOPERM")
         || message.contains("can't run this command")
+        || message.contains("Unknown Redis command called from script")
+        || message.contains("unknown command")
 }
 
 /// The index in KEYS (from 5: the script's first four are fixed) of `key`, added when new.
@@ -762,7 +767,7 @@ impl RedisStore {
                 self.rename_refused.store(true, Ordering::Relaxed);
                 tracing::warn!(
                     error = %err,
-                    "the Redis user may not RENAME: patches send their large values through the script, which holds Redis longer (docs/redis.md, \"An ACL user\")"
+                    "Redis refuses RENAME (the user's ACL, or the server disables it): patches send their large values through the script, which holds Redis longer (docs/redis.md, \"An ACL user\")"
                 );
                 self.apply(&mut conn, &gk, &ops, None, &guard).await??
             }
