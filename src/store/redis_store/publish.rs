@@ -381,6 +381,12 @@ impl Sink for Batch<'_> {
             cmd.arg(0).arg(member);
         }
         self.pipe.ignore();
+        // A TTL from the first members on, as a hash gets one: a staged set that a stopped
+        // writer left (no deletion names staging names) then expires too.
+        if !self.expiring.contains(key) {
+            self.pipe.pexpire(key, self.ttl_ms as i64).ignore();
+            self.expiring.insert(key.to_owned());
+        }
         self.count()
     }
 
@@ -605,4 +611,62 @@ fn suggestions_bytes(org: &Org) -> Vec<u8> {
             .map(|u| (u.id, u.username.as_str(), u.name.as_str())),
     )
     .to_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The commands of `pipes`, each as its words.
+    fn words(pipes: &[redis::Pipeline]) -> Vec<String> {
+        pipes
+            .iter()
+            .flat_map(|pipe| pipe.cmd_iter())
+            .map(|cmd| {
+                let words: Vec<String> = cmd
+                    .args_iter()
+                    .map(|arg| match arg {
+                        redis::Arg::Simple(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+                        _ => "<cursor>".to_owned(),
+                    })
+                    .collect();
+                words.join(" ")
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_key_written_by_several_commands_gets_its_ttl_with_its_first_and_again_when_complete() {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+        let mut batch = Batch::new(600_000, &tx);
+        batch.zadd("z", &[b"a".to_vec()]).unwrap();
+        batch.zadd("z", &[b"b".to_vec(), b"c".to_vec()]).unwrap();
+        for (field, value) in [("f", "v"), ("g", "w")] {
+            let entry = Entry {
+                key: "h".to_owned(),
+                field: field.to_owned(),
+            };
+            batch.hset(entry, value.as_bytes().to_vec()).unwrap();
+        }
+        batch.complete("z").unwrap();
+        batch.flush().unwrap();
+        drop(batch);
+        drop(tx);
+        let mut pipes = Vec::new();
+        while let Ok(pipe) = rx.try_recv() {
+            pipes.push(pipe);
+        }
+        assert_eq!(
+            words(&pipes),
+            [
+                "ZADD z 0 a",
+                "PEXPIRE z 600000",
+                "ZADD z 0 b 0 c",
+                "HSET h f v",
+                "PEXPIRE h 600000",
+                "HSET h g w",
+                "PEXPIRE z 600000",
+            ]
+        );
+    }
 }
