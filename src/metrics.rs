@@ -22,6 +22,13 @@ pub const REFRESH_DURATION: &str = "crm_username_refresh_duration_seconds";
 pub const REFRESH_API_CALLS: &str = "crm_username_refresh_api_calls_total";
 /// When the last refresh of each kind succeeded (Unix time).
 pub const REFRESH_LAST_SUCCESS: &str = "crm_username_refresh_last_success_timestamp_seconds";
+/// Successful refreshes by `kind` and by how they wrote the cache (`how`: `in_place`, a full
+/// refresh that rewrote only the keys that differ; `new_generation`; `patch`, an incremental
+/// one): full refreshes that keep publishing whole generations load Redis the most.
+pub const REFRESH_CACHE_WRITES: &str = "crm_username_refresh_cache_writes_total";
+/// Keys a full refresh rewrote in place, and records and keys an incremental one rewrote, by
+/// `kind` (a whole new generation is not counted here).
+pub const REFRESH_KEYS_REWRITTEN: &str = "crm_username_refresh_keys_rewritten_total";
 pub const SOURCE_RESULTS: &str = "crm_username_source_fetches_total";
 pub const SNAPSHOT_AGE: &str = "crm_username_snapshot_age_seconds";
 pub const SALESFORCE_API_USED: &str = "crm_username_salesforce_api_requests_used";

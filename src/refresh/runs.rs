@@ -180,6 +180,15 @@ fn calls_since(sources: &Sources, before: ApiCalls) -> ApiCalls {
     }
 }
 
+/// How a run wrote the cache, as `crm_username_refresh_cache_writes_total` labels it.
+fn how_written(report: &RefreshReport) -> &'static str {
+    match (report.kind, report.writes) {
+        (_, None) => "new_generation",
+        (RefreshKind::Full, Some(_)) => "in_place",
+        (RefreshKind::Incremental, Some(_)) => "patch",
+    }
+}
+
 /// Records one run's outcome: its kind's status entry, the refresh entry, metrics and a log
 /// line with its API cost.
 async fn record_run(
@@ -197,6 +206,12 @@ async fn record_run(
     }
     metrics::gauge!(crate::metrics::REFRESH_LAST_SUCCESS, "kind" => report.kind.as_str())
         .set(now.timestamp() as f64);
+    metrics::counter!(crate::metrics::REFRESH_CACHE_WRITES, "kind" => report.kind.as_str(), "how" => how_written(report))
+        .increment(1);
+    if let Some(writes) = report.writes {
+        metrics::counter!(crate::metrics::REFRESH_KEYS_REWRITTEN, "kind" => report.kind.as_str())
+            .increment(writes as u64);
+    }
     let duration_ms = report.duration.as_millis() as u64;
     match report.kind {
         RefreshKind::Full => tracing::info!(
@@ -712,6 +727,33 @@ mod tests {
         full_every: Duration::from_secs(15 * 60),
         incremental_every: Some(Duration::from_secs(60)),
     };
+
+    #[test]
+    fn a_run_is_counted_by_how_it_wrote_the_cache() {
+        let report = |kind, writes| RefreshReport {
+            kind,
+            sf_users: 0,
+            ae_users: Vec::new(),
+            duration: Duration::ZERO,
+            api_calls: ApiCalls::default(),
+            writes,
+        };
+        assert_eq!(
+            how_written(&report(RefreshKind::Full, None)),
+            "new_generation"
+        );
+        assert_eq!(how_written(&report(RefreshKind::Full, Some(1))), "in_place");
+        assert_eq!(how_written(&report(RefreshKind::Full, Some(0))), "in_place");
+        assert_eq!(
+            how_written(&report(RefreshKind::Incremental, Some(5_957))),
+            "patch"
+        );
+        // An incremental run too large to patch published a new generation.
+        assert_eq!(
+            how_written(&report(RefreshKind::Incremental, None)),
+            "new_generation"
+        );
+    }
 
     #[test]
     fn an_empty_cache_or_an_old_full_refresh_calls_for_a_full_one() {

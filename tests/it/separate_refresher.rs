@@ -272,6 +272,30 @@ async fn refresh_watch_publishes_serves_its_metrics_and_exits_0_on_sigterm() {
         Some(upstreams.account_engagement.requests() as f64),
         "{metrics}"
     );
+    // The first full refresh found an empty cache: a whole new generation, nothing rewritten.
+    assert_eq!(
+        sample(
+            &metrics,
+            "crm_username_refresh_cache_writes_total",
+            &[r#"kind="full""#, r#"how="new_generation""#]
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            "crm_username_refresh_cache_writes_total",
+            &[r#"how="in_place""#]
+        ),
+        None,
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(&metrics, "crm_username_refresh_keys_rewritten_total", &[]),
+        None,
+        "{metrics}"
+    );
     assert_eq!(
         sample(&metrics, "crm_username_snapshot_loaded", &[]),
         Some(1.0),
