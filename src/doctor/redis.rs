@@ -109,12 +109,12 @@ pub fn commands(refused: &[&str], prefix: &str) -> Check {
             Check::fail(
                 COMMANDS,
                 format!(
-                    "the Redis user may not run {} on keys under {}: checks or refreshes fail on them",
+                    "the Redis user may not run {} on keys under {} (refused by its ACL, or disabled on the server): checks or refreshes fail on them",
                     refused.join(", "),
                     super::upstream_text(prefix)
                 ),
                 format!(
-                    "grant the commands and the key pattern: ACL SETUSER <user> ~{}* {} ({GRANTS})",
+                    "grant the commands and the key pattern: ACL SETUSER <user> ~{}* {}; a command a managed service disables must be enabled in its settings ({GRANTS})",
                     super::upstream_text(prefix),
                     grants.join(" ")
                 ),

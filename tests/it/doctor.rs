@@ -466,6 +466,25 @@ async fn redis_commands_names_what_the_acl_user_may_not_run() {
     assert_eq!(report.exit_code(), 1);
 }
 
+/// A server that disables a command the bot needs (`rename-command UNLINK ""`, as a managed
+/// service might) fails the check naming the command, as a refused grant does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_that_disables_a_command_the_bot_needs_fails_naming_it() {
+    let world = world().await;
+    let port = common::free_port();
+    let _redis = common::OwnRedis::start_with(port, &["--rename-command", "UNLINK", ""]);
+    let url = format!("redis://127.0.0.1:{port}");
+    let report = world.doctor(&["--redis-url", &url]).await;
+    assert_eq!(check(&report, "redis.connection").status, Status::Ok);
+    assert_check(
+        &report,
+        "redis.commands",
+        Status::Fail,
+        &["may not run unlink ", "disabled on the server", "+unlink"],
+    );
+    assert_eq!(report.exit_code(), 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_with_allkeys_lru_warns_naming_noeviction() {
     let world = world().await;

@@ -100,6 +100,11 @@ pub struct OwnRedis {
 
 impl OwnRedis {
     pub fn start(port: u16) -> Self {
+        Self::start_with(port, &[])
+    }
+
+    /// A server started with `extra` settings besides the port and no persistence.
+    pub fn start_with(port: u16, extra: &[&str]) -> Self {
         let child = Command::new("redis-server")
             .args([
                 "--port",
@@ -111,6 +116,7 @@ impl OwnRedis {
                 "--appendonly",
                 "no",
             ])
+            .args(extra)
             .stdout(Stdio::null())
             .spawn()
             .expect("redis-server is installed (scripts/test.sh makes sure)");
