@@ -540,15 +540,16 @@ const STAGED_BYTES: usize = 4 << 10;
 /// The script was refused a command: by the Redis user's ACL (`NOPERM` outside a script;
 /// inside one, Redis 7 says "The user executing the script can't run this command"), or by
 /// the server, which has it disabled (`rename-command RENAME ""`, as some managed Redis
-/// services run: "unknown command" outside a script, "Unknown Redis command called from
-/// script" inside one).
+/// services run: "unknown command" outside a script; inside one, "Unknown Redis command
+/// called from script" in Redis 7, "… from Lua script" in Redis 6).
 pub(super) fn refused(err: &redis::RedisError) -> bool {
     let message = err.to_string();
+    let lower = message.to_lowercase();
     err.code() == Some("NOPERM")
         || message.contains("NOPERM")
         || message.contains("can't run this command")
-        || message.contains("Unknown Redis command called from script")
-        || message.contains("unknown command")
+        || lower.contains("unknown redis command called from")
+        || lower.contains("unknown command")
 }
 
 /// The index in KEYS (from 5: the script's first four are fixed) of `key`, added when new.
@@ -867,4 +868,35 @@ fn log_patch(ops: &[PatchOp], took: std::time::Duration) {
         ms = took.as_millis() as u64,
         "patch applied"
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error(text: &str) -> redis::RedisError {
+        redis::RedisError::from((redis::ErrorKind::Extension, "server error", text.to_owned()))
+    }
+
+    #[test]
+    fn a_command_refused_by_the_acl_or_disabled_on_the_server_is_told_from_other_errors() {
+        for text in [
+            "NOPERM User crm has no permissions to run the 'rename' command",
+            "ERR The user executing the script can't run this command or subcommand script: 1d6a, on @user_script:1.",
+            // Redis 7.0, `rename-command RENAME ""`: inside a script, then outside one.
+            "ERR Unknown Redis command called from script script: 1d6a, on @user_script:1.",
+            "ERR unknown command 'rename', with args beginning with: 'a' 'b'",
+            // Redis 6, inside a script.
+            "ERR Error running script (call to f_1d6a): @user_script:1: @user_script: 1: Unknown Redis command called from Lua script",
+        ] {
+            assert!(refused(&error(text)), "{text}");
+        }
+        for text in [
+            "WRONGTYPE Operation against a key holding the wrong kind of value",
+            "ERR Error running script (call to f_1d6a): @user_script:12: attempt to compare nil with number",
+            "OOM command not allowed when used memory > 'maxmemory'.",
+        ] {
+            assert!(!refused(&error(text)), "{text}");
+        }
+    }
 }
