@@ -245,15 +245,18 @@ impl GenerationKeys {
                 keys.push(format!("{}{family}:{b}", self.base));
             }
         }
-        for family in FAMILIES.iter().chain(&[SINGLE_DIGESTS]) {
-            keys.push(format!("{}digests:{family}", self.base));
-        }
+        keys.extend(self.all_digests());
         keys
     }
     /// A key's name within its generation (`user:17`, `meta`): how `digests` names it.
     /// `None` for a key of another generation.
     pub fn name_of<'a>(&self, key: &'a str) -> Option<&'a str> {
         key.strip_prefix(self.base.as_str())
+    }
+    /// [`Self::name_of`], or the key as it is when it is of another generation: what a
+    /// digest is filed under.
+    pub fn digest_name<'a>(&self, key: &'a str) -> &'a str {
+        self.name_of(key).unwrap_or(key)
     }
     /// The key of a name within this generation ([`Self::name_of`] reversed).
     pub fn key_of(&self, name: &str) -> String {

@@ -282,7 +282,7 @@ fn change(
     old: Option<&[u8]>,
     new: Option<&[u8]>,
 ) {
-    let name = gk.name_of(&entry.key).unwrap_or(&entry.key);
+    let name = gk.digest_name(&entry.key);
     if let Some(old) = old {
         deltas.remove(name, digest::entry(entry.field.as_bytes(), old));
     }
@@ -293,7 +293,7 @@ fn change(
 
 /// The field of `key`'s digest in `digests`.
 pub(super) fn digest_entry(gk: &GenerationKeys, key: &str) -> Entry {
-    let name = gk.name_of(key).unwrap_or(key);
+    let name = gk.digest_name(key);
     Entry {
         key: gk.digests(name),
         field: name.to_owned(),
@@ -352,7 +352,7 @@ fn user_ops(
     let mut added: Vec<&Vec<u8>> = new_names.difference(&old_names).collect();
     added.sort();
     let names = gk.names();
-    let name = gk.name_of(&names).unwrap_or(&names);
+    let name = gk.digest_name(&names);
     for member in &removed {
         deltas.remove(name, digest::entry(b"", member));
     }

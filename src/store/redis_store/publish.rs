@@ -287,7 +287,7 @@ pub(super) struct DigestSink<'a> {
 
 impl DigestSink<'_> {
     fn add(&mut self, key: &str, field: &[u8], value: &[u8]) {
-        let name = self.gk.name_of(key).unwrap_or(key);
+        let name = self.gk.digest_name(key);
         self.digests.add(name, digest::entry(field, value));
     }
 }
